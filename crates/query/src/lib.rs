@@ -1,0 +1,1 @@
+//! Query API (to be written).

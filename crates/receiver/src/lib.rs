@@ -1,0 +1,1 @@
+//! Receivers (to be written).

@@ -1,0 +1,1 @@
+//! Wire formats (to be written).
