@@ -1,1 +1,53 @@
-fn main() {}
+//! `meshtrace`: distributed tracing for service meshes, in one binary.
+//!
+//! This crate is only the command line and the wiring: each subcommand assembles the library
+//! crates (`receiver` → `store` → `query`) into a running process.
+
+mod all_in_one;
+mod shutdown;
+mod store_sink;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "meshtrace", version, about = "Distributed tracing for service meshes, in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receivers (OTLP, Zipkin), durable store and query API in one process, like `jaeger all-in-one`.
+    AllInOne(all_in_one::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meshtrace: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::AllInOne(args) => all_in_one::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meshtrace: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -79,6 +79,14 @@ pub struct StoreStats {
     pub block_bytes: u64,
     pub wal_bytes: u64,
     pub spans_appended: u64,
+    /// Heads swapped out of the write path and not yet registered as blocks.
+    pub cutting_heads: u64,
+    /// WAL segment files on disk.
+    pub wal_segments: u64,
+    /// Group-commit syncs of the WAL since open.
+    pub wal_fsyncs: u64,
+    /// Blocks deleted by retention or the disk budget since open.
+    pub blocks_deleted: u64,
 }
 
 /// What can go wrong in the store.
@@ -100,4 +108,17 @@ pub enum StoreError {
     CorruptBlock { block: String, reason: String },
     #[error("the store is shutting down")]
     Closed,
+    #[error("WAL: {0}")]
+    Wal(String),
+    #[error("background work failed: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
 }

@@ -1,0 +1,160 @@
+//! `meshtrace all-in-one`: receivers, durable store and query API in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytesize::ByteSize;
+use tokio::net::TcpListener;
+
+use crate::shutdown::Shutdown;
+use crate::store_sink::StoreSink;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Where the WAL and blocks are kept.
+    #[arg(long, default_value = "./meshtrace-data")]
+    data_dir: PathBuf,
+    /// OTLP gRPC listen address (host:port; port 0 picks a free port).
+    #[arg(long, default_value = "0.0.0.0:4317")]
+    otlp_grpc: String,
+    /// OTLP HTTP listen address (POST /v1/traces).
+    #[arg(long, default_value = "0.0.0.0:4318")]
+    otlp_http: String,
+    /// Zipkin listen address (POST /api/v2/spans).
+    #[arg(long, default_value = "0.0.0.0:9411")]
+    zipkin: String,
+    /// Query API (Jaeger HTTP API), /metrics and /healthz listen address.
+    #[arg(long, default_value = "0.0.0.0:16686")]
+    query: String,
+    /// How long traces are kept, e.g. 336h, 14d, 90m.
+    #[arg(long, default_value = "336h", value_parser = humantime::parse_duration)]
+    retention: Duration,
+    /// Disk budget for stored data, e.g. 10GiB; the oldest blocks go first when it is exceeded.
+    #[arg(long)]
+    max_disk: Option<ByteSize>,
+    /// Largest request body a receiver accepts, compressed or not.
+    #[arg(long, default_value = "20MiB")]
+    max_body_size: ByteSize,
+    /// Spans held in memory before they are written to a Parquet block.
+    #[arg(long, default_value_t = 500_000)]
+    block_max_spans: usize,
+    /// Oldest age of the in-memory head before it is written to a Parquet block.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    block_max_age: Duration,
+    /// How often expired blocks are looked for.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    retention_interval: Duration,
+    /// Spans that may wait for the WAL at once; beyond it receivers answer 429 / RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_in_flight_spans: usize,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let shutdown = Shutdown::on_signals().context("cannot listen for signals")?;
+    let metrics = crate::telemetry::metrics_routes().context("cannot start metrics")?;
+
+    let mut config = store::StoreConfig::new(&args.data_dir);
+    config.retention = args.retention;
+    config.max_disk_bytes = args.max_disk.map(|b| b.as_u64());
+    config.block_max_spans = args.block_max_spans;
+    config.block_max_age = args.block_max_age;
+    config.retention_interval = args.retention_interval;
+    let store = store::Store::open(config)
+        .await
+        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+
+    let limits = receiver::Limits {
+        max_body_bytes: usize::try_from(args.max_body_size.as_u64()).unwrap_or(usize::MAX),
+    };
+    let sink = Arc::new(StoreSink::new(store.clone(), args.max_in_flight_spans));
+
+    let grpc = bind("otlp-grpc", &args.otlp_grpc).await?;
+    let http = bind("otlp-http", &args.otlp_http).await?;
+    let zipkin = bind("zipkin", &args.zipkin).await?;
+    let query = bind("query", &args.query).await?;
+
+    announce("otlp-grpc", &grpc, "OTLP/gRPC TraceService");
+    announce("otlp-http", &http, "POST /v1/traces");
+    announce("zipkin", &zipkin, "POST /api/v2/spans");
+    announce("query", &query, "Jaeger API /api/..., /metrics, /healthz");
+    println!(
+        "meshtrace: data in {} (retention {}{})",
+        args.data_dir.display(),
+        humantime::format_duration(args.retention),
+        args.max_disk
+            .map(|b| format!(", disk budget {b}"))
+            .unwrap_or_default()
+    );
+
+    let servers = vec![
+        tokio::spawn(receiver::otlp_grpc::serve(grpc, Arc::clone(&sink), limits, shutdown.clone().wait()))
+            .map_result("otlp-grpc"),
+        serve_http("otlp-http", http, receiver::otlp_http::router(Arc::clone(&sink), limits), shutdown.clone()),
+        serve_http("zipkin", zipkin, receiver::zipkin_http::router(Arc::clone(&sink), limits), shutdown.clone()),
+        serve_http("query", query, query::router(store.clone()).merge(metrics), shutdown.clone()),
+    ];
+    let mut first_error = None;
+    for server in servers {
+        if let Err(e) = server.await {
+            first_error.get_or_insert(e);
+        }
+    }
+    // Every receiver has answered its last request; make the head durable as a block.
+    store.flush().await.context("final flush of the store")?;
+    tracing::info!("stopped cleanly");
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn bind(name: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    let parsed: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--{name} {addr:?} is not host:port"))?;
+    TcpListener::bind(parsed)
+        .await
+        .with_context(|| format!("cannot listen for {name} on {addr}"))
+}
+
+fn announce(name: &str, listener: &TcpListener, what: &str) {
+    match listener.local_addr() {
+        Ok(addr) => println!("meshtrace: {name} listening on {addr} ({what})"),
+        Err(e) => println!("meshtrace: {name} listening on an unknown address ({e})"),
+    }
+}
+
+type ServerTask = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+
+fn serve_http(name: &'static str, listener: TcpListener, app: axum::Router, shutdown: Shutdown) -> ServerTask {
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.wait())
+            .await
+    });
+    Box::pin(async move {
+        task.await
+            .with_context(|| format!("{name} server task failed"))?
+            .with_context(|| format!("{name} server failed"))
+    })
+}
+
+trait MapResult {
+    fn map_result(self, name: &'static str) -> ServerTask;
+}
+
+impl<E> MapResult for tokio::task::JoinHandle<Result<(), E>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn map_result(self, name: &'static str) -> ServerTask {
+        Box::pin(async move {
+            self.await
+                .with_context(|| format!("{name} server task failed"))?
+                .with_context(|| format!("{name} server failed"))
+        })
+    }
+}

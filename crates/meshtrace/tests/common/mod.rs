@@ -1,0 +1,245 @@
+//! Test harness: runs the real `meshtrace` binary on free loopback ports and talks to it with
+//! real peers: `curl` for HTTP and the OpenTelemetry Python SDK for exporters.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `meshtrace all-in-one`; killed when dropped.
+pub struct AllInOne {
+    child: Child,
+    pub addrs: HashMap<String, String>,
+    pub data_dir: PathBuf,
+}
+
+impl AllInOne {
+    /// Starts on free ports with `data_dir` and any extra flags; waits until it listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meshtrace"))
+            .arg("all-in-one")
+            .args(["--data-dir".as_ref(), data_dir.as_os_str()])
+            .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
+            .args(["--zipkin", "127.0.0.1:0", "--query", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn meshtrace");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("[meshtrace] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let mut addrs = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while addrs.len() < 4 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("meshtrace did not announce its 4 listeners in time (got {addrs:?})");
+                }
+            };
+            // "meshtrace: otlp-grpc listening on 127.0.0.1:1234 (...)"
+            if let Some(rest) = line.strip_prefix("meshtrace: ") {
+                let mut words = rest.split_whitespace();
+                if let (Some(name), Some("listening"), Some("on"), Some(addr)) =
+                    (words.next(), words.next(), words.next(), words.next())
+                {
+                    addrs.insert(name.to_owned(), addr.to_owned());
+                }
+            }
+        }
+        AllInOne {
+            child,
+            addrs,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    pub fn addr(&self, name: &str) -> &str {
+        &self.addrs[name]
+    }
+
+    pub fn query_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr("query"), path)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s.code();
+            }
+            assert!(Instant::now() < deadline, "meshtrace did not exit on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for AllInOne {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP answer as curl saw it.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Runs curl with `args` (URL included) and returns status and body.
+pub fn curl(args: &[&str]) -> Answer {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut body = out.stdout;
+    let cut = body.iter().rposition(|&b| b == b'\n').expect("status line");
+    let status = std::str::from_utf8(&body[cut + 1..])
+        .expect("utf8")
+        .trim()
+        .parse()
+        .expect("status code");
+    body.truncate(cut);
+    Answer { status, body }
+}
+
+pub fn get(url: &str) -> Answer {
+    curl(&[url])
+}
+
+/// GET expecting 200 and JSON.
+pub fn get_json(url: &str) -> Value {
+    let a = get(url);
+    assert_eq!(a.status, 200, "GET {url}: {}", a.text());
+    a.json()
+}
+
+/// POSTs a body from memory (written to a temp file so binary bodies pass intact).
+pub fn post(url: &str, headers: &[&str], body: &[u8]) -> Answer {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(body).expect("write body");
+    let data = format!("@{}", file.path().display());
+    let mut args: Vec<&str> = vec!["-X", "POST", "--data-binary", &data];
+    for h in headers {
+        args.push("-H");
+        args.push(h);
+    }
+    args.push(url);
+    curl(&args)
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Folder of the Python peers (set by scripts/test; defaults to the repo's tests/python).
+pub fn python_dir() -> PathBuf {
+    std::env::var_os("MESHTRACE_TEST_PYTHON_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python"))
+}
+
+/// Runs a script of tests/python with the venv it needs; returns its stdout.
+pub fn python(venv: &str, script: &str, args: &[&str]) -> String {
+    let dir = python_dir();
+    let interpreter = dir.join(venv).join("bin/python");
+    assert!(
+        interpreter.exists(),
+        "{} is missing: run scripts/test once to install the OpenTelemetry Python SDK",
+        interpreter.display()
+    );
+    let out = Command::new(interpreter)
+        .arg(dir.join(script))
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python {script} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8 stdout")
+}
+
+/// The spans of a Jaeger trace answer, keyed by operation name.
+pub fn spans_by_name(trace: &Value) -> HashMap<String, Value> {
+    trace["spans"]
+        .as_array()
+        .expect("spans array")
+        .iter()
+        .map(|s| (s["operationName"].as_str().expect("name").to_owned(), s.clone()))
+        .collect()
+}
+
+/// Looks up a Jaeger tag by key: `(type, value)`.
+pub fn tag(span: &Value, key: &str) -> Option<(String, Value)> {
+    span["tags"].as_array()?.iter().find_map(|t| {
+        (t["key"] == key).then(|| (t["type"].as_str().unwrap_or("").to_owned(), t["value"].clone()))
+    })
+}
+
+/// Current Unix time in microseconds.
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros() as u64
+}

@@ -1,0 +1,55 @@
+//! The shared core of every receiver: account for a decoded request and hand it to the sink.
+
+use model::TraceBatch;
+
+use crate::metrics::Origin;
+use crate::{Sink, SinkError};
+
+/// What the client is told when its request was taken.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    /// Spans refused for being invalid while the rest were kept (OTLP partial success).
+    pub rejected_spans: u64,
+    pub error_message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExportError {
+    /// Every span in the request was invalid.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// Hands the valid part of a request to the sink. An empty request is a success; a request
+/// whose every span is invalid is refused as a whole.
+pub(crate) async fn export<S: Sink>(
+    sink: &S,
+    origin: Origin,
+    batch: TraceBatch,
+    rejected_spans: u64,
+    error_message: String,
+) -> Result<Accepted, ExportError> {
+    origin.refused(rejected_spans);
+    let spans = batch.span_count() as u64;
+    if spans == 0 {
+        if rejected_spans > 0 {
+            return Err(ExportError::Invalid(error_message));
+        }
+        return Ok(Accepted::default());
+    }
+    match sink.accept(batch).await {
+        Ok(()) => {
+            origin.accepted(spans);
+            Ok(Accepted {
+                rejected_spans,
+                error_message,
+            })
+        }
+        Err(e) => {
+            origin.refused(spans);
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! OTLP over gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+//!
+//! The service is written against tonic's server API rather than the generated
+//! `TraceServiceServer` for one reason: a request that is not valid protobuf must be answered
+//! `INVALID_ARGUMENT` (the client's fault, not to be retried), where the generated server's
+//! codec answers `INTERNAL`. Gzip-compressed requests are accepted.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tokio::net::TcpListener;
+use tonic::codec::{
+    BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings,
+};
+use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::{Request, Response, Status};
+
+use crate::export::{export, ExportError};
+use crate::metrics::OTLP_GRPC;
+use crate::{Limits, Sink, SinkError};
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Serves OTLP gRPC on `listener` until `shutdown` completes, then drains in-flight calls.
+pub async fn serve<S: Sink>(
+    listener: TcpListener,
+    sink: Arc<S>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(TraceService::new(sink, limits))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
+}
+
+/// The OTLP trace service, as a tower service tonic can route to.
+pub struct TraceService<S> {
+    sink: Arc<S>,
+    limits: Limits,
+}
+
+impl<S> TraceService<S> {
+    pub fn new(sink: Arc<S>, limits: Limits) -> Self {
+        Self { sink, limits }
+    }
+}
+
+impl<S> Clone for TraceService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            sink: Arc::clone(&self.sink),
+            limits: self.limits,
+        }
+    }
+}
+
+impl<S> NamedService for TraceService<S> {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl<S, B> Service<http::Request<B>> for TraceService<S>
+where
+    S: Sink,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != EXPORT_PATH {
+            let path = req.uri().path().to_owned();
+            return Box::pin(async move {
+                Ok(Status::unimplemented(format!("no such method {path}")).into_http())
+            });
+        }
+        let method = ExportMethod(Arc::clone(&self.sink));
+        let max = self.limits.max_body_bytes;
+        Box::pin(async move {
+            let mut accept = EnabledCompressionEncodings::default();
+            accept.enable(CompressionEncoding::Gzip);
+            let mut grpc = Grpc::new(ExportCodec)
+                .apply_compression_config(accept, EnabledCompressionEncodings::default())
+                .apply_max_message_size_config(Some(max), None);
+            Ok(grpc.unary(method, req).await)
+        })
+    }
+}
+
+struct ExportMethod<S>(Arc<S>);
+
+impl<S: Sink> UnaryService<ExportTraceServiceRequest> for ExportMethod<S> {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<Response<Self::Response>, Status>;
+
+    fn call(&mut self, request: Request<ExportTraceServiceRequest>) -> Self::Future {
+        let sink = Arc::clone(&self.0);
+        Box::pin(async move {
+            let decoded = wire::otlp::from_request(request.into_inner());
+            let accepted = export(
+                &*sink,
+                OTLP_GRPC,
+                decoded.batch,
+                decoded.rejected_spans,
+                decoded.error_message,
+            )
+            .await
+            .map_err(status_of)?;
+            let partial_success = (accepted.rejected_spans > 0).then(|| {
+                ExportTracePartialSuccess {
+                    rejected_spans: accepted.rejected_spans as i64,
+                    error_message: accepted.error_message,
+                }
+            });
+            Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+        })
+    }
+}
+
+fn status_of(e: ExportError) -> Status {
+    match e {
+        ExportError::Invalid(msg) => Status::invalid_argument(msg),
+        ExportError::Sink(SinkError::Overloaded(msg)) => Status::resource_exhausted(msg),
+        ExportError::Sink(SinkError::Unavailable(msg)) => Status::unavailable(msg),
+    }
+}
+
+/// Prost encoding for responses; decoding that reports malformed requests as `INVALID_ARGUMENT`.
+#[derive(Default)]
+struct ExportCodec;
+
+impl Codec for ExportCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = ExportTraceServiceRequest;
+    type Encoder = tonic_prost::ProstEncoder<ExportTraceServiceResponse>;
+    type Decoder = ExportDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::new(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ExportDecoder
+    }
+}
+
+struct ExportDecoder;
+
+impl Decoder for ExportDecoder {
+    type Item = ExportTraceServiceRequest;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        <ExportTraceServiceRequest as prost::Message>::decode(buf)
+            .map(Some)
+            .map_err(|e| {
+                crate::metrics::OTLP_GRPC.bad_request();
+                Status::invalid_argument(format!(
+                    "request is not a valid OTLP ExportTraceServiceRequest: {e}"
+                ))
+            })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
+    }
+}

@@ -1,0 +1,159 @@
+//! OTLP over HTTP: `POST /v1/traces` with `application/x-protobuf` or `application/json`
+//! bodies, optionally gzip- or deflate-encoded.
+//!
+//! Answers follow the OTLP/HTTP spec: success is `200` with an `ExportTraceServiceResponse`
+//! in the request's own encoding (carrying partial success when some spans were refused);
+//! failures carry a `google.rpc.Status` (code + message) in that encoding, with `400` for
+//! bad data, `413` too large, `415` unsupported type or encoding, `429`/`503` retryable.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use prost::Message;
+
+use crate::body::{self, BodyError};
+use crate::export::{export, Accepted, ExportError};
+use crate::metrics::OTLP_HTTP;
+use crate::{Limits, Sink, SinkError};
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+/// Routes `POST /v1/traces` to `sink`.
+pub fn router<S: Sink>(sink: Arc<S>, limits: Limits) -> Router {
+    Router::new()
+        .route("/v1/traces", post(handle::<S>))
+        .with_state((sink, limits))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+async fn handle<S: Sink>(
+    State((sink, limits)): State<(Arc<S>, Limits)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let format = match body::media_type(&headers).as_deref() {
+        Some(PROTOBUF) => Format::Protobuf,
+        Some(JSON) => Format::Json,
+        other => {
+            OTLP_HTTP.bad_request();
+            let msg = format!(
+                "unsupported Content-Type {:?}: OTLP/HTTP takes {PROTOBUF} or {JSON}",
+                other.unwrap_or("(none)")
+            );
+            return failure(Format::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
+        }
+    };
+    let bytes = match body::read(&headers, body, limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return body_failure(format, e),
+    };
+    let decoded = match format {
+        Format::Protobuf => wire::otlp::decode_protobuf(&bytes),
+        Format::Json => wire::otlp::decode_json(&bytes),
+    };
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(e) => {
+            OTLP_HTTP.bad_request();
+            return failure(format, StatusCode::BAD_REQUEST, 3, e.to_string());
+        }
+    };
+    match export(
+        &*sink,
+        OTLP_HTTP,
+        decoded.batch,
+        decoded.rejected_spans,
+        decoded.error_message,
+    )
+    .await
+    {
+        Ok(accepted) => success(format, accepted),
+        Err(ExportError::Invalid(msg)) => failure(format, StatusCode::BAD_REQUEST, 3, msg),
+        Err(ExportError::Sink(SinkError::Overloaded(msg))) => {
+            retry_later(failure(format, StatusCode::TOO_MANY_REQUESTS, 8, msg))
+        }
+        Err(ExportError::Sink(SinkError::Unavailable(msg))) => {
+            retry_later(failure(format, StatusCode::SERVICE_UNAVAILABLE, 14, msg))
+        }
+    }
+}
+
+fn success(format: Format, accepted: Accepted) -> Response {
+    let partial_success = (accepted.rejected_spans > 0).then(|| ExportTracePartialSuccess {
+        rejected_spans: accepted.rejected_spans as i64,
+        error_message: accepted.error_message,
+    });
+    match format {
+        Format::Protobuf => {
+            let body = ExportTraceServiceResponse { partial_success }.encode_to_vec();
+            ([(header::CONTENT_TYPE, PROTOBUF)], body).into_response()
+        }
+        Format::Json => {
+            let body = match partial_success {
+                Some(p) => serde_json::json!({"partialSuccess": {
+                    "rejectedSpans": p.rejected_spans.to_string(),
+                    "errorMessage": p.error_message,
+                }}),
+                None => serde_json::json!({}),
+            };
+            ([(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
+        }
+    }
+}
+
+fn body_failure(format: Format, e: BodyError) -> Response {
+    OTLP_HTTP.bad_request();
+    let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        8
+    } else {
+        3
+    };
+    failure(format, e.status(), code, e.to_string())
+}
+
+/// `google.rpc.Status`, the error body OTLP/HTTP specifies. Only code and message are sent.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn failure(format: Format, status: StatusCode, grpc_code: i32, message: String) -> Response {
+    match format {
+        Format::Protobuf => {
+            let body = RpcStatus {
+                code: grpc_code,
+                message,
+            }
+            .encode_to_vec();
+            (status, [(header::CONTENT_TYPE, PROTOBUF)], body).into_response()
+        }
+        Format::Json => {
+            let body = serde_json::json!({"code": grpc_code, "message": message});
+            (status, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
+        }
+    }
+}
+
+fn retry_later(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}

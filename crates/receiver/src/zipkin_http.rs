@@ -1,0 +1,97 @@
+//! Zipkin v2: `POST /api/v2/spans` with a JSON list of spans (the default, as Envoy, FSM/Pipy and
+//! zipkin-js send) or a proto3 `ListOfSpans` (`application/x-protobuf`), optionally gzip- or
+//! deflate-encoded. Success is `202 Accepted` with an empty body, as Zipkin's own server answers;
+//! errors are plain text naming the problem.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+
+use crate::body;
+use crate::export::{export, ExportError};
+use crate::metrics::ZIPKIN_HTTP;
+use crate::{Limits, Sink, SinkError};
+
+/// Routes `POST /api/v2/spans` to `sink`.
+pub fn router<S: Sink>(sink: Arc<S>, limits: Limits) -> Router {
+    Router::new()
+        .route("/api/v2/spans", post(handle::<S>))
+        .with_state((sink, limits))
+}
+
+async fn handle<S: Sink>(
+    State((sink, limits)): State<(Arc<S>, Limits)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let proto = match body::media_type(&headers).as_deref() {
+        None | Some("application/json") | Some("text/plain") => false,
+        Some("application/x-protobuf") | Some("application/protobuf") => true,
+        Some(other) => {
+            ZIPKIN_HTTP.bad_request();
+            let msg = format!(
+                "unsupported Content-Type {other:?}: Zipkin v2 takes application/json or application/x-protobuf"
+            );
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, msg).into_response();
+        }
+    };
+    let bytes = match body::read(&headers, body, limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            ZIPKIN_HTTP.bad_request();
+            return (e.status(), e.to_string()).into_response();
+        }
+    };
+    let decoded = if proto {
+        wire::zipkin::decode_proto(&bytes)
+    } else {
+        wire::zipkin::decode_json(&bytes)
+    };
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(e) => {
+            ZIPKIN_HTTP.bad_request();
+            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+        }
+    };
+    let rejected = decoded.rejected_spans;
+    match export(
+        &*sink,
+        ZIPKIN_HTTP,
+        decoded.batch,
+        rejected,
+        decoded.error_message,
+    )
+    .await
+    {
+        Ok(accepted) => {
+            if accepted.rejected_spans > 0 {
+                tracing::warn!(
+                    rejected = accepted.rejected_spans,
+                    reason = %accepted.error_message,
+                    "zipkin: some spans refused"
+                );
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(ExportError::Invalid(msg)) => (StatusCode::BAD_REQUEST, msg).into_response(),
+        Err(ExportError::Sink(SinkError::Overloaded(msg))) => {
+            retry_later(StatusCode::TOO_MANY_REQUESTS, msg)
+        }
+        Err(ExportError::Sink(SinkError::Unavailable(msg))) => {
+            retry_later(StatusCode::SERVICE_UNAVAILABLE, msg)
+        }
+    }
+}
+
+fn retry_later(status: StatusCode, msg: String) -> Response {
+    let mut r = (status, msg).into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}

@@ -1,0 +1,94 @@
+//! What a search asks of one span, in a form both the head and the block scanner apply.
+//!
+//! A span matches a [`TraceQuery`] when it satisfies every condition at once (Jaeger's rule).
+//! Tags match span attributes, resource attributes or the attributes of any event, through
+//! [`AnyValue::matches_text`]. Two tags Jaeger users type also match the span itself:
+//! `error=true` matches error spans ([`Span::is_error`]) and `span.kind=server` the kind.
+
+use model::{Event, KeyValue, SpanKind, SpanRecord};
+
+use crate::api::TraceQuery;
+
+/// The default number of traces a search returns when the query's limit is 0.
+pub(crate) const DEFAULT_LIMIT: usize = 20;
+
+#[derive(Debug, Clone)]
+pub(crate) struct SpanFilter {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub min_duration: u64,
+    pub max_duration: u64,
+    /// Span start bounds, inclusive.
+    pub start_min: u64,
+    pub start_max: u64,
+    /// Spans that ended before this are past retention and invisible.
+    pub end_min: u64,
+}
+
+impl SpanFilter {
+    pub fn new(q: &TraceQuery, retention_cutoff: u64) -> Self {
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Self {
+            service: q.service.clone().filter(|s| !s.is_empty()),
+            operation: q.operation.clone().filter(|s| !s.is_empty()),
+            tags: q.tags.clone(),
+            min_duration: q.min_duration.map(nanos).unwrap_or(0),
+            max_duration: q.max_duration.map(nanos).unwrap_or(u64::MAX),
+            start_min: q.start_unix_nano.unwrap_or(0),
+            start_max: q.end_unix_nano.unwrap_or(u64::MAX),
+            end_min: retention_cutoff,
+        }
+    }
+
+    /// The checks on plain numbers, done first because they are cheapest.
+    pub fn matches_times(&self, start: u64, end: u64) -> bool {
+        let duration = end.saturating_sub(start);
+        start >= self.start_min
+            && start <= self.start_max
+            && end >= self.end_min
+            && duration >= self.min_duration
+            && duration <= self.max_duration
+    }
+
+    pub fn matches_service(&self, service: &str) -> bool {
+        self.service.as_deref().is_none_or(|s| s == service)
+    }
+
+    pub fn matches_operation(&self, name: &str) -> bool {
+        self.operation.as_deref().is_none_or(|o| o == name)
+    }
+
+    /// Every condition, on a whole record.
+    pub fn matches(&self, rec: &SpanRecord) -> bool {
+        let s = &rec.span;
+        self.matches_times(s.start_unix_nano, s.end_unix_nano)
+            && self.matches_operation(&s.name)
+            && self.matches_service(rec.service_name())
+            && self.tags.iter().all(|(k, v)| {
+                tag_matches_span(k, v, s.kind, s.is_error())
+                    || kv_matches(&s.attributes, k, v)
+                    || kv_matches(&rec.resource.attributes, k, v)
+                    || events_match(&s.events, k, v)
+            })
+    }
+}
+
+/// The tags that name a property of the span rather than an attribute.
+pub(crate) fn tag_matches_span(key: &str, value: &str, kind: SpanKind, is_error: bool) -> bool {
+    match key {
+        "error" => is_error && value.eq_ignore_ascii_case("true"),
+        "span.kind" => kind != SpanKind::Unspecified && kind.as_jaeger_str() == value,
+        _ => false,
+    }
+}
+
+pub(crate) fn kv_matches(attrs: &[KeyValue], key: &str, value: &str) -> bool {
+    attrs
+        .iter()
+        .any(|kv| kv.key == key && kv.value.matches_text(value))
+}
+
+pub(crate) fn events_match(events: &[Event], key: &str, value: &str) -> bool {
+    events.iter().any(|e| kv_matches(&e.attributes, key, value))
+}
