@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);
+    // Sorted tag maps, so decoding is deterministic and matches the JSON path (sorted keys).
+    config.btree_map(["."]);
     config.compile_protos(&["proto/zipkin.proto"], &["proto"])?;
     Ok(())
 }

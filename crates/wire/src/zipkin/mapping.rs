@@ -1,0 +1,555 @@
+//! Zipkin v2 spans to and from the model, following the OpenTelemetry Collector's `zipkinv2`
+//! translator (opentelemetry-collector-contrib, pkg/translator/zipkin), so spans look the same
+//! whichever of the two received them:
+//!
+//! - `localEndpoint.serviceName` → resource `service.name`; tags that are resource semantic
+//!   conventions (`host.name`, `k8s.pod.name`, ...) move to the resource; spans are grouped into one
+//!   `ResourceSpans` per distinct resource and one `ScopeSpans` per `otel.library.name`/`otel.scope.name`.
+//! - endpoint addresses → `net.host.ip`/`net.host.port` (local) and `peer.service`/`net.peer.ip`/
+//!   `net.peer.port` (remote); ports are ints, everything else stays a string, as tags are.
+//! - `otel.status_code` (+ `otel.status_description`) → status, tags removed; `error: "true"` →
+//!   Error, tag removed. Beyond the collector: another non-empty `error` value (Brave writes the
+//!   exception message there) also means Error, with that message, and the tag is kept.
+//! - `kind` absent with tag `span.kind: internal` → Internal (tag removed); absent → Unspecified.
+//! - `w3c.tracestate` → trace state; `otlp.link.N` → links; annotations `name|{json}|dropped` →
+//!   events with attributes (what the collector's exporter writes), other annotations → named events.
+//! - a missing timestamp → start 0 and attribute `otel.zipkin.absentField.startTime: true`.
+//! - `shared: true` → attribute `zipkin.shared: true` (the collector drops it; the query layer needs it
+//!   to de-duplicate span ids shared by client and server). `debug` is dropped, as the collector does.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use model::{
+    AnyValue, Event, KeyValue, Link, Resource, ResourceSpans, Scope, ScopeSpans, Span, SpanId,
+    SpanKind, Status, StatusCode, TraceBatch, TraceId, SERVICE_NAME,
+};
+
+use super::span::{Annotation, Endpoint, Kind, ZipkinSpan};
+
+pub(crate) const NET_HOST_IP: &str = "net.host.ip";
+pub(crate) const NET_HOST_PORT: &str = "net.host.port";
+pub(crate) const PEER_SERVICE: &str = "peer.service";
+pub(crate) const NET_PEER_IP: &str = "net.peer.ip";
+pub(crate) const NET_PEER_PORT: &str = "net.peer.port";
+/// Set (true) on spans reported with Zipkin's `shared: true`.
+pub const SHARED: &str = "zipkin.shared";
+/// Set (true) on spans reported without a timestamp (their start is then 0).
+pub const START_TIME_ABSENT: &str = "otel.zipkin.absentField.startTime";
+const SERVICE_NAME_SOURCE: &str = "otlp.service.name.source";
+const STATUS_CODE: &str = "otel.status_code";
+const STATUS_DESCRIPTION: &str = "otel.status_description";
+const ERROR: &str = "error";
+const SPAN_KIND: &str = "span.kind";
+const TRACE_STATE: &str = "w3c.tracestate";
+const LIBRARY_NAME: &str = "otel.library.name";
+const LIBRARY_VERSION: &str = "otel.library.version";
+const SCOPE_NAME: &str = "otel.scope.name";
+const SCOPE_VERSION: &str = "otel.scope.version";
+const LINK_PREFIX: &str = "otlp.link.";
+
+/// Tag keys that describe the resource rather than the span (OpenTelemetry resource semantic
+/// conventions, plus the OpenCensus ones the collector also treats so).
+fn is_resource_key(key: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "service.",
+        "telemetry.",
+        "host.",
+        "os.",
+        "process.",
+        "container.",
+        "k8s.",
+        "cloud.",
+        "deployment.",
+        "device.",
+        "webengine.",
+        "aws.ecs.",
+        "aws.eks.",
+        "aws.log.",
+    ];
+    const KEYS: &[&str] = &[
+        "faas.name",
+        "faas.id",
+        "faas.version",
+        "faas.instance",
+        "faas.max_memory",
+        "opencensus.starttime",
+        "opencensus.exporterversion",
+        "opencensus.resourcetype",
+    ];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || KEYS.contains(&key)
+}
+
+/// Groups Zipkin spans into a batch, in first-seen order of resource and scope.
+pub(crate) fn to_batch(spans: Vec<ZipkinSpan>) -> TraceBatch {
+    let mut batch = TraceBatch::default();
+    for zs in spans {
+        let (resource, scope, span) = to_span(zs);
+        let rs = match batch
+            .resource_spans
+            .iter()
+            .position(|rs| rs.resource == resource)
+        {
+            Some(i) => &mut batch.resource_spans[i],
+            None => {
+                batch.resource_spans.push(ResourceSpans {
+                    resource,
+                    ..Default::default()
+                });
+                let last = batch.resource_spans.len() - 1;
+                &mut batch.resource_spans[last]
+            }
+        };
+        match rs.scope_spans.iter_mut().find(|ss| ss.scope == scope) {
+            Some(ss) => ss.spans.push(span),
+            None => rs.scope_spans.push(ScopeSpans {
+                scope,
+                schema_url: String::new(),
+                spans: vec![span],
+            }),
+        }
+    }
+    batch
+}
+
+fn to_span(zs: ZipkinSpan) -> (Resource, Scope, Span) {
+    let mut tags = zs.tags;
+
+    let resource = take_resource(&mut tags, zs.local_endpoint.as_ref());
+    let scope = Scope {
+        name: take_either(&mut tags, SCOPE_NAME, LIBRARY_NAME).unwrap_or_default(),
+        version: take_either(&mut tags, SCOPE_VERSION, LIBRARY_VERSION).unwrap_or_default(),
+        ..Default::default()
+    };
+
+    let trace_state = tags.remove(TRACE_STATE).unwrap_or_default();
+    let kind = match zs.kind {
+        Some(Kind::Client) => SpanKind::Client,
+        Some(Kind::Server) => SpanKind::Server,
+        Some(Kind::Producer) => SpanKind::Producer,
+        Some(Kind::Consumer) => SpanKind::Consumer,
+        None => match tags.remove(SPAN_KIND).as_deref() {
+            Some("internal") => SpanKind::Internal,
+            _ => SpanKind::Unspecified,
+        },
+    };
+    let status = take_status(&mut tags);
+    let links = take_links(&mut tags);
+
+    let mut attributes: Vec<KeyValue> = tags
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k, v))
+        .collect();
+    if let Some(ep) = &zs.local_endpoint {
+        if let Some(ip) = endpoint_ip(ep) {
+            upsert(&mut attributes, NET_HOST_IP, ip.to_string().into());
+        }
+        if let Some(port) = ep.port {
+            upsert(&mut attributes, NET_HOST_PORT, AnyValue::Int(port.into()));
+        }
+    }
+    if let Some(ep) = &zs.remote_endpoint {
+        if !ep.service_name.is_empty() {
+            upsert(&mut attributes, PEER_SERVICE, ep.service_name.clone().into());
+        }
+        if let Some(ip) = endpoint_ip(ep) {
+            upsert(&mut attributes, NET_PEER_IP, ip.to_string().into());
+        }
+        if let Some(port) = ep.port {
+            upsert(&mut attributes, NET_PEER_PORT, AnyValue::Int(port.into()));
+        }
+    }
+
+    let duration_ns = zs.duration_us.unwrap_or(0).saturating_mul(1000);
+    let start_unix_nano = match zs.timestamp_us {
+        Some(ts) => ts.saturating_mul(1000),
+        None => {
+            upsert(&mut attributes, START_TIME_ABSENT, AnyValue::Bool(true));
+            0
+        }
+    };
+    if zs.shared {
+        upsert(&mut attributes, SHARED, AnyValue::Bool(true));
+    }
+
+    let span = Span {
+        trace_id: zs.trace_id,
+        span_id: zs.id,
+        parent_span_id: zs.parent_id.filter(|p| *p != zs.id),
+        trace_state,
+        flags: 0,
+        name: zs.name,
+        kind,
+        start_unix_nano,
+        end_unix_nano: start_unix_nano.saturating_add(duration_ns),
+        attributes,
+        dropped_attributes_count: 0,
+        events: zs.annotations.into_iter().map(to_event).collect(),
+        dropped_events_count: 0,
+        links,
+        dropped_links_count: 0,
+        status,
+    };
+    (resource, scope, span)
+}
+
+/// ipv6 wins when both are given, as in the collector (it writes ipv4, then overwrites with ipv6).
+fn endpoint_ip(ep: &Endpoint) -> Option<IpAddr> {
+    ep.ipv6
+        .map(IpAddr::V6)
+        .or_else(|| ep.ipv4.map(IpAddr::V4))
+}
+
+fn upsert(attrs: &mut Vec<KeyValue>, key: &str, value: AnyValue) {
+    match attrs.iter_mut().find(|kv| kv.key == key) {
+        Some(kv) => kv.value = value,
+        None => attrs.push(KeyValue::new(key, value)),
+    }
+}
+
+fn take_either(tags: &mut BTreeMap<String, String>, a: &str, b: &str) -> Option<String> {
+    let first = tags.remove(a);
+    let second = tags.remove(b);
+    first.or(second)
+}
+
+fn take_resource(tags: &mut BTreeMap<String, String>, local: Option<&Endpoint>) -> Resource {
+    let mut attributes = Vec::new();
+    let source = tags.remove(SERVICE_NAME_SOURCE);
+    if let Some(name) = local.map(|ep| &ep.service_name).filter(|n| !n.is_empty()) {
+        let key = source
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| SERVICE_NAME.to_owned());
+        attributes.push(KeyValue::new(key, name.clone()));
+    }
+    let keys: Vec<String> = tags.keys().filter(|k| is_resource_key(k)).cloned().collect();
+    for key in keys {
+        if let Some(v) = tags.remove(&key) {
+            if !attributes.iter().any(|kv| kv.key == key) {
+                attributes.push(KeyValue::new(key, v));
+            }
+        }
+    }
+    Resource {
+        attributes,
+        dropped_attributes_count: 0,
+    }
+}
+
+fn take_status(tags: &mut BTreeMap<String, String>) -> Status {
+    let mut status = Status::default();
+    if let Some(code) = tags.remove(STATUS_CODE) {
+        status.code = parse_status_code(&code);
+        if let Some(msg) = tags.remove(STATUS_DESCRIPTION) {
+            status.message = msg;
+        }
+    }
+    match tags.get(ERROR).map(String::as_str) {
+        Some("true") => {
+            status.code = StatusCode::Error;
+            tags.remove(ERROR);
+        }
+        Some(v) if !v.is_empty() && v != "false" => {
+            if status.message.is_empty() {
+                status.message = v.to_owned();
+            }
+            status.code = StatusCode::Error;
+        }
+        _ => {}
+    }
+    status
+}
+
+/// `STATUS_CODE_ERROR` (the collector's form) or `ERROR` (the OpenTelemetry Zipkin exporter spec's),
+/// any case; anything else is Unset, as in the collector.
+fn parse_status_code(s: &str) -> StatusCode {
+    let s = s.trim();
+    let name = s
+        .get(..12)
+        .filter(|p| p.eq_ignore_ascii_case("STATUS_CODE_"))
+        .map_or(s, |_| &s[12..]);
+    if name.eq_ignore_ascii_case("ERROR") {
+        StatusCode::Error
+    } else if name.eq_ignore_ascii_case("OK") {
+        StatusCode::Ok
+    } else {
+        StatusCode::Unset
+    }
+}
+
+fn status_code_name(code: StatusCode) -> &'static str {
+    match code {
+        StatusCode::Unset => "STATUS_CODE_UNSET",
+        StatusCode::Ok => "STATUS_CODE_OK",
+        StatusCode::Error => "STATUS_CODE_ERROR",
+    }
+}
+
+/// `otlp.link.0`, `otlp.link.1`, ... (stopping at the first gap, as the collector does) in the
+/// form `traceid|spanid|tracestate|{json attributes}|dropped`. A tag that does not parse stays a tag.
+fn take_links(tags: &mut BTreeMap<String, String>) -> Vec<Link> {
+    let mut links = Vec::new();
+    for i in 0..128 {
+        let key = format!("{LINK_PREFIX}{i}");
+        let Some(value) = tags.get(&key) else { break };
+        if let Some(link) = parse_link(value) {
+            links.push(link);
+            tags.remove(&key);
+        }
+    }
+    links
+}
+
+fn parse_link(value: &str) -> Option<Link> {
+    let parts: Vec<&str> = value.split('|').collect();
+    if parts.len() < 5 {
+        return None;
+    }
+    let trace_id: TraceId = parts[0].parse().ok()?;
+    let span_id: SpanId = parts[1].parse().ok()?;
+    let json = parts[3..parts.len() - 1].join("|");
+    let dropped: u32 = parts[parts.len() - 1].parse().ok()?;
+    Some(Link {
+        trace_id,
+        span_id,
+        trace_state: parts[2].to_owned(),
+        attributes: json_attributes(&json)?,
+        dropped_attributes_count: dropped,
+        flags: 0,
+    })
+}
+
+/// `name|{json attributes}|dropped` becomes an event with attributes; anything else is the name.
+fn to_event(a: Annotation) -> Event {
+    let time_unix_nano = a.timestamp_us.saturating_mul(1000);
+    let structured = || -> Option<Event> {
+        let (name, rest) = a.value.split_once('|')?;
+        let (json, dropped) = rest.rsplit_once('|')?;
+        Some(Event {
+            time_unix_nano,
+            name: name.to_owned(),
+            attributes: json_attributes(json)?,
+            dropped_attributes_count: dropped.parse().ok()?,
+        })
+    };
+    structured().unwrap_or_else(|| Event {
+        time_unix_nano,
+        name: a.value.clone(),
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+    })
+}
+
+/// A flat JSON object to attributes: strings, bools, integral numbers as ints, others as doubles.
+fn json_attributes(json: &str) -> Option<Vec<KeyValue>> {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).ok()?;
+    Some(
+        map.into_iter()
+            .filter_map(|(k, v)| {
+                let value = match v {
+                    serde_json::Value::String(s) => AnyValue::String(s),
+                    serde_json::Value::Bool(b) => AnyValue::Bool(b),
+                    serde_json::Value::Number(n) => match n.as_i64() {
+                        Some(i) => AnyValue::Int(i),
+                        None => AnyValue::Double(n.as_f64()?),
+                    },
+                    _ => return None,
+                };
+                Some(KeyValue::new(k, value))
+            })
+            .collect(),
+    )
+}
+
+fn attributes_json(attrs: &[KeyValue]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = attrs
+        .iter()
+        .map(|kv| {
+            let v = match &kv.value {
+                AnyValue::String(s) => serde_json::Value::from(s.as_str()),
+                AnyValue::Bool(b) => serde_json::Value::from(*b),
+                AnyValue::Int(i) => serde_json::Value::from(*i),
+                AnyValue::Double(d) => serde_json::Value::from(*d),
+                other => serde_json::Value::from(other.to_string()),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// The model as Zipkin spans: the inverse of [`to_batch`] as far as Zipkin can carry it (dropped
+/// counts and flags have no place in Zipkin; non-string attributes become their text).
+pub(crate) fn from_batch(batch: &TraceBatch) -> Vec<ZipkinSpan> {
+    batch
+        .spans()
+        .map(|(resource, scope, span)| from_span(resource, scope, span))
+        .collect()
+}
+
+fn from_span(resource: &Resource, scope: &Scope, span: &Span) -> ZipkinSpan {
+    let mut tags = BTreeMap::new();
+    let mut local_service = String::new();
+    for kv in &resource.attributes {
+        if kv.key == SERVICE_NAME && local_service.is_empty() {
+            local_service = kv.value.to_string();
+        } else {
+            tags.insert(kv.key.clone(), kv.value.to_string());
+        }
+    }
+    if !scope.name.is_empty() {
+        tags.insert(SCOPE_NAME.to_owned(), scope.name.clone());
+        tags.insert(LIBRARY_NAME.to_owned(), scope.name.clone());
+    }
+    if !scope.version.is_empty() {
+        tags.insert(SCOPE_VERSION.to_owned(), scope.version.clone());
+        tags.insert(LIBRARY_VERSION.to_owned(), scope.version.clone());
+    }
+
+    let mut local = Endpoint {
+        service_name: local_service,
+        ..Default::default()
+    };
+    let mut remote = Endpoint::default();
+    let mut shared = false;
+    let mut start_absent = false;
+    for kv in &span.attributes {
+        let text = || kv.value.to_string();
+        let handled = match kv.key.as_str() {
+            NET_HOST_IP => set_ip(&mut local, &text()),
+            NET_HOST_PORT => set_port(&mut local, &kv.value),
+            PEER_SERVICE => {
+                remote.service_name = text();
+                true
+            }
+            NET_PEER_IP => set_ip(&mut remote, &text()),
+            NET_PEER_PORT => set_port(&mut remote, &kv.value),
+            SHARED => {
+                shared = kv.value == AnyValue::Bool(true);
+                true
+            }
+            START_TIME_ABSENT => {
+                start_absent = kv.value == AnyValue::Bool(true);
+                true
+            }
+            _ => false,
+        };
+        if !handled {
+            tags.insert(kv.key.clone(), text());
+        }
+    }
+
+    if !span.trace_state.is_empty() {
+        tags.insert(TRACE_STATE.to_owned(), span.trace_state.clone());
+    }
+    let kind = match span.kind {
+        SpanKind::Client => Some(Kind::Client),
+        SpanKind::Server => Some(Kind::Server),
+        SpanKind::Producer => Some(Kind::Producer),
+        SpanKind::Consumer => Some(Kind::Consumer),
+        SpanKind::Internal => {
+            tags.insert(SPAN_KIND.to_owned(), "internal".to_owned());
+            None
+        }
+        SpanKind::Unspecified => None,
+    };
+    // The error tag is set exactly when the status is Error (Zipkin marks any span with it failed).
+    if span.status.code == StatusCode::Error {
+        tags.insert(ERROR.to_owned(), "true".to_owned());
+    } else {
+        tags.remove(ERROR);
+    }
+    if span.status.code != StatusCode::Unset {
+        tags.insert(
+            STATUS_CODE.to_owned(),
+            status_code_name(span.status.code).to_owned(),
+        );
+        if !span.status.message.is_empty() {
+            tags.insert(STATUS_DESCRIPTION.to_owned(), span.status.message.clone());
+        }
+    }
+    for (i, link) in span.links.iter().enumerate() {
+        tags.insert(
+            format!("{LINK_PREFIX}{i}"),
+            format!(
+                "{}|{}|{}|{}|{}",
+                link.trace_id,
+                link.span_id,
+                link.trace_state,
+                attributes_json(&link.attributes),
+                link.dropped_attributes_count
+            ),
+        );
+    }
+
+    let annotations = span
+        .events
+        .iter()
+        .map(|e| Annotation {
+            timestamp_us: e.time_unix_nano / 1000,
+            value: if e.attributes.is_empty() && e.dropped_attributes_count == 0 {
+                e.name.clone()
+            } else {
+                format!(
+                    "{}|{}|{}",
+                    e.name,
+                    attributes_json(&e.attributes),
+                    e.dropped_attributes_count
+                )
+            },
+        })
+        .collect();
+
+    let timestamp_us = (!start_absent && span.start_unix_nano != 0)
+        .then_some(span.start_unix_nano / 1000);
+    let duration_us = (span.end_unix_nano != 0).then(|| {
+        let ns = span.duration_nanos();
+        // Zipkin rounds sub-microsecond durations up to 1.
+        if ns > 0 && ns < 1000 {
+            1
+        } else {
+            ns / 1000
+        }
+    });
+
+    ZipkinSpan {
+        trace_id: span.trace_id,
+        id: span.span_id,
+        parent_id: span.parent_span_id,
+        kind,
+        name: span.name.clone(),
+        timestamp_us,
+        duration_us,
+        local_endpoint: (local != Endpoint::default()).then_some(local),
+        remote_endpoint: (remote != Endpoint::default()).then_some(remote),
+        annotations,
+        tags,
+        debug: false,
+        shared,
+    }
+}
+
+/// Puts a textual IP into the endpoint; a value that is not an IP stays a tag (returns false).
+fn set_ip(ep: &mut Endpoint, text: &str) -> bool {
+    match text.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ep.ipv4 = Some(ip),
+        Ok(IpAddr::V6(ip)) => ep.ipv6 = Some(ip),
+        Err(_) => return false,
+    }
+    true
+}
+
+fn set_port(ep: &mut Endpoint, value: &AnyValue) -> bool {
+    let port = match value {
+        AnyValue::Int(i) => u16::try_from(*i).ok(),
+        AnyValue::String(s) => s.parse::<u16>().ok(),
+        _ => None,
+    };
+    match port.filter(|p| *p != 0) {
+        Some(p) => {
+            ep.port = Some(p);
+            true
+        }
+        None => false,
+    }
+}
