@@ -4,6 +4,7 @@
 //! crates (`receiver` → `store` → `query`) into a running process.
 
 mod all_in_one;
+mod loadgen;
 mod shutdown;
 mod store_sink;
 mod telemetry;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Receivers (OTLP, Zipkin), durable store and query API in one process, like `jaeger all-in-one`.
     AllInOne(all_in_one::Args),
+    /// Synthetic traces at a chosen rate over OTLP gRPC, and trace-by-id read latency, for benchmarks.
+    Loadgen(loadgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::AllInOne(args) => all_in_one::run(args).await,
+            Command::Loadgen(args) => loadgen::run(args).await,
         }
     });
     match result {

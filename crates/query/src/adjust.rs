@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use model::{AnyValue, SpanId, SpanKind, SpanRecord};
 
 /// The attribute the wire crate sets on Zipkin spans reported with `shared: true`.
-pub const ZIPKIN_SHARED_ATTRIBUTE: &str = "zipkin.shared";
+pub const ZIPKIN_SHARED_ATTRIBUTE: &str = wire::zipkin::SHARED;
 
 /// A span after adjustment, with the warnings Jaeger would attach to it.
 #[derive(Clone, Debug, PartialEq)]

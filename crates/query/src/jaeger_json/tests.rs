@@ -228,9 +228,11 @@ fn links_to_the_parent_and_child_of_links() {
     let v = to_value(tid, &plain(vec![record(&res, s)]));
     assert_eq!(
         v["spans"][0]["references"],
+        // The link to the parent made it FOLLOWS_FROM; the CHILD_OF link then moves first, as
+        // Jaeger's ParentReference adjuster does; the invalid (zero) link is dropped.
         json!([
-            {"refType": "FOLLOWS_FROM", "traceID": "0000000000000009", "spanID": "0000000000000001"},
-            {"refType": "CHILD_OF", "traceID": "0000000000000009", "spanID": "0000000000000002"}
+            {"refType": "CHILD_OF", "traceID": "0000000000000009", "spanID": "0000000000000002"},
+            {"refType": "FOLLOWS_FROM", "traceID": "0000000000000009", "spanID": "0000000000000001"}
         ])
     );
     // Without a parent, the first same-trace CHILD_OF link moves to the front.

@@ -2,12 +2,13 @@
 //! OTLP/JSON, to and from the span model.
 
 mod convert;
-mod json;
+pub(crate) mod json;
 
 use prost::Message;
 
 pub use convert::{from_request, to_request};
 pub use json::{batch_to_json_value, decode_json, encode_json};
+pub(crate) use json::json_type;
 
 use crate::{Decoded, ExportTraceServiceRequest, WireError};
 
