@@ -249,7 +249,9 @@ mod tests {
             rec(9, None, SpanKind::Internal, 0, "a"),
             rec(9, None, SpanKind::Server, 1, "a"),
         ]);
-        assert!(out.iter().all(|s| s.record.span.span_id == SpanId::from_u64(9)));
+        assert!(out
+            .iter()
+            .all(|s| s.record.span.span_id == SpanId::from_u64(9)));
         assert!(out.iter().all(|s| s.warnings.len() == 1));
     }
 

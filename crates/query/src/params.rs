@@ -277,7 +277,9 @@ pub fn parse_span_kind(param: &str, value: Option<&str>) -> Result<Option<SpanKi
         None => Ok(None),
         Some(text) => SpanKind::from_jaeger_str(&text.to_ascii_lowercase())
             .map(Some)
-            .ok_or_else(|| ParamError::Other(format!("unsupported span kind '{text}' in param '{param}'"))),
+            .ok_or_else(|| {
+                ParamError::Other(format!("unsupported span kind '{text}' in param '{param}'"))
+            }),
     }
 }
 
@@ -446,19 +448,29 @@ mod tests {
             query.start_unix_nano,
             Some(NOW - 2 * 24 * 3600 * 1_000_000_000)
         );
-        let query = parse_v1_search(&q("lookback=1h&limit=0"), NOW).unwrap().query;
+        let query = parse_v1_search(&q("lookback=1h&limit=0"), NOW)
+            .unwrap()
+            .query;
         assert_eq!(query.start_unix_nano, Some(NOW - 3600 * 1_000_000_000));
         assert_eq!(query.limit, DEFAULT_SEARCH_LIMIT);
         let query = parse_v1_search(&q("lookback=2d"), NOW).unwrap().query;
-        assert_eq!(query.start_unix_nano, Some(NOW - 2 * 86_400 * 1_000_000_000));
-        let query = parse_v1_search(&q("lookback=custom&start=-5"), NOW).unwrap().query;
+        assert_eq!(
+            query.start_unix_nano,
+            Some(NOW - 2 * 86_400 * 1_000_000_000)
+        );
+        let query = parse_v1_search(&q("lookback=custom&start=-5"), NOW)
+            .unwrap()
+            .query;
         assert_eq!(query.start_unix_nano, Some(0));
     }
 
     #[test]
     fn v1_search_trace_ids() {
-        let req = parse_v1_search(&q("traceID=abc&traceID=4bf92f3577b34da6a3ce929d0e0e4736"), NOW)
-            .unwrap();
+        let req = parse_v1_search(
+            &q("traceID=abc&traceID=4bf92f3577b34da6a3ce929d0e0e4736"),
+            NOW,
+        )
+        .unwrap();
         assert_eq!(req.trace_ids.len(), 2);
         assert_eq!(req.trace_ids[0].to_short_hex(), "0000000000000abc");
         assert!(err_v1("traceID=xyz").starts_with("cannot parse traceID param: "));
@@ -483,7 +495,8 @@ mod tests {
             err_v1("tag=novalue"),
             "malformed 'tag' parameter, expecting key:value, received: novalue"
         );
-        assert!(err_v1("tags=%7Bbad").starts_with("malformed 'tags' parameter, cannot unmarshal JSON: "));
+        assert!(err_v1("tags=%7Bbad")
+            .starts_with("malformed 'tags' parameter, cannot unmarshal JSON: "));
         assert!(err_v1("tags=%5B1%5D").starts_with("malformed 'tags' parameter"));
         assert!(err_v1("tags=%7B%22a%22%3A%5B%5D%7D").starts_with("malformed 'tags' parameter"));
     }
@@ -496,9 +509,13 @@ mod tests {
         let d = parse_dependencies(&q("endTs=1700000000000&lookback=60000"), NOW).unwrap();
         assert_eq!(d.end_unix_nano, 1_700_000_000_000_000_000);
         assert_eq!(d.lookback_nanos, 60_000_000_000);
-        let e = parse_dependencies(&q("endTs=now"), NOW).unwrap_err().to_string();
+        let e = parse_dependencies(&q("endTs=now"), NOW)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("unable to parse param 'endTs': "), "{e}");
-        let e = parse_dependencies(&q("lookback=1h"), NOW).unwrap_err().to_string();
+        let e = parse_dependencies(&q("lookback=1h"), NOW)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("unable to parse param 'lookback': "), "{e}");
         assert!(parse_dependencies(&q("lookback=-1"), NOW).is_err());
     }
@@ -552,13 +569,20 @@ mod tests {
             e("query.service_name=x"),
             "query.start_time_min and query.start_time_max are required"
         );
-        let ok = "query.start_time_min=2024-05-01T00:00:00Z&query.start_time_max=2024-05-01T00:00:00Z";
-        assert!(e("query.start_time_min=yesterday&query.start_time_max=2024-05-01T00:00:00Z")
-            .starts_with("malformed parameter query.start_time_min: "));
-        assert!(e(&format!("{ok}&query.duration_min=1")).starts_with("malformed parameter query.duration_min: "));
-        assert!(e(&format!("{ok}&query.num_traces=x")).starts_with("malformed parameter query.num_traces: "));
-        assert!(e(&format!("{ok}&query.num_traces=-2")).starts_with("malformed parameter query.num_traces: "));
-        assert!(e(&format!("{ok}&query.attributes=nope")).starts_with("malformed parameter query.attributes: "));
+        let ok =
+            "query.start_time_min=2024-05-01T00:00:00Z&query.start_time_max=2024-05-01T00:00:00Z";
+        assert!(
+            e("query.start_time_min=yesterday&query.start_time_max=2024-05-01T00:00:00Z")
+                .starts_with("malformed parameter query.start_time_min: ")
+        );
+        assert!(e(&format!("{ok}&query.duration_min=1"))
+            .starts_with("malformed parameter query.duration_min: "));
+        assert!(e(&format!("{ok}&query.num_traces=x"))
+            .starts_with("malformed parameter query.num_traces: "));
+        assert!(e(&format!("{ok}&query.num_traces=-2"))
+            .starts_with("malformed parameter query.num_traces: "));
+        assert!(e(&format!("{ok}&query.attributes=nope"))
+            .starts_with("malformed parameter query.attributes: "));
     }
 
     #[test]

@@ -55,7 +55,10 @@ pub fn parse_rfc3339_nanos(text: &str) -> Result<u64, TimestampError> {
     let mut pos = 19;
     let mut nanos: i64 = 0;
     if b.get(pos) == Some(&b'.') {
-        let digits = b[pos + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let digits = b[pos + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         if digits == 0 || digits > 9 {
             return Err(err("fraction must have 1 to 9 digits"));
         }

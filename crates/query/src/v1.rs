@@ -24,7 +24,10 @@ use crate::params::{self, QueryParams};
 pub(crate) fn routes() -> Router<Store> {
     Router::new()
         .route("/api/services", get(services))
-        .route("/api/services/{service}/operations", get(service_operations))
+        .route(
+            "/api/services/{service}/operations",
+            get(service_operations),
+        )
         .route("/api/operations", get(operations))
         .route("/api/traces", get(search))
         .route("/api/traces/{trace_id}", get(trace_by_id))

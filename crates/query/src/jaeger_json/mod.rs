@@ -196,7 +196,10 @@ fn span_to_jaeger(adjusted: &AdjustedSpan) -> (Span, Process) {
         tags.push(Tag::string("w3c.tracestate", span.trace_state.clone()));
     }
     for (key, count) in [
-        ("otel.dropped_attributes_count", span.dropped_attributes_count),
+        (
+            "otel.dropped_attributes_count",
+            span.dropped_attributes_count,
+        ),
         ("otel.dropped_events_count", span.dropped_events_count),
         ("otel.dropped_links_count", span.dropped_links_count),
     ] {
@@ -269,7 +272,11 @@ fn references(trace_id: TraceId, parent: Option<SpanId>, links: &[Link]) -> Vec<
         if link.trace_id.is_zero() || link.span_id.is_zero() {
             continue;
         }
-        let ref_type = match link.attributes.iter().find(|kv| kv.key == "opentracing.ref_type") {
+        let ref_type = match link
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "opentracing.ref_type")
+        {
             Some(kv) if kv.value.as_str() == Some("child_of") => RefType::ChildOf,
             _ => RefType::FollowsFrom,
         };

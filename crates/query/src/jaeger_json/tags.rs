@@ -199,7 +199,10 @@ mod tests {
             json!({"key": "n", "type": "string", "value": r#"{"a":1,"b":["x\"y",true,"AQ=="]}"#})
         );
         assert_eq!(
-            tag_json(KeyValue::new("arr", AnyValue::Array(vec![1i64.into(), 2.5f64.into()]))),
+            tag_json(KeyValue::new(
+                "arr",
+                AnyValue::Array(vec![1i64.into(), 2.5f64.into()])
+            )),
             json!({"key": "arr", "type": "string", "value": "[1,2.5]"})
         );
     }

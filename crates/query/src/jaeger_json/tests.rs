@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use model::{
-    Event, KeyValue, Link, Resource, Scope, Span as ModelSpan, SpanId, SpanKind,
-    SpanRecord, Status, StatusCode, TraceId,
+    Event, KeyValue, Link, Resource, Scope, Span as ModelSpan, SpanId, SpanKind, SpanRecord,
+    Status, StatusCode, TraceId,
 };
 use serde_json::{json, Value};
 
@@ -161,7 +161,10 @@ fn minimal_span_omits_flags_and_has_null_warnings() {
     assert_eq!(s["tags"], json!([]));
     assert_eq!(s["logs"], json!([]));
     assert_eq!(s["warnings"], Value::Null);
-    assert_eq!(v["processes"]["p1"], json!({"serviceName": "svc", "tags": []}));
+    assert_eq!(
+        v["processes"]["p1"],
+        json!({"serviceName": "svc", "tags": []})
+    );
 }
 
 #[test]
@@ -203,7 +206,10 @@ fn error_status_keeps_an_existing_error_tag() {
         .filter(|t| t["key"] == "error")
         .cloned()
         .collect();
-    assert_eq!(errors, [json!({"key": "error", "type": "string", "value": "timeout"})]);
+    assert_eq!(
+        errors,
+        [json!({"key": "error", "type": "string", "value": "timeout"})]
+    );
 }
 
 #[test]
@@ -252,7 +258,10 @@ fn links_to_the_parent_and_child_of_links() {
     ];
     let v = to_value(tid, &plain(vec![record(&res, s)]));
     assert_eq!(v["spans"][0]["references"][0]["spanID"], "0000000000000002");
-    assert_eq!(v["spans"][0]["references"][1]["traceID"], "0000000000000077");
+    assert_eq!(
+        v["spans"][0]["references"][1]["traceID"],
+        "0000000000000077"
+    );
 }
 
 #[test]
@@ -264,7 +273,10 @@ fn event_attribute_named_event_wins_and_nameless_events_have_no_event_field() {
         Event {
             time_unix_nano: 5_000,
             name: "ignored".into(),
-            attributes: vec![KeyValue::new("z", 1i64), KeyValue::new("event", "from-attr")],
+            attributes: vec![
+                KeyValue::new("z", 1i64),
+                KeyValue::new("event", "from-attr"),
+            ],
             dropped_attributes_count: 1,
         },
         Event {
@@ -347,7 +359,13 @@ fn shared_zipkin_span_ids_become_unique_in_json() {
     assert_eq!(ids.len(), 3);
     let server = spans
         .iter()
-        .find(|s| s["tags"].as_array().unwrap().iter().any(|t| t["value"] == "server"))
+        .find(|s| {
+            s["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["value"] == "server")
+        })
         .unwrap();
     assert_ne!(server["spanID"], "00000000000000b7");
     assert_eq!(

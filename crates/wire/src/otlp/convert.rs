@@ -106,7 +106,11 @@ impl Rejects {
         if self.count == 0 {
             return String::new();
         }
-        let mut msg = format!("rejected {} span(s): {}", self.count, self.reasons.join("; "));
+        let mut msg = format!(
+            "rejected {} span(s): {}",
+            self.count,
+            self.reasons.join("; ")
+        );
         let more = self.count - self.reasons.len() as u64;
         if more > 0 {
             msg.push_str(&format!("; and {more} more"));
@@ -353,15 +357,25 @@ mod tests {
     fn request_fields_land_where_expected() {
         let req = to_request(&rich_batch());
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(hex::encode(&span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert!(span.parent_span_id.is_empty(), "root has empty parent bytes");
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(
+            span.parent_span_id.is_empty(),
+            "root has empty parent bytes"
+        );
         assert_eq!(span.kind, 2);
         assert_eq!(span.status.as_ref().map(|s| s.code), Some(2));
         let child = &req.resource_spans[0].scope_spans[0].spans[1];
         assert_eq!(child.parent_span_id, span.span_id);
         let plain = &req.resource_spans[1].scope_spans[0].spans[0];
         assert_eq!(plain.status, None, "default status is left unset");
-        assert_eq!(plain.trace_id.len(), 16, "64-bit ids are written as 16 bytes");
+        assert_eq!(
+            plain.trace_id.len(),
+            16,
+            "64-bit ids are written as 16 bytes"
+        );
     }
 
     #[test]
@@ -393,8 +407,14 @@ mod tests {
         ];
         let d = from_request(one_span_request(s));
         let span = &d.batch.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(span.attribute("none"), Some(&AnyValue::String(String::new())));
-        assert_eq!(span.attribute("unset"), Some(&AnyValue::String(String::new())));
+        assert_eq!(
+            span.attribute("none"),
+            Some(&AnyValue::String(String::new()))
+        );
+        assert_eq!(
+            span.attribute("unset"),
+            Some(&AnyValue::String(String::new()))
+        );
     }
 
     #[test]
@@ -436,8 +456,14 @@ mod tests {
             msg.contains("spans[2].traceId: trace id must be 16 bytes, got 8"),
             "{msg}"
         );
-        assert!(msg.contains("spans[3].spanId: span id is all zeros"), "{msg}");
-        assert!(msg.contains("spans[4].parentSpanId: span id must be 8"), "{msg}");
+        assert!(
+            msg.contains("spans[3].spanId: span id is all zeros"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("spans[4].parentSpanId: span id must be 8"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -460,7 +486,11 @@ mod tests {
         let d = from_request(req);
         assert_eq!(d.rejected_spans, 9);
         assert!(d.error_message.starts_with("rejected 9 span(s): "));
-        assert!(d.error_message.ends_with("; and 4 more"), "{}", d.error_message);
+        assert!(
+            d.error_message.ends_with("; and 4 more"),
+            "{}",
+            d.error_message
+        );
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub fn decode_json(body: &[u8]) -> Result<Decoded, WireError> {
     normalise(&mut value)?;
     let req: ExportTraceServiceRequest = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { "(root)".to_owned() } else { path };
+        let path = if path == "." {
+            "(root)".to_owned()
+        } else {
+            path
+        };
         WireError::invalid(path, e.into_inner().to_string())
     })?;
     Ok(from_request(req))
@@ -91,13 +95,18 @@ fn normalise(v: &mut Value) -> Result<(), WireError> {
             fix_counts(res);
             attributes(res);
         }
-        for_each(rs, "scopeSpans", &format!("{path}.scopeSpans"), |ss, path| {
-            if let Some(scope) = ss.get_mut("scope").and_then(message) {
-                fix_counts(scope);
-                attributes(scope);
-            }
-            for_each(ss, "spans", &format!("{path}.spans"), span)
-        })
+        for_each(
+            rs,
+            "scopeSpans",
+            &format!("{path}.scopeSpans"),
+            |ss, path| {
+                if let Some(scope) = ss.get_mut("scope").and_then(message) {
+                    fix_counts(scope);
+                    attributes(scope);
+                }
+                for_each(ss, "spans", &format!("{path}.spans"), span)
+            },
+        )
     })
 }
 
@@ -295,10 +304,16 @@ mod tests {
         assert_eq!(span["status"]["message"], "upstream failed");
         assert_eq!(span["flags"], 0x301);
         let attrs = span["attributes"].as_array().unwrap();
-        let code = attrs.iter().find(|a| a["key"] == "http.status_code").unwrap();
+        let code = attrs
+            .iter()
+            .find(|a| a["key"] == "http.status_code")
+            .unwrap();
         assert_eq!(code["value"], serde_json::json!({"intValue": "500"}));
         let plain = &v["resourceSpans"][1]["scopeSpans"][0]["spans"][0];
-        assert!(plain.get("status").is_none(), "unset status omitted: {plain}");
+        assert!(
+            plain.get("status").is_none(),
+            "unset status omitted: {plain}"
+        );
         assert_eq!(plain["traceId"], "0000000000000000463ac35c9f6413ad");
     }
 
@@ -323,8 +338,16 @@ mod tests {
         let spans = &d.batch.resource_spans[0].scope_spans[0].spans;
         assert_eq!(d.batch.resource_spans[0].resource.service_name(), "cart");
         let s = &spans[0];
-        assert_eq!(s.trace_id, "5b8efff798038103d269b633813fc60c".parse::<TraceId>().unwrap());
-        assert_eq!(s.parent_span_id, Some("eee19b7ec3c1b173".parse::<SpanId>().unwrap()));
+        assert_eq!(
+            s.trace_id,
+            "5b8efff798038103d269b633813fc60c"
+                .parse::<TraceId>()
+                .unwrap()
+        );
+        assert_eq!(
+            s.parent_span_id,
+            Some("eee19b7ec3c1b173".parse::<SpanId>().unwrap())
+        );
         assert_eq!(s.kind, SpanKind::Server);
         assert_eq!(s.status.code, StatusCode::Error);
         assert_eq!(s.start_unix_nano, 1_544_712_660_000_000_000);
@@ -358,7 +381,10 @@ mod tests {
         let s = first_span(&d);
         assert_eq!(s.status, model::Status::default());
         assert_eq!(s.attribute("empty"), Some(&AnyValue::String(String::new())));
-        assert_eq!(s.attribute("novalue"), Some(&AnyValue::String(String::new())));
+        assert_eq!(
+            s.attribute("novalue"),
+            Some(&AnyValue::String(String::new()))
+        );
         assert_eq!(s.attribute(""), Some(&AnyValue::String("keyless".into())));
         assert_eq!(s.attribute("arr"), Some(&AnyValue::Array(vec![])));
         assert_eq!(
@@ -380,8 +406,9 @@ mod tests {
         assert_eq!(d.rejected_spans, 1);
         assert_eq!(d.batch.span_count(), 1);
         assert!(
-            d.error_message
-                .contains("resourceSpans[0].scopeSpans[0].spans[0].traceId: trace id must be 16 bytes, got 2"),
+            d.error_message.contains(
+                "resourceSpans[0].scopeSpans[0].spans[0].traceId: trace id must be 16 bytes, got 2"
+            ),
             "{}",
             d.error_message
         );
@@ -398,9 +425,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let msg = err.to_string();
-        assert!(msg.starts_with("malformed OTLP JSON at line 2, column "), "{msg}");
+        assert!(
+            msg.starts_with("malformed OTLP JSON at line 2, column "),
+            "{msg}"
+        );
         assert!(matches!(decode_json(b""), Err(WireError::Json { .. })));
-        assert!(matches!(decode_json(b"\xff\xfe"), Err(WireError::Json { .. })));
+        assert!(matches!(
+            decode_json(b"\xff\xfe"),
+            Err(WireError::Json { .. })
+        ));
     }
 
     #[test]
@@ -436,7 +469,10 @@ mod tests {
             let err = decode_json(input.as_bytes()).unwrap_err();
             assert!(matches!(err, WireError::Invalid { .. }), "{err:?}");
             let msg = err.to_string();
-            assert!(msg.starts_with(want), "input {input}\n got {msg}\nwant {want}");
+            assert!(
+                msg.starts_with(want),
+                "input {input}\n got {msg}\nwant {want}"
+            );
         }
     }
 

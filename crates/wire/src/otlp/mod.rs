@@ -7,8 +7,8 @@ pub(crate) mod json;
 use prost::Message;
 
 pub use convert::{from_request, to_request};
-pub use json::{batch_to_json_value, decode_json, encode_json};
 pub(crate) use json::json_type;
+pub use json::{batch_to_json_value, decode_json, encode_json};
 
 use crate::{Decoded, ExportTraceServiceRequest, WireError};
 
@@ -55,10 +55,16 @@ mod tests {
             if let Err(e) = decode_protobuf(&bytes[..cut]) {
                 errors += 1;
                 let msg = e.to_string();
-                assert!(msg.starts_with("malformed OTLP ExportTraceServiceRequest protobuf: "), "{msg}");
+                assert!(
+                    msg.starts_with("malformed OTLP ExportTraceServiceRequest protobuf: "),
+                    "{msg}"
+                );
             }
         }
-        assert!(errors > bytes.len() / 2, "most prefixes must fail, {errors} did");
+        assert!(
+            errors > bytes.len() / 2,
+            "most prefixes must fail, {errors} did"
+        );
     }
 
     #[test]

@@ -66,9 +66,11 @@ fn unsigned(obj: &Obj, key: &str, path: &str) -> Result<Option<u64>, WireError> 
         return Ok(None);
     };
     let n = match v {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.is_finite()).map(|f| f as u64)),
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| *f >= 0.0 && f.is_finite())
+                .map(|f| f as u64)
+        }),
         _ => None,
     };
     n.map(Some)
@@ -165,7 +167,10 @@ fn endpoint(obj: &Obj, key: &str, path: &str) -> Result<Option<Endpoint>, WireEr
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<Ipv4Addr>().map_err(|_| {
-                WireError::invalid(format!("{path}.ipv4"), format!("{s:?} is not an IPv4 address"))
+                WireError::invalid(
+                    format!("{path}.ipv4"),
+                    format!("{s:?} is not an IPv4 address"),
+                )
             })
         })
         .transpose()?;
@@ -173,7 +178,10 @@ fn endpoint(obj: &Obj, key: &str, path: &str) -> Result<Option<Endpoint>, WireEr
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<Ipv6Addr>().map_err(|_| {
-                WireError::invalid(format!("{path}.ipv6"), format!("{s:?} is not an IPv6 address"))
+                WireError::invalid(
+                    format!("{path}.ipv6"),
+                    format!("{s:?} is not an IPv6 address"),
+                )
             })
         })
         .transpose()?;

@@ -136,10 +136,8 @@ fn to_span(zs: ZipkinSpan) -> (Resource, Scope, Span) {
     let status = take_status(&mut tags);
     let links = take_links(&mut tags);
 
-    let mut attributes: Vec<KeyValue> = tags
-        .into_iter()
-        .map(|(k, v)| KeyValue::new(k, v))
-        .collect();
+    let mut attributes: Vec<KeyValue> =
+        tags.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
     if let Some(ep) = &zs.local_endpoint {
         if let Some(ip) = endpoint_ip(ep) {
             upsert(&mut attributes, NET_HOST_IP, ip.to_string().into());
@@ -150,7 +148,11 @@ fn to_span(zs: ZipkinSpan) -> (Resource, Scope, Span) {
     }
     if let Some(ep) = &zs.remote_endpoint {
         if !ep.service_name.is_empty() {
-            upsert(&mut attributes, PEER_SERVICE, ep.service_name.clone().into());
+            upsert(
+                &mut attributes,
+                PEER_SERVICE,
+                ep.service_name.clone().into(),
+            );
         }
         if let Some(ip) = endpoint_ip(ep) {
             upsert(&mut attributes, NET_PEER_IP, ip.to_string().into());
@@ -195,9 +197,7 @@ fn to_span(zs: ZipkinSpan) -> (Resource, Scope, Span) {
 
 /// ipv6 wins when both are given, as in the collector (it writes ipv4, then overwrites with ipv6).
 fn endpoint_ip(ep: &Endpoint) -> Option<IpAddr> {
-    ep.ipv6
-        .map(IpAddr::V6)
-        .or_else(|| ep.ipv4.map(IpAddr::V4))
+    ep.ipv6.map(IpAddr::V6).or_else(|| ep.ipv4.map(IpAddr::V4))
 }
 
 fn upsert(attrs: &mut Vec<KeyValue>, key: &str, value: AnyValue) {
@@ -222,7 +222,11 @@ fn take_resource(tags: &mut BTreeMap<String, String>, local: Option<&Endpoint>) 
             .unwrap_or_else(|| SERVICE_NAME.to_owned());
         attributes.push(KeyValue::new(key, name.clone()));
     }
-    let keys: Vec<String> = tags.keys().filter(|k| is_resource_key(k)).cloned().collect();
+    let keys: Vec<String> = tags
+        .keys()
+        .filter(|k| is_resource_key(k))
+        .cloned()
+        .collect();
     for key in keys {
         if let Some(v) = tags.remove(&key) {
             if !attributes.iter().any(|kv| kv.key == key) {
@@ -500,8 +504,8 @@ fn from_span(resource: &Resource, scope: &Scope, span: &Span) -> ZipkinSpan {
         })
         .collect();
 
-    let timestamp_us = (!start_absent && span.start_unix_nano != 0)
-        .then_some(span.start_unix_nano / 1000);
+    let timestamp_us =
+        (!start_absent && span.start_unix_nano != 0).then_some(span.start_unix_nano / 1000);
     let duration_us = (span.end_unix_nano != 0).then(|| {
         let ns = span.duration_nanos();
         // Zipkin rounds sub-microsecond durations up to 1.

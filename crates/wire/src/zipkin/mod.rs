@@ -1,8 +1,8 @@
 //! Zipkin v2: JSON and proto3 reports (what Envoy, Brave and zipkin-go send to
 //! `POST /api/v2/spans`) into the model, and the model back out as Zipkin v2 JSON.
 //!
-//! Reading happens in two steps: the format readers ([`json`], [`proto`]) validate ids and
-//! addresses into a format-neutral Zipkin span, and [`mapping`] maps that onto the model the way
+//! Reading happens in two steps: the format readers (`json.rs`, `proto.rs`) validate ids and
+//! addresses into a format-neutral Zipkin span, and `mapping.rs` maps that onto the model the way
 //! the OpenTelemetry Collector's Zipkin receiver does (see its module doc for every decision).
 //! A Zipkin report is all or nothing: any invalid span fails the whole report with its index.
 
@@ -43,3 +43,6 @@ fn decoded(spans: Vec<span::ZipkinSpan>) -> Decoded {
         error_message: String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests;

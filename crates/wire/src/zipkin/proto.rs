@@ -33,7 +33,8 @@ fn parse_span(s: pb::Span, path: &str) -> Result<ZipkinSpan, WireError> {
     let field = |key: &str| format!("{path}.{key}");
     let trace_id = TraceId::from_slice(&s.trace_id)
         .map_err(|e| WireError::invalid(field("traceId"), e.to_string()))?;
-    let id = SpanId::from_slice(&s.id).map_err(|e| WireError::invalid(field("id"), e.to_string()))?;
+    let id =
+        SpanId::from_slice(&s.id).map_err(|e| WireError::invalid(field("id"), e.to_string()))?;
     let parent_id = if s.parent_id.iter().all(|&b| b == 0) && s.parent_id.len() <= 8 {
         None
     } else {
@@ -143,7 +144,10 @@ fn to_pb(s: &ZipkinSpan) -> pb::Span {
     };
     pb::Span {
         trace_id,
-        parent_id: s.parent_id.map(|p| p.as_bytes().to_vec()).unwrap_or_default(),
+        parent_id: s
+            .parent_id
+            .map(|p| p.as_bytes().to_vec())
+            .unwrap_or_default(),
         id: s.id.as_bytes().to_vec(),
         kind: kind as i32,
         name: s.name.clone(),

@@ -1,0 +1,682 @@
+//! Tests of Zipkin decoding and encoding against realistic reports.
+
+use model::{AnyValue, KeyValue, SpanId, SpanKind, StatusCode, TraceBatch, TraceId};
+
+use super::*;
+
+/// What Envoy (sidecar mode, shared span context, 64-bit ids) reports for one inbound request
+/// that it forwarded to a backend that failed.
+const ENVOY_REPORT: &str = r#"[
+  {
+    "traceId": "4a1f3b2c5d6e7f80",
+    "id": "0b5c7d9e1f2a3b4c",
+    "parentId": "0a1b2c3d4e5f6071",
+    "kind": "SERVER",
+    "name": "frontend.default.svc.cluster.local:8080/*",
+    "timestamp": 1700000000123456,
+    "duration": 15234,
+    "localEndpoint": {"serviceName": "frontend.default", "ipv4": "10.244.1.7", "port": 8080},
+    "tags": {
+      "component": "proxy",
+      "node_id": "sidecar~10.244.1.7~frontend-7d9c4b-x2k8q.default~default.svc.cluster.local",
+      "zone": "us-east-1a",
+      "guid:x-request-id": "b1f6c1d0-8d3a-9f5e-a1b2-c3d4e5f60718",
+      "http.url": "http://frontend:8080/api/items?limit=10",
+      "http.method": "GET",
+      "http.protocol": "HTTP/1.1",
+      "http.status_code": "200",
+      "upstream_cluster": "inbound|8080||",
+      "upstream_address": "127.0.0.1:8080",
+      "peer.address": "10.244.0.1",
+      "request_size": "0",
+      "response_size": "1234",
+      "response_flags": "-"
+    },
+    "shared": true
+  },
+  {
+    "traceId": "4a1f3b2c5d6e7f80",
+    "id": "1c2d3e4f5a6b7c8d",
+    "parentId": "0b5c7d9e1f2a3b4c",
+    "kind": "CLIENT",
+    "name": "backend.default.svc.cluster.local:9090/*",
+    "timestamp": 1700000000125000,
+    "duration": 9000,
+    "localEndpoint": {"serviceName": "frontend.default", "ipv4": "10.244.1.7", "port": 8080},
+    "remoteEndpoint": {"serviceName": "backend", "ipv6": "fd00::9", "port": 9090},
+    "annotations": [{"timestamp": 1700000000125010, "value": "cs"}],
+    "tags": {
+      "component": "proxy",
+      "http.status_code": "503",
+      "upstream_cluster": "outbound|9090||backend.default.svc.cluster.local",
+      "error": "true"
+    }
+  },
+  {
+    "traceId": "4a1f3b2c5d6e7f80",
+    "id": "2d3e4f5a6b7c8d9e",
+    "parentId": "1c2d3e4f5a6b7c8d",
+    "kind": "SERVER",
+    "name": "GET /items",
+    "timestamp": 1700000000126000,
+    "duration": 7000,
+    "localEndpoint": {"serviceName": "backend", "ipv4": "10.244.2.9"},
+    "debug": true
+  }
+]"#;
+
+fn decode(s: &str) -> TraceBatch {
+    let d = decode_json(s.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d.rejected_spans, 0);
+    assert_eq!(d.error_message, "");
+    d.batch
+}
+
+fn err(s: &str) -> String {
+    decode_json(s.as_bytes()).unwrap_err().to_string()
+}
+
+fn attr<'a>(span: &'a model::Span, key: &str) -> &'a AnyValue {
+    span.attribute(key)
+        .unwrap_or_else(|| panic!("attribute {key} missing from {:?}", span.attributes))
+}
+
+#[test]
+fn envoy_report_maps_every_field() {
+    let batch = decode(ENVOY_REPORT);
+    assert_eq!(batch.span_count(), 3);
+    // One resource per distinct local service, in the order first seen.
+    assert_eq!(batch.resource_spans.len(), 2);
+    let front = &batch.resource_spans[0];
+    assert_eq!(
+        front.resource.attributes,
+        vec![KeyValue::new("service.name", "frontend.default")]
+    );
+    assert_eq!(front.scope_spans.len(), 1);
+    assert_eq!(front.scope_spans[0].scope, model::Scope::default());
+    let back = &batch.resource_spans[1];
+    assert_eq!(back.resource.service_name(), "backend");
+
+    let trace_id = TraceId::from_halves(0, 0x4a1f_3b2c_5d6e_7f80);
+    let server = &front.scope_spans[0].spans[0];
+    assert_eq!(server.trace_id, trace_id);
+    assert!(server.trace_id.is_64bit());
+    assert_eq!(
+        server.span_id,
+        "0b5c7d9e1f2a3b4c".parse::<SpanId>().unwrap()
+    );
+    assert_eq!(
+        server.parent_span_id,
+        Some("0a1b2c3d4e5f6071".parse::<SpanId>().unwrap())
+    );
+    assert_eq!(server.kind, SpanKind::Server);
+    assert_eq!(server.name, "frontend.default.svc.cluster.local:8080/*");
+    assert_eq!(server.start_unix_nano, 1_700_000_000_123_456_000);
+    assert_eq!(server.end_unix_nano, 1_700_000_000_138_690_000);
+    assert_eq!(server.status, model::Status::default());
+    assert_eq!(server.trace_state, "");
+    assert!(server.events.is_empty() && server.links.is_empty());
+    // Tags stay strings, as the collector keeps them.
+    for (k, v) in [
+        ("component", "proxy"),
+        (
+            "node_id",
+            "sidecar~10.244.1.7~frontend-7d9c4b-x2k8q.default~default.svc.cluster.local",
+        ),
+        ("zone", "us-east-1a"),
+        ("guid:x-request-id", "b1f6c1d0-8d3a-9f5e-a1b2-c3d4e5f60718"),
+        ("http.url", "http://frontend:8080/api/items?limit=10"),
+        ("http.method", "GET"),
+        ("http.protocol", "HTTP/1.1"),
+        ("http.status_code", "200"),
+        ("upstream_cluster", "inbound|8080||"),
+        ("upstream_address", "127.0.0.1:8080"),
+        ("peer.address", "10.244.0.1"),
+        ("request_size", "0"),
+        ("response_size", "1234"),
+        ("response_flags", "-"),
+    ] {
+        assert_eq!(attr(server, k), &AnyValue::from(v), "tag {k}");
+    }
+    // Endpoint fields, named as the collector names them; port is an int.
+    assert_eq!(attr(server, "net.host.ip"), &AnyValue::from("10.244.1.7"));
+    assert_eq!(attr(server, "net.host.port"), &AnyValue::Int(8080));
+    assert_eq!(attr(server, "zipkin.shared"), &AnyValue::Bool(true));
+    assert_eq!(server.attributes.len(), 14 + 3);
+
+    let client = &front.scope_spans[0].spans[1];
+    assert_eq!(client.kind, SpanKind::Client);
+    assert_eq!(client.parent_span_id, Some(server.span_id));
+    assert_eq!(client.status.code, StatusCode::Error);
+    assert!(
+        client.attribute("error").is_none(),
+        "error=true is consumed"
+    );
+    assert!(client.is_error());
+    assert_eq!(attr(client, "http.status_code"), &AnyValue::from("503"));
+    assert_eq!(attr(client, "peer.service"), &AnyValue::from("backend"));
+    assert_eq!(attr(client, "net.peer.ip"), &AnyValue::from("fd00::9"));
+    assert_eq!(attr(client, "net.peer.port"), &AnyValue::Int(9090));
+    assert!(client.attribute("zipkin.shared").is_none());
+    assert_eq!(client.events.len(), 1);
+    assert_eq!(client.events[0].name, "cs");
+    assert_eq!(client.events[0].time_unix_nano, 1_700_000_000_125_010_000);
+    assert!(client.events[0].attributes.is_empty());
+
+    let backend = &back.scope_spans[0].spans[0];
+    assert_eq!(backend.kind, SpanKind::Server);
+    assert!(
+        backend.attribute("net.host.port").is_none(),
+        "no port given"
+    );
+    assert_eq!(attr(backend, "net.host.ip"), &AnyValue::from("10.244.2.9"));
+    assert_eq!(
+        backend.attributes.len(),
+        1,
+        "debug is dropped, as the collector does"
+    );
+}
+
+#[test]
+fn proto_report_decodes_like_json() {
+    let from_json = decode(ENVOY_REPORT);
+    let proto = encode_proto(&from_json);
+    let from_proto = decode_proto(&proto).unwrap();
+    assert_eq!(from_proto.batch, from_json);
+}
+
+#[test]
+fn zipkin_round_trips_through_the_model() {
+    let batch = decode(ENVOY_REPORT);
+    let again = decode_json(&encode_json(&batch)).unwrap().batch;
+    assert_eq!(again, batch);
+    let text = String::from_utf8(encode_json(&batch)).unwrap();
+    assert!(
+        text.contains(r#""traceId":"4a1f3b2c5d6e7f80""#),
+        "64-bit ids stay short: {text}"
+    );
+    assert!(text.contains(r#""shared":true"#));
+    assert!(
+        text.contains(
+            r#""localEndpoint":{"ipv4":"10.244.1.7","port":8080,"serviceName":"frontend.default"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("zipkin.shared") && !text.contains("net.host"),
+        "{text}"
+    );
+}
+
+/// Sorts attributes so batches built in different orders compare equal.
+fn sorted(mut batch: TraceBatch) -> TraceBatch {
+    for rs in &mut batch.resource_spans {
+        rs.resource.attributes.sort_by(|a, b| a.key.cmp(&b.key));
+        for ss in &mut rs.scope_spans {
+            for s in &mut ss.spans {
+                s.attributes.sort_by(|a, b| a.key.cmp(&b.key));
+            }
+        }
+    }
+    batch
+}
+
+#[test]
+fn otel_shaped_model_round_trips_through_zipkin_json() {
+    use model::{Event, Link, Resource, ResourceSpans, Scope, ScopeSpans, Span, Status};
+    let trace_id: TraceId = "5b8efff798038103d269b633813fc60c".parse().unwrap();
+    let span = |id: u64, kind: SpanKind, status: Status| Span {
+        trace_id,
+        span_id: SpanId::from_u64(id),
+        parent_span_id: (id > 1).then(|| SpanId::from_u64(1)),
+        trace_state: if id == 1 {
+            "ot=th:8".into()
+        } else {
+            String::new()
+        },
+        name: format!("op{id}"),
+        kind,
+        start_unix_nano: 1_600_000_000_000_000_000 + id * 1000,
+        end_unix_nano: 1_600_000_000_005_000_000,
+        attributes: vec![
+            KeyValue::new("http.route", "/a|b"),
+            KeyValue::new("net.peer.ip", "192.168.1.2"),
+            KeyValue::new("net.peer.port", 5432i64),
+            KeyValue::new("peer.service", "db"),
+        ],
+        events: vec![
+            Event {
+                time_unix_nano: 1_600_000_000_001_000_000,
+                name: "plain".into(),
+                ..Default::default()
+            },
+            Event {
+                time_unix_nano: 1_600_000_000_002_000_000,
+                name: "exception".into(),
+                attributes: vec![
+                    KeyValue::new("exception.message", "x|y"),
+                    KeyValue::new("n", 3i64),
+                    KeyValue::new("ok", true),
+                    KeyValue::new("r", 0.5f64),
+                ],
+                dropped_attributes_count: 2,
+            },
+        ],
+        links: vec![Link {
+            trace_id: TraceId::from_halves(1, 2),
+            span_id: SpanId::from_u64(3),
+            trace_state: "a=b".into(),
+            attributes: vec![KeyValue::new("k", "v")],
+            dropped_attributes_count: 1,
+            flags: 0,
+        }],
+        status,
+        ..Default::default()
+    };
+    let batch = TraceBatch {
+        resource_spans: vec![ResourceSpans {
+            resource: Resource {
+                attributes: vec![
+                    KeyValue::new("service.name", "checkout"),
+                    KeyValue::new("host.name", "node-3"),
+                    KeyValue::new("telemetry.sdk.language", "rust"),
+                ],
+                dropped_attributes_count: 0,
+            },
+            schema_url: String::new(),
+            scope_spans: vec![ScopeSpans {
+                scope: Scope {
+                    name: "my.lib".into(),
+                    version: "0.9".into(),
+                    ..Default::default()
+                },
+                schema_url: String::new(),
+                spans: vec![
+                    span(1, SpanKind::Internal, Status::default()),
+                    span(
+                        2,
+                        SpanKind::Client,
+                        Status {
+                            code: StatusCode::Error,
+                            message: "connection refused".into(),
+                        },
+                    ),
+                    span(
+                        3,
+                        SpanKind::Producer,
+                        Status {
+                            code: StatusCode::Ok,
+                            message: String::new(),
+                        },
+                    ),
+                    span(4, SpanKind::Consumer, Status::default()),
+                    span(5, SpanKind::Unspecified, Status::default()),
+                ],
+            }],
+        }],
+    };
+    let json = encode_json(&batch);
+    let text = String::from_utf8(json.clone()).unwrap();
+    assert!(
+        text.contains(r#""otel.status_code":"STATUS_CODE_ERROR""#),
+        "{text}"
+    );
+    assert!(text.contains(r#""error":"true""#), "{text}");
+    assert!(text.contains(r#""span.kind":"internal""#), "{text}");
+    assert!(text.contains(r#""w3c.tracestate":"ot=th:8""#), "{text}");
+    assert!(
+        text.contains(r#""remoteEndpoint":{"ipv4":"192.168.1.2","port":5432,"serviceName":"db"}"#),
+        "{text}"
+    );
+    let back = decode_json(&json).unwrap().batch;
+    assert_eq!(sorted(back.clone()), sorted(batch.clone()));
+    let via_proto = decode_proto(&encode_proto(&batch)).unwrap().batch;
+    assert_eq!(via_proto, back);
+}
+
+#[test]
+fn status_tags_follow_the_collector() {
+    let b = decode(
+        r#"[{"timestamp":1,"traceId":"a","id":"1","tags":{"otel.status_code":"STATUS_CODE_ERROR",
+              "otel.status_description":"timeout","other":"x"}},
+            {"timestamp":1,"traceId":"a","id":"2","tags":{"otel.status_code":"OK","otel.status_description":"ignored?"}},
+            {"timestamp":1,"traceId":"a","id":"3","tags":{"error":"java.io.IOException: reset"}},
+            {"timestamp":1,"traceId":"a","id":"4","tags":{"error":"false"}},
+            {"timestamp":1,"traceId":"a","id":"5","tags":{"otel.status_description":"no code, kept"}},
+            {"timestamp":1,"traceId":"a","id":"6","tags":{"otel.status_code":"STATUS_CODE_OK","error":"true"}}]"#,
+    );
+    let spans = &b.resource_spans[0].scope_spans[0].spans;
+    assert_eq!(spans[0].status.code, StatusCode::Error);
+    assert_eq!(spans[0].status.message, "timeout");
+    assert_eq!(spans[0].attributes, vec![KeyValue::new("other", "x")]);
+    assert_eq!(spans[1].status.code, StatusCode::Ok);
+    assert!(spans[1].attributes.is_empty());
+    // Brave puts the exception message in `error`: an error, with that message; tag kept.
+    assert_eq!(spans[2].status.code, StatusCode::Error);
+    assert_eq!(spans[2].status.message, "java.io.IOException: reset");
+    assert_eq!(
+        spans[2].attribute("error"),
+        Some(&AnyValue::from("java.io.IOException: reset"))
+    );
+    assert_eq!(spans[3].status.code, StatusCode::Unset);
+    assert_eq!(spans[3].attribute("error"), Some(&AnyValue::from("false")));
+    assert_eq!(spans[4].status.code, StatusCode::Unset);
+    assert!(spans[4].attribute("otel.status_description").is_some());
+    assert_eq!(spans[5].status.code, StatusCode::Error);
+    assert!(spans[5].attributes.is_empty());
+}
+
+#[test]
+fn ids_kinds_times_and_endpoints_edge_cases() {
+    let b = decode(
+        r#"[{"traceId":"5b8efff798038103d269b633813fc60c","id":"00000000000000a1",
+              "parentId":"00000000000000a1","name":"self-parent","duration":42},
+            {"traceId":"5B8EFFF798038103D269B633813FC60C","id":"a2","parentId":"0000000000000000",
+              "tags":{"span.kind":"internal","w3c.tracestate":"k=v","host.name":"h1"},
+              "localEndpoint":{"serviceName":"svc","ipv4":"1.2.3.4","ipv6":"::1"},
+              "remoteEndpoint":{"ipv4":"5.6.7.8"}, "kind":null, "annotations":null},
+            {"traceId":"1","id":"3","kind":"PRODUCER","timestamp":0,"tags":{"span.kind":"weird"},
+              "localEndpoint":{"serviceName":"svc","ipv4":"1.2.3.4","ipv6":"::1"}},
+            {"traceId":"1","id":"4","kind":"consumer","timestamp":10,"duration":null,
+              "localEndpoint":{"serviceName":""}}]"#,
+    );
+    // The spans without a service name (absent or "") share one empty resource.
+    assert_eq!(b.resource_spans.len(), 3, "{b:#?}");
+    let s0 = &b.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(s0.parent_span_id, None, "parent equal to own id is dropped");
+    assert!(!s0.trace_id.is_64bit());
+    assert_eq!((s0.start_unix_nano, s0.end_unix_nano), (0, 42_000));
+    assert_eq!(s0.attribute(START_TIME_ABSENT), Some(&AnyValue::Bool(true)));
+    assert_eq!(s0.kind, SpanKind::Unspecified);
+    assert!(b.resource_spans[0].resource.attributes.is_empty());
+
+    let rs1 = &b.resource_spans[1];
+    assert_eq!(
+        rs1.resource.attributes,
+        vec![
+            KeyValue::new("service.name", "svc"),
+            KeyValue::new("host.name", "h1")
+        ]
+    );
+    let s1 = &rs1.scope_spans[0].spans[0];
+    assert_eq!(s1.trace_id, s0.trace_id, "hex case does not matter");
+    assert_eq!(s1.parent_span_id, None, "all-zero parent is a root");
+    assert_eq!(s1.kind, SpanKind::Internal);
+    assert_eq!(s1.trace_state, "k=v");
+    assert_eq!(
+        s1.attribute("net.host.ip"),
+        Some(&AnyValue::from("::1")),
+        "ipv6 wins"
+    );
+    assert_eq!(
+        s1.attribute("net.peer.ip"),
+        Some(&AnyValue::from("5.6.7.8"))
+    );
+    assert!(s1.attribute("peer.service").is_none());
+    assert!(s1.attribute("span.kind").is_none());
+
+    // Same service, but no host.name tag: a different resource.
+    let s2 = &b.resource_spans[2].scope_spans[0].spans[0];
+    assert_eq!(s2.kind, SpanKind::Producer);
+    assert_eq!(s2.attribute("span.kind"), Some(&AnyValue::from("weird")));
+    assert_eq!(s2.start_unix_nano, 0);
+    let s3 = &b.resource_spans[0].scope_spans[0].spans[1];
+    assert_eq!(s3.kind, SpanKind::Consumer);
+    assert_eq!(s3.trace_id, TraceId::from_halves(0, 1));
+    assert_eq!((s3.start_unix_nano, s3.end_unix_nano), (10_000, 10_000));
+}
+
+#[test]
+fn structured_annotations_become_events_with_attributes() {
+    let b = decode(
+        r#"[{"traceId":"1","id":"2","annotations":[
+            {"timestamp":5,"value":"exception|{\"exception.type\":\"E\",\"n\":2,\"f\":1.5,\"b\":false}|3"},
+            {"timestamp":6,"value":"a|b"},
+            {"timestamp":7,"value":"x|not json|1"}]}]"#,
+    );
+    let events = &b.resource_spans[0].scope_spans[0].spans[0].events;
+    assert_eq!(events[0].name, "exception");
+    assert_eq!(events[0].time_unix_nano, 5000);
+    assert_eq!(events[0].dropped_attributes_count, 3);
+    assert_eq!(
+        events[0].attributes,
+        vec![
+            KeyValue::new("b", false),
+            KeyValue::new("exception.type", "E"),
+            KeyValue::new("f", 1.5f64),
+            KeyValue::new("n", 2i64),
+        ]
+    );
+    assert_eq!(events[1].name, "a|b");
+    assert_eq!(events[2].name, "x|not json|1");
+    assert!(events[2].attributes.is_empty());
+}
+
+#[test]
+fn errors_name_the_span_and_field() {
+    let cases = [
+        (
+            r#"[{"id":"1"}]"#,
+            "spans[0].traceId: required field is missing",
+        ),
+        (
+            r#"[{"traceId":"1"}]"#,
+            "spans[0].id: required field is missing",
+        ),
+        (
+            r#"[{"traceId":"1","id":"1"},{"traceId":"1","id":"1"},{"traceId":"xyz","id":"1"}]"#,
+            "spans[2].traceId: trace id \"xyz\" is not hexadecimal",
+        ),
+        (
+            r#"[{"traceId":"000000000000000000000000000000001","id":"1"}]"#,
+            "spans[0].traceId: trace id must be 1 to 32 hex digits, got 33",
+        ),
+        (
+            r#"[{"traceId":"0","id":"1"}]"#,
+            "spans[0].traceId: trace id is all zeros",
+        ),
+        (
+            r#"[{"traceId":"1","id":"0"}]"#,
+            "spans[0].id: span id is all zeros",
+        ),
+        (
+            r#"[{"traceId":"1","id":"1","parentId":"zz"}]"#,
+            "spans[0].parentId: span id \"zz\" is not hexadecimal",
+        ),
+        (
+            r#"[{"traceId":1,"id":"1"}]"#,
+            "spans[0].traceId: expected a string, got a number",
+        ),
+        (
+            r#"[{"traceId":"1","id":"1","timestamp":"123"}]"#,
+            "spans[0].timestamp: expected a non-negative integer, got a string",
+        ),
+        (
+            r#"[{"traceId":"1","id":"1","duration":-5}]"#,
+            "spans[0].duration: expected a non-negative integer, got a number",
+        ),
+        (
+            r#"[{"traceId":"1","id":"1","tags":{"a":{"b":1}}}]"#,
+            "spans[0].tags.a: expected a string, got an object",
+        ),
+        (
+            r#"[{"traceId":"1","id":"1","tags":[]}]"#,
+            "spans[0].tags: expected an object, got an array",
+        ),
+        (
+            r#"[{"traceId":"1","id":"1","annotations":[{"timestamp":1,"value":2}]}]"#,
+            "spans[0].annotations[0].value: expected a string, got a number",
+        ),
+        (
+            r#"[{"traceId":"1","id":"1","localEndpoint":{"ipv4":"300.1.1.1"}}]"#,
+            "spans[0].localEndpoint.ipv4: \"300.1.1.1\" is not an IPv4 address",
+        ),
+        (
+            r#"[{"traceId":"1","id":"1","remoteEndpoint":{"port":70000}}]"#,
+            "spans[0].remoteEndpoint.port: 70000 is not a port number",
+        ),
+        (
+            r#"[{"traceId":"1","id":"1","remoteEndpoint":"x"}]"#,
+            "spans[0].remoteEndpoint: expected an endpoint object, got a string",
+        ),
+        (
+            r#"[{"traceId":"1","id":"1","shared":"yes"}]"#,
+            "spans[0].shared: expected a boolean",
+        ),
+        (r#"[1]"#, "spans[0]: expected a span object, got a number"),
+        (
+            r#"{"traceId":"1"}"#,
+            "(root): expected a JSON list of spans, got an object",
+        ),
+    ];
+    for (input, want) in cases {
+        let got = err(input);
+        assert!(
+            got.starts_with(want),
+            "input {input}\n got {got}\nwant {want}"
+        );
+    }
+    let syntax = decode_json(b"[{\"traceId\":\n\"1\",,}]").unwrap_err();
+    assert!(
+        matches!(syntax, WireError::Json { line: 2, .. }),
+        "{syntax:?}"
+    );
+}
+
+#[test]
+fn truncated_or_random_input_is_an_error_not_a_panic() {
+    let full = ENVOY_REPORT.as_bytes();
+    for cut in 0..full.len() {
+        assert!(decode_json(&full[..cut]).is_err(), "prefix {cut}");
+    }
+    let proto = encode_proto(&decode(ENVOY_REPORT));
+    let mut failures = 0;
+    for cut in 1..proto.len() {
+        if let Err(e) = decode_proto(&proto[..cut]) {
+            failures += 1;
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("malformed Zipkin ListOfSpans protobuf")
+                    || msg.starts_with("spans["),
+                "{msg}"
+            );
+        }
+    }
+    assert!(failures > proto.len() / 2);
+    let mut x: u32 = 0x1234_5678;
+    for len in 0..300 {
+        let body: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let _ = decode_proto(&body);
+        let _ = decode_json(&body);
+    }
+}
+
+#[test]
+fn proto_validates_ids_and_addresses() {
+    use super::generated as pb;
+    use prost::Message;
+    let good = || pb::Span {
+        trace_id: vec![0, 0, 0, 0, 0, 0, 0, 9],
+        id: vec![0, 0, 0, 0, 0, 0, 0, 1],
+        kind: pb::span::Kind::Client as i32,
+        name: "get".into(),
+        timestamp: 1_700_000_000_000_000,
+        duration: 250,
+        local_endpoint: Some(pb::Endpoint {
+            service_name: "web".into(),
+            ipv4: vec![10, 0, 0, 1],
+            ipv6: vec![],
+            port: 443,
+        }),
+        shared: true,
+        ..Default::default()
+    };
+    let encode = |spans: Vec<pb::Span>| pb::ListOfSpans { spans }.encode_to_vec();
+
+    let d = decode_proto(&encode(vec![good()])).unwrap();
+    let span = &d.batch.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(span.trace_id, TraceId::from_halves(0, 9));
+    assert_eq!(span.kind, SpanKind::Client);
+    assert_eq!(span.end_unix_nano - span.start_unix_nano, 250_000);
+    assert_eq!(
+        span.attribute("net.host.ip"),
+        Some(&AnyValue::from("10.0.0.1"))
+    );
+    assert_eq!(span.attribute("net.host.port"), Some(&AnyValue::Int(443)));
+    assert_eq!(span.attribute("zipkin.shared"), Some(&AnyValue::Bool(true)));
+    assert_eq!(d.batch.resource_spans[0].resource.service_name(), "web");
+
+    let cases: Vec<(pb::Span, &str)> = vec![
+        (
+            pb::Span {
+                trace_id: vec![1; 5],
+                ..good()
+            },
+            "spans[1].traceId: trace id must be 16 (or 8) bytes, got 5",
+        ),
+        (
+            pb::Span {
+                id: vec![],
+                ..good()
+            },
+            "spans[1].id: span id must be 8 bytes, got 0",
+        ),
+        (
+            pb::Span {
+                parent_id: vec![1; 3],
+                ..good()
+            },
+            "spans[1].parentId: span id must be 8 bytes, got 3",
+        ),
+        (
+            pb::Span {
+                remote_endpoint: Some(pb::Endpoint {
+                    ipv4: vec![1, 2, 3],
+                    ..Default::default()
+                }),
+                ..good()
+            },
+            "spans[1].remoteEndpoint.ipv4: IPv4 address must be 4 bytes, got 3",
+        ),
+        (
+            pb::Span {
+                local_endpoint: Some(pb::Endpoint {
+                    ipv6: vec![1; 4],
+                    ..Default::default()
+                }),
+                ..good()
+            },
+            "spans[1].localEndpoint.ipv6: IPv6 address must be 16 bytes, got 4",
+        ),
+        (
+            pb::Span {
+                local_endpoint: Some(pb::Endpoint {
+                    port: -1,
+                    ..Default::default()
+                }),
+                ..good()
+            },
+            "spans[1].localEndpoint.port: -1 is not a port number",
+        ),
+    ];
+    for (bad, want) in cases {
+        let got = decode_proto(&encode(vec![good(), bad]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn empty_reports_are_empty_batches() {
+    assert!(decode("[]").is_empty());
+    assert!(decode_proto(&[]).unwrap().batch.is_empty());
+    assert_eq!(encode_json(&TraceBatch::default()), b"[]");
+}
