@@ -90,11 +90,31 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let servers = vec![
-        tokio::spawn(receiver::otlp_grpc::serve(grpc, Arc::clone(&sink), limits, shutdown.clone().wait()))
-            .map_result("otlp-grpc"),
-        serve_http("otlp-http", http, receiver::otlp_http::router(Arc::clone(&sink), limits), shutdown.clone()),
-        serve_http("zipkin", zipkin, receiver::zipkin_http::router(Arc::clone(&sink), limits), shutdown.clone()),
-        serve_http("query", query, query::router(store.clone()).merge(metrics), shutdown.clone()),
+        tokio::spawn(receiver::otlp_grpc::serve(
+            grpc,
+            Arc::clone(&sink),
+            limits,
+            shutdown.clone().wait(),
+        ))
+        .map_result("otlp-grpc"),
+        serve_http(
+            "otlp-http",
+            http,
+            receiver::otlp_http::router(Arc::clone(&sink), limits),
+            shutdown.clone(),
+        ),
+        serve_http(
+            "zipkin",
+            zipkin,
+            receiver::zipkin_http::router(Arc::clone(&sink), limits),
+            shutdown.clone(),
+        ),
+        serve_http(
+            "query",
+            query,
+            query::router(store.clone()).merge(metrics),
+            shutdown.clone(),
+        ),
     ];
     let mut first_error = None;
     for server in servers {
@@ -129,7 +149,12 @@ fn announce(name: &str, listener: &TcpListener, what: &str) {
 
 type ServerTask = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
 
-fn serve_http(name: &'static str, listener: TcpListener, app: axum::Router, shutdown: Shutdown) -> ServerTask {
+fn serve_http(
+    name: &'static str,
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: Shutdown,
+) -> ServerTask {
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.wait())

@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "meshtrace", version, about = "Distributed tracing for service meshes, in one binary")]
+#[command(
+    name = "meshtrace",
+    version,
+    about = "Distributed tracing for service meshes, in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -35,13 +35,27 @@ fn bad_requests_are_refused_clearly_and_lose_nothing() {
     let json_ct = "Content-Type: application/json";
 
     // Accepted first: OTLP/JSON with enum names and string int64s.
-    let ok = post(&traces, &[json_ct], &otlp_json(vec![span(GOOD_TRACE, "eee19b7ec3c1b174", "ok-span", json!("SPAN_KIND_SERVER"))]));
+    let ok = post(
+        &traces,
+        &[json_ct],
+        &otlp_json(vec![span(
+            GOOD_TRACE,
+            "eee19b7ec3c1b174",
+            "ok-span",
+            json!("SPAN_KIND_SERVER"),
+        )]),
+    );
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.json(), json!({}));
 
     // Partial success: one bad trace id among good spans.
     let mixed = otlp_json(vec![
-        span("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "second-ok", json!(2)),
+        span(
+            "0af7651916cd43dd8448eb211c80319c",
+            "b7ad6b7169203331",
+            "second-ok",
+            json!(2),
+        ),
         span("5b8efff798", "b7ad6b7169203332", "bad-id", json!(2)),
     ]);
     let partial = post(&traces, &[json_ct], &mixed);
@@ -50,20 +64,43 @@ fn bad_requests_are_refused_clearly_and_lose_nothing() {
     assert_eq!(p["partialSuccess"]["rejectedSpans"], "1", "{p}");
     let msg = p["partialSuccess"]["errorMessage"].as_str().unwrap();
     assert!(msg.contains("trace"), "message names the trace id: {msg}");
-    assert_eq!(get(&server.query_url("/api/traces/0af7651916cd43dd8448eb211c80319c")).status, 200);
+    assert_eq!(
+        get(&server.query_url("/api/traces/0af7651916cd43dd8448eb211c80319c")).status,
+        200
+    );
 
     // Every span invalid: 400 naming the field.
-    let all_bad = post(&traces, &[json_ct], &otlp_json(vec![span("zz", "b7ad6b7169203333", "x", json!(1))]));
+    let all_bad = post(
+        &traces,
+        &[json_ct],
+        &otlp_json(vec![span("zz", "b7ad6b7169203333", "x", json!(1))]),
+    );
     assert_eq!(all_bad.status, 400, "{}", all_bad.text());
-    assert!(all_bad.json()["message"].as_str().unwrap().to_lowercase().contains("trace"), "{}", all_bad.text());
+    assert!(
+        all_bad.json()["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("trace"),
+        "{}",
+        all_bad.text()
+    );
 
     // Not JSON at all.
     let garbled = post(&traces, &[json_ct], b"{\"resourceSpans\": [");
     assert_eq!(garbled.status, 400);
-    assert_eq!(garbled.json()["code"], 3, "google.rpc.Status INVALID_ARGUMENT");
+    assert_eq!(
+        garbled.json()["code"],
+        3,
+        "google.rpc.Status INVALID_ARGUMENT"
+    );
 
     // Truncated protobuf.
-    let truncated = post(&traces, &["Content-Type: application/x-protobuf"], &[0x0a, 0x10, 0x0a, 0x05]);
+    let truncated = post(
+        &traces,
+        &["Content-Type: application/x-protobuf"],
+        &[0x0a, 0x10, 0x0a, 0x05],
+    );
     assert_eq!(truncated.status, 400, "{}", truncated.text());
 
     // Wrong content type, unknown encoding, too large.
@@ -79,14 +116,26 @@ fn bad_requests_are_refused_clearly_and_lose_nothing() {
     let z = post(&zipkin, &[json_ct], b"[{\"traceId\": ");
     assert_eq!(z.status, 400);
     assert!(!z.text().is_empty());
-    let z = post(&zipkin, &[json_ct], br#"[{"traceId":"xyz","id":"352bff9a74ca9ad2","name":"a"}]"#);
+    let z = post(
+        &zipkin,
+        &[json_ct],
+        br#"[{"traceId":"xyz","id":"352bff9a74ca9ad2","name":"a"}]"#,
+    );
     assert_eq!(z.status, 400);
     assert!(z.text().contains("traceId"), "{}", z.text());
-    let z = post(&zipkin, &["Content-Type: application/x-protobuf"], &[0xff, 0xff, 0xff]);
+    let z = post(
+        &zipkin,
+        &["Content-Type: application/x-protobuf"],
+        &[0xff, 0xff, 0xff],
+    );
     assert_eq!(z.status, 400, "{}", z.text());
 
     // gRPC with bytes that are not protobuf, through the real grpcio client.
-    let grpc = python(".venv", "grpc_raw.py", &[server.addr("otlp-grpc"), "0a05ffffffffff"]);
+    let grpc = python(
+        ".venv",
+        "grpc_raw.py",
+        &[server.addr("otlp-grpc"), "0a05ffffffffff"],
+    );
     assert!(grpc.starts_with("INVALID_ARGUMENT"), "{grpc}");
 
     // The query API names bad parameters.
@@ -103,6 +152,12 @@ fn bad_requests_are_refused_clearly_and_lose_nothing() {
     let v = get_json(&server.query_url(&format!("/api/traces/{GOOD_TRACE}")));
     assert_eq!(v["data"][0]["spans"][0]["operationName"], "ok-span");
     let metrics = get(&server.query_url("/metrics")).text();
-    assert!(metrics.contains("meshtrace_receiver_refused_spans_total"), "{metrics}");
-    assert!(metrics.contains("meshtrace_receiver_accepted_spans_total"), "{metrics}");
+    assert!(
+        metrics.contains("meshtrace_receiver_refused_spans_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("meshtrace_receiver_accepted_spans_total"),
+        "{metrics}"
+    );
 }

@@ -42,7 +42,11 @@ fn assert_all_stored(server: &AllInOne, ids: &[String]) {
     for id in ids {
         let a = get(&server.query_url(&format!("/api/traces/{id}")));
         assert_eq!(a.status, 200, "trace {id} lost: {}", a.text());
-        assert_eq!(a.json()["data"][0]["spans"].as_array().unwrap().len(), 3, "trace {id} incomplete");
+        assert_eq!(
+            a.json()["data"][0]["spans"].as_array().unwrap().len(),
+            3,
+            "trace {id} incomplete"
+        );
     }
 }
 
@@ -81,7 +85,8 @@ fn a_torn_wal_tail_is_cut_not_fatal() {
     let segments = wal_segments(dir.path());
     let last = segments.last().expect("a WAL segment");
     let mut f = std::fs::OpenOptions::new().append(true).open(last).unwrap();
-    f.write_all(&[0x00, 0x10, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef, 0x0a, 0x01]).unwrap();
+    f.write_all(&[0x00, 0x10, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef, 0x0a, 0x01])
+        .unwrap();
     drop(f);
 
     let server = AllInOne::start(dir.path(), &[]);
@@ -99,14 +104,21 @@ fn sigterm_flushes_to_a_block_and_exits_zero() {
     let server = AllInOne::start(dir.path(), &[]);
     let ids = send_traces(&server, 10, "term");
     assert_eq!(server.terminate(), Some(0));
-    let blocks = std::fs::read_dir(dir.path().join("blocks")).map(|d| d.count()).unwrap_or(0);
+    let blocks = std::fs::read_dir(dir.path().join("blocks"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert!(blocks >= 1, "shutdown wrote the head to a block");
 
     let server = AllInOne::start(dir.path(), &[]);
     assert_all_stored(&server, &ids);
     let found = eventually(Duration::from_secs(5), || {
         let v = get_json(&server.query_url("/api/services"));
-        v["data"].as_array().unwrap().iter().any(|s| s == "durable").then_some(())
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "durable")
+            .then_some(())
     });
     assert!(found.is_some(), "service list survives restart");
 }

@@ -69,28 +69,51 @@ fn envoy_reports_form_one_tree_with_shared_span_ids_split() {
     let shared = &spans["router inbound|8080 ingress"];
     assert_eq!(client["spanID"], HOP);
     // Jaeger's de-duplication: the shared server span gets its own id, child of the client.
-    assert_ne!(shared["spanID"], HOP, "shared span id must be split: {shared:#}");
+    assert_ne!(
+        shared["spanID"], HOP,
+        "shared span id must be split: {shared:#}"
+    );
     let shared_refs = shared["references"].as_array().unwrap();
     assert_eq!(shared_refs[0]["refType"], "CHILD_OF");
     assert_eq!(shared_refs[0]["spanID"], HOP);
     assert_eq!(client["references"][0]["spanID"], EDGE);
 
     // Envoy's tags arrive as Zipkin strings.
-    assert_eq!(tag(client, "upstream_cluster"), Some(("string".into(), "outbound|8080||cart".into())));
-    assert_eq!(tag(client, "guid:x-request-id").map(|t| t.0), Some("string".into()));
-    assert_eq!(tag(client, "span.kind"), Some(("string".into(), "client".into())));
-    assert_eq!(tag(shared, "span.kind"), Some(("string".into(), "server".into())));
+    assert_eq!(
+        tag(client, "upstream_cluster"),
+        Some(("string".into(), "outbound|8080||cart".into()))
+    );
+    assert_eq!(
+        tag(client, "guid:x-request-id").map(|t| t.0),
+        Some("string".into())
+    );
+    assert_eq!(
+        tag(client, "span.kind"),
+        Some(("string".into(), "client".into()))
+    );
+    assert_eq!(
+        tag(shared, "span.kind"),
+        Some(("string".into(), "server".into()))
+    );
     let process = &trace["processes"][shared["processID"].as_str().unwrap()];
     assert_eq!(process["serviceName"], "cart-sidecar");
 
     // The service graph: edge -> frontend-sidecar -> cart-sidecar.
     let end_ms = now / 1000 + 60_000;
-    let deps = get_json(&server.query_url(&format!("/api/dependencies?endTs={end_ms}&lookback=3600000")));
+    let deps = get_json(&server.query_url(&format!(
+        "/api/dependencies?endTs={end_ms}&lookback=3600000"
+    )));
     let mut links: Vec<(String, String, u64)> = deps["data"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["parent"].as_str().unwrap().into(), d["child"].as_str().unwrap().into(), d["callCount"].as_u64().unwrap()))
+        .map(|d| {
+            (
+                d["parent"].as_str().unwrap().into(),
+                d["child"].as_str().unwrap().into(),
+                d["callCount"].as_u64().unwrap(),
+            )
+        })
         .collect();
     links.sort();
     assert_eq!(
@@ -109,11 +132,22 @@ fn gzip_zipkin_reports_are_accepted() {
     let body = serde_json::to_vec(&envoy_report(now_micros())).unwrap();
     let mut gz = flate2_gzip(&body);
     let url = format!("http://{}/api/v2/spans", server.addr("zipkin"));
-    let answer = post(&url, &["Content-Type: application/json", "Content-Encoding: gzip"], &gz);
+    let answer = post(
+        &url,
+        &["Content-Type: application/json", "Content-Encoding: gzip"],
+        &gz,
+    );
     assert_eq!(answer.status, 202, "{}", answer.text());
-    assert_eq!(get(&server.query_url(&format!("/api/traces/{TRACE}"))).status, 200);
+    assert_eq!(
+        get(&server.query_url(&format!("/api/traces/{TRACE}"))).status,
+        200
+    );
     gz.truncate(gz.len() / 2);
-    let answer = post(&url, &["Content-Type: application/json", "Content-Encoding: gzip"], &gz);
+    let answer = post(
+        &url,
+        &["Content-Type: application/json", "Content-Encoding: gzip"],
+        &gz,
+    );
     assert_eq!(answer.status, 400, "{}", answer.text());
     assert!(answer.text().contains("gzip"), "{}", answer.text());
 }

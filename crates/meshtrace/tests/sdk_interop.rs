@@ -15,8 +15,14 @@ struct Sent {
 fn send(server: &AllInOne, exporter: &str, service: &str, gzip: bool) -> Sent {
     let (venv, endpoint) = match exporter {
         "otlp-grpc" => (".venv", format!("http://{}", server.addr("otlp-grpc"))),
-        "otlp-http" => (".venv", format!("http://{}/v1/traces", server.addr("otlp-http"))),
-        "zipkin-json" => (".venv", format!("http://{}/api/v2/spans", server.addr("zipkin"))),
+        "otlp-http" => (
+            ".venv",
+            format!("http://{}/v1/traces", server.addr("otlp-http")),
+        ),
+        "zipkin-json" => (
+            ".venv",
+            format!("http://{}/api/v2/spans", server.addr("zipkin")),
+        ),
         "zipkin-proto" => (
             ".venv-zipkin-proto",
             format!("http://{}/api/v2/spans", server.addr("zipkin")),
@@ -69,38 +75,89 @@ fn check_trace(server: &AllInOne, sent: &Sent, service: &str, typed_tags: bool) 
     assert_eq!(root["spanID"], sent.spans["root"]);
     assert_eq!(load["spanID"], sent.spans["load"]);
     assert!(references(root).is_empty(), "root has no parent: {root:#}");
-    assert_eq!(references(load), [("CHILD_OF".into(), sent.spans["root"].as_str().unwrap().into())]);
-    assert_eq!(references(call), [("CHILD_OF".into(), sent.spans["load"].as_str().unwrap().into())]);
-    assert_eq!(references(db), [("CHILD_OF".into(), sent.spans["call"].as_str().unwrap().into())]);
+    assert_eq!(
+        references(load),
+        [(
+            "CHILD_OF".into(),
+            sent.spans["root"].as_str().unwrap().into()
+        )]
+    );
+    assert_eq!(
+        references(call),
+        [(
+            "CHILD_OF".into(),
+            sent.spans["load"].as_str().unwrap().into()
+        )]
+    );
+    assert_eq!(
+        references(db),
+        [(
+            "CHILD_OF".into(),
+            sent.spans["call"].as_str().unwrap().into()
+        )]
+    );
 
     // Processes: one per service, referenced by the spans.
     let process_of = |s: &Value| {
         let id = s["processID"].as_str().expect("processID");
-        trace["processes"][id]["serviceName"].as_str().expect("serviceName").to_owned()
+        trace["processes"][id]["serviceName"]
+            .as_str()
+            .expect("serviceName")
+            .to_owned()
     };
     assert_eq!(process_of(root), service);
     assert_eq!(process_of(load), service);
     assert_eq!(process_of(db), format!("{service}-db"));
 
     // Tags: typed for OTLP; Zipkin carries every tag as a string.
-    assert_eq!(tag(root, "http.method"), Some(("string".into(), "GET".into())));
+    assert_eq!(
+        tag(root, "http.method"),
+        Some(("string".into(), "GET".into()))
+    );
     if typed_tags {
-        assert_eq!(tag(root, "http.status_code"), Some(("int64".into(), 200.into())));
+        assert_eq!(
+            tag(root, "http.status_code"),
+            Some(("int64".into(), 200.into()))
+        );
         assert_eq!(tag(root, "http.retry"), Some(("bool".into(), false.into())));
-        assert_eq!(tag(root, "sample.ratio"), Some(("float64".into(), 0.25.into())));
+        assert_eq!(
+            tag(root, "sample.ratio"),
+            Some(("float64".into(), 0.25.into()))
+        );
     } else {
-        assert_eq!(tag(root, "http.status_code"), Some(("string".into(), "200".into())));
+        assert_eq!(
+            tag(root, "http.status_code"),
+            Some(("string".into(), "200".into()))
+        );
     }
-    assert_eq!(tag(root, "span.kind"), Some(("string".into(), "server".into())));
-    assert_eq!(tag(call, "span.kind"), Some(("string".into(), "client".into())));
-    assert_eq!(tag(call, "error"), Some(("bool".into(), true.into())), "{call:#}");
-    assert_eq!(tag(call, "db.system"), Some(("string".into(), "postgresql".into())));
+    assert_eq!(
+        tag(root, "span.kind"),
+        Some(("string".into(), "server".into()))
+    );
+    assert_eq!(
+        tag(call, "span.kind"),
+        Some(("string".into(), "client".into()))
+    );
+    assert_eq!(
+        tag(call, "error"),
+        Some(("bool".into(), true.into())),
+        "{call:#}"
+    );
+    assert_eq!(
+        tag(call, "db.system"),
+        Some(("string".into(), "postgresql".into()))
+    );
 
     // The event became a Jaeger log with its name and attributes.
     let logs = load["logs"].as_array().expect("logs");
     assert_eq!(logs.len(), 1, "{load:#}");
     let fields = logs[0]["fields"].as_array().expect("fields");
-    let field = |k: &str| fields.iter().find(|f| f["key"] == k).map(|f| f["value"].clone());
+    let field = |k: &str| {
+        fields
+            .iter()
+            .find(|f| f["key"] == k)
+            .map(|f| f["value"].clone())
+    };
     if typed_tags {
         assert_eq!(field("event"), Some("cache miss".into()));
         assert_eq!(field("cache.key"), Some("cart:42".into()));
@@ -108,49 +165,114 @@ fn check_trace(server: &AllInOne, sent: &Sent, service: &str, typed_tags: bool) 
         // Zipkin annotations are one string; the SDK writes `{"name": {attributes}}` there.
         let event = field("event").expect("event field");
         let text = event.as_str().expect("string");
-        assert!(text.contains("cache miss") && text.contains("cart:42"), "{text}");
+        assert!(
+            text.contains("cache miss") && text.contains("cart:42"),
+            "{text}"
+        );
     }
     assert!(logs[0]["timestamp"].as_u64().expect("µs") >= load["startTime"].as_u64().unwrap());
 
     // Times in microseconds; "load cart" slept 20 ms.
-    assert!(load["duration"].as_u64().expect("duration") >= 20_000, "{load:#}");
+    assert!(
+        load["duration"].as_u64().expect("duration") >= 20_000,
+        "{load:#}"
+    );
     let start = root["startTime"].as_u64().expect("startTime");
     let now = now_micros();
-    assert!(start <= now && start > now - 600_000_000, "startTime {start} is µs near now");
+    assert!(
+        start <= now && start > now - 600_000_000,
+        "startTime {start} is µs near now"
+    );
 
     // Services and operations, as the Jaeger UI's drop-downs load them.
     let services = get_json(&server.query_url("/api/services"));
-    let names: Vec<&str> = services["data"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(names.contains(&service) && names.contains(&format!("{service}-db").as_str()), "{services}");
+    let names: Vec<&str> = services["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        names.contains(&service) && names.contains(&format!("{service}-db").as_str()),
+        "{services}"
+    );
     let ops = get_json(&server.query_url(&format!("/api/services/{service}/operations")));
-    let ops: Vec<&str> = ops["data"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let ops: Vec<&str> = ops["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     for op in ["GET /checkout", "load cart", "SELECT carts"] {
         assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
-    let server_ops = get_json(&server.query_url(&format!("/api/operations?service={service}&spanKind=server")));
-    assert_eq!(server_ops["data"], serde_json::json!([{"name": "GET /checkout", "spanKind": "server"}]));
+    let server_ops = get_json(&server.query_url(&format!(
+        "/api/operations?service={service}&spanKind=server"
+    )));
+    assert_eq!(
+        server_ops["data"],
+        serde_json::json!([{"name": "GET /checkout", "spanKind": "server"}])
+    );
 
     // Search, as Grafana builds it: tags JSON, tag=k:v, durations, time window, limit.
     let found = |query: &str| -> Vec<String> {
         let v = get_json(&server.query_url(&format!("/api/traces?{query}")));
-        v["data"].as_array().expect("data").iter().map(|t| t["traceID"].as_str().unwrap().to_owned()).collect()
+        v["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|t| t["traceID"].as_str().unwrap().to_owned())
+            .collect()
     };
     let end = now_micros() + 60_000_000;
     let begin = end - 3_600_000_000;
     let window = format!("start={begin}&end={end}&limit=20");
     let me = vec![sent.trace_id.clone()];
     assert_eq!(found(&format!("service={service}&{window}")), me);
-    assert_eq!(found(&format!("service={service}&tags=%7B%22http.method%22%3A%22GET%22%7D&{window}")), me);
-    assert_eq!(found(&format!("service={service}&tag=db.system:postgresql&{window}")), me);
-    assert_eq!(found(&format!("service={service}&tag=db.system:mysql&{window}")), Vec::<String>::new());
-    assert_eq!(found(&format!("service={service}&operation=load%20cart&minDuration=15ms&{window}")), me);
-    assert_eq!(found(&format!("service={service}&operation=load%20cart&maxDuration=1ms&{window}")), Vec::<String>::new());
-    assert_eq!(found(&format!("service={service}&minDuration=1h&{window}")), Vec::<String>::new());
+    assert_eq!(
+        found(&format!(
+            "service={service}&tags=%7B%22http.method%22%3A%22GET%22%7D&{window}"
+        )),
+        me
+    );
+    assert_eq!(
+        found(&format!(
+            "service={service}&tag=db.system:postgresql&{window}"
+        )),
+        me
+    );
+    assert_eq!(
+        found(&format!("service={service}&tag=db.system:mysql&{window}")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        found(&format!(
+            "service={service}&operation=load%20cart&minDuration=15ms&{window}"
+        )),
+        me
+    );
+    assert_eq!(
+        found(&format!(
+            "service={service}&operation=load%20cart&maxDuration=1ms&{window}"
+        )),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        found(&format!("service={service}&minDuration=1h&{window}")),
+        Vec::<String>::new()
+    );
     assert_eq!(found(&format!("service={service}-db&{window}")), me);
     // Search without a service.
     assert_eq!(found(&format!("tag=cache.key:cart%3A42&{window}")), me);
     // A window that ended before the trace started finds nothing.
-    assert_eq!(found(&format!("service={service}&start={}&end={}", begin - 7_200_000_000, begin)), Vec::<String>::new());
+    assert_eq!(
+        found(&format!(
+            "service={service}&start={}&end={}",
+            begin - 7_200_000_000,
+            begin
+        )),
+        Vec::<String>::new()
+    );
 }
 
 #[test]

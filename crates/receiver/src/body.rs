@@ -37,7 +37,11 @@ impl BodyError {
 }
 
 /// Reads the whole body (at most `limit` bytes) and undoes its `Content-Encoding`.
-pub(crate) async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
+pub(crate) async fn read(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
     let encoding = content_encoding(headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -143,7 +147,10 @@ mod tests {
         let bomb = gzip(&vec![0u8; 10_000]);
         assert!(bomb.len() < 100);
         let err = read(&h, Body::from(bomb), 1000).await.unwrap_err();
-        assert!(matches!(err, BodyError::DecompressedTooLarge { limit: 1000 }));
+        assert!(matches!(
+            err,
+            BodyError::DecompressedTooLarge { limit: 1000 }
+        ));
         assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 

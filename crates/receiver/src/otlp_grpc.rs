@@ -121,13 +121,14 @@ impl<S: Sink> UnaryService<ExportTraceServiceRequest> for ExportMethod<S> {
             )
             .await
             .map_err(status_of)?;
-            let partial_success = (accepted.rejected_spans > 0).then(|| {
-                ExportTracePartialSuccess {
+            let partial_success =
+                (accepted.rejected_spans > 0).then(|| ExportTracePartialSuccess {
                     rejected_spans: accepted.rejected_spans as i64,
                     error_message: accepted.error_message,
-                }
-            });
-            Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+                });
+            Ok(Response::new(ExportTraceServiceResponse {
+                partial_success,
+            }))
         })
     }
 }

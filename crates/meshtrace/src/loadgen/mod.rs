@@ -47,7 +47,10 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    anyhow::ensure!(args.spans_per_trace >= 1, "--spans-per-trace must be at least 1");
+    anyhow::ensure!(
+        args.spans_per_trace >= 1,
+        "--spans-per-trace must be at least 1"
+    );
     anyhow::ensure!(args.batch >= 1, "--batch must be at least 1");
     let shape = synth::Shape {
         seed: args.seed,

@@ -63,7 +63,11 @@ pub fn trace(shape: Shape, index: u64, now_nanos: u64) -> Vec<(usize, Span)> {
         } else {
             // The callee's side of that call.
             let (svc, ref p) = spans[i - 1];
-            ((svc + 1) % SERVICES.len(), Some(p.span_id), SpanKind::Server)
+            (
+                (svc + 1) % SERVICES.len(),
+                Some(p.span_id),
+                SpanKind::Server,
+            )
         };
         let depth = i as u64 + 1;
         let s = start + depth * 100_000;
@@ -72,13 +76,25 @@ pub fn trace(shape: Shape, index: u64, now_nanos: u64) -> Vec<(usize, Span)> {
         let error = failing && i + 1 == shape.spans_per_trace;
         let status_code: i64 = if error { 503 } else { 200 };
         let mut attributes = vec![
-            KeyValue::new("http.method", if r.random_ratio(1, 4) { "POST" } else { "GET" }),
+            KeyValue::new(
+                "http.method",
+                if r.random_ratio(1, 4) { "POST" } else { "GET" },
+            ),
             KeyValue::new("http.route", route),
             KeyValue::new("http.status_code", status_code),
-            KeyValue::new("http.url", format!("http://{}:8080{route}", SERVICES[service])),
+            KeyValue::new(
+                "http.url",
+                format!("http://{}:8080{route}", SERVICES[service]),
+            ),
             KeyValue::new("component", "proxy"),
-            KeyValue::new("upstream_cluster", format!("outbound|8080||{}", SERVICES[service])),
-            KeyValue::new("net.peer.ip", format!("10.0.{}.{}", service, r.random_range(2..250u8))),
+            KeyValue::new(
+                "upstream_cluster",
+                format!("outbound|8080||{}", SERVICES[service]),
+            ),
+            KeyValue::new(
+                "net.peer.ip",
+                format!("10.0.{}.{}", service, r.random_range(2..250u8)),
+            ),
             KeyValue::new("guid:x-request-id", format!("{:032x}", r.random::<u128>())),
         ];
         if kind == SpanKind::Client {
@@ -96,7 +112,11 @@ pub fn trace(shape: Shape, index: u64, now_nanos: u64) -> Vec<(usize, Span)> {
                 end_unix_nano: e,
                 attributes,
                 status: Status {
-                    code: if error { StatusCode::Error } else { StatusCode::Unset },
+                    code: if error {
+                        StatusCode::Error
+                    } else {
+                        StatusCode::Unset
+                    },
                     message: String::new(),
                 },
                 ..Default::default()
@@ -112,7 +132,10 @@ fn resource(service: usize) -> Resource {
             KeyValue::new("service.name", SERVICES[service]),
             KeyValue::new("service.namespace", "shop"),
             KeyValue::new("host.name", format!("node-{service}")),
-            KeyValue::new("k8s.pod.name", format!("{}-7d9f8b-x2k4q", SERVICES[service])),
+            KeyValue::new(
+                "k8s.pod.name",
+                format!("{}-7d9f8b-x2k4q", SERVICES[service]),
+            ),
             KeyValue::new("telemetry.sdk.language", "rust"),
         ],
         dropped_attributes_count: 0,

@@ -94,7 +94,10 @@ impl AllInOne {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 return s.code();
             }
-            assert!(Instant::now() < deadline, "meshtrace did not exit on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "meshtrace did not exit on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -115,12 +118,8 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn text(&self) -> String {
@@ -225,14 +224,24 @@ pub fn spans_by_name(trace: &Value) -> HashMap<String, Value> {
         .as_array()
         .expect("spans array")
         .iter()
-        .map(|s| (s["operationName"].as_str().expect("name").to_owned(), s.clone()))
+        .map(|s| {
+            (
+                s["operationName"].as_str().expect("name").to_owned(),
+                s.clone(),
+            )
+        })
         .collect()
 }
 
 /// Looks up a Jaeger tag by key: `(type, value)`.
 pub fn tag(span: &Value, key: &str) -> Option<(String, Value)> {
     span["tags"].as_array()?.iter().find_map(|t| {
-        (t["key"] == key).then(|| (t["type"].as_str().unwrap_or("").to_owned(), t["value"].clone()))
+        (t["key"] == key).then(|| {
+            (
+                t["type"].as_str().unwrap_or("").to_owned(),
+                t["value"].clone(),
+            )
+        })
     })
 }
 

@@ -1,0 +1,222 @@
+//! How each receiver answers for what its sink says: accepted, overloaded, unavailable — over
+//! real sockets, with tonic's OTLP client for gRPC and hyper-served HTTP through `tower`.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use model::TraceBatch;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use receiver::{Limits, Sink, SinkError};
+use tower::ServiceExt;
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Accept,
+    Overloaded,
+    Unavailable,
+}
+
+struct TestSink {
+    mode: Mode,
+    got: Mutex<Vec<TraceBatch>>,
+}
+
+impl TestSink {
+    fn new(mode: Mode) -> Arc<Self> {
+        Arc::new(Self {
+            mode,
+            got: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn spans(&self) -> usize {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(TraceBatch::span_count)
+            .sum()
+    }
+}
+
+impl Sink for TestSink {
+    async fn accept(&self, batch: TraceBatch) -> Result<(), SinkError> {
+        match self.mode {
+            Mode::Accept => {
+                self.got.lock().unwrap().push(batch);
+                Ok(())
+            }
+            Mode::Overloaded => Err(SinkError::Overloaded("queue full".into())),
+            Mode::Unavailable => Err(SinkError::Unavailable("disk failing".into())),
+        }
+    }
+}
+
+fn span(trace_id: Vec<u8>, name: &str) -> Span {
+    Span {
+        trace_id,
+        span_id: vec![1, 2, 3, 4, 5, 6, 7, 8],
+        name: name.into(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_100_000_000,
+        ..Default::default()
+    }
+}
+
+fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("svc".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+async fn grpc_server(sink: Arc<TestSink>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(receiver::otlp_grpc::serve(
+        listener,
+        sink,
+        Limits::default(),
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn grpc_partial_success_and_retryable_codes() {
+    let sink = TestSink::new(Mode::Accept);
+    let mut client = TraceServiceClient::connect(grpc_server(Arc::clone(&sink)).await)
+        .await
+        .unwrap();
+    let reply = client
+        .export(request(vec![
+            span(vec![7; 16], "good"),
+            span(vec![7; 5], "bad"),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    let partial = reply.partial_success.expect("partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("trace id"),
+        "{}",
+        partial.error_message
+    );
+    assert_eq!(sink.spans(), 1);
+
+    let all_bad = client
+        .export(request(vec![span(vec![0; 16], "zero")]))
+        .await
+        .unwrap_err();
+    assert_eq!(all_bad.code(), tonic::Code::InvalidArgument);
+    let empty = client.export(request(vec![])).await.unwrap().into_inner();
+    assert_eq!(empty.partial_success, None);
+
+    for (mode, code) in [
+        (Mode::Overloaded, tonic::Code::ResourceExhausted),
+        (Mode::Unavailable, tonic::Code::Unavailable),
+    ] {
+        let mut client = TraceServiceClient::connect(grpc_server(TestSink::new(mode)).await)
+            .await
+            .unwrap();
+        let err = client
+            .export(request(vec![span(vec![7; 16], "x")]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code);
+    }
+}
+
+async fn post(
+    app: axum::Router,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Option<String>, Vec<u8>) {
+    let req = Request::post(path)
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, retry, bytes.to_vec())
+}
+
+#[tokio::test]
+async fn http_receivers_tell_clients_when_to_retry() {
+    let body = request(vec![span(vec![7; 16], "x")]).encode_to_vec();
+    let zipkin = br#"[{"traceId":"0707070707070707","id":"0102030405060708","name":"x","timestamp":1700000000000000,"duration":5}]"#.to_vec();
+    for (mode, status) in [
+        (Mode::Accept, StatusCode::OK),
+        (Mode::Overloaded, StatusCode::TOO_MANY_REQUESTS),
+        (Mode::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        let sink = TestSink::new(mode);
+        let app = receiver::otlp_http::router(Arc::clone(&sink), Limits::default());
+        let (got, retry, reply) =
+            post(app, "/v1/traces", "application/x-protobuf", body.clone()).await;
+        assert_eq!(got, status);
+        if status == StatusCode::OK {
+            assert_eq!(retry, None);
+            assert_eq!(sink.spans(), 1);
+            assert!(reply.is_empty(), "no partial success to report: {reply:?}");
+        } else {
+            assert_eq!(retry.as_deref(), Some("1"));
+        }
+
+        let zipkin_status = if status == StatusCode::OK {
+            StatusCode::ACCEPTED
+        } else {
+            status
+        };
+        let app = receiver::zipkin_http::router(TestSink::new(mode), Limits::default());
+        let (got, retry, _) = post(app, "/api/v2/spans", "application/json", zipkin.clone()).await;
+        assert_eq!(got, zipkin_status);
+        assert_eq!(retry.is_some(), status != StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn otlp_http_errors_are_google_rpc_status_in_the_request_encoding() {
+    let app = receiver::otlp_http::router(TestSink::new(Mode::Accept), Limits::default());
+    let (status, _, body) = post(
+        app,
+        "/v1/traces",
+        "application/x-protobuf",
+        vec![0x0a, 0xff],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // google.rpc.Status: field 1 = code (3), field 2 = message.
+    assert_eq!(&body[..2], &[0x08, 3]);
+    assert!(String::from_utf8_lossy(&body).contains("protobuf"));
+}
