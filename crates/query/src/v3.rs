@@ -137,3 +137,68 @@ async fn find_traces(State(store): State<Store>, RawQuery(raw): RawQuery) -> V3R
         traces.into_iter().map(|t| prepare(t.spans, raw)),
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use model::{KeyValue, Resource, Scope, Span, SpanId, SpanKind, TraceId};
+
+    use super::*;
+
+    fn record(service: &str, trace: TraceId, id: u64) -> SpanRecord {
+        SpanRecord {
+            resource: Arc::new(Resource {
+                attributes: vec![KeyValue::new("service.name", service)],
+                ..Default::default()
+            }),
+            scope: Arc::new(Scope::default()),
+            span: Span {
+                trace_id: trace,
+                span_id: SpanId::from_u64(id),
+                name: "op".into(),
+                kind: SpanKind::Server,
+                start_unix_nano: 1_000,
+                end_unix_nano: 2_000,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn traces_are_wrapped_in_result_as_otlp_json() {
+        let t1 = TraceId::from_halves(0, 0xab);
+        let t2 = TraceId::from_halves(1, 2);
+        let v = result_json([
+            vec![record("a", t1, 1), record("b", t1, 2)],
+            vec![record("a", t2, 3)],
+        ]);
+        let rs = v["result"]["resourceSpans"]
+            .as_array()
+            .expect("resourceSpans");
+        // One resource group per service and trace, traces one after another.
+        assert_eq!(rs.len(), 3);
+        let first = &rs[0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(first["traceId"], "000000000000000000000000000000ab");
+        assert_eq!(first["spanId"], "0000000000000001");
+        assert_eq!(first["startTimeUnixNano"], "1000");
+        assert_eq!(
+            rs[2]["scopeSpans"][0]["spans"][0]["traceId"],
+            "00000000000000010000000000000002"
+        );
+        assert_eq!(
+            result_json(Vec::<Vec<SpanRecord>>::new()),
+            json!({"result": {"resourceSpans": []}})
+        );
+    }
+
+    #[test]
+    fn raw_flag_parsing() {
+        let p = QueryParams::parse(Some("raw_traces=maybe"));
+        assert_eq!(
+            raw_flag(&p, "raw_traces").unwrap_err().to_string(),
+            "malformed parameter raw_traces: invalid boolean \"maybe\""
+        );
+        assert_eq!(raw_flag(&QueryParams::default(), "raw_traces"), Ok(false));
+    }
+}

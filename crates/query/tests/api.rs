@@ -32,6 +32,7 @@ const MS: u64 = 1_000_000;
 struct Fixture {
     _dir: tempfile::TempDir,
     app: Router,
+    store: Store,
     /// Start of the mesh trace's root span, Unix ns.
     t0: u64,
 }
@@ -232,7 +233,8 @@ async fn fixture() -> Fixture {
     store.append(health_batch(t0)).await.expect("append health");
     Fixture {
         _dir: dir,
-        app: query::router(store),
+        app: query::router(store.clone()),
+        store,
         t0,
     }
 }
@@ -473,7 +475,7 @@ async fn search() {
 
     let (status, body) = get(&f.app, "/api/traces?service=edge").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(trace_ids(&body["data"]), [mesh.clone()]);
+    assert_eq!(trace_ids(&body["data"]), [mesh.as_str()]);
     assert_eq!(
         (
             &body["total"],
@@ -489,15 +491,15 @@ async fn search() {
     let uri = "/api/traces?service=payment&operation=POST%20%2Fpay\
                &tags=%7B%22http.status_code%22%3A%22402%22%7D&minDuration=10ms&maxDuration=1s";
     let (_, body) = get(&f.app, uri).await;
-    assert_eq!(trace_ids(&body["data"]), [mesh.clone()]);
+    assert_eq!(trace_ids(&body["data"]), [mesh.as_str()]);
     let (_, body) = get(
         &f.app,
         "/api/traces?service=payment&tag=http.status_code:402",
     )
     .await;
-    assert_eq!(trace_ids(&body["data"]), [mesh.clone()]);
+    assert_eq!(trace_ids(&body["data"]), [mesh.as_str()]);
     let (_, body) = get(&f.app, "/api/traces?service=payment&maxDuration=1.5ms").await;
-    assert_eq!(trace_ids(&body["data"]), [health.clone()]);
+    assert_eq!(trace_ids(&body["data"]), [health.as_str()]);
     let (_, body) = get(
         &f.app,
         "/api/traces?service=payment&tag=http.status_code:404",
@@ -513,7 +515,7 @@ async fn search() {
         &format!("/api/traces?service=payment&start={start}&end={end}"),
     )
     .await;
-    assert_eq!(trace_ids(&body["data"]), [health.clone()]);
+    assert_eq!(trace_ids(&body["data"]), [health.as_str()]);
     let (_, body) = get(&f.app, "/api/traces?lookback=1h").await;
     let mut all = trace_ids(&body["data"]);
     all.sort();
@@ -530,7 +532,7 @@ async fn search() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(trace_ids(&body["data"]), [mesh.clone()]);
+    assert_eq!(trace_ids(&body["data"]), [mesh.as_str()]);
     assert_eq!(
         body["errors"],
         json!([{"msg": "trace not found", "traceID": "0000000000abcdef"}])
@@ -805,4 +807,23 @@ async fn unknown_routes_are_left_to_the_binary() {
         .await
         .expect("infallible");
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn answers_are_the_same_from_a_block_as_from_the_head() {
+    let f = fixture().await;
+    let uris = [
+        format!("/api/traces/{}", hex16(MESH_TRACE)),
+        "/api/traces?service=frontend".to_owned(),
+        "/api/services".to_owned(),
+        "/api/operations?service=frontend".to_owned(),
+    ];
+    let mut before = Vec::new();
+    for uri in &uris {
+        before.push(get(&f.app, uri).await);
+    }
+    f.store.flush().await.expect("flush");
+    for (uri, want) in uris.iter().zip(before) {
+        assert_eq!(get(&f.app, uri).await, want, "{uri}");
+    }
 }
