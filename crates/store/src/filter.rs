@@ -5,7 +5,7 @@
 //! [`AnyValue::matches_text`]. Two tags Jaeger users type also match the span itself:
 //! `error=true` matches error spans ([`Span::is_error`]) and `span.kind=server` the kind.
 
-use model::{Event, KeyValue, SpanKind, SpanRecord};
+use model::{Event, KeyValue, SpanKind};
 
 use crate::api::TraceQuery;
 
@@ -51,26 +51,8 @@ impl SpanFilter {
             && duration <= self.max_duration
     }
 
-    pub fn matches_service(&self, service: &str) -> bool {
-        self.service.as_deref().is_none_or(|s| s == service)
-    }
-
     pub fn matches_operation(&self, name: &str) -> bool {
         self.operation.as_deref().is_none_or(|o| o == name)
-    }
-
-    /// Every condition, on a whole record.
-    pub fn matches(&self, rec: &SpanRecord) -> bool {
-        let s = &rec.span;
-        self.matches_times(s.start_unix_nano, s.end_unix_nano)
-            && self.matches_operation(&s.name)
-            && self.matches_service(rec.service_name())
-            && self.tags.iter().all(|(k, v)| {
-                tag_matches_span(k, v, s.kind, s.is_error())
-                    || kv_matches(&s.attributes, k, v)
-                    || kv_matches(&rec.resource.attributes, k, v)
-                    || events_match(&s.events, k, v)
-            })
     }
 }
 

@@ -62,10 +62,6 @@ impl ServiceRegistry {
         self.ids.get(name).copied()
     }
 
-    pub fn name(&self, id: u32) -> &str {
-        self.names.get(id as usize).map_or("", |s| s.as_str())
-    }
-
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(|s| s.as_str())
     }
@@ -276,10 +272,6 @@ impl Head {
         &self.chunks[(idx >> CHUNK_BITS) as usize][idx as usize & (CHUNK - 1)]
     }
 
-    pub fn service_id_of(&self, idx: u32) -> u32 {
-        self.service_of[idx as usize]
-    }
-
     /// Every span, in arrival order.
     pub fn records(&self) -> impl Iterator<Item = &SpanRecord> {
         self.chunks.iter().flatten()
@@ -327,7 +319,9 @@ impl Head {
             }
         }
         if let Some((min_start, max_start, _, max_end)) = self.time_bounds() {
-            if max_start < filter.start_min || min_start > filter.start_max || max_end < filter.end_min
+            if max_start < filter.start_min
+                || min_start > filter.start_max
+                || max_end < filter.end_min
             {
                 return;
             }
@@ -390,7 +384,11 @@ mod tests {
         head.insert(vec![rec(&a1, 1, 1, "x", 100), rec(&b, 2, 2, "y", 200)]);
         head.insert(vec![rec(&a2, 1, 3, "z", 300)]);
         // enough spans to cross a chunk boundary
-        head.insert((0..CHUNK as u64 + 5).map(|i| rec(&b, 3, 10 + i, "y", i)).collect());
+        head.insert(
+            (0..CHUNK as u64 + 5)
+                .map(|i| rec(&b, 3, 10 + i, "y", i))
+                .collect(),
+        );
         assert_eq!(head.trace_count(), 3);
         let mut out = Vec::new();
         head.trace_spans(&TraceId::from_halves(0, 1), 0, &mut out);
@@ -398,11 +396,17 @@ mod tests {
         assert!(Arc::ptr_eq(&out[0].resource, &out[1].resource));
         let ids: Vec<_> = head.trace_members(&TraceId::from_halves(0, 3)).collect();
         assert_eq!(ids.len(), CHUNK + 5);
-        assert_eq!(head.record(*ids.last().unwrap()).span.span_id, SpanId::from_u64(10 + CHUNK as u64 + 4));
+        assert_eq!(
+            head.record(*ids.last().unwrap()).span.span_id,
+            SpanId::from_u64(10 + CHUNK as u64 + 4)
+        );
         let mut ops = BTreeSet::new();
         head.services().collect_operations("a", None, &mut ops);
         let names: Vec<_> = ops.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(names, ["x", "z"]);
-        assert_eq!(head.time_bounds(), Some((0, 300, 10, 310)));
+        assert_eq!(
+            head.time_bounds(),
+            Some((0, CHUNK as u64 + 4, 10, CHUNK as u64 + 14))
+        );
     }
 }

@@ -245,6 +245,24 @@ pub fn tag(span: &Value, key: &str) -> Option<(String, Value)> {
     })
 }
 
+/// Every Jaeger tag named `key`: `(type, value)` pairs (Jaeger allows a key more than once).
+pub fn tags(span: &Value, key: &str) -> Vec<(String, Value)> {
+    span["tags"]
+        .as_array()
+        .map(|tags| {
+            tags.iter()
+                .filter(|t| t["key"] == key)
+                .map(|t| {
+                    (
+                        t["type"].as_str().unwrap_or("").to_owned(),
+                        t["value"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Current Unix time in microseconds.
 pub fn now_micros() -> u64 {
     std::time::SystemTime::now()

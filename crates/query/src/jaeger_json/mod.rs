@@ -180,7 +180,12 @@ fn span_to_jaeger(adjusted: &AdjustedSpan) -> (Span, Process) {
         StatusCode::Ok => tags.push(Tag::string("otel.status_code", "OK")),
         StatusCode::Error => {
             tags.push(Tag::string("otel.status_code", "ERROR"));
-            if span.attribute("error").is_none() {
+            // The Jaeger UI marks a span failed only for `error` = true or "true"; a Brave-style
+            // `error` tag holding a message is kept beside it, not instead of it.
+            let flagged = span
+                .attribute("error")
+                .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
+            if !flagged {
                 tags.push(Tag::bool("error", true));
             }
         }

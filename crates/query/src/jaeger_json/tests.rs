@@ -192,7 +192,7 @@ fn span_kinds_and_ok_status() {
 }
 
 #[test]
-fn error_status_keeps_an_existing_error_tag() {
+fn error_status_flags_the_span_and_keeps_a_message_error_tag() {
     let tid = TraceId::from_halves(0, 9);
     let res = resource("svc", &[]);
     let mut s = span(tid, 1, None);
@@ -208,7 +208,10 @@ fn error_status_keeps_an_existing_error_tag() {
         .collect();
     assert_eq!(
         errors,
-        [json!({"key": "error", "type": "string", "value": "timeout"})]
+        [
+            json!({"key": "error", "type": "string", "value": "timeout"}),
+            json!({"key": "error", "type": "bool", "value": true})
+        ]
     );
 }
 

@@ -66,14 +66,18 @@ impl TraceIndex {
         if &body[..4] != MAGIC {
             return Err("index magic missing".into());
         }
-        let u32_at = |at: usize| u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+        let u32_at =
+            |at: usize| u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
         let version = u32_at(4);
         if version != VERSION {
             return Err(format!("index version {version} not supported"));
         }
         let count = u32_at(8) as usize;
         if body.len() != HEADER + count * ENTRY {
-            return Err(format!("index holds {} bytes for {count} entries", body.len()));
+            return Err(format!(
+                "index holds {} bytes for {count} entries",
+                body.len()
+            ));
         }
         let mut index = TraceIndex {
             ids: Vec::with_capacity(count),

@@ -136,7 +136,11 @@ pub(crate) fn write_events(out: &mut String, events: &[Event]) {
             write_kvs(out, &e.attributes);
         }
         if e.dropped_attributes_count != 0 {
-            write_u64_field(out, "dropped_attributes_count", e.dropped_attributes_count.into());
+            write_u64_field(
+                out,
+                "dropped_attributes_count",
+                e.dropped_attributes_count.into(),
+            );
         }
         out.push('}');
     }
@@ -163,7 +167,11 @@ pub(crate) fn write_links(out: &mut String, links: &[Link]) {
             write_kvs(out, &l.attributes);
         }
         if l.dropped_attributes_count != 0 {
-            write_u64_field(out, "dropped_attributes_count", l.dropped_attributes_count.into());
+            write_u64_field(
+                out,
+                "dropped_attributes_count",
+                l.dropped_attributes_count.into(),
+            );
         }
         if l.flags != 0 {
             write_u64_field(out, "flags", l.flags.into());
@@ -261,7 +269,9 @@ fn to_value(j: J) -> Result<AnyValue, JsonError> {
         J::Float(f) => AnyValue::Double(f),
         J::UInt(u) => return Err(bad(format!("integer {u} out of range"))),
         J::Null => return Err(bad("null is not an attribute value")),
-        J::Arr(items) => AnyValue::Array(items.into_iter().map(to_value).collect::<Result<_, _>>()?),
+        J::Arr(items) => {
+            AnyValue::Array(items.into_iter().map(to_value).collect::<Result<_, _>>()?)
+        }
         J::Obj(mut entries) => {
             if entries.len() == 1 && is_tag(&entries[0].0) {
                 let (tag, inner) = entries.pop().ok_or_else(|| bad("empty tag"))?;
@@ -320,7 +330,9 @@ fn u64_of(j: J, what: &str) -> Result<u64, JsonError> {
     match j {
         J::Int(i) if i >= 0 => Ok(i as u64),
         J::UInt(u) => Ok(u),
-        other => Err(bad(format!("{what} must be a non-negative integer, got {other:?}"))),
+        other => Err(bad(format!(
+            "{what} must be a non-negative integer, got {other:?}"
+        ))),
     }
 }
 
@@ -344,7 +356,9 @@ fn objects(text: &str, what: &str) -> Result<Vec<Vec<(String, J)>>, JsonError> {
             .into_iter()
             .map(|item| match item {
                 J::Obj(fields) => Ok(fields),
-                other => Err(bad(format!("{what} entry must be an object, got {other:?}"))),
+                other => Err(bad(format!(
+                    "{what} entry must be an object, got {other:?}"
+                ))),
             })
             .collect(),
         other => Err(bad(format!("{what} must be an array, got {other:?}"))),
@@ -409,7 +423,10 @@ pub(crate) fn read_links(text: &str) -> Result<Vec<Link>, JsonError> {
 
 /// A cheap pre-check before parsing: can `text` hold an attribute named `key`?
 pub(crate) fn may_contain_key(text: &str, key: &str) -> bool {
-    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x80) {
+    if key
+        .bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x80)
+    {
         let needle_len = key.len() + 2;
         let bytes = text.as_bytes();
         bytes.len() >= needle_len
@@ -515,7 +532,13 @@ mod tests {
 
     #[test]
     fn corrupt_text_is_an_error_not_a_panic() {
-        for bad in ["{", "[1]", "{\"a\":null}", "{\"a\":{\"$bytes\":\"zz\"}}", "{\"a\":18446744073709551615}"] {
+        for bad in [
+            "{",
+            "[1]",
+            "{\"a\":null}",
+            "{\"a\":{\"$bytes\":\"zz\"}}",
+            "{\"a\":18446744073709551615}",
+        ] {
             assert!(read_kvs(bad).is_err(), "{bad}");
         }
         assert!(read_events("[1]").is_err());

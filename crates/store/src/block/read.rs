@@ -13,14 +13,14 @@ use object_store::path::Path;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
 };
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream};
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::statistics::Statistics;
 
 use super::index::TraceIndex;
 use super::schema::{self, fixed, RecordDecoder, ScanColumns, RECORD_COLUMNS};
-use super::storage::BlockStorage;
+use super::storage::{BlockStorage, ObjectReader};
 use super::{json, Block, BlockMeta, FORMAT_VERSION, INDEX_FILE, META_FILE};
 use crate::api::StoreError;
 use crate::filter::{tag_matches_span, SpanFilter};
@@ -45,8 +45,8 @@ impl Block {
         let meta_bytes = storage
             .get(&Path::from(format!("{id}/{META_FILE}")))
             .await?;
-        let meta: BlockMeta = serde_json::from_slice(&meta_bytes)
-            .map_err(|e| corrupt(format!("meta.json: {e}")))?;
+        let meta: BlockMeta =
+            serde_json::from_slice(&meta_bytes).map_err(|e| corrupt(format!("meta.json: {e}")))?;
         if meta.format_version != FORMAT_VERSION {
             return Err(corrupt(format!(
                 "format version {} not supported",
@@ -61,8 +61,7 @@ impl Block {
             .await?;
         let index = TraceIndex::decode(&index_bytes).map_err(|e| corrupt(format!("index: {e}")))?;
         let data_path = Path::from(format!("{id}/{}", super::DATA_FILE));
-        let mut reader = ParquetObjectReader::new(storage.object_store(), data_path)
-            .with_file_size(meta.data_bytes);
+        let mut reader = ObjectReader::new(&storage, data_path, meta.data_bytes);
         let reader_meta = ArrowReaderMetadata::load_async(
             &mut reader,
             ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
@@ -86,9 +85,8 @@ impl Block {
         }
     }
 
-    fn builder(&self) -> ParquetRecordBatchStreamBuilder<ParquetObjectReader> {
-        let reader = ParquetObjectReader::new(self.storage.object_store(), self.data_path.clone())
-            .with_file_size(self.meta.data_bytes);
+    fn builder(&self) -> ParquetRecordBatchStreamBuilder<ObjectReader> {
+        let reader = ObjectReader::new(&self.storage, self.data_path.clone(), self.meta.data_bytes);
         ParquetRecordBatchStreamBuilder::new_with_metadata(reader, self.reader_meta.clone())
     }
 
@@ -168,7 +166,7 @@ impl Block {
         columns: &[&str],
         start_min: u64,
         start_max: u64,
-    ) -> Result<Option<ParquetRecordBatchStream<ParquetObjectReader>>, StoreError> {
+    ) -> Result<Option<ParquetRecordBatchStream<ObjectReader>>, StoreError> {
         let groups = self.row_groups_in(start_min, start_max);
         if groups.is_empty() {
             return Ok(None);
@@ -231,10 +229,13 @@ impl Block {
                         continue;
                     }
                 }
-                if !filter.tags.is_empty() && !self.row_matches_tags(filter, &c, row, &mut resource_cache)? {
+                if !filter.tags.is_empty()
+                    && !self.row_matches_tags(filter, &c, row, &mut resource_cache)?
+                {
                     continue;
                 }
-                let id = TraceId::from_bytes(fixed::<16>(c.trace_id, row).map_err(|e| self.corrupt(e))?);
+                let id =
+                    TraceId::from_bytes(fixed::<16>(c.trace_id, row).map_err(|e| self.corrupt(e))?);
                 let best = out.entry(id).or_insert(0);
                 *best = (*best).max(start);
             }
@@ -249,9 +250,9 @@ impl Block {
         row: usize,
         resource_cache: &mut TextMatchCache,
     ) -> Result<bool, StoreError> {
-        let kind = c
-            .kind
-            .map_or(SpanKind::Unspecified, |k| SpanKind::from_i32(k.value(row).into()));
+        let kind = c.kind.map_or(SpanKind::Unspecified, |k| {
+            SpanKind::from_i32(k.value(row).into())
+        });
         let is_error = c.is_error.is_some_and(|e| e.value(row));
         let attrs = c.attributes.map_or("", |a| a.value(row));
         let resource = c.resource.map_or("", |a| a.value(row));
@@ -266,7 +267,10 @@ impl Block {
                     continue;
                 }
             }
-            if resource_cache.matches(tag_idx, resource, k, v).map_err(|e| self.corrupt(e))? {
+            if resource_cache
+                .matches(tag_idx, resource, k, v)
+                .map_err(|e| self.corrupt(e))?
+            {
                 continue;
             }
             if json::may_contain_key(events, k) {
@@ -311,8 +315,16 @@ impl Block {
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let c = ScanColumns::new(&batch).map_err(|e| self.corrupt(e))?;
-            let (Some(span_ids), Some(parents), Some(services), Some(kinds), Some(durations), Some(errors)) =
-                (c.span_id, c.parent, c.service, c.kind, c.duration, c.is_error)
+            let (
+                Some(span_ids),
+                Some(parents),
+                Some(services),
+                Some(kinds),
+                Some(durations),
+                Some(errors),
+            ) = (
+                c.span_id, c.parent, c.service, c.kind, c.duration, c.is_error,
+            )
             else {
                 return Err(self.corrupt("dependency columns missing"));
             };
@@ -326,11 +338,17 @@ impl Block {
                 let parent = if parents.is_null(row) {
                     None
                 } else {
-                    Some(SpanId::from_bytes(fixed::<8>(parents, row).map_err(|e| self.corrupt(e))?))
+                    Some(SpanId::from_bytes(
+                        fixed::<8>(parents, row).map_err(|e| self.corrupt(e))?,
+                    ))
                 };
                 f(DepRow {
-                    trace_id: TraceId::from_bytes(fixed::<16>(c.trace_id, row).map_err(|e| self.corrupt(e))?),
-                    span_id: SpanId::from_bytes(fixed::<8>(span_ids, row).map_err(|e| self.corrupt(e))?),
+                    trace_id: TraceId::from_bytes(
+                        fixed::<16>(c.trace_id, row).map_err(|e| self.corrupt(e))?,
+                    ),
+                    span_id: SpanId::from_bytes(
+                        fixed::<8>(span_ids, row).map_err(|e| self.corrupt(e))?,
+                    ),
                     parent,
                     service: services.value(row),
                     kind: SpanKind::from_i32(kinds.value(row).into()),
@@ -349,7 +367,13 @@ struct TextMatchCache {
 }
 
 impl TextMatchCache {
-    fn matches(&mut self, tag: usize, text: &str, key: &str, value: &str) -> Result<bool, json::JsonError> {
+    fn matches(
+        &mut self,
+        tag: usize,
+        text: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, json::JsonError> {
         if let Some((t, answer)) = self.last.get(&tag) {
             if t == text {
                 return Ok(*answer);

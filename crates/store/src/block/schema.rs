@@ -291,7 +291,10 @@ pub(crate) fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Resu
         .ok_or_else(|| format!("column {name} has an unexpected type"))
 }
 
-pub(crate) fn fixed<const N: usize>(a: &FixedSizeBinaryArray, row: usize) -> Result<[u8; N], String> {
+pub(crate) fn fixed<const N: usize>(
+    a: &FixedSizeBinaryArray,
+    row: usize,
+) -> Result<[u8; N], String> {
     a.value(row)
         .try_into()
         .map_err(|_| format!("id of {} bytes, expected {N}", a.value_length()))

@@ -97,7 +97,8 @@ pub(crate) fn build(
     created_unix_nano: u64,
 ) -> Result<BuiltBlock, StoreError> {
     let traces = sorted_traces(head);
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema::schema(), Some(writer_properties()?))?;
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), schema::schema(), Some(writer_properties()?))?;
     let mut rows = RowsBuilder::new();
     let mut index = TraceIndex::default();
     let mut row: u64 = 0;

@@ -29,7 +29,10 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf, u64)>, Stor
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        let Some(seq) = name.strip_suffix(".wal").and_then(|s| s.parse::<u64>().ok()) else {
+        let Some(seq) = name
+            .strip_suffix(".wal")
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
             continue;
         };
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -139,7 +142,10 @@ mod tests {
         for p in payloads {
             frame(&mut buf, p);
         }
-        std::fs::File::create(path).unwrap().write_all(&buf).unwrap();
+        std::fs::File::create(path)
+            .unwrap()
+            .write_all(&buf)
+            .unwrap();
         buf
     }
 

@@ -323,7 +323,9 @@ fn parse_link(value: &str) -> Option<Link> {
     })
 }
 
-/// `name|{json attributes}|dropped` becomes an event with attributes; anything else is the name.
+/// Structured annotations become events with attributes: `name|{json attributes}|dropped` (what
+/// the collector's Zipkin exporter writes) and `{"name": {json attributes}}` (what the
+/// OpenTelemetry Python and JavaScript SDKs' Zipkin exporters write). Anything else is the name.
 fn to_event(a: Annotation) -> Event {
     let time_unix_nano = a.timestamp_us.saturating_mul(1000);
     let structured = || -> Option<Event> {
@@ -336,7 +338,25 @@ fn to_event(a: Annotation) -> Event {
             dropped_attributes_count: dropped.parse().ok()?,
         })
     };
-    structured().unwrap_or_else(|| Event {
+    let sdk_json = || -> Option<Event> {
+        if !a.value.starts_with('{') {
+            return None;
+        }
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&a.value).ok()?;
+        let mut entries = map.into_iter();
+        let (name, attrs) = entries.next()?;
+        if entries.next().is_some() || !attrs.is_object() {
+            return None;
+        }
+        Some(Event {
+            time_unix_nano,
+            name,
+            attributes: json_attributes(&attrs.to_string())?,
+            dropped_attributes_count: 0,
+        })
+    };
+    structured().or_else(sdk_json).unwrap_or_else(|| Event {
         time_unix_nano,
         name: a.value.clone(),
         attributes: Vec::new(),

@@ -453,6 +453,29 @@ fn structured_annotations_become_events_with_attributes() {
 }
 
 #[test]
+fn sdk_json_annotations_become_events_with_attributes() {
+    // The OpenTelemetry Python/JS Zipkin exporters write `{"<event name>": {attributes}}`.
+    let b = decode(
+        r#"[{"traceId":"1","id":"2","annotations":[
+            {"timestamp":5,"value":"{\"cache miss\": {\"cache.key\": \"cart:42\", \"n\": 3}}"},
+            {"timestamp":6,"value":"{\"a\": 1}"},
+            {"timestamp":7,"value":"{\"a\": {}, \"b\": {}}"}]}]"#,
+    );
+    let events = &b.resource_spans[0].scope_spans[0].spans[0].events;
+    assert_eq!(events[0].name, "cache miss");
+    assert_eq!(
+        events[0].attributes,
+        vec![
+            KeyValue::new("cache.key", "cart:42"),
+            KeyValue::new("n", 3i64)
+        ]
+    );
+    // Not that shape: kept verbatim as the name.
+    assert_eq!(events[1].name, r#"{"a": 1}"#);
+    assert_eq!(events[2].name, r#"{"a": {}, "b": {}}"#);
+}
+
+#[test]
 fn errors_name_the_span_and_field() {
     let cases = [
         (
