@@ -15,7 +15,7 @@ fn send_traces(server: &AllInOne, n: usize, tag: &str) -> Vec<String> {
     let now = now_micros() * 1000;
     (0..n)
         .map(|i| {
-            let trace_id = format!("{:016x}{:016x}", 0xd0d0_0000u64 + i as u64, now as u64 ^ (i as u64 * 7919));
+            let trace_id = format!("{:016x}{:016x}", 0xd0d0_0000u64 + i as u64, now ^ (i as u64 * 7919));
             let spans: Vec<_> = (1..=3u64)
                 .map(|s| {
                     json!({

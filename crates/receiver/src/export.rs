@@ -1,6 +1,7 @@
 //! The shared core of every receiver: account for a decoded request and hand it to the sink.
 
 use model::TraceBatch;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 
 use crate::metrics::Origin;
 use crate::{Sink, SinkError};
@@ -11,6 +12,16 @@ pub(crate) struct Accepted {
     /// Spans refused for being invalid while the rest were kept (OTLP partial success).
     pub rejected_spans: u64,
     pub error_message: String,
+}
+
+impl Accepted {
+    /// OTLP's partial-success field: set only when some spans were refused.
+    pub fn partial_success(self) -> Option<ExportTracePartialSuccess> {
+        (self.rejected_spans > 0).then_some(ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(self.rejected_spans).unwrap_or(i64::MAX),
+            error_message: self.error_message,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

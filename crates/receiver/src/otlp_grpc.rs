@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tokio::net::TcpListener;
 use tonic::codec::{
@@ -121,11 +121,7 @@ impl<S: Sink> UnaryService<ExportTraceServiceRequest> for ExportMethod<S> {
             )
             .await
             .map_err(status_of)?;
-            let partial_success =
-                (accepted.rejected_spans > 0).then(|| ExportTracePartialSuccess {
-                    rejected_spans: accepted.rejected_spans as i64,
-                    error_message: accepted.error_message,
-                });
+            let partial_success = accepted.partial_success();
             Ok(Response::new(ExportTraceServiceResponse {
                 partial_success,
             }))

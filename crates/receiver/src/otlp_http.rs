@@ -14,9 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
 use crate::body::{self, BodyError};
@@ -93,10 +91,7 @@ async fn handle<S: Sink>(
 }
 
 fn success(format: Format, accepted: Accepted) -> Response {
-    let partial_success = (accepted.rejected_spans > 0).then(|| ExportTracePartialSuccess {
-        rejected_spans: accepted.rejected_spans as i64,
-        error_message: accepted.error_message,
-    });
+    let partial_success = accepted.partial_success();
     match format {
         Format::Protobuf => {
             let body = ExportTraceServiceResponse { partial_success }.encode_to_vec();
