@@ -57,7 +57,11 @@ fn trace_batches(rng: &mut Rng, now: u64, out: &mut Vec<(usize, Span)>) {
         let svc = (i as usize) % SERVICES.len();
         let span_id = SpanId::from_u64(rng.next() | 1);
         let route = ROUTES[(rng.next() % ROUTES.len() as u64) as usize];
-        let status = if rng.next() % 50 == 0 { 500 } else { 200 };
+        let status = if rng.next().is_multiple_of(50) {
+            500
+        } else {
+            200
+        };
         let s_start = start + i * 150_000 + rng.next() % 10_000;
         let span = Span {
             trace_id,
@@ -182,46 +186,73 @@ async fn main() {
         .unwrap()
         .as_nanos() as u64;
 
-    // Pre-build batches of 100 spans (12-13 traces), as a collector would send them.
-    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let rss_empty = rss_mb();
     let resources: Vec<Resource> = SERVICES
         .iter()
         .enumerate()
         .map(|(i, s)| resource(s, i as u64))
         .collect();
-    let mut batches = Vec::new();
-    let mut trace_ids = Vec::new();
-    let mut made = 0;
-    while made < total {
-        let mut spans = Vec::new();
-        while spans.len() < 100 {
-            trace_batches(&mut rng, now, &mut spans);
-            trace_ids.push(spans.last().map(|(_, s)| s.trace_id).unwrap_or_default());
-        }
-        made += spans.len() as u64;
-        batches.push(make_batch(&resources, spans));
-    }
-    let rss0 = rss_mb();
-
-    let writers = 16;
-    let started = Instant::now();
-    let mut per_writer: Vec<Vec<TraceBatch>> = (0..writers).map(|_| Vec::new()).collect();
-    for (i, b) in batches.into_iter().enumerate() {
-        per_writer[i % writers].push(b);
-    }
-    let handles: Vec<_> = per_writer
-        .into_iter()
-        .map(|bs| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for b in bs {
-                    store.append(b).await.expect("append");
+    {
+        // OTLP encoding cost alone, on a sample
+        let mut rng = Rng(7);
+        let t = Instant::now();
+        let sample: Vec<TraceBatch> = (0..1000)
+            .map(|_| {
+                let mut spans = Vec::new();
+                while spans.len() < 100 {
+                    trace_batches(&mut rng, now, &mut spans);
                 }
+                make_batch(&resources, spans)
+            })
+            .collect();
+        let n: usize = sample.iter().map(|b| b.span_count()).sum();
+        println!(
+            "generating test spans alone: {:.0} spans/s (one core)",
+            n as f64 / t.elapsed().as_secs_f64()
+        );
+        let t = Instant::now();
+        let bytes: usize = sample
+            .iter()
+            .map(|b| wire::otlp::encode_protobuf(b).len())
+            .sum();
+        println!(
+            "OTLP encode alone: {:.0} spans/s ({:.0} B/span)",
+            n as f64 / t.elapsed().as_secs_f64(),
+            bytes as f64 / n as f64
+        );
+    }
+
+    // 16 writers, each generating batches of ~100 spans (12-13 traces) as a collector sends
+    // them; generation is cheap next to appending and keeps the input out of the RSS figure.
+    let writers = 16u64;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = store.clone();
+            let resources = resources.clone();
+            tokio::spawn(async move {
+                let mut rng = Rng(0x9e3779b97f4a7c15 ^ (w + 1));
+                let mut ids = Vec::new();
+                let mut made = 0;
+                while made < total / writers {
+                    let mut spans = Vec::new();
+                    while spans.len() < 100 {
+                        trace_batches(&mut rng, now, &mut spans);
+                        ids.push(spans.last().map(|(_, s)| s.trace_id).unwrap_or_default());
+                    }
+                    made += spans.len() as u64;
+                    store
+                        .append(make_batch(&resources, spans))
+                        .await
+                        .expect("append");
+                }
+                ids
             })
         })
         .collect();
+    let mut trace_ids = Vec::new();
     for h in handles {
-        h.await.expect("writer");
+        trace_ids.extend(h.await.expect("writer"));
     }
     let secs = started.elapsed().as_secs_f64();
     let st = store.stats();
@@ -234,9 +265,10 @@ async fn main() {
         st.wal_bytes as f64 / 1e6,
         st.wal_bytes as f64 / st.spans_appended as f64
     );
+    // Growth over the empty store: the head plus allocator slack from transient buffers.
     println!(
-        "head: RSS grew {:.0} MB for {} spans",
-        rss_mb() - rss0,
+        "head: RSS {:.0} MB above the empty store for {} spans",
+        rss_mb() - rss_empty,
         st.head_spans
     );
 
@@ -262,9 +294,10 @@ async fn main() {
         t.elapsed().as_secs_f64(),
         st.blocks,
         st.block_bytes as f64 / 1e6,
-        st.block_bytes as f64 / total as f64
+        st.block_bytes as f64 / st.spans_appended as f64
     );
 
+    column_sizes(&dir);
     let mut lat = Vec::new();
     for id in trace_ids.iter().step_by((trace_ids.len() / 2000).max(1)) {
         let t = Instant::now();
@@ -336,4 +369,35 @@ async fn main() {
         store.stats().blocks,
         t.elapsed()
     );
+}
+
+/// Compressed bytes per column of every block under `dir`, for tuning the schema.
+#[allow(dead_code)]
+pub fn column_sizes(dir: &std::path::Path) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let Ok(entries) = std::fs::read_dir(dir.join("blocks")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(file) = std::fs::File::open(e.path().join("data.parquet")) else {
+            continue;
+        };
+        let Ok(reader) = SerializedFileReader::new(file) else {
+            continue;
+        };
+        let md = reader.metadata();
+        let rows = md.file_metadata().num_rows().max(1) as f64;
+        let mut sizes: Vec<(String, i64)> = Vec::new();
+        for rg in md.row_groups() {
+            for (i, c) in rg.columns().iter().enumerate() {
+                if sizes.len() <= i {
+                    sizes.push((c.column_path().string(), 0));
+                }
+                sizes[i].1 += c.compressed_size();
+            }
+        }
+        for (name, size) in sizes {
+            println!("  {name:<36} {:>7.2} B/span", size as f64 / rows);
+        }
+    }
 }

@@ -24,6 +24,47 @@ pub(crate) struct SpanFilter {
     pub start_max: u64,
     /// Spans that ended before this are past retention and invisible.
     pub end_min: u64,
+    /// Per tag, substrings a stored JSON text must contain to possibly match.
+    pub probes: Vec<TagProbe>,
+}
+
+/// A cheap test on attribute JSON text (see `block::json`) before parsing it: the key must
+/// appear as an object key, and, where the match is textual, the value's text too.
+#[derive(Debug, Clone)]
+pub(crate) struct TagProbe {
+    key: String,
+    value: Option<String>,
+}
+
+impl TagProbe {
+    pub fn new(key: &str, value: &str) -> Self {
+        let mut quoted = String::new();
+        crate::block::json::write_str(&mut quoted, key);
+        quoted.push(':');
+        // Ints print canonically and strings verbatim; bools (any case) and floats (many
+        // spellings) match semantically, so they get no value probe.
+        let value = if let Ok(i) = value.parse::<i64>() {
+            (i.to_string() == value).then(|| value.to_owned())
+        } else if value.parse::<f64>().is_ok()
+            || value.eq_ignore_ascii_case("true")
+            || value.eq_ignore_ascii_case("false")
+        {
+            None
+        } else {
+            let mut v = String::new();
+            crate::block::json::write_str(&mut v, value);
+            Some(v[1..v.len() - 1].to_owned())
+        };
+        Self { key: quoted, value }
+    }
+
+    pub fn may_match(&self, json_text: &str) -> bool {
+        json_text.contains(&self.key)
+            && self
+                .value
+                .as_ref()
+                .is_none_or(|v| json_text.contains(v.as_str()))
+    }
 }
 
 impl SpanFilter {
@@ -38,6 +79,7 @@ impl SpanFilter {
             start_min: q.start_unix_nano.unwrap_or(0),
             start_max: q.end_unix_nano.unwrap_or(u64::MAX),
             end_min: retention_cutoff,
+            probes: q.tags.iter().map(|(k, v)| TagProbe::new(k, v)).collect(),
         }
     }
 
@@ -49,10 +91,6 @@ impl SpanFilter {
             && end >= self.end_min
             && duration >= self.min_duration
             && duration <= self.max_duration
-    }
-
-    pub fn matches_operation(&self, name: &str) -> bool {
-        self.operation.as_deref().is_none_or(|o| o == name)
     }
 }
 
@@ -73,4 +111,26 @@ pub(crate) fn kv_matches(attrs: &[KeyValue], key: &str, value: &str) -> bool {
 
 pub(crate) fn events_match(events: &[Event], key: &str, value: &str) -> bool {
     events.iter().any(|e| kv_matches(&e.attributes, key, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_never_reject_a_possible_match() {
+        let text = r#"{"http.status_code":500,"msg":"a \"quoted\" word","ok":true,"r":1.5}"#;
+        for (k, v, want) in [
+            ("http.status_code", "500", true),
+            ("http.status_code", "404", false),
+            ("http.status_code", "0500", true), // not canonical: no value probe
+            ("msg", "a \"quoted\" word", true),
+            ("msg", "other", false),
+            ("ok", "TRUE", true),
+            ("r", "1.50", true),
+            ("status_code", "500", false),
+        ] {
+            assert_eq!(TagProbe::new(k, v).may_match(text), want, "{k}={v}");
+        }
+    }
 }

@@ -89,13 +89,13 @@ impl Store {
             return Ok(());
         }
         let payload = wal::encode_batch(&batch);
-        let records = batch.into_records();
+        let spans = head::prepare(batch.into_records());
         let (ack, done) = oneshot::channel();
         self.inner
             .wal_tx
             .send(WalMsg::Append {
                 payload,
-                records,
+                spans,
                 ack,
             })
             .await

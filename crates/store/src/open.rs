@@ -140,7 +140,7 @@ fn replay_wal(dir: &Path, covered: &[(u64, u64)]) -> Result<Replayed, StoreError
         }
         let mut decode_failures = 0u64;
         let report = segment::replay(&path, |payload| match wal::decode_batch(payload) {
-            Ok(batch) => out.head.insert(batch.into_records()),
+            Ok(batch) => out.head.insert_records(batch.into_records()),
             Err(e) => {
                 decode_failures += 1;
                 tracing::warn!(segment = seq, error = %e, "skipping undecodable WAL record");

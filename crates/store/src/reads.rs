@@ -149,19 +149,15 @@ impl Inner {
         let blocks: Vec<Arc<Block>> = {
             let st = self.shared.read();
             for h in std::iter::once(&st.head).chain(st.cutting.iter().map(|h| &**h)) {
-                for rec in h.records() {
-                    let s = &rec.span;
-                    if s.start_unix_nano >= start
-                        && s.start_unix_nano <= end_unix_nano
-                        && s.end_unix_nano >= cutoff
-                    {
+                for s in h.spans() {
+                    if s.start >= start && s.start <= end_unix_nano && s.end >= cutoff {
                         deps.add(
                             s.trace_id,
                             s.span_id,
-                            s.parent_span_id,
-                            rec.service_name(),
+                            s.parent,
+                            h.service_of(s),
                             s.kind,
-                            s.is_error(),
+                            s.is_error,
                         );
                     }
                 }

@@ -630,3 +630,27 @@ async fn empty_batches_and_unknown_ids() {
         .is_empty());
     assert!(store.services().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_cut_by_age_and_metrics_in_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.block_max_age = Duration::from_millis(200);
+    let store = Store::open(cfg).await.unwrap();
+    store
+        .append(batch("svc", vec![span(1, 1, None, "op", now(), 10)]))
+        .await
+        .unwrap();
+    let st = store.stats();
+    assert_eq!(
+        (st.head_spans, st.head_traces, st.spans_appended),
+        (1, 1, 1)
+    );
+    assert!(st.wal_bytes > 0 && st.wal_fsyncs >= 1);
+    assert!(eventually(5, || store.stats().blocks == 1).await);
+    let st = store.stats();
+    assert_eq!(st.head_spans, 0);
+    assert!(st.block_bytes > 0);
+    assert_eq!(st.wal_bytes, 0, "the covered segment was deleted");
+    assert!(store.trace(tid(1)).await.unwrap().is_some());
+}

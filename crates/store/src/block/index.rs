@@ -1,15 +1,16 @@
 //! The per-block trace-id index (`index.bin`): which rows of `data.parquet` hold which trace.
 //!
 //! Layout (little-endian): magic `MTIX`, u32 version, u32 entry count, then per trace in
-//! ascending id order 16 id bytes, u32 first row, u32 row count; then a u32 CRC32C of all the
-//! bytes before it. 24 bytes per trace, kept in memory for every open block, so trace by id
-//! costs a binary search per block and then reads only that trace's rows.
+//! ascending id order 16 id bytes and a u32 row count (a trace's first row is the sum of the
+//! counts before it, since rows are sorted by trace id); then a u32 CRC32C of all the bytes
+//! before it. Kept in memory (with first rows) for every open block, so trace by id costs a
+//! binary search per block and then reads only that trace's rows.
 
 use model::TraceId;
 
 const MAGIC: &[u8; 4] = b"MTIX";
 const VERSION: u32 = 1;
-const ENTRY: usize = 24;
+const ENTRY: usize = 20;
 const HEADER: usize = 12;
 
 #[derive(Debug, Default, Clone)]
@@ -19,11 +20,19 @@ pub(crate) struct TraceIndex {
 }
 
 impl TraceIndex {
-    /// Adds the next trace; ids must come in ascending order.
-    pub fn push(&mut self, id: TraceId, first_row: u32, rows: u32) {
+    /// Adds the next trace; ids must come in ascending order, rows follow the previous trace's.
+    pub fn push(&mut self, id: TraceId, rows: u32) {
         debug_assert!(self.ids.last().is_none_or(|last| last < id.as_bytes()));
+        let first = self.rows.last().map_or(0, |(f, n)| f + n);
         self.ids.push(id.to_bytes());
-        self.rows.push((first_row, rows));
+        self.rows.push((first, rows));
+    }
+
+    /// Total rows covered.
+    pub fn rows(&self) -> u64 {
+        self.rows
+            .last()
+            .map_or(0, |(f, n)| u64::from(*f) + u64::from(*n))
     }
 
     pub fn len(&self) -> usize {
@@ -43,9 +52,8 @@ impl TraceIndex {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&(self.ids.len() as u32).to_le_bytes());
-        for (id, (first, n)) in self.ids.iter().zip(&self.rows) {
+        for (id, (_, n)) in self.ids.iter().zip(&self.rows) {
             out.extend_from_slice(id);
-            out.extend_from_slice(&first.to_le_bytes());
             out.extend_from_slice(&n.to_le_bytes());
         }
         let crc = crc32c::crc32c(&out);
@@ -83,16 +91,19 @@ impl TraceIndex {
             ids: Vec::with_capacity(count),
             rows: Vec::with_capacity(count),
         };
+        let mut first: u32 = 0;
         for entry in body[HEADER..].chunks_exact(ENTRY) {
             let mut id = [0u8; 16];
             id.copy_from_slice(&entry[..16]);
             if index.ids.last().is_some_and(|last| *last >= id) {
                 return Err("index ids out of order".into());
             }
-            let first = u32::from_le_bytes([entry[16], entry[17], entry[18], entry[19]]);
-            let n = u32::from_le_bytes([entry[20], entry[21], entry[22], entry[23]]);
+            let n = u32::from_le_bytes([entry[16], entry[17], entry[18], entry[19]]);
             index.ids.push(id);
             index.rows.push((first, n));
+            first = first
+                .checked_add(n)
+                .ok_or_else(|| "index row counts overflow".to_owned())?;
         }
         Ok(index)
     }
@@ -105,12 +116,12 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_damage() {
         let mut idx = TraceIndex::default();
-        idx.push(TraceId::from_halves(0, 1), 0, 3);
-        idx.push(TraceId::from_halves(0, 7), 3, 2);
-        idx.push(TraceId::from_halves(5, 0), 5, 1);
+        idx.push(TraceId::from_halves(0, 1), 3);
+        idx.push(TraceId::from_halves(0, 7), 2);
+        idx.push(TraceId::from_halves(5, 0), 1);
         let bytes = idx.encode();
         let back = TraceIndex::decode(&bytes).unwrap();
-        assert_eq!(back.len(), 3);
+        assert_eq!((back.len(), back.rows()), (3, 6));
         assert_eq!(back.lookup(&TraceId::from_halves(0, 7)), Some((3, 2)));
         assert_eq!(back.lookup(&TraceId::from_halves(0, 8)), None);
         let mut bad = bytes.clone();

@@ -29,7 +29,7 @@ fn is_tag(key: &str) -> bool {
 }
 
 /// Appends `s` as a JSON string literal.
-fn write_str(out: &mut String, s: &str) {
+pub(crate) fn write_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -421,23 +421,6 @@ pub(crate) fn read_links(text: &str) -> Result<Vec<Link>, JsonError> {
         .collect()
 }
 
-/// A cheap pre-check before parsing: can `text` hold an attribute named `key`?
-pub(crate) fn may_contain_key(text: &str, key: &str) -> bool {
-    if key
-        .bytes()
-        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x80)
-    {
-        let needle_len = key.len() + 2;
-        let bytes = text.as_bytes();
-        bytes.len() >= needle_len
-            && bytes.windows(needle_len).any(|w| {
-                w[0] == b'"' && w[needle_len - 1] == b'"' && &w[1..needle_len - 1] == key.as_bytes()
-            })
-    } else {
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,12 +526,5 @@ mod tests {
         }
         assert!(read_events("[1]").is_err());
         assert!(read_links("[{\"trace_id\":\"00\"}]").is_err());
-    }
-
-    #[test]
-    fn key_precheck() {
-        assert!(may_contain_key("{\"http.method\":\"GET\"}", "http.method"));
-        assert!(!may_contain_key("{\"http.method\":\"GET\"}", "method"));
-        assert!(may_contain_key("{}", "we\"ird"));
     }
 }

@@ -23,7 +23,7 @@ use super::schema::{self, fixed, RecordDecoder, ScanColumns, RECORD_COLUMNS};
 use super::storage::{BlockStorage, ObjectReader};
 use super::{json, Block, BlockMeta, FORMAT_VERSION, INDEX_FILE, META_FILE};
 use crate::api::StoreError;
-use crate::filter::{tag_matches_span, SpanFilter};
+use crate::filter::{tag_matches_span, SpanFilter, TagProbe};
 
 /// One span as a dependency scan sees it.
 pub(crate) struct DepRow<'a> {
@@ -69,6 +69,13 @@ impl Block {
         .await
         .map_err(|e| corrupt(format!("parquet footer: {e}")))?;
         let rows = reader_meta.metadata().file_metadata().num_rows();
+        if index.rows() != meta.span_count {
+            return Err(corrupt(format!(
+                "index covers {} rows, meta says {}",
+                index.rows(),
+                meta.span_count
+            )));
+        }
         if u64::try_from(rows).ok() != Some(meta.span_count) {
             return Err(corrupt(format!(
                 "data holds {rows} rows, meta says {}",
@@ -257,23 +264,23 @@ impl Block {
         let attrs = c.attributes.map_or("", |a| a.value(row));
         let resource = c.resource.map_or("", |a| a.value(row));
         let events = c.events.map_or("", |a| a.value(row));
-        for (tag_idx, (k, v)) in filter.tags.iter().enumerate() {
+        for (tag_idx, ((k, v), probe)) in filter.tags.iter().zip(&filter.probes).enumerate() {
             if tag_matches_span(k, v, kind, is_error) {
                 continue;
             }
-            if json::may_contain_key(attrs, k) {
+            if probe.may_match(attrs) {
                 let kvs = json::read_kvs(attrs).map_err(|e| self.corrupt(e))?;
                 if crate::filter::kv_matches(&kvs, k, v) {
                     continue;
                 }
             }
             if resource_cache
-                .matches(tag_idx, resource, k, v)
+                .matches(tag_idx, resource, probe, k, v)
                 .map_err(|e| self.corrupt(e))?
             {
                 continue;
             }
-            if json::may_contain_key(events, k) {
+            if probe.may_match(events) {
                 let evs = json::read_events(events).map_err(|e| self.corrupt(e))?;
                 if crate::filter::events_match(&evs, k, v) {
                     continue;
@@ -371,6 +378,7 @@ impl TextMatchCache {
         &mut self,
         tag: usize,
         text: &str,
+        probe: &TagProbe,
         key: &str,
         value: &str,
     ) -> Result<bool, json::JsonError> {
@@ -379,8 +387,8 @@ impl TextMatchCache {
                 return Ok(*answer);
             }
         }
-        let answer = json::may_contain_key(text, key)
-            && crate::filter::kv_matches(&json::read_kvs(text)?, key, value);
+        let answer =
+            probe.may_match(text) && crate::filter::kv_matches(&json::read_kvs(text)?, key, value);
         self.last.insert(tag, (text.to_owned(), answer));
         Ok(answer)
     }

@@ -23,6 +23,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use model::{Resource, Scope, Span, SpanId, SpanKind, SpanRecord, Status, StatusCode, TraceId};
 
 use super::json;
+use crate::head::HeadSpan;
 
 pub(crate) const TRACE_ID: &str = "trace_id";
 pub(crate) const SPAN_ID: &str = "span_id";
@@ -114,7 +115,16 @@ pub(crate) fn schema() -> SchemaRef {
         .clone()
 }
 
-/// Accumulates span records into Arrow columns, one record batch at a time.
+/// One row to write: a head span and what its table indexes point at.
+pub(crate) struct RowRef<'a> {
+    pub span: &'a HeadSpan,
+    pub name: &'a str,
+    pub service: &'a str,
+    pub resource: &'a Arc<Resource>,
+    pub scope: &'a Arc<Scope>,
+}
+
+/// Accumulates rows into Arrow columns, one record batch at a time.
 pub(crate) struct RowsBuilder {
     trace_id: FixedSizeBinaryBuilder,
     span_id: FixedSizeBinaryBuilder,
@@ -144,7 +154,6 @@ pub(crate) struct RowsBuilder {
     /// JSON of resources and scope attributes, by `Arc` address (the head keeps them alive).
     resource_json: HashMap<usize, String>,
     scope_json: HashMap<usize, String>,
-    scratch: String,
     rows: usize,
 }
 
@@ -178,7 +187,6 @@ impl RowsBuilder {
             scope_dropped: UInt32Builder::new(),
             resource_json: HashMap::new(),
             scope_json: HashMap::new(),
-            scratch: String::new(),
             rows: 0,
         }
     }
@@ -187,62 +195,55 @@ impl RowsBuilder {
         self.rows
     }
 
-    pub fn push(&mut self, rec: &SpanRecord) -> Result<(), arrow_schema::ArrowError> {
-        let s = &rec.span;
+    pub fn push(&mut self, row: &RowRef<'_>) -> Result<(), arrow_schema::ArrowError> {
+        let s = row.span;
         self.trace_id.append_value(s.trace_id.as_bytes())?;
         self.span_id.append_value(s.span_id.as_bytes())?;
-        match &s.parent_span_id {
+        match &s.parent {
             Some(p) => self.parent.append_value(p.as_bytes())?,
             None => self.parent.append_null(),
         }
-        self.service.append_value(rec.service_name());
-        self.name.append_value(&s.name);
+        self.service.append_value(row.service);
+        self.name.append_value(row.name);
         self.kind.append_value(s.kind as u8);
-        self.start.append_value(s.start_unix_nano as i64);
+        self.start.append_value(s.start as i64);
         self.duration
-            .append_value(s.end_unix_nano.wrapping_sub(s.start_unix_nano) as i64);
-        self.status_code.append_value(s.status.code as u8);
-        self.status_message.append_value(&s.status.message);
-        self.trace_state.append_value(&s.trace_state);
+            .append_value(s.end.wrapping_sub(s.start) as i64);
+        self.status_code.append_value(s.status as u8);
+        self.status_message.append_value(s.status_message());
+        self.trace_state.append_value(s.trace_state());
         self.flags.append_value(s.flags);
-        self.is_error.append_value(s.is_error());
-        self.scratch.clear();
-        json::write_kvs(&mut self.scratch, &s.attributes);
-        self.attributes.append_value(&self.scratch);
-        self.dropped_attributes
-            .append_value(s.dropped_attributes_count);
-        self.scratch.clear();
-        json::write_events(&mut self.scratch, &s.events);
-        self.events.append_value(&self.scratch);
-        self.dropped_events.append_value(s.dropped_events_count);
-        self.scratch.clear();
-        json::write_links(&mut self.scratch, &s.links);
-        self.links.append_value(&self.scratch);
-        self.dropped_links.append_value(s.dropped_links_count);
+        self.is_error.append_value(s.is_error);
+        self.attributes.append_value(&s.attributes);
+        self.dropped_attributes.append_value(s.dropped_attributes);
+        self.events.append_value(s.events());
+        self.dropped_events.append_value(s.dropped_events);
+        self.links.append_value(s.links());
+        self.dropped_links.append_value(s.dropped_links);
         let res = self
             .resource_json
-            .entry(Arc::as_ptr(&rec.resource) as usize)
+            .entry(Arc::as_ptr(row.resource) as usize)
             .or_insert_with(|| {
                 let mut out = String::new();
-                json::write_kvs(&mut out, &rec.resource.attributes);
+                json::write_kvs(&mut out, &row.resource.attributes);
                 out
             });
         self.resource.append_value(res.as_str());
         self.resource_dropped
-            .append_value(rec.resource.dropped_attributes_count);
-        self.scope_name.append_value(&rec.scope.name);
-        self.scope_version.append_value(&rec.scope.version);
+            .append_value(row.resource.dropped_attributes_count);
+        self.scope_name.append_value(&row.scope.name);
+        self.scope_version.append_value(&row.scope.version);
         let scope = self
             .scope_json
-            .entry(Arc::as_ptr(&rec.scope) as usize)
+            .entry(Arc::as_ptr(row.scope) as usize)
             .or_insert_with(|| {
                 let mut out = String::new();
-                json::write_kvs(&mut out, &rec.scope.attributes);
+                json::write_kvs(&mut out, &row.scope.attributes);
                 out
             });
         self.scope_attributes.append_value(scope.as_str());
         self.scope_dropped
-            .append_value(rec.scope.dropped_attributes_count);
+            .append_value(row.scope.dropped_attributes_count);
         self.rows += 1;
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! appended twice (client retries) are stored once.
 
 use bytes::Bytes;
-use model::{SpanRecord, TraceId};
+use model::TraceId;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -26,7 +26,9 @@ const BATCH_ROWS: usize = 8192;
 pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows per data page: small pages keep trace-by-id reads small.
 const PAGE_ROWS: usize = 2048;
-const ZSTD_LEVEL: i32 = 3;
+/// Level 6 stores ~10% fewer bytes than 3 for the JSON columns (measured: 39.6 vs 43.9 bytes per
+/// span on proxy-like spans) for ~30% more encode time, which the background cut absorbs.
+const ZSTD_LEVEL: i32 = 6;
 
 /// A block's files, built in memory and ready to upload.
 pub(crate) struct BuiltBlock {
@@ -81,10 +83,10 @@ fn sorted_traces(head: &Head) -> Vec<(TraceId, Vec<u32>)> {
         .map(|id| {
             let mut members: Vec<u32> = head.trace_members(&id).collect();
             members.sort_by_key(|&i| {
-                let s = &head.record(i).span;
-                (s.start_unix_nano, s.span_id)
+                let s = head.span(i);
+                (s.start, s.span_id)
             });
-            members.dedup_by(|a, b| head.record(*a) == head.record(*b));
+            members.dedup_by(|a, b| head.span(*a) == head.span(*b));
             (id, members)
         })
         .collect()
@@ -112,19 +114,24 @@ pub(crate) fn build(
             writer.flush()?;
             group_rows = 0;
         }
-        let first = u32::try_from(row).map_err(|_| StoreError::Internal("block too big".into()))?;
+        if row + members.len() as u64 > u64::from(u32::MAX) {
+            return Err(StoreError::Internal("block too big for its index".into()));
+        }
         for &i in members {
-            let rec: &SpanRecord = head.record(i);
-            min_start = min_start.min(rec.span.start_unix_nano);
-            max_start = max_start.max(rec.span.start_unix_nano);
-            min_end = min_end.min(rec.span.end_unix_nano);
-            max_end = max_end.max(rec.span.end_unix_nano);
-            rows.push(rec)?;
+            let s = head.span(i);
+            let row = head.row(s).ok_or_else(|| {
+                StoreError::Internal("head span without resource or scope".into())
+            })?;
+            min_start = min_start.min(s.start);
+            max_start = max_start.max(s.start);
+            min_end = min_end.min(s.end);
+            max_end = max_end.max(s.end);
+            rows.push(&row)?;
             if rows.rows() >= BATCH_ROWS {
                 writer.write(&rows.finish_batch()?)?;
             }
         }
-        index.push(*id, first, members.len() as u32);
+        index.push(*id, members.len() as u32);
         row += members.len() as u64;
         group_rows += members.len();
     }

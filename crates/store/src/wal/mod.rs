@@ -18,11 +18,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use model::SpanRecord;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::StoreError;
-use crate::head::Head;
+use crate::head::{Head, Prepared};
 use crate::state::{Counters, Shared};
 
 /// Appends queued at most before callers wait.
@@ -33,7 +32,7 @@ const GROUP_MAX_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) enum WalMsg {
     Append {
         payload: Vec<u8>,
-        records: Vec<SpanRecord>,
+        spans: Vec<Prepared>,
         ack: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Starts a new segment and swaps out the head; answers the old head (None when empty).
@@ -42,7 +41,7 @@ pub(crate) enum WalMsg {
     },
 }
 
-type Pending = (Vec<SpanRecord>, oneshot::Sender<Result<(), StoreError>>);
+type Pending = (Vec<Prepared>, oneshot::Sender<Result<(), StoreError>>);
 
 struct Writer {
     dir: PathBuf,
@@ -98,11 +97,11 @@ impl Writer {
                 match msg {
                     WalMsg::Append {
                         payload,
-                        records,
+                        spans,
                         ack,
                     } => {
                         segment::frame(&mut self.buf, &payload);
-                        pending.push((records, ack));
+                        pending.push((spans, ack));
                         if self.buf.len() >= GROUP_MAX_BYTES {
                             self.commit(&mut pending);
                         }

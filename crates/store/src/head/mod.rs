@@ -1,14 +1,16 @@
 //! The head: recent spans in memory, searchable as soon as their append is acknowledged.
 //!
-//! Spans live in fixed-size chunks (no reallocation spike when the head grows to a million
-//! spans) and are threaded per trace through a `next` array, so the trace map holds only a
+//! Spans are kept compact ([`span::HeadSpan`]: names, resources and scopes as table indexes,
+//! attributes as JSON text) in fixed-size chunks (no reallocation spike when the head grows to a
+//! million spans), threaded per trace through a `next` array, so the trace map holds only a
 //! first/last pair per trace and no per-trace allocation. Equal resources and scopes from
-//! different batches are interned to one `Arc`, which matters for agents that send many small
-//! batches. Services and their operations are kept incrementally for `services()` and
-//! `operations()`.
+//! different batches are interned, which matters for agents that send many small batches.
+//! Services and their operations are kept incrementally for `services()` and `operations()`.
 //!
 //! A head also remembers which WAL segments hold its spans, so a cut knows which segments the
 //! resulting block makes redundant.
+
+pub(crate) mod span;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -17,7 +19,10 @@ use std::time::Instant;
 use model::{Resource, Scope, SpanKind, SpanRecord, TraceId};
 
 use crate::api::Operation;
-use crate::filter::{events_match, kv_matches, tag_matches_span, SpanFilter};
+use crate::block::json;
+use crate::block::schema::RowRef;
+use crate::filter::{kv_matches, tag_matches_span, SpanFilter};
+pub(crate) use span::{prepare, HeadSpan, Prepared};
 
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
@@ -60,6 +65,10 @@ impl ServiceRegistry {
 
     pub fn id(&self, name: &str) -> Option<u32> {
         self.ids.get(name).copied()
+    }
+
+    pub fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", |s| s.as_str())
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -109,44 +118,59 @@ struct TraceSlot {
     last: u32,
 }
 
+/// The head's side tables: span names, resources (with their service) and scopes.
 #[derive(Debug, Default)]
-struct Interner {
-    resources: HashMap<u32, Vec<Arc<Resource>>>,
+struct Tables {
+    names: Vec<Box<str>>,
+    name_ids: HashMap<Box<str>, u32>,
+    resources: Vec<(Arc<Resource>, u32)>,
+    /// Resource indexes per service id, for interning.
+    resources_by_service: HashMap<u32, Vec<u32>>,
     scopes: Vec<Arc<Scope>>,
 }
 
-impl Interner {
-    fn resource(&mut self, service: u32, r: &Arc<Resource>) -> Arc<Resource> {
-        let list = self.resources.entry(service).or_default();
-        if let Some(found) = list.iter().find(|x| ***x == **r) {
-            return Arc::clone(found);
+impl Tables {
+    fn name(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(name) {
+            return id;
         }
-        if list.len() < INTERN_CAP {
-            list.push(Arc::clone(r));
-        }
-        Arc::clone(r)
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.name_ids.insert(name.into(), id);
+        id
     }
 
-    fn scope(&mut self, s: &Arc<Scope>) -> Arc<Scope> {
-        if let Some(found) = self.scopes.iter().find(|x| ***x == **s) {
-            return Arc::clone(found);
+    fn resource(&mut self, service: u32, r: &Arc<Resource>) -> u32 {
+        let list = self.resources_by_service.entry(service).or_default();
+        if let Some(&found) = list.iter().find(|&&i| *self.resources[i as usize].0 == **r) {
+            return found;
         }
-        if self.scopes.len() < INTERN_CAP {
-            self.scopes.push(Arc::clone(s));
+        let id = self.resources.len() as u32;
+        self.resources.push((Arc::clone(r), service));
+        if list.len() < INTERN_CAP {
+            list.push(id);
         }
-        Arc::clone(s)
+        id
+    }
+
+    fn scope(&mut self, s: &Arc<Scope>) -> u32 {
+        if let Some(found) = self.scopes.iter().take(INTERN_CAP).position(|x| **x == **s) {
+            return found as u32;
+        }
+        self.scopes.push(Arc::clone(s));
+        (self.scopes.len() - 1) as u32
     }
 }
 
 /// The in-memory part of the store.
 #[derive(Debug, Default)]
 pub(crate) struct Head {
-    chunks: Vec<Vec<SpanRecord>>,
-    service_of: Vec<u32>,
+    chunks: Vec<Vec<HeadSpan>>,
     next_in_trace: Vec<u32>,
     traces: HashMap<TraceId, TraceSlot>,
     services: ServiceRegistry,
-    interner: Interner,
+    tables: Tables,
+    len: usize,
     min_start: u64,
     max_start: u64,
     min_end: u64,
@@ -170,11 +194,11 @@ impl Head {
     }
 
     pub fn len(&self) -> usize {
-        self.service_of.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.service_of.is_empty()
+        self.len == 0
     }
 
     pub fn trace_count(&self) -> usize {
@@ -196,51 +220,53 @@ impl Head {
     }
 
     /// Adds spans whose WAL record is already synced.
-    pub fn insert(&mut self, records: Vec<SpanRecord>) {
-        if records.is_empty() {
+    pub fn insert(&mut self, spans: Vec<Prepared>) {
+        if spans.is_empty() {
             return;
         }
         if self.first_arrival.is_none() {
             self.first_arrival = Some(Instant::now());
         }
-        let mut last_res: Option<(Arc<Resource>, Arc<Resource>, u32)> = None;
-        let mut last_scope: Option<(Arc<Scope>, Arc<Scope>)> = None;
-        for mut rec in records {
-            let svc = match &last_res {
-                Some((input, interned, svc)) if Arc::ptr_eq(input, &rec.resource) => {
-                    rec.resource = Arc::clone(interned);
-                    *svc
-                }
+        let mut last_res: Option<(Arc<Resource>, u32, u32)> = None;
+        let mut last_scope: Option<(Arc<Scope>, u32)> = None;
+        for p in spans {
+            let (resource, svc) = match &last_res {
+                Some((input, id, svc)) if Arc::ptr_eq(input, &p.resource) => (*id, *svc),
                 _ => {
-                    let svc = self.services.intern(rec.resource.service_name());
-                    let interned = self.interner.resource(svc, &rec.resource);
-                    let input = std::mem::replace(&mut rec.resource, Arc::clone(&interned));
-                    last_res = Some((input, interned, svc));
-                    svc
+                    let svc = self.services.intern(p.resource.service_name());
+                    let id = self.tables.resource(svc, &p.resource);
+                    last_res = Some((Arc::clone(&p.resource), id, svc));
+                    (id, svc)
                 }
             };
-            match &last_scope {
-                Some((input, interned)) if Arc::ptr_eq(input, &rec.scope) => {
-                    rec.scope = Arc::clone(interned);
-                }
+            let scope = match &last_scope {
+                Some((input, id)) if Arc::ptr_eq(input, &p.scope) => *id,
                 _ => {
-                    let interned = self.interner.scope(&rec.scope);
-                    let input = std::mem::replace(&mut rec.scope, Arc::clone(&interned));
-                    last_scope = Some((input, interned));
+                    let id = self.tables.scope(&p.scope);
+                    last_scope = Some((Arc::clone(&p.scope), id));
+                    id
                 }
-            }
-            self.push(rec, svc);
+            };
+            let mut span = p.span;
+            span.name = self.tables.name(&p.name);
+            span.resource = resource;
+            span.scope = scope;
+            self.services.add_operation(svc, &p.name, span.kind);
+            self.push(span);
         }
     }
 
-    fn push(&mut self, rec: SpanRecord, svc: u32) {
-        let s = &rec.span;
-        self.services.add_operation(svc, &s.name, s.kind);
-        self.min_start = self.min_start.min(s.start_unix_nano);
-        self.max_start = self.max_start.max(s.start_unix_nano);
-        self.min_end = self.min_end.min(s.end_unix_nano);
-        self.max_end = self.max_end.max(s.end_unix_nano);
-        let idx = self.service_of.len() as u32;
+    /// Converts and adds model records (WAL replay and tests).
+    pub fn insert_records(&mut self, records: Vec<SpanRecord>) {
+        self.insert(prepare(records));
+    }
+
+    fn push(&mut self, s: HeadSpan) {
+        self.min_start = self.min_start.min(s.start);
+        self.max_start = self.max_start.max(s.start);
+        self.min_end = self.min_end.min(s.end);
+        self.max_end = self.max_end.max(s.end);
+        let idx = self.len as u32;
         match self.traces.get_mut(&s.trace_id) {
             Some(slot) => {
                 self.next_in_trace[slot.last as usize] = idx;
@@ -256,25 +282,70 @@ impl Head {
                 );
             }
         }
-        self.service_of.push(svc);
         self.next_in_trace.push(NONE);
         match self.chunks.last_mut() {
-            Some(chunk) if chunk.len() < CHUNK => chunk.push(rec),
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(s),
             _ => {
                 let mut chunk = Vec::with_capacity(CHUNK);
-                chunk.push(rec);
+                chunk.push(s);
                 self.chunks.push(chunk);
             }
         }
+        self.len += 1;
     }
 
-    pub fn record(&self, idx: u32) -> &SpanRecord {
+    pub fn span(&self, idx: u32) -> &HeadSpan {
         &self.chunks[(idx >> CHUNK_BITS) as usize][idx as usize & (CHUNK - 1)]
     }
 
     /// Every span, in arrival order.
-    pub fn records(&self) -> impl Iterator<Item = &SpanRecord> {
+    pub fn spans(&self) -> impl Iterator<Item = &HeadSpan> {
         self.chunks.iter().flatten()
+    }
+
+    pub fn name_of(&self, s: &HeadSpan) -> &str {
+        self.tables.names.get(s.name as usize).map_or("", |n| n)
+    }
+
+    pub fn service_of(&self, s: &HeadSpan) -> &str {
+        self.tables
+            .resources
+            .get(s.resource as usize)
+            .map_or("", |(_, svc)| self.services.name(*svc))
+    }
+
+    fn resource_of(&self, s: &HeadSpan) -> Option<&Arc<Resource>> {
+        self.tables
+            .resources
+            .get(s.resource as usize)
+            .map(|(r, _)| r)
+    }
+
+    fn scope_of(&self, s: &HeadSpan) -> Option<&Arc<Scope>> {
+        self.tables.scopes.get(s.scope as usize)
+    }
+
+    /// The span as a block row.
+    pub fn row<'a>(&'a self, s: &'a HeadSpan) -> Option<RowRef<'a>> {
+        Some(RowRef {
+            span: s,
+            name: self.name_of(s),
+            service: self.service_of(s),
+            resource: self.resource_of(s)?,
+            scope: self.scope_of(s)?,
+        })
+    }
+
+    /// The span as a model record.
+    pub fn record(&self, s: &HeadSpan) -> Option<SpanRecord> {
+        let (resource, scope) = (self.resource_of(s)?, self.scope_of(s)?);
+        match s.to_record(self.name_of(s), resource, scope) {
+            Ok(rec) => Some(rec),
+            Err(e) => {
+                tracing::error!(error = %e, "head span cannot be rebuilt");
+                None
+            }
+        }
     }
 
     /// Indexes of a trace's spans, in arrival order.
@@ -297,9 +368,9 @@ impl Head {
     /// Appends the spans of one trace that ended at or after `end_min`.
     pub fn trace_spans(&self, id: &TraceId, end_min: u64, out: &mut Vec<SpanRecord>) {
         for idx in self.trace_members(id) {
-            let rec = self.record(idx);
-            if rec.span.end_unix_nano >= end_min {
-                out.push(rec.clone());
+            let s = self.span(idx);
+            if s.end >= end_min {
+                out.extend(self.record(s));
             }
         }
     }
@@ -313,8 +384,15 @@ impl Head {
             },
             None => None,
         };
-        if let (Some(name), Some(op)) = (&filter.service, &filter.operation) {
-            if !self.services.has_operation(name, op) {
+        let op = match &filter.operation {
+            Some(name) => match self.tables.name_ids.get(name.as_str()) {
+                Some(&id) => Some(id),
+                None => return,
+            },
+            None => None,
+        };
+        if let (Some(svc), Some(op)) = (&filter.service, &filter.operation) {
+            if !self.services.has_operation(svc, op) {
                 return;
             }
         }
@@ -326,25 +404,33 @@ impl Head {
                 return;
             }
         }
-        for (idx, rec) in self.records().enumerate() {
-            if svc.is_some_and(|id| self.service_of[idx] != id) {
+        for s in self.spans() {
+            if op.is_some_and(|id| s.name != id) || !filter.matches_times(s.start, s.end) {
                 continue;
             }
-            let s = &rec.span;
-            if !filter.matches_times(s.start_unix_nano, s.end_unix_nano)
-                || !filter.matches_operation(&s.name)
-            {
+            let Some((resource, span_svc)) = self.tables.resources.get(s.resource as usize) else {
+                continue;
+            };
+            if svc.is_some_and(|id| *span_svc != id) {
                 continue;
             }
-            let tags_ok = filter.tags.iter().all(|(k, v)| {
-                tag_matches_span(k, v, s.kind, s.is_error())
-                    || kv_matches(&s.attributes, k, v)
-                    || kv_matches(&rec.resource.attributes, k, v)
-                    || events_match(&s.events, k, v)
-            });
+            let tags_ok = filter
+                .tags
+                .iter()
+                .zip(&filter.probes)
+                .all(|((k, v), probe)| {
+                    tag_matches_span(k, v, s.kind, s.is_error)
+                        || (probe.may_match(&s.attributes)
+                            && json::read_kvs(&s.attributes)
+                                .is_ok_and(|kvs| kv_matches(&kvs, k, v)))
+                        || kv_matches(&resource.attributes, k, v)
+                        || (probe.may_match(s.events())
+                            && json::read_events(s.events())
+                                .is_ok_and(|evs| crate::filter::events_match(&evs, k, v)))
+                });
             if tags_ok {
                 let best = out.entry(s.trace_id).or_insert(0);
-                *best = (*best).max(s.start_unix_nano);
+                *best = (*best).max(s.start);
             }
         }
     }
@@ -366,6 +452,7 @@ mod tests {
                 kind: SpanKind::Server,
                 start_unix_nano: start,
                 end_unix_nano: start + 10,
+                attributes: vec![KeyValue::new("n", span as i64)],
                 ..Default::default()
             },
         }
@@ -381,10 +468,11 @@ mod tests {
             })
         };
         let (a1, a2, b) = (mk("a"), mk("a"), mk("b"));
-        head.insert(vec![rec(&a1, 1, 1, "x", 100), rec(&b, 2, 2, "y", 200)]);
-        head.insert(vec![rec(&a2, 1, 3, "z", 300)]);
+        let first = vec![rec(&a1, 1, 1, "x", 100), rec(&b, 2, 2, "y", 200)];
+        head.insert_records(first.clone());
+        head.insert_records(vec![rec(&a2, 1, 3, "z", 300)]);
         // enough spans to cross a chunk boundary
-        head.insert(
+        head.insert_records(
             (0..CHUNK as u64 + 5)
                 .map(|i| rec(&b, 3, 10 + i, "y", i))
                 .collect(),
@@ -393,13 +481,14 @@ mod tests {
         let mut out = Vec::new();
         head.trace_spans(&TraceId::from_halves(0, 1), 0, &mut out);
         assert_eq!(out.len(), 2);
+        assert_eq!(out[0], first[0]);
         assert!(Arc::ptr_eq(&out[0].resource, &out[1].resource));
         let ids: Vec<_> = head.trace_members(&TraceId::from_halves(0, 3)).collect();
         assert_eq!(ids.len(), CHUNK + 5);
-        assert_eq!(
-            head.record(*ids.last().unwrap()).span.span_id,
-            SpanId::from_u64(10 + CHUNK as u64 + 4)
-        );
+        let last = head.span(*ids.last().unwrap());
+        assert_eq!(last.span_id, SpanId::from_u64(10 + CHUNK as u64 + 4));
+        assert_eq!(head.service_of(last), "b");
+        assert_eq!(head.name_of(last), "y");
         let mut ops = BTreeSet::new();
         head.services().collect_operations("a", None, &mut ops);
         let names: Vec<_> = ops.iter().map(|o| o.name.as_str()).collect();
