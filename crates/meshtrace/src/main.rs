@@ -11,6 +11,11 @@ mod telemetry;
 
 use std::process::ExitCode;
 
+/// glibc's allocator spent a third of ingest CPU in malloc/free (measured with perf, see
+/// BENCHMARKS.md); mimalloc removes most of that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use model::TraceBatch;
-use receiver::{Sink, SinkError};
+use receiver::{Received, Sink, SinkError};
 use store::{Store, StoreError};
 use tokio::sync::Semaphore;
 
@@ -25,15 +24,19 @@ impl StoreSink {
 }
 
 impl Sink for StoreSink {
-    async fn accept(&self, batch: TraceBatch) -> Result<(), SinkError> {
-        let spans = batch.span_count().min(self.max_in_flight) as u32;
+    async fn accept(&self, received: Received) -> Result<(), SinkError> {
+        let spans = received.batch.span_count().min(self.max_in_flight) as u32;
         let _permit = self.in_flight.try_acquire_many(spans).map_err(|_| {
             SinkError::Overloaded(format!(
                 "more than {} spans are waiting to be written; retry later",
                 self.max_in_flight
             ))
         })?;
-        self.store.append(batch).await.map_err(|e| match e {
+        let appended = match received.otlp_protobuf {
+            Some(bytes) => self.store.append_otlp(received.batch, bytes).await,
+            None => self.store.append(received.batch).await,
+        };
+        appended.map_err(|e| match e {
             StoreError::Closed => SinkError::Unavailable("the store is shutting down".into()),
             other => SinkError::Unavailable(format!("the store could not write: {other}")),
         })

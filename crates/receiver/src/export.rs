@@ -1,10 +1,11 @@
 //! The shared core of every receiver: account for a decoded request and hand it to the sink.
 
-use model::TraceBatch;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+use wire::Decoded;
 
 use crate::metrics::Origin;
-use crate::{Sink, SinkError};
+use crate::{Received, Sink, SinkError};
 
 /// What the client is told when its request was taken.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -38,10 +39,14 @@ pub(crate) enum ExportError {
 pub(crate) async fn export<S: Sink>(
     sink: &S,
     origin: Origin,
-    batch: TraceBatch,
-    rejected_spans: u64,
-    error_message: String,
+    decoded: Decoded,
+    otlp_protobuf: Option<Bytes>,
 ) -> Result<Accepted, ExportError> {
+    let Decoded {
+        batch,
+        rejected_spans,
+        error_message,
+    } = decoded;
     origin.refused(rejected_spans);
     let spans = batch.span_count() as u64;
     if spans == 0 {
@@ -50,7 +55,13 @@ pub(crate) async fn export<S: Sink>(
         }
         return Ok(Accepted::default());
     }
-    match sink.accept(batch).await {
+    match sink
+        .accept(Received {
+            batch,
+            otlp_protobuf,
+        })
+        .await
+    {
         Ok(()) => {
             origin.accepted(spans);
             Ok(Accepted {

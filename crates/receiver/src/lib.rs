@@ -21,7 +21,7 @@ pub mod otlp_http;
 mod sink;
 pub mod zipkin_http;
 
-pub use sink::{Sink, SinkError};
+pub use sink::{Received, Sink, SinkError};
 
 /// Limits every receiver applies to what a client may send.
 #[derive(Clone, Copy, Debug)]

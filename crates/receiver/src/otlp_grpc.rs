@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -104,23 +105,24 @@ where
 
 struct ExportMethod<S>(Arc<S>);
 
-impl<S: Sink> UnaryService<ExportTraceServiceRequest> for ExportMethod<S> {
+/// A decoded request and the protobuf bytes it was decoded from.
+struct RawExport {
+    bytes: Bytes,
+    request: ExportTraceServiceRequest,
+}
+
+impl<S: Sink> UnaryService<RawExport> for ExportMethod<S> {
     type Response = ExportTraceServiceResponse;
     type Future = BoxFuture<Response<Self::Response>, Status>;
 
-    fn call(&mut self, request: Request<ExportTraceServiceRequest>) -> Self::Future {
+    fn call(&mut self, request: Request<RawExport>) -> Self::Future {
         let sink = Arc::clone(&self.0);
         Box::pin(async move {
-            let decoded = wire::otlp::from_request(request.into_inner());
-            let accepted = export(
-                &*sink,
-                OTLP_GRPC,
-                decoded.batch,
-                decoded.rejected_spans,
-                decoded.error_message,
-            )
-            .await
-            .map_err(status_of)?;
+            let RawExport { bytes, request } = request.into_inner();
+            let decoded = wire::otlp::from_request(request);
+            let accepted = export(&*sink, OTLP_GRPC, decoded, Some(bytes))
+                .await
+                .map_err(status_of)?;
             let partial_success = accepted.partial_success();
             Ok(Response::new(ExportTraceServiceResponse {
                 partial_success,
@@ -137,13 +139,14 @@ fn status_of(e: ExportError) -> Status {
     }
 }
 
-/// Prost encoding for responses; decoding that reports malformed requests as `INVALID_ARGUMENT`.
+/// Prost encoding for responses; decoding that keeps the request's bytes (the store journals
+/// them as they are) and reports malformed requests as `INVALID_ARGUMENT`.
 #[derive(Default)]
 struct ExportCodec;
 
 impl Codec for ExportCodec {
     type Encode = ExportTraceServiceResponse;
-    type Decode = ExportTraceServiceRequest;
+    type Decode = RawExport;
     type Encoder = tonic_prost::ProstEncoder<ExportTraceServiceResponse>;
     type Decoder = ExportDecoder;
 
@@ -159,12 +162,13 @@ impl Codec for ExportCodec {
 struct ExportDecoder;
 
 impl Decoder for ExportDecoder {
-    type Item = ExportTraceServiceRequest;
+    type Item = RawExport;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        <ExportTraceServiceRequest as prost::Message>::decode(buf)
-            .map(Some)
+        let bytes = buf.copy_to_bytes(buf.remaining());
+        <ExportTraceServiceRequest as prost::Message>::decode(bytes.clone())
+            .map(|request| Some(RawExport { bytes, request }))
             .map_err(|e| {
                 crate::metrics::OTLP_GRPC.bad_request();
                 Status::invalid_argument(format!(

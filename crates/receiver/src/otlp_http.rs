@@ -70,15 +70,8 @@ async fn handle<S: Sink>(
             return failure(format, StatusCode::BAD_REQUEST, 3, e.to_string());
         }
     };
-    match export(
-        &*sink,
-        OTLP_HTTP,
-        decoded.batch,
-        decoded.rejected_spans,
-        decoded.error_message,
-    )
-    .await
-    {
+    let otlp_protobuf = (format == Format::Protobuf).then_some(bytes);
+    match export(&*sink, OTLP_HTTP, decoded, otlp_protobuf).await {
         Ok(accepted) => success(format, accepted),
         Err(ExportError::Invalid(msg)) => failure(format, StatusCode::BAD_REQUEST, 3, msg),
         Err(ExportError::Sink(SinkError::Overloaded(msg))) => {

@@ -2,12 +2,24 @@
 
 use std::future::Future;
 
+use bytes::Bytes;
 use model::TraceBatch;
 
 /// Takes accepted batches. Returning `Ok` means the batch is now the sink's responsibility:
 /// the receiver acknowledges the client only after that.
 pub trait Sink: Send + Sync + 'static {
-    fn accept(&self, batch: TraceBatch) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn accept(&self, received: Received) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// What one request delivered.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Received {
+    /// The valid spans of the request.
+    pub batch: TraceBatch,
+    /// For OTLP protobuf requests, the request body (decompressed) the batch was decoded from,
+    /// so a sink that keeps OTLP bytes (the store's WAL) need not encode the batch again. It
+    /// may also hold spans that were refused as invalid, which decoding leaves out again.
+    pub otlp_protobuf: Option<Bytes>,
 }
 
 /// Why a sink did not take a batch. The receiver tells the client whether to retry.

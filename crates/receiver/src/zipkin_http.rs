@@ -59,16 +59,7 @@ async fn handle<S: Sink>(
             return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
     };
-    let rejected = decoded.rejected_spans;
-    match export(
-        &*sink,
-        ZIPKIN_HTTP,
-        decoded.batch,
-        rejected,
-        decoded.error_message,
-    )
-    .await
-    {
+    match export(&*sink, ZIPKIN_HTTP, decoded, None).await {
         Ok(accepted) => {
             if accepted.rejected_spans > 0 {
                 tracing::warn!(

@@ -5,14 +5,13 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use model::TraceBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use receiver::{Limits, Sink, SinkError};
+use receiver::{Limits, Received, Sink, SinkError};
 use tower::ServiceExt;
 
 #[derive(Clone, Copy)]
@@ -24,7 +23,7 @@ enum Mode {
 
 struct TestSink {
     mode: Mode,
-    got: Mutex<Vec<TraceBatch>>,
+    got: Mutex<Vec<Received>>,
 }
 
 impl TestSink {
@@ -40,16 +39,16 @@ impl TestSink {
             .lock()
             .unwrap()
             .iter()
-            .map(TraceBatch::span_count)
+            .map(|r| r.batch.span_count())
             .sum()
     }
 }
 
 impl Sink for TestSink {
-    async fn accept(&self, batch: TraceBatch) -> Result<(), SinkError> {
+    async fn accept(&self, received: Received) -> Result<(), SinkError> {
         match self.mode {
             Mode::Accept => {
-                self.got.lock().unwrap().push(batch);
+                self.got.lock().unwrap().push(received);
                 Ok(())
             }
             Mode::Overloaded => Err(SinkError::Overloaded("queue full".into())),
@@ -125,6 +124,17 @@ async fn grpc_partial_success_and_retryable_codes() {
         partial.error_message
     );
     assert_eq!(sink.spans(), 1);
+    {
+        // The request bytes travel with the batch: they decode to the same good span (and the
+        // refused one is refused again).
+        let got = sink.got.lock().unwrap();
+        let raw = got[0].otlp_protobuf.as_ref().expect("request bytes");
+        let again = wire::otlp::decode_protobuf(raw).unwrap();
+        assert_eq!(
+            (again.batch, again.rejected_spans),
+            (got[0].batch.clone(), 1)
+        );
+    }
 
     let all_bad = client
         .export(request(vec![span(vec![0; 16], "zero")]))
@@ -188,6 +198,7 @@ async fn http_receivers_tell_clients_when_to_retry() {
         if status == StatusCode::OK {
             assert_eq!(retry, None);
             assert_eq!(sink.spans(), 1);
+            assert!(sink.got.lock().unwrap()[0].otlp_protobuf.is_some());
             assert!(reply.is_empty(), "no partial success to report: {reply:?}");
         } else {
             assert_eq!(retry.as_deref(), Some("1"));
@@ -198,8 +209,12 @@ async fn http_receivers_tell_clients_when_to_retry() {
         } else {
             status
         };
-        let app = receiver::zipkin_http::router(TestSink::new(mode), Limits::default());
+        let sink = TestSink::new(mode);
+        let app = receiver::zipkin_http::router(Arc::clone(&sink), Limits::default());
         let (got, retry, _) = post(app, "/api/v2/spans", "application/json", zipkin.clone()).await;
+        if let Some(received) = sink.got.lock().unwrap().first() {
+            assert_eq!(received.otlp_protobuf, None, "Zipkin has no OTLP bytes");
+        }
         assert_eq!(got, zipkin_status);
         assert_eq!(retry.is_some(), status != StatusCode::OK);
     }

@@ -89,6 +89,26 @@ impl Store {
             return Ok(());
         }
         let payload = wal::encode_batch(&batch);
+        self.journal(batch, payload).await
+    }
+
+    /// Like [`Store::append`], for a batch decoded from an OTLP `ExportTraceServiceRequest`
+    /// whose protobuf bytes the caller still holds (a receiver's request body): the WAL keeps
+    /// those bytes instead of encoding the batch again, which is most of the cost of an append.
+    /// Replay decodes them with the receivers' rules, so spans refused at receipt (invalid ids)
+    /// are left out again; the bytes must otherwise hold exactly `batch`.
+    pub async fn append_otlp(
+        &self,
+        batch: TraceBatch,
+        otlp_protobuf: bytes::Bytes,
+    ) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.journal(batch, otlp_protobuf).await
+    }
+
+    async fn journal(&self, batch: TraceBatch, payload: bytes::Bytes) -> Result<(), StoreError> {
         let spans = head::prepare(batch.into_records());
         let (ack, done) = oneshot::channel();
         self.inner

@@ -46,6 +46,38 @@ async fn append_then_read_back_exactly_from_head_block_and_after_reopen() {
 }
 
 #[tokio::test]
+async fn append_otlp_journals_the_received_bytes_and_replays_them_by_the_same_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = now();
+    let good = rich_batch(7, t0);
+    // As a receiver got it: the good spans plus one with a 5-byte trace id.
+    let mut request = wire::otlp::to_request(&good);
+    let mut bad = request.resource_spans[0].scope_spans[0].spans[0].clone();
+    bad.trace_id = vec![1; 5];
+    request.resource_spans[0].scope_spans[0].spans.push(bad);
+    let body = prost::Message::encode_to_vec(&request);
+    let decoded = wire::otlp::decode_protobuf(&body).unwrap();
+    assert_eq!(decoded.rejected_spans, 1);
+    assert_eq!(decoded.batch, good);
+    let expected = sorted(records(std::slice::from_ref(&good)));
+    {
+        let store = Store::open(config(dir.path())).await.unwrap();
+        store
+            .append_otlp(decoded.batch, bytes::Bytes::from(body))
+            .await
+            .unwrap();
+        assert_eq!(store.trace(tid(7)).await.unwrap().unwrap().spans, expected);
+        // Dropped without flush: only the WAL holds the spans.
+    }
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let got = store.trace(tid(7)).await.unwrap().expect("replayed");
+    assert_eq!(
+        got.spans, expected,
+        "replay keeps the good spans, leaves out the bad one"
+    );
+}
+
+#[tokio::test]
 async fn wal_replay_after_crash_without_flush() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = now();

@@ -51,6 +51,8 @@ pub fn trace(shape: Shape, index: u64, now_nanos: u64) -> Vec<(usize, Span)> {
     let start = now_nanos - r.random_range(0..60_000_000_000u64);
     let total = r.random_range(2_000_000..80_000_000u64);
     let failing = r.random_ratio(1, 50);
+    // Envoy's x-request-id is made once at the edge and carried by every span of the request.
+    let request_id = format!("{:032x}", r.random::<u128>());
     let mut spans: Vec<(usize, Span)> = Vec::with_capacity(shape.spans_per_trace);
     for i in 0..shape.spans_per_trace {
         let span_id = SpanId::from_u64(r.random::<u64>() | 1);
@@ -95,7 +97,7 @@ pub fn trace(shape: Shape, index: u64, now_nanos: u64) -> Vec<(usize, Span)> {
                 "net.peer.ip",
                 format!("10.0.{}.{}", service, r.random_range(2..250u8)),
             ),
-            KeyValue::new("guid:x-request-id", format!("{:032x}", r.random::<u128>())),
+            KeyValue::new("guid:x-request-id", request_id.clone()),
         ];
         if kind == SpanKind::Client {
             attributes.push(KeyValue::new("request_size", r.random_range(0..4096i64)));

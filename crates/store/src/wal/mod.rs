@@ -31,7 +31,7 @@ const GROUP_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 pub(crate) enum WalMsg {
     Append {
-        payload: Vec<u8>,
+        payload: bytes::Bytes,
         spans: Vec<Prepared>,
         ack: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -196,18 +196,20 @@ impl Writer {
 
 /// The WAL payload of a batch: an OTLP `ExportTraceServiceRequest` in protobuf, so a segment
 /// can be inspected with standard OTLP tooling.
-pub(crate) fn encode_batch(batch: &model::TraceBatch) -> Vec<u8> {
-    wire::otlp::encode_protobuf(batch)
+pub(crate) fn encode_batch(batch: &model::TraceBatch) -> bytes::Bytes {
+    bytes::Bytes::from(wire::otlp::encode_protobuf(batch))
 }
 
 /// Reads a payload back; spans the decoder rejects are reported in the error text.
 pub(crate) fn decode_batch(payload: &[u8]) -> Result<model::TraceBatch, String> {
     let decoded = wire::otlp::decode_protobuf(payload).map_err(|e| e.to_string())?;
     if decoded.rejected_spans > 0 {
-        tracing::warn!(
+        // A payload journaled as received (`Store::append_otlp`) still holds the spans the
+        // receiver refused; they are left out again here, exactly as they were then.
+        tracing::debug!(
             rejected = decoded.rejected_spans,
             reason = %decoded.error_message,
-            "WAL replay dropped spans the decoder rejected"
+            "WAL replay left out invalid spans"
         );
     }
     Ok(decoded.batch)
