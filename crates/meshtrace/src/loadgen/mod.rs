@@ -63,6 +63,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     send(&args, shape, traces).await
 }
 
+/// The ceiling to compare against: spans/s one core achieves merely decoding the same request
+/// bytes with prost, measured here in the same process right after the run.
+fn decode_baseline(requests: &[synth::EncodedRequest]) -> f64 {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let start = Instant::now();
+    let mut spans = 0u64;
+    for r in requests {
+        if ExportTraceServiceRequest::decode(r.body.clone()).is_ok() {
+            spans += r.spans;
+        }
+    }
+    spans as f64 / start.elapsed().as_secs_f64()
+}
+
 async fn send(args: &Args, shape: synth::Shape, traces: u64) -> anyhow::Result<()> {
     let build_start = Instant::now();
     let requests = Arc::new(synth::requests(shape, traces, args.batch));
@@ -125,6 +140,7 @@ async fn send(args: &Args, shape: synth::Shape, traces: u64) -> anyhow::Result<(
     }
     let secs = start.elapsed().as_secs_f64();
     let failed = failed.load(Ordering::Relaxed);
+    let baseline = decode_baseline(&requests);
     println!(
         "{}",
         serde_json::json!({
@@ -135,6 +151,7 @@ async fn send(args: &Args, shape: synth::Shape, traces: u64) -> anyhow::Result<(
             "seconds": secs,
             "spans_per_second": spans as f64 / secs,
             "request_bytes": bytes,
+            "baseline_decode_spans_per_second": baseline,
         })
     );
     anyhow::ensure!(failed == 0, "{failed} export requests failed");
