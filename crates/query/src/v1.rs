@@ -92,11 +92,21 @@ async fn service_operations(
     Ok(Json(Envelope::new(names, total)))
 }
 
+/// An operation as both API versions write it: `{"name": ..., "spanKind": "server"}`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct OperationJson {
     name: String,
     span_kind: &'static str,
+}
+
+impl From<store::Operation> for OperationJson {
+    fn from(op: store::Operation) -> Self {
+        Self {
+            name: op.name,
+            span_kind: op.span_kind.as_jaeger_str(),
+        }
+    }
 }
 
 async fn operations(
@@ -112,10 +122,7 @@ async fn operations(
         .operations(service, kind)
         .await?
         .into_iter()
-        .map(|op| OperationJson {
-            name: op.name,
-            span_kind: op.span_kind.as_jaeger_str(),
-        })
+        .map(OperationJson::from)
         .collect();
     let total = ops.len();
     Ok(Json(Envelope::new(ops, total)))

@@ -21,6 +21,7 @@ use store::Store;
 use crate::adjust;
 use crate::error::{ApiError, V3Error};
 use crate::params::{self, ParamError, QueryParams};
+use crate::v1::OperationJson;
 
 /// The v3 routes, to be merged into the crate's router.
 pub(crate) fn routes() -> Router<Store> {
@@ -49,13 +50,6 @@ pub(crate) struct OperationsResponse {
     operations: Vec<OperationJson>,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct OperationJson {
-    name: String,
-    span_kind: &'static str,
-}
-
 async fn operations(
     State(store): State<Store>,
     RawQuery(raw): RawQuery,
@@ -67,10 +61,7 @@ async fn operations(
         .operations(service, kind)
         .await?
         .into_iter()
-        .map(|op| OperationJson {
-            name: op.name,
-            span_kind: op.span_kind.as_jaeger_str(),
-        })
+        .map(OperationJson::from)
         .collect();
     Ok(Json(OperationsResponse { operations }))
 }
