@@ -1,6 +1,6 @@
 //! `meshtrace all-in-one`: receivers, durable store and query API in one process.
 
-use std::net::SocketAddr;
+use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +56,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals().context("cannot listen for signals")?;
     let metrics = crate::telemetry::metrics_routes().context("cannot start metrics")?;
 
+    // Ports first: a conflict should fail before a possibly long WAL replay.
+    let grpc = bind("otlp-grpc", &args.otlp_grpc).await?;
+    let http = bind("otlp-http", &args.otlp_http).await?;
+    let zipkin = bind("zipkin", &args.zipkin).await?;
+    let query = bind("query", &args.query).await?;
+
     let mut config = store::StoreConfig::new(&args.data_dir);
     config.retention = args.retention;
     config.max_disk_bytes = args.max_disk.map(|b| b.as_u64());
@@ -71,11 +77,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let sink = Arc::new(StoreSink::new(store.clone(), args.max_in_flight_spans));
 
-    let grpc = bind("otlp-grpc", &args.otlp_grpc).await?;
-    let http = bind("otlp-http", &args.otlp_http).await?;
-    let zipkin = bind("zipkin", &args.zipkin).await?;
-    let query = bind("query", &args.query).await?;
-
     announce("otlp-grpc", &grpc, "OTLP/gRPC TraceService");
     announce("otlp-http", &http, "POST /v1/traces");
     announce("zipkin", &zipkin, "POST /api/v2/spans");
@@ -89,36 +90,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
 
-    let servers = vec![
-        tokio::spawn(receiver::otlp_grpc::serve(
-            grpc,
-            Arc::clone(&sink),
-            limits,
-            shutdown.clone().wait(),
-        ))
-        .map_result("otlp-grpc"),
-        serve_http(
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(named(
+        "otlp-grpc",
+        receiver::otlp_grpc::serve(grpc, Arc::clone(&sink), limits, shutdown.clone().wait()),
+    ));
+    let http_servers = [
+        (
             "otlp-http",
             http,
             receiver::otlp_http::router(Arc::clone(&sink), limits),
-            shutdown.clone(),
         ),
-        serve_http(
+        (
             "zipkin",
             zipkin,
             receiver::zipkin_http::router(Arc::clone(&sink), limits),
-            shutdown.clone(),
         ),
-        serve_http(
-            "query",
-            query,
-            query::router(store.clone()).merge(metrics),
-            shutdown.clone(),
-        ),
+        ("query", query, query::router(store.clone()).merge(metrics)),
     ];
+    for (name, listener, app) in http_servers {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().wait());
+        servers.spawn(named(name, serve.into_future()));
+    }
+
+    // Run until a signal, or until a server fails, which stops the others too.
     let mut first_error = None;
-    for server in servers {
-        if let Err(e) = server.await {
+    while let Some(joined) = servers.join_next().await {
+        let result = joined.context("a server task panicked").and_then(|r| r);
+        if let Err(e) = result {
+            tracing::error!("{e:#}");
+            shutdown.trigger();
             first_error.get_or_insert(e);
         }
     }
@@ -131,55 +132,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// Names a server's failure.
+async fn named<E>(
+    name: &'static str,
+    serve: impl Future<Output = Result<(), E>>,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    serve.await.with_context(|| format!("{name} server failed"))
+}
+
+/// Binds `host:port` (a name such as `localhost` is resolved) for the flag `--{name}`.
 async fn bind(name: &str, addr: &str) -> anyhow::Result<TcpListener> {
-    let parsed: SocketAddr = addr
-        .parse()
-        .with_context(|| format!("--{name} {addr:?} is not host:port"))?;
-    TcpListener::bind(parsed)
+    anyhow::ensure!(
+        addr.rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
+        "--{name} {addr:?} is not host:port"
+    );
+    TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen for {name} on {addr}"))
+        .with_context(|| format!("cannot listen for {name} on {addr} (--{name})"))
 }
 
 fn announce(name: &str, listener: &TcpListener, what: &str) {
     match listener.local_addr() {
         Ok(addr) => println!("meshtrace: {name} listening on {addr} ({what})"),
         Err(e) => println!("meshtrace: {name} listening on an unknown address ({e})"),
-    }
-}
-
-type ServerTask = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
-
-fn serve_http(
-    name: &'static str,
-    listener: TcpListener,
-    app: axum::Router,
-    shutdown: Shutdown,
-) -> ServerTask {
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.wait())
-            .await
-    });
-    Box::pin(async move {
-        task.await
-            .with_context(|| format!("{name} server task failed"))?
-            .with_context(|| format!("{name} server failed"))
-    })
-}
-
-trait MapResult {
-    fn map_result(self, name: &'static str) -> ServerTask;
-}
-
-impl<E> MapResult for tokio::task::JoinHandle<Result<(), E>>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    fn map_result(self, name: &'static str) -> ServerTask {
-        Box::pin(async move {
-            self.await
-                .with_context(|| format!("{name} server task failed"))?
-                .with_context(|| format!("{name} server failed"))
-        })
     }
 }

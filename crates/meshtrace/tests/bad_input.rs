@@ -161,3 +161,45 @@ fn bad_requests_are_refused_clearly_and_lose_nothing() {
         "{metrics}"
     );
 }
+
+/// Startup errors name the flag and exit non-zero instead of half-starting.
+#[test]
+fn bad_addresses_fail_fast_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshtrace"))
+            .arg("all-in-one")
+            .args(["--data-dir".as_ref(), dir.path().as_os_str()])
+            .args([
+                "--otlp-http",
+                "127.0.0.1:0",
+                "--zipkin",
+                "127.0.0.1:0",
+                "--query",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .output()
+            .expect("run meshtrace");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--otlp-grpc", "nonsense"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--otlp-grpc") && err.contains("host:port"),
+        "{err}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err) = run(&["--otlp-grpc", &addr]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&addr) && err.contains("--otlp-grpc"), "{err}");
+
+    let (code, err) = run(&["--otlp-grpc", "localhost:0", "--retention", "forever"]);
+    assert_eq!(code, Some(2), "clap rejects a bad duration: {err}");
+    assert!(err.contains("--retention"), "{err}");
+}
