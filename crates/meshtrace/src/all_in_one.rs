@@ -106,7 +106,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             zipkin,
             receiver::zipkin_http::router(Arc::clone(&sink), limits),
         ),
-        ("query", query, query::router(store.clone()).merge(metrics)),
+        (
+            "query",
+            query,
+            query::router(store.clone())
+                .merge(metrics)
+                .merge(ui::router()),
+        ),
     ];
     for (name, listener, app) in http_servers {
         let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().wait());

@@ -4,7 +4,9 @@
 //! crates (`receiver` → `store` → `query`) into a running process.
 
 mod all_in_one;
+mod collector_cmd;
 mod loadgen;
+mod proxy_cmd;
 mod shutdown;
 mod store_sink;
 mod telemetry;
@@ -33,6 +35,10 @@ struct Cli {
 enum Command {
     /// Receivers (OTLP, Zipkin), durable store and query API in one process, like `jaeger all-in-one`.
     AllInOne(all_in_one::Args),
+    /// Agent/gateway pipeline from an OpenTelemetry-Collector-style YAML config.
+    Collector(collector_cmd::Args),
+    /// Tracing HTTP proxy: edge, inbound or outbound sidecar.
+    Proxy(proxy_cmd::Args),
     /// Synthetic traces at a chosen rate over OTLP gRPC, and trace-by-id read latency, for benchmarks.
     Loadgen(loadgen::Args),
 }
@@ -54,6 +60,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::AllInOne(args) => all_in_one::run(args).await,
             Command::Loadgen(args) => loadgen::run(args).await,
+            Command::Collector(args) => collector_cmd::run(args).await,
+            Command::Proxy(args) => proxy_cmd::run(args).await,
         }
     });
     match result {
