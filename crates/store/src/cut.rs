@@ -38,6 +38,17 @@ impl Inner {
             .await
             .map_err(|_| StoreError::Closed)?;
         done.await.map_err(|_| StoreError::Closed)??;
+        self.write_pending().await
+    }
+
+    /// Writes the heads a failed cut left behind, without swapping out the live head: while
+    /// storage keeps failing, retries must not turn every few spans into a segment and a head.
+    async fn retry_pending(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.cut_lock.lock().await;
+        self.write_pending().await
+    }
+
+    async fn write_pending(&self) -> Result<(), StoreError> {
         let heads = self.shared.read().cutting.clone();
         for head in heads {
             self.write_block(head).await?;
@@ -45,10 +56,10 @@ impl Inner {
         Ok(())
     }
 
-    fn should_cut(&self) -> bool {
+    /// The live head is full or old enough to become a block.
+    fn head_due(&self) -> bool {
         let st = self.shared.read();
-        !st.cutting.is_empty()
-            || st.head.len() >= self.config.block_max_spans
+        st.head.len() >= self.config.block_max_spans
             || st
                 .head
                 .first_arrival()
@@ -148,12 +159,17 @@ pub(crate) fn spawn_cutter(inner: Weak<Inner>) {
                 _ = tokio::time::sleep(check) => {}
             }
             let Some(inner) = inner.upgrade() else { break };
-            if inner.should_cut() {
-                if let Err(e) = inner.cut().await {
-                    tracing::error!(error = %e, "cutting the head failed");
-                    drop(inner);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+            let result = if inner.head_due() {
+                inner.cut().await
+            } else if !inner.shared.read().cutting.is_empty() {
+                inner.retry_pending().await
+            } else {
+                Ok(())
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "cutting the head failed");
+                drop(inner);
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     });

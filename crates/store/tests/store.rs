@@ -686,3 +686,49 @@ async fn block_cut_by_age_and_metrics_in_stats() {
     assert_eq!(st.wal_bytes, 0, "the covered segment was deleted");
     assert!(store.trace(tid(1)).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_failed_cut_is_retried_without_rotating_the_live_head_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let t0 = now();
+    store.append(rich_batch(1, t0)).await.unwrap();
+
+    // Storage breaks: the blocks folder becomes a file (fails even for root).
+    let blocks = dir.path().join("blocks");
+    std::fs::remove_dir_all(&blocks).unwrap();
+    std::fs::write(&blocks, b"not a folder").unwrap();
+    assert!(store.flush().await.is_err(), "the cut cannot be written");
+    let segments_after_failure = wal_segments(dir.path()).len();
+
+    // Appends go on into the live head; the background retries (about one a second) must
+    // rewrite only the pending head, not turn the live one into more segments.
+    for i in 0..5u64 {
+        store.append(rich_batch(10 + i, t0)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(wal_segments(dir.path()).len(), segments_after_failure);
+    assert!(
+        store.trace(tid(1)).await.unwrap().is_some(),
+        "pending head stays readable"
+    );
+
+    // Storage comes back: the pending head becomes a block, its segment goes.
+    std::fs::remove_file(&blocks).unwrap();
+    std::fs::create_dir(&blocks).unwrap();
+    assert!(
+        eventually(10, || !block_dirs(dir.path()).is_empty()).await,
+        "the retry wrote the block"
+    );
+    assert!(store.trace(tid(1)).await.unwrap().is_some());
+    assert!(store.trace(tid(12)).await.unwrap().is_some());
+    store.flush().await.unwrap();
+    drop(store);
+    let store = Store::open(config(dir.path())).await.unwrap();
+    for t in [1, 10, 14] {
+        assert!(
+            store.trace(tid(t)).await.unwrap().is_some(),
+            "trace {t} after reopen"
+        );
+    }
+}
