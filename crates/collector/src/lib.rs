@@ -1,1 +1,17 @@
-//! Agent/gateway trace pipeline from OpenTelemetry-Collector-style YAML: receivers, processors (sampling, batching, attributes), exporters with queues and retries. (being built).
+//! meshtrace's agent/gateway: an OpenTelemetry-Collector-compatible trace pipeline.
+//!
+//! A user's OTel Collector YAML ([`config`]) becomes a running graph ([`pipeline`]): the
+//! `receiver` crate's servers feed a sink per receiver, which fans out to the pipelines using it;
+//! each pipeline runs its processors in order ([`processor`]: probabilistic and tail sampling,
+//! batching, attributes, memory limiting) and fans out to its exporters ([`exporter`]: OTLP
+//! gRPC/HTTP, Zipkin, debug, trace-id load balancing), each behind a sending queue (in memory or
+//! on disk) with retries. Everything a stage shares is the [`consumer::Consumer`] interface.
+//!
+//! What this crate must not do: decode or encode wire formats itself (that is `wire`), run its
+//! own network receivers (that is `receiver`), or store spans (that is `store`).
+
+pub mod config;
+pub mod consumer;
+pub mod exporter;
+pub mod pipeline;
+pub mod processor;

@@ -80,7 +80,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     announce("otlp-grpc", &grpc, "OTLP/gRPC TraceService");
     announce("otlp-http", &http, "POST /v1/traces");
     announce("zipkin", &zipkin, "POST /api/v2/spans");
-    announce("query", &query, "Jaeger API /api/..., /metrics, /healthz");
+    announce(
+        "query",
+        &query,
+        "web UI /, Jaeger API /api/..., /metrics, /healthz",
+    );
     println!(
         "meshtrace: data in {} (retention {}{})",
         args.data_dir.display(),

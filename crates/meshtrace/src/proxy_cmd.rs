@@ -1,4 +1,10 @@
-//! `meshtrace proxy`: the tracing mesh proxy (being built).
+//! `meshtrace proxy --config FILE`: the tracing mesh proxy (edge, inbound and outbound listeners
+//! from one YAML). Prints `meshtrace: {listener} listening on {addr} (...)` per listener (and
+//! `admin`) once bound, then serves until SIGINT/SIGTERM, when it flushes its spans and exits.
+
+use anyhow::Context;
+
+use crate::shutdown::Shutdown;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -8,5 +14,22 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("the proxy is not built yet ({})", args.config.display())
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let config =
+        proxy::Config::from_yaml(&text).with_context(|| format!("in {}", args.config.display()))?;
+    let shutdown = Shutdown::on_signals().context("cannot listen for signals")?;
+    let modes: Vec<_> = config.listeners.iter().map(|l| l.mode).collect();
+    let running = proxy::start(config)
+        .await
+        .context("cannot start the proxy")?;
+    for ((name, addr), mode) in running.listeners.iter().zip(modes) {
+        println!("meshtrace: {name} listening on {addr} (proxy, {mode:?} mode)");
+    }
+    if let Some(addr) = running.admin {
+        println!("meshtrace: admin listening on {addr} (/metrics, /healthz)");
+    }
+    shutdown.wait().await;
+    running.shutdown().await;
+    Ok(())
 }

@@ -1,1 +1,144 @@
-//! The tracing HTTP proxy: edge, inbound and outbound sidecar that starts, propagates and reports traces. (being built).
+//! The tracing HTTP proxy: edge, inbound and outbound sidecar that starts, propagates and reports
+//! traces, as Envoy does for a mesh.
+//!
+//! It owns the request path (accept, route, forward with streaming bodies and pooled upstream
+//! connections), the per-request span (ids, sampling, Envoy's tags) and the reporter that ships
+//! spans to a collector from a bounded buffer. Header formats live in `wire::propagation`; span
+//! encodings in `wire::zipkin` and `wire::otlp`.
+//!
+//! What it must not do: block or slow a request for the sake of tracing, buffer whole bodies, or
+//! fail a request because of a malformed tracing header.
+
+pub mod admin;
+pub mod config;
+mod forward;
+mod listener;
+pub mod report;
+mod route;
+pub mod sampling;
+mod span;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::{Config, ConfigError};
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} for listener {name:?}: {source}")]
+    Bind {
+        name: String,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot set up the reporter: {0}")]
+    Report(#[from] report::ReportError),
+}
+
+/// A started proxy: its bound addresses (port 0 resolved) and a handle to stop it.
+pub struct Running {
+    /// `(listener name, bound address)`, in configuration order.
+    pub listeners: Vec<(String, SocketAddr)>,
+    pub admin: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    reporter: report::ReporterHandle,
+}
+
+impl Running {
+    /// Stops accepting, then flushes what the reporter holds (bounded by its timeout).
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.reporter.close().await;
+    }
+}
+
+/// Binds every listener and the admin port, starts the reporter, and serves in the background.
+///
+/// Requests are served thread-per-core, as nginx's workers do: each listener's socket is shared
+/// (duplicated descriptors) by one single-threaded runtime per core, each with its own upstream
+/// connection pools, so a request and its upstream call stay on one thread with no cross-thread
+/// wake-ups. The reporter and the admin port run on the caller's runtime.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let stats = Arc::new(stats::Stats::default());
+    let (reporter, sink) = report::start(&config, stats.clone())?;
+    let tracer = Arc::new(span::Tracer::new(&config, sink, stats.clone()));
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let bind_error = |source| StartError::Bind {
+            name: l.name.clone(),
+            addr: l.listen.clone(),
+            source,
+        };
+        let tcp = tokio::net::TcpListener::bind(&l.listen)
+            .await
+            .map_err(bind_error)?;
+        let addr = tcp.local_addr().map_err(bind_error)?;
+        let tcp = tcp.into_std().map_err(bind_error)?;
+        listeners.push((l.name.clone(), addr));
+        for worker in 0..workers {
+            let socket = tcp.try_clone().map_err(bind_error)?;
+            let (config, tracer, stats) = (l.clone(), tracer.clone(), stats.clone());
+            let mut stop = stop_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("proxy-{worker}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!(
+                                "listener {:?}: cannot start a runtime: {e}",
+                                config.name
+                            );
+                            return;
+                        }
+                    };
+                    runtime.block_on(async move {
+                        let tcp = match tokio::net::TcpListener::from_std(socket) {
+                            Ok(tcp) => tcp,
+                            Err(e) => {
+                                tracing::error!("listener {:?}: {e}", config.name);
+                                return;
+                            }
+                        };
+                        let listener = Arc::new(listener::Listener::new(&config, tracer, stats));
+                        tokio::select! {
+                            _ = listener.serve(tcp) => {}
+                            _ = stop.wait_for(|stop| *stop) => {}
+                        }
+                    });
+                })
+                .map_err(bind_error)?;
+        }
+    }
+    let mut tasks = Vec::new();
+    let mut admin = None;
+    if let Some(addr) = &config.admin {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                name: "admin".to_owned(),
+                addr: addr.clone(),
+                source,
+            })?;
+        admin = tcp.local_addr().ok();
+        tasks.push(tokio::spawn(admin::serve(tcp, stats.clone())));
+    }
+    Ok(Running {
+        listeners,
+        admin,
+        tasks,
+        stop: stop_tx,
+        reporter,
+    })
+}

@@ -197,6 +197,9 @@ pub(crate) struct DependencyJson {
     parent: String,
     child: String,
     call_count: u64,
+    /// Not in Jaeger's shape (its clients ignore unknown fields): calls whose child span failed,
+    /// for error rates on the service graph.
+    error_count: u64,
 }
 
 async fn dependencies(
@@ -210,20 +213,25 @@ async fn dependencies(
         .await?;
     // Jaeger filters by the optional `service` and sums duplicate parent/child pairs.
     let service = params.get("service");
-    let mut summed: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut summed: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     for link in links {
         if service.is_some_and(|s| link.parent != s && link.child != s) {
             continue;
         }
-        *summed.entry((link.parent, link.child)).or_default() += link.call_count;
+        let sum = summed.entry((link.parent, link.child)).or_default();
+        sum.0 += link.call_count;
+        sum.1 += link.error_count;
     }
     let data = summed
         .into_iter()
-        .map(|((parent, child), call_count)| DependencyJson {
-            parent,
-            child,
-            call_count,
-        })
+        .map(
+            |((parent, child), (call_count, error_count))| DependencyJson {
+                parent,
+                child,
+                call_count,
+                error_count,
+            },
+        )
         .collect();
     Ok(Json(Envelope::new(data, 0)))
 }

@@ -599,6 +599,7 @@ async fn dependencies() {
         .iter()
         .map(|l| {
             assert!(l["callCount"].as_u64().unwrap() >= 1, "{l}");
+            assert!(l["errorCount"].as_u64().unwrap() <= l["callCount"].as_u64().unwrap());
             (
                 l["parent"].as_str().unwrap().to_owned(),
                 l["child"].as_str().unwrap().to_owned(),
@@ -613,6 +614,14 @@ async fn dependencies() {
         pairs.contains(&("frontend".into(), "payment".into())),
         "{links:?}"
     );
+    // The failed payment call shows as an error on its edge (a meshtrace field beside Jaeger's).
+    let payment = links.iter().find(|l| l["child"] == "payment").unwrap();
+    assert_eq!(
+        (&payment["callCount"], &payment["errorCount"]),
+        (&1.into(), &1.into())
+    );
+    let frontend = links.iter().find(|l| l["child"] == "frontend").unwrap();
+    assert_eq!(frontend["errorCount"], 0);
     assert_eq!(
         pairs.len(),
         links.len(),

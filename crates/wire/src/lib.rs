@@ -12,6 +12,7 @@ mod error;
 #[cfg(test)]
 mod fixtures;
 pub mod otlp;
+pub mod propagation;
 pub mod zipkin;
 
 pub use error::WireError;

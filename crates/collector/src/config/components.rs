@@ -1,0 +1,542 @@
+//! The settings of each component type, as the OpenTelemetry Collector spells them.
+//!
+//! Every struct denies unknown fields, so a typo or an option meshtrace does not implement is an
+//! error naming the key and its line rather than a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration;
+
+// ---------------------------------------------------------------- receivers
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpReceiver {
+    #[serde(default)]
+    pub protocols: OtlpProtocols,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpProtocols {
+    /// `grpc:` with no value enables gRPC with defaults, hence the double option.
+    #[serde(default, deserialize_with = "present")]
+    pub grpc: Option<ServerSettings>,
+    #[serde(default, deserialize_with = "present")]
+    pub http: Option<ServerSettings>,
+}
+
+/// A listener: `endpoint` and the request size limit.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub endpoint: Option<String>,
+    /// gRPC: largest message in MiB.
+    pub max_recv_msg_size_mib: Option<u64>,
+    /// HTTP: largest body in bytes.
+    pub max_request_body_size: Option<u64>,
+}
+
+/// Deserializes a key that may be present with a null value into `Some(default)`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZipkinReceiver {
+    pub endpoint: Option<String>,
+    pub max_request_body_size: Option<u64>,
+}
+
+// ---------------------------------------------------------------- processors
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerMode {
+    HashSeed,
+    Proportional,
+    Equalizing,
+    /// Not set: `hash_seed` when a hash seed is given, else `proportional` (as the OTel Collector).
+    #[default]
+    #[serde(skip)]
+    Unset,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbabilisticSampler {
+    pub sampling_percentage: f32,
+    pub hash_seed: u32,
+    pub mode: SamplerMode,
+    pub fail_closed: bool,
+    pub sampling_precision: u8,
+}
+
+impl Default for ProbabilisticSampler {
+    fn default() -> Self {
+        Self {
+            sampling_percentage: 0.0,
+            hash_seed: 0,
+            mode: SamplerMode::Unset,
+            fail_closed: true,
+            sampling_precision: 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Batch {
+    pub send_batch_size: usize,
+    pub send_batch_max_size: usize,
+    #[serde(with = "duration_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            send_batch_size: 8192,
+            send_batch_max_size: 0,
+            timeout: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Insert,
+    Update,
+    Upsert,
+    Delete,
+    Hash,
+}
+
+/// One `attributes`/`resource` action.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub key: String,
+    pub action: ActionKind,
+    pub value: Option<serde_yaml::Value>,
+    pub from_attribute: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Attributes {
+    #[serde(default)]
+    pub actions: Vec<Action>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceProcessor {
+    #[serde(default)]
+    pub attributes: Vec<Action>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryLimiter {
+    #[serde(with = "duration_serde")]
+    pub check_interval: Duration,
+    pub limit_mib: u64,
+    pub spike_limit_mib: u64,
+    pub limit_percentage: u64,
+    pub spike_limit_percentage: u64,
+}
+
+impl Default for MemoryLimiter {
+    fn default() -> Self {
+        Self {
+            check_interval: Duration::from_secs(1),
+            limit_mib: 0,
+            spike_limit_mib: 0,
+            limit_percentage: 0,
+            spike_limit_percentage: 0,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- exporters
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    Gzip,
+    None,
+    #[serde(rename = "")]
+    Empty,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryOnFailure {
+    pub enabled: bool,
+    #[serde(with = "duration_serde")]
+    pub initial_interval: Duration,
+    pub randomization_factor: f64,
+    pub multiplier: f64,
+    #[serde(with = "duration_serde")]
+    pub max_interval: Duration,
+    /// Zero means retry forever.
+    #[serde(with = "duration_serde")]
+    pub max_elapsed_time: Duration,
+}
+
+impl Default for RetryOnFailure {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_interval: Duration::from_secs(5),
+            randomization_factor: 0.5,
+            multiplier: 1.5,
+            max_interval: Duration::from_secs(30),
+            max_elapsed_time: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendingQueue {
+    pub enabled: bool,
+    pub num_consumers: usize,
+    /// Capacity in batches (requests), as the OTel Collector counts by default.
+    pub queue_size: usize,
+    /// A `file_storage` extension id: makes the queue persistent.
+    pub storage: Option<String>,
+}
+
+impl Default for SendingQueue {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            num_consumers: 10,
+            queue_size: 1000,
+            storage: None,
+        }
+    }
+}
+
+/// `otlp` (gRPC) and `otlphttp` exporters.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpExporter {
+    pub endpoint: Option<String>,
+    /// otlphttp only: the full URL for traces (overrides `endpoint` + `/v1/traces`).
+    pub traces_endpoint: Option<String>,
+    #[serde(default)]
+    pub tls: Tls,
+    pub compression: Option<Compression>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, with = "opt_duration_serde")]
+    pub timeout: Option<Duration>,
+    /// otlphttp only: `proto` (default) or `json`.
+    pub encoding: Option<String>,
+    #[serde(default)]
+    pub sending_queue: SendingQueue,
+    #[serde(default)]
+    pub retry_on_failure: RetryOnFailure,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZipkinExporter {
+    pub endpoint: Option<String>,
+    /// `json` (default) or `proto`.
+    pub format: Option<String>,
+    pub default_service_name: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, with = "opt_duration_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub sending_queue: SendingQueue,
+    #[serde(default)]
+    pub retry_on_failure: RetryOnFailure,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verbosity {
+    #[default]
+    Basic,
+    Normal,
+    Detailed,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DebugExporter {
+    #[serde(default)]
+    pub verbosity: Verbosity,
+    pub sampling_initial: Option<u64>,
+    pub sampling_thereafter: Option<u64>,
+}
+
+// ---------------------------------------------------------------- extensions
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileStorage {
+    pub directory: Option<String>,
+    #[serde(default, with = "opt_duration_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub create_directory: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub endpoint: Option<String>,
+    pub path: Option<String>,
+}
+
+mod duration_serde {
+    pub use super::duration::deserialize;
+}
+
+mod opt_duration_serde {
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
+    }
+}
+
+impl ProbabilisticSampler {
+    /// The mode in force: an unset mode is `hash_seed` when a seed is given, else `proportional`.
+    pub fn effective_mode(&self) -> SamplerMode {
+        match self.mode {
+            SamplerMode::Unset if self.hash_seed != 0 => SamplerMode::HashSeed,
+            SamplerMode::Unset => SamplerMode::Proportional,
+            m => m,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- tail sampling
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailSampling {
+    #[serde(with = "duration_serde")]
+    pub decision_wait: Duration,
+    pub num_traces: usize,
+    /// Accepted for compatibility; meshtrace sizes its maps as traces come.
+    pub expected_new_traces_per_sec: u64,
+    pub decision_cache: DecisionCache,
+    /// meshtrace's byte cap on buffered spans (estimated), in MiB: past it the largest
+    /// buffered trace is decided early, so one huge trace cannot push the others out.
+    pub max_buffer_mib: u64,
+    pub policies: Vec<TailPolicy>,
+}
+
+impl Default for TailSampling {
+    fn default() -> Self {
+        Self {
+            decision_wait: Duration::from_secs(30),
+            num_traces: 50_000,
+            expected_new_traces_per_sec: 0,
+            decision_cache: DecisionCache::default(),
+            max_buffer_mib: 256,
+            policies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionCache {
+    pub sampled_cache_size: usize,
+    pub non_sampled_cache_size: usize,
+}
+
+impl Default for DecisionCache {
+    fn default() -> Self {
+        Self {
+            sampled_cache_size: 100_000,
+            non_sampled_cache_size: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TailPolicyType {
+    AlwaysSample,
+    Latency,
+    StatusCode,
+    StringAttribute,
+    NumericAttribute,
+    Probabilistic,
+    RateLimiting,
+    SpanCount,
+    And,
+    Composite,
+}
+
+/// One tail-sampling policy: `name`, `type`, and the settings block named after the type.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TailPolicy {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: TailPolicyType,
+    pub latency: Option<LatencyPolicy>,
+    pub status_code: Option<StatusCodePolicy>,
+    pub string_attribute: Option<StringAttributePolicy>,
+    pub numeric_attribute: Option<NumericAttributePolicy>,
+    pub probabilistic: Option<ProbabilisticPolicy>,
+    pub rate_limiting: Option<RateLimitingPolicy>,
+    pub span_count: Option<SpanCountPolicy>,
+    pub and: Option<AndPolicy>,
+    pub composite: Option<CompositePolicy>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LatencyPolicy {
+    pub threshold_ms: u64,
+    pub upper_threshold_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusCodePolicy {
+    pub status_codes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StringAttributePolicy {
+    pub key: String,
+    pub values: Vec<String>,
+    pub enabled_regex_matching: bool,
+    pub cache_max_size: usize,
+    pub invert_match: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NumericAttributePolicy {
+    pub key: String,
+    pub min_value: i64,
+    pub max_value: i64,
+    pub invert_match: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbabilisticPolicy {
+    pub hash_salt: String,
+    pub sampling_percentage: f64,
+}
+
+impl Default for ProbabilisticPolicy {
+    fn default() -> Self {
+        Self {
+            hash_salt: "default-hash-seed".into(),
+            sampling_percentage: 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitingPolicy {
+    pub spans_per_second: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpanCountPolicy {
+    pub min_spans: u64,
+    /// 0 means no upper bound.
+    pub max_spans: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AndPolicy {
+    pub and_sub_policy: Vec<TailPolicy>,
+}
+
+// ---------------------------------------------------------------- load balancing
+
+/// `loadbalancing` exporter: routes each trace, by id, to one backend of a static list.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancingExporter {
+    /// `traceID` (default): whole traces go to one backend.
+    pub routing_key: Option<String>,
+    #[serde(default)]
+    pub protocol: LbProtocol,
+    #[serde(default)]
+    pub resolver: LbResolver,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LbProtocol {
+    /// Settings of the OTLP gRPC exporter used for every backend (its endpoint is ignored).
+    #[serde(default)]
+    pub otlp: OtlpExporter,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LbResolver {
+    pub r#static: Option<StaticResolver>,
+    pub dns: Option<serde_yaml::Value>,
+    pub k8s: Option<serde_yaml::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticResolver {
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+}
+
+/// `composite`: sub-policies tried in `policy_order`, each with a share of a spans-per-second
+/// budget (`rate_allocation`, percent of `max_total_spans_per_second`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompositePolicy {
+    pub max_total_spans_per_second: u64,
+    pub policy_order: Vec<String>,
+    pub composite_sub_policy: Vec<TailPolicy>,
+    pub rate_allocation: Vec<RateAllocation>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateAllocation {
+    pub policy: String,
+    pub percent: u64,
+}

@@ -1,0 +1,554 @@
+//! Cross-checks a parsed config: pipelines name defined components, settings are coherent,
+//! and features meshtrace does not have yet are refused rather than ignored.
+
+use super::{
+    Action, ActionKind, ComponentId, Config, ConfigError, Exporter, Extension, PipelineId,
+    Processor, Receiver, SamplerMode, TailPolicy, TailPolicyType,
+};
+
+pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut err = |line: Option<usize>, message: String| errors.push(ConfigError { line, message });
+
+    for (id, r) in &config.receivers {
+        let at = locate(text, &["receivers", &id.to_string()], None);
+        match r {
+            Receiver::Otlp(o) => {
+                if o.protocols.grpc.is_none() && o.protocols.http.is_none() {
+                    err(
+                        at,
+                        format!(
+                            "receivers.{id}: set at least one of protocols.grpc, protocols.http"
+                        ),
+                    );
+                }
+                for (proto, s) in [("grpc", &o.protocols.grpc), ("http", &o.protocols.http)] {
+                    if let Some(ep) = s.as_ref().and_then(|s| s.endpoint.as_deref()) {
+                        if !is_host_port(ep) {
+                            err(at, format!("receivers.{id}.protocols.{proto}.endpoint {ep:?} is not host:port"));
+                        }
+                    }
+                }
+            }
+            Receiver::Zipkin(z) => {
+                if let Some(ep) = z.endpoint.as_deref() {
+                    if !is_host_port(ep) {
+                        err(
+                            at,
+                            format!("receivers.{id}.endpoint {ep:?} is not host:port"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    for (id, p) in &config.processors {
+        let at = locate(text, &["processors", &id.to_string()], None);
+        match p {
+            Processor::ProbabilisticSampler(s) => {
+                if !s.sampling_percentage.is_finite() || s.sampling_percentage < 0.0 {
+                    err(
+                        at,
+                        format!(
+                            "processors.{id}.sampling_percentage must be a number from 0 to 100"
+                        ),
+                    );
+                }
+                if !(1..=14).contains(&s.sampling_precision) {
+                    err(
+                        at,
+                        format!("processors.{id}.sampling_precision must be 1 to 14 hex digits"),
+                    );
+                }
+                if s.mode == SamplerMode::HashSeed
+                    && s.sampling_percentage > 0.0
+                    && (s.sampling_percentage * (16384.0f32 / 100.0)) < 1.0
+                {
+                    err(at, format!("processors.{id}.sampling_percentage {} is below the hash_seed mode's resolution (1/16384)", s.sampling_percentage));
+                }
+            }
+            Processor::TailSampling(t) => {
+                if t.decision_wait.is_zero() || t.num_traces == 0 {
+                    err(
+                        at,
+                        format!("processors.{id}: decision_wait and num_traces must be positive"),
+                    );
+                }
+                if t.policies.is_empty() {
+                    err(at, format!("processors.{id}: define at least one policy"));
+                }
+                for p in &t.policies {
+                    check_policy(&mut err, at, id, p, 0);
+                }
+            }
+            Processor::Batch(b) => {
+                if b.send_batch_max_size != 0 && b.send_batch_max_size < b.send_batch_size {
+                    err(at, format!("processors.{id}.send_batch_max_size must be 0 or at least send_batch_size"));
+                }
+            }
+            Processor::Attributes(a) => check_actions(&mut err, at, id, "actions", &a.actions),
+            Processor::Resource(r) => check_actions(&mut err, at, id, "attributes", &r.attributes),
+            Processor::MemoryLimiter(m) => {
+                if m.check_interval.is_zero() {
+                    err(
+                        at,
+                        format!("processors.{id}.check_interval must be greater than 0"),
+                    );
+                }
+                if m.limit_mib == 0 && m.limit_percentage == 0 {
+                    err(
+                        at,
+                        format!("processors.{id}: set limit_mib or limit_percentage"),
+                    );
+                }
+                if m.limit_mib != 0 && m.spike_limit_mib >= m.limit_mib {
+                    err(
+                        at,
+                        format!("processors.{id}.spike_limit_mib must be less than limit_mib"),
+                    );
+                }
+                if m.limit_percentage > 100
+                    || m.spike_limit_percentage >= m.limit_percentage.max(1)
+                        && m.limit_percentage != 0
+                {
+                    err(at, format!("processors.{id}: limit_percentage must be 1-100 and spike_limit_percentage below it"));
+                }
+            }
+        }
+    }
+
+    for (id, e) in &config.exporters {
+        let at = locate(text, &["exporters", &id.to_string()], None);
+        let (endpoint, queue) = match e {
+            Exporter::Otlp(o) => {
+                match o.endpoint.as_deref() {
+                    Some(ep) if ep.starts_with("https://") => err(at, format!("exporters.{id}.endpoint: TLS is not built yet; use an http:// endpoint or tls.insecure: true")),
+                    Some(ep) if !ep.starts_with("http://") && !o.tls.insecure => err(at, format!("exporters.{id}: TLS is not built yet; set tls.insecure: true (or an http:// endpoint)")),
+                    Some(ep) if !ep.starts_with("http://") && !is_host_port(ep) => err(at, format!("exporters.{id}.endpoint {ep:?} is not host:port")),
+                    _ => {}
+                }
+                (o.endpoint.as_deref(), Some(&o.sending_queue))
+            }
+            Exporter::OtlpHttp(o) => {
+                for ep in [o.endpoint.as_deref(), o.traces_endpoint.as_deref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    if !ep.starts_with("http://") {
+                        err(at, format!("exporters.{id}: endpoint {ep:?} must be an http:// URL (TLS is not built yet)"));
+                    }
+                }
+                if let Some(enc) = o.encoding.as_deref() {
+                    if enc != "proto" && enc != "json" {
+                        err(
+                            at,
+                            format!("exporters.{id}.encoding must be proto or json, not {enc:?}"),
+                        );
+                    }
+                }
+                (
+                    o.endpoint.as_deref().or(o.traces_endpoint.as_deref()),
+                    Some(&o.sending_queue),
+                )
+            }
+            Exporter::Zipkin(z) => {
+                if let Some(ep) = z.endpoint.as_deref() {
+                    if !ep.starts_with("http://") {
+                        err(at, format!("exporters.{id}: endpoint {ep:?} must be an http:// URL (TLS is not built yet)"));
+                    }
+                }
+                if let Some(f) = z.format.as_deref() {
+                    if f != "json" && f != "proto" {
+                        err(
+                            at,
+                            format!("exporters.{id}.format must be json or proto, not {f:?}"),
+                        );
+                    }
+                }
+                (z.endpoint.as_deref(), Some(&z.sending_queue))
+            }
+            Exporter::Debug(_) => (Some(""), None),
+            Exporter::LoadBalancing(lb) => {
+                if lb.routing_key.as_deref().is_some_and(|k| k != "traceID") {
+                    err(
+                        at,
+                        format!("exporters.{id}.routing_key: only traceID is built yet"),
+                    );
+                }
+                if lb.resolver.dns.is_some() || lb.resolver.k8s.is_some() {
+                    err(
+                        at,
+                        format!("exporters.{id}.resolver: only the static resolver is built yet"),
+                    );
+                }
+                let hosts = lb
+                    .resolver
+                    .r#static
+                    .as_ref()
+                    .map_or(&[][..], |s| &s.hostnames[..]);
+                if hosts.is_empty() {
+                    err(at, format!("exporters.{id}.resolver.static.hostnames must list at least one backend"));
+                }
+                for h in hosts {
+                    if !is_host_port(h.trim_start_matches("http://")) {
+                        err(
+                            at,
+                            format!("exporters.{id}: backend {h:?} is not host:port"),
+                        );
+                    }
+                }
+                if !lb.protocol.otlp.tls.insecure {
+                    err(at, format!("exporters.{id}.protocol.otlp: TLS is not built yet; set tls.insecure: true"));
+                }
+                (Some(""), Some(&lb.protocol.otlp.sending_queue))
+            }
+        };
+        if endpoint.is_none_or(str::is_empty)
+            && !matches!(e, Exporter::Debug(_) | Exporter::LoadBalancing(_))
+        {
+            err(at, format!("exporters.{id}.endpoint must be set"));
+        }
+        if let Some(q) = queue {
+            if q.enabled && (q.num_consumers == 0 || q.queue_size == 0) {
+                err(at, format!("exporters.{id}.sending_queue: num_consumers and queue_size must be positive"));
+            }
+            if let Some(storage) = &q.storage {
+                match storage.parse::<ComponentId>() {
+                    Ok(sid) if matches!(config.extension(&sid), Some(Extension::FileStorage(_))) => {
+                        if !config.service.extensions.contains(storage) {
+                            err(at, format!("exporters.{id}.sending_queue.storage `{storage}` must also be listed in service.extensions"));
+                        }
+                    }
+                    _ => err(at, format!("exporters.{id}.sending_queue.storage `{storage}` is not a file_storage extension defined under extensions")),
+                }
+            }
+        }
+    }
+
+    for (id, e) in &config.extensions {
+        let at = locate(text, &["extensions", &id.to_string()], None);
+        if let Extension::FileStorage(f) = e {
+            if f.directory.as_deref().is_none_or(str::is_empty) {
+                err(at, format!("extensions.{id}.directory must be set"));
+            }
+        }
+    }
+
+    // The service section.
+    for name in &config.service.extensions {
+        let at = locate(text, &["service", "extensions"], Some(name));
+        match name.parse::<ComponentId>() {
+            Ok(id) if config.extension(&id).is_some() => {}
+            Ok(_) => err(
+                at,
+                format!("service.extensions: `{name}` is not defined under extensions"),
+            ),
+            Err(e) => err(at, format!("service.extensions: {e}")),
+        }
+    }
+    if let Some(addr) = config.service.telemetry.metrics.address.as_deref() {
+        if !is_host_port(addr) {
+            err(
+                locate(text, &["service", "telemetry", "metrics", "address"], None),
+                format!("service.telemetry.metrics.address {addr:?} is not host:port"),
+            );
+        }
+    }
+    if config.service.pipelines.0.is_empty() {
+        err(
+            locate(text, &["service"], None),
+            "service.pipelines: define at least one traces pipeline".into(),
+        );
+    }
+    for (key, pipeline) in &config.service.pipelines.0 {
+        let at = locate(text, &["service", "pipelines", key], None);
+        if let Err(e) = key.parse::<PipelineId>() {
+            err(at, e);
+            continue;
+        }
+        if pipeline.receivers.is_empty() {
+            err(at, format!("pipeline `{key}` has no receivers"));
+        }
+        if pipeline.exporters.is_empty() {
+            err(at, format!("pipeline `{key}` has no exporters"));
+        }
+        let lists: [(&str, &Vec<String>); 3] = [
+            ("receivers", &pipeline.receivers),
+            ("processors", &pipeline.processors),
+            ("exporters", &pipeline.exporters),
+        ];
+        for (section, names) in lists {
+            for (i, name) in names.iter().enumerate() {
+                let line = locate(text, &["service", "pipelines", key, section], Some(name)).or(at);
+                let id = match name.parse::<ComponentId>() {
+                    Ok(id) => id,
+                    Err(e) => {
+                        err(line, format!("pipeline `{key}`: {e}"));
+                        continue;
+                    }
+                };
+                let defined = match section {
+                    "receivers" => config.receiver(&id).is_some(),
+                    "processors" => config.processor(&id).is_some(),
+                    _ => config.exporter(&id).is_some(),
+                };
+                if !defined {
+                    err(line, format!("pipeline `{key}` uses {} `{name}`, which is not defined under {section}", &section[..section.len() - 1]));
+                }
+                if names[..i].contains(name) {
+                    err(
+                        line,
+                        format!(
+                            "pipeline `{key}` lists {} `{name}` twice",
+                            &section[..section.len() - 1]
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    errors
+}
+
+fn check_policy(
+    err: &mut impl FnMut(Option<usize>, String),
+    at: Option<usize>,
+    id: &ComponentId,
+    p: &TailPolicy,
+    depth: usize,
+) {
+    use TailPolicyType as T;
+    let name = &p.name;
+    let present = [
+        ("latency", p.latency.is_some(), T::Latency),
+        ("status_code", p.status_code.is_some(), T::StatusCode),
+        (
+            "string_attribute",
+            p.string_attribute.is_some(),
+            T::StringAttribute,
+        ),
+        (
+            "numeric_attribute",
+            p.numeric_attribute.is_some(),
+            T::NumericAttribute,
+        ),
+        ("probabilistic", p.probabilistic.is_some(), T::Probabilistic),
+        ("rate_limiting", p.rate_limiting.is_some(), T::RateLimiting),
+        ("span_count", p.span_count.is_some(), T::SpanCount),
+        ("and", p.and.is_some(), T::And),
+        ("composite", p.composite.is_some(), T::Composite),
+    ];
+    for (key, set, kind) in present {
+        if set && kind != p.kind {
+            err(
+                at,
+                format!(
+                    "processors.{id} policy `{name}`: `{key}` settings do not belong to type {:?}",
+                    p.kind
+                ),
+            );
+        }
+        if !set && kind == p.kind {
+            err(
+                at,
+                format!("processors.{id} policy `{name}`: type {key} needs a `{key}:` block"),
+            );
+        }
+    }
+    match p.kind {
+        T::Composite => {
+            if depth > 0 {
+                err(
+                    at,
+                    format!("processors.{id} policy `{name}`: composite policies do not nest"),
+                );
+            }
+            if let Some(c) = &p.composite {
+                let subs: Vec<&str> = c
+                    .composite_sub_policy
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                for o in c
+                    .policy_order
+                    .iter()
+                    .chain(c.rate_allocation.iter().map(|r| &r.policy))
+                {
+                    if !subs.contains(&o.as_str()) {
+                        err(at, format!("processors.{id} policy `{name}`: `{o}` is not one of its composite_sub_policy names"));
+                    }
+                }
+                if c.rate_allocation.iter().map(|r| r.percent).sum::<u64>() > 100 {
+                    err(at, format!("processors.{id} policy `{name}`: rate_allocation percents add up to more than 100"));
+                }
+                for sub in &c.composite_sub_policy {
+                    check_policy(err, at, id, sub, depth + 1);
+                }
+            }
+        }
+        T::StringAttribute => {
+            if let Some(sa) = p
+                .string_attribute
+                .as_ref()
+                .filter(|s| s.enabled_regex_matching)
+            {
+                for v in &sa.values {
+                    if let Err(e) = regex::Regex::new(v) {
+                        err(at, format!("processors.{id} policy `{name}`: {v:?} is not a valid regular expression: {e}"));
+                    }
+                }
+            }
+        }
+        T::StatusCode => {
+            for code in p.status_code.iter().flat_map(|s| &s.status_codes) {
+                if !matches!(code.as_str(), "OK" | "ERROR" | "UNSET") {
+                    err(at, format!("processors.{id} policy `{name}`: status code {code:?} is not OK, ERROR or UNSET"));
+                }
+            }
+        }
+        T::And => {
+            if depth > 0 {
+                err(
+                    at,
+                    format!("processors.{id} policy `{name}`: and policies do not nest"),
+                );
+            }
+            for sub in p.and.iter().flat_map(|a| &a.and_sub_policy) {
+                check_policy(err, at, id, sub, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_actions(
+    err: &mut impl FnMut(Option<usize>, String),
+    at: Option<usize>,
+    id: &ComponentId,
+    field: &str,
+    actions: &[Action],
+) {
+    for (i, a) in actions.iter().enumerate() {
+        let needs_value = matches!(
+            a.action,
+            ActionKind::Insert | ActionKind::Update | ActionKind::Upsert
+        );
+        let sources = usize::from(a.value.is_some()) + usize::from(a.from_attribute.is_some());
+        if a.key.is_empty() {
+            err(
+                at,
+                format!("processors.{id}.{field}[{i}]: key must not be empty"),
+            );
+        }
+        if needs_value && sources != 1 {
+            err(at, format!("processors.{id}.{field}[{i}] ({:?} {}): set exactly one of value, from_attribute", a.action, a.key));
+        }
+        if !needs_value && sources != 0 {
+            err(
+                at,
+                format!(
+                    "processors.{id}.{field}[{i}] ({:?} {}): takes no value or from_attribute",
+                    a.action, a.key
+                ),
+            );
+        }
+        if let Some(v) = &a.value {
+            if !matches!(
+                v,
+                serde_yaml::Value::String(_)
+                    | serde_yaml::Value::Number(_)
+                    | serde_yaml::Value::Bool(_)
+            ) {
+                err(
+                    at,
+                    format!(
+                        "processors.{id}.{field}[{i}].value must be a string, number or boolean"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `host:port` with a numeric port (the host may be empty, as `:4317`, meaning all interfaces).
+pub(super) fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+fn is_key_line(line: &str, key: &str) -> bool {
+    let t = line.trim_start().trim_start_matches("- ");
+    [key.to_owned(), format!("\"{key}\""), format!("'{key}'")]
+        .iter()
+        .any(|k| {
+            t.strip_prefix(k.as_str())
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+}
+
+/// The 1-based line of the first `key:` at or after line `from` (1-based).
+pub(super) fn find_key_line(text: &str, from: usize, key: &str) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, l)| is_key_line(l, key))
+        .map(|(i, _)| i + 1)
+}
+
+/// Best-effort line of a nested key path (and of `needle` inside its value), for errors that
+/// arise after parsing. Returns `None` when the text does not show it plainly.
+pub(super) fn locate(text: &str, path: &[&str], needle: Option<&str>) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let blank = |l: &str| l.trim().is_empty() || l.trim_start().starts_with('#');
+    let mut start = 0;
+    let mut parent_indent: Option<usize> = None;
+    let mut at = None;
+    for key in path {
+        let mut hit = None;
+        for (i, line) in lines.iter().enumerate().skip(start) {
+            if blank(line) {
+                continue;
+            }
+            if parent_indent.is_some_and(|p| indent(line) <= p) {
+                break;
+            }
+            if is_key_line(line, key) {
+                hit = Some(i);
+                break;
+            }
+        }
+        let i = hit?;
+        at = Some(i);
+        parent_indent = Some(indent(lines[i]));
+        start = i + 1;
+    }
+    let at = at?;
+    let Some(needle) = needle else {
+        return Some(at + 1);
+    };
+    let has_word = |l: &str| {
+        l.split(|c: char| matches!(c, '[' | ']' | ',' | '"' | '\'' | '-') || c.is_whitespace())
+            .any(|w| w == needle)
+    };
+    if has_word(lines[at].split_once(':').map_or("", |(_, v)| v)) {
+        return Some(at + 1);
+    }
+    let key_indent = indent(lines[at]);
+    for (i, line) in lines.iter().enumerate().skip(at + 1) {
+        if blank(line) {
+            continue;
+        }
+        if indent(line) <= key_indent && !line.trim_start().starts_with('-') {
+            break;
+        }
+        if has_word(line) {
+            return Some(i + 1);
+        }
+    }
+    Some(at + 1)
+}

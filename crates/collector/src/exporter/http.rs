@@ -1,0 +1,134 @@
+//! The HTTP/1.1 client the `otlphttp` and `zipkin` exporters share: one POST per attempt,
+//! optional gzip, a timeout, and the OTLP rules for which answers are worth retrying
+//! (429, 502, 503, 504; `Retry-After` honoured).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::ExportError;
+
+#[derive(Clone)]
+pub struct Poster {
+    client: Client<HttpConnector, Full<Bytes>>,
+    uri: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    content_type: &'static str,
+    gzip: bool,
+    timeout: Duration,
+}
+
+impl Poster {
+    pub fn new(
+        url: &str,
+        headers: &BTreeMap<String, String>,
+        content_type: &'static str,
+        gzip: bool,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("endpoint {url:?}: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!("endpoint {url:?} must be an http:// URL"));
+        }
+        let headers = headers
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    HeaderName::try_from(k.as_str()).map_err(|e| format!("header {k:?}: {e}"))?,
+                    HeaderValue::try_from(v.as_str())
+                        .map_err(|e| format!("header {k:?} value: {e}"))?,
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        connector.set_nodelay(true);
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            uri,
+            headers,
+            content_type,
+            gzip,
+            timeout,
+        })
+    }
+
+    /// One POST of `body`; the answer classified as OTLP/HTTP exporters do.
+    pub async fn post(&self, body: Vec<u8>) -> Result<(), ExportError> {
+        let body = if self.gzip {
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
+            enc.write_all(&body)
+                .and_then(|()| enc.finish())
+                .map_err(|e| ExportError::Permanent(format!("gzip: {e}")))?
+        } else {
+            body
+        };
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(self.uri.clone())
+            .header(CONTENT_TYPE, self.content_type);
+        if self.gzip {
+            req = req.header(CONTENT_ENCODING, "gzip");
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ExportError::Permanent(format!("request: {e}")))?;
+        let answer = tokio::time::timeout(self.timeout, async {
+            let resp = self.client.request(req).await?;
+            let status = resp.status();
+            let retry_after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, hyper_util::client::legacy::Error>((status, retry_after, body))
+        })
+        .await;
+        let (status, retry_after, body) = match answer {
+            Err(_) => {
+                return Err(ExportError::retryable(format!(
+                    "POST {} timed out after {:?}",
+                    self.uri, self.timeout
+                )))
+            }
+            Ok(Err(e)) => return Err(ExportError::retryable(format!("POST {}: {e}", self.uri))),
+            Ok(Ok(a)) => a,
+        };
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+        let message = format!("POST {}: {status}: {}", self.uri, text.trim());
+        match status {
+            StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => Err(ExportError::Retryable {
+                message,
+                retry_after,
+            }),
+            _ => Err(ExportError::Permanent(message)),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Exporters: the last stage of a pipeline, sending batches to a backend.
+//!
+//! Each exporter type ([`otlp`], [`otlphttp`], [`zipkin`], [`debug`]) only knows how to make one
+//! attempt and whether its failure is worth retrying. [`retry`] adds `retry_on_failure` and
+//! [`queue`] the `sending_queue`, the same way for all of them.
+
+pub mod debug;
+pub mod http;
+pub mod loadbalancing;
+pub mod otlp;
+pub mod otlphttp;
+pub mod persistent;
+pub mod queue;
+pub mod retry;
+pub mod zipkin;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::TraceBatch;
+
+use crate::config::{ComponentId, Exporter};
+use crate::consumer::BoxFuture;
+
+/// Why one export attempt failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ExportError {
+    /// Worth trying again (backend down, throttled, timed out); `retry_after` is the backend's
+    /// own hint (HTTP Retry-After, gRPC RetryInfo).
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The backend refused the data for good (bad request, unauthorised, ...).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl ExportError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// One attempt at sending a batch.
+pub trait Export: Send + Sync + 'static {
+    fn export<'a>(&'a self, batch: &'a TraceBatch) -> BoxFuture<'a, Result<(), ExportError>>;
+}
+
+/// Builds the exporter `id` as a pipeline stage (queue + retries + the exporter itself).
+/// `storage` is the directory of the `file_storage` extension its queue names, if any.
+pub fn build(
+    id: &ComponentId,
+    cfg: &Exporter,
+    storage: Option<&std::path::Path>,
+) -> Result<Arc<dyn crate::consumer::Consumer>, String> {
+    let name = id.to_string();
+    if let Exporter::LoadBalancing(lb) = cfg {
+        return Ok(Arc::new(
+            loadbalancing::LoadBalancer::new(&name, lb)
+                .map_err(|e| format!("exporters.{name}: {e}"))?,
+        ));
+    }
+    let (export, queue, retry): (Arc<dyn Export>, _, _) = match cfg {
+        Exporter::Otlp(o) => (
+            Arc::new(otlp::OtlpExporter::new(o).map_err(|e| format!("exporters.{name}: {e}"))?),
+            Some(o.sending_queue.clone()),
+            o.retry_on_failure.clone(),
+        ),
+        Exporter::OtlpHttp(o) => (
+            Arc::new(
+                otlphttp::OtlpHttpExporter::new(o).map_err(|e| format!("exporters.{name}: {e}"))?,
+            ),
+            Some(o.sending_queue.clone()),
+            o.retry_on_failure.clone(),
+        ),
+        Exporter::Zipkin(z) => (
+            Arc::new(zipkin::ZipkinExporter::new(z).map_err(|e| format!("exporters.{name}: {e}"))?),
+            Some(z.sending_queue.clone()),
+            z.retry_on_failure.clone(),
+        ),
+        Exporter::LoadBalancing(_) => return Err(format!("exporters.{name}: unexpected")),
+        Exporter::Debug(d) => (
+            Arc::new(debug::DebugExporter::new(&name, d)),
+            None,
+            crate::config::RetryOnFailure {
+                enabled: false,
+                ..Default::default()
+            },
+        ),
+    };
+    let disk = match (storage, &queue) {
+        (Some(dir), Some(q)) if q.enabled => {
+            // One folder per exporter, named as the OTel Collector names its queue storage.
+            let folder = dir.join(format!("exporter_{}_traces", name.replace('/', "_")));
+            Some(Arc::new(
+                persistent::DiskQueue::open(&folder, q.queue_size)
+                    .map_err(|e| format!("exporters.{name}: {e}"))?,
+            ))
+        }
+        _ => None,
+    };
+    Ok(Arc::new(queue::ExporterStage::new(
+        name, export, queue, retry, disk,
+    )))
+}

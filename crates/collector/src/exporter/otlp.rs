@@ -1,0 +1,225 @@
+//! `otlp`: OTLP over gRPC with tonic and opentelemetry-proto's generated client; gzip by
+//! default (as the OTel Collector), custom headers as metadata, a per-attempt timeout.
+//!
+//! Retryable answers are the ones the OTLP specification lists: CANCELLED, DEADLINE_EXCEEDED,
+//! ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and RESOURCE_EXHAUSTED only when the server
+//! sent a RetryInfo (which also gives the delay). Connection failures surface as UNAVAILABLE.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use model::TraceBatch;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use super::{Export, ExportError};
+use crate::config::{Compression, OtlpExporter as Config};
+use crate::consumer::BoxFuture;
+
+pub struct OtlpExporter {
+    client: TraceServiceClient<Channel>,
+    metadata: Vec<(
+        MetadataKey<tonic::metadata::Ascii>,
+        MetadataValue<tonic::metadata::Ascii>,
+    )>,
+    timeout: Duration,
+    target: String,
+}
+
+impl OtlpExporter {
+    pub fn new(cfg: &Config) -> Result<Self, String> {
+        let endpoint = cfg.endpoint.as_deref().ok_or("endpoint must be set")?;
+        let url = if endpoint.starts_with("http://") {
+            endpoint.to_owned()
+        } else {
+            format!("http://{endpoint}")
+        };
+        let timeout = cfg.timeout.unwrap_or(Duration::from_secs(5));
+        let channel = Endpoint::from_str(&url)
+            .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let mut client =
+            TraceServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+        if cfg.compression.is_none_or(|c| c == Compression::Gzip) {
+            client = client.send_compressed(CompressionEncoding::Gzip);
+        }
+        let metadata = cfg
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                    .map_err(|e| format!("header {k:?}: {e}"))?;
+                let value = MetadataValue::try_from(v.as_str())
+                    .map_err(|e| format!("header {k:?} value: {e}"))?;
+                Ok((key, value))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            client,
+            metadata,
+            timeout,
+            target: endpoint.to_owned(),
+        })
+    }
+}
+
+impl Export for OtlpExporter {
+    fn export<'a>(&'a self, batch: &'a TraceBatch) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(async move {
+            let mut req = tonic::Request::new(wire::otlp::to_request(batch));
+            req.set_timeout(self.timeout);
+            for (k, v) in &self.metadata {
+                req.metadata_mut().insert(k.clone(), v.clone());
+            }
+            let mut client = self.client.clone();
+            let answer =
+                tokio::time::timeout(self.timeout + Duration::from_secs(1), client.export(req))
+                    .await;
+            match answer {
+                Err(_) => Err(ExportError::retryable(format!(
+                    "{}: timed out after {:?}",
+                    self.target, self.timeout
+                ))),
+                Ok(Ok(resp)) => {
+                    if let Some(p) = resp.into_inner().partial_success {
+                        if p.rejected_spans > 0 {
+                            tracing::warn!(target_endpoint = %self.target, rejected = p.rejected_spans, "backend rejected spans: {}", p.error_message);
+                        }
+                    }
+                    Ok(())
+                }
+                Ok(Err(status)) => Err(classify(&self.target, &status)),
+            }
+        })
+    }
+}
+
+fn classify(target: &str, status: &tonic::Status) -> ExportError {
+    let message = format!("{target}: {:?}: {}", status.code(), status.message());
+    let retry_after = retry_delay(status.details());
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => ExportError::Retryable {
+            message,
+            retry_after,
+        },
+        Code::ResourceExhausted if retry_after.is_some() => ExportError::Retryable {
+            message,
+            retry_after,
+        },
+        _ => ExportError::Permanent(message),
+    }
+}
+
+/// The delay of a `google.rpc.RetryInfo` in the status details, if any.
+fn retry_delay(details: &[u8]) -> Option<Duration> {
+    use prost::Message;
+    if details.is_empty() {
+        return None;
+    }
+    let status = RpcStatus::decode(details).ok()?;
+    let info = status
+        .details
+        .iter()
+        .find(|a| a.type_url.ends_with("google.rpc.RetryInfo"))?;
+    let delay = RetryInfo::decode(info.value.as_slice()).ok()?.retry_delay?;
+    let secs = u64::try_from(delay.seconds).ok()?;
+    let nanos = u32::try_from(delay.nanos).ok()?;
+    Some(Duration::new(secs, nanos))
+}
+
+/// `google.rpc.Status`, only as far as RetryInfo needs.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<ProtoAny>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn retryable_codes_follow_the_otlp_spec() {
+        let s = |code| tonic::Status::new(code, "x");
+        assert!(matches!(
+            classify("t", &s(Code::Unavailable)),
+            ExportError::Retryable { .. }
+        ));
+        assert!(matches!(
+            classify("t", &s(Code::DeadlineExceeded)),
+            ExportError::Retryable { .. }
+        ));
+        assert!(matches!(
+            classify("t", &s(Code::InvalidArgument)),
+            ExportError::Permanent(_)
+        ));
+        assert!(matches!(
+            classify("t", &s(Code::ResourceExhausted)),
+            ExportError::Permanent(_)
+        ));
+        let info = RetryInfo {
+            retry_delay: Some(ProtoDuration {
+                seconds: 2,
+                nanos: 0,
+            }),
+        };
+        let details = RpcStatus {
+            code: 8,
+            message: "slow down".into(),
+            details: vec![ProtoAny {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                value: info.encode_to_vec(),
+            }],
+        };
+        let st = tonic::Status::with_details(
+            Code::ResourceExhausted,
+            "slow down",
+            details.encode_to_vec().into(),
+        );
+        assert_eq!(
+            classify("t", &st),
+            ExportError::Retryable {
+                message: "t: ResourceExhausted: slow down".into(),
+                retry_after: Some(Duration::from_secs(2))
+            }
+        );
+    }
+}

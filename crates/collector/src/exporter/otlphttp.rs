@@ -1,0 +1,50 @@
+//! `otlphttp`: OTLP over HTTP (`POST …/v1/traces`), protobuf (default) or JSON, gzip by default.
+
+use std::time::Duration;
+
+use model::TraceBatch;
+
+use super::http::Poster;
+use super::{Export, ExportError};
+use crate::config::{Compression, OtlpExporter};
+use crate::consumer::BoxFuture;
+
+pub struct OtlpHttpExporter {
+    poster: Poster,
+    json: bool,
+}
+
+impl OtlpHttpExporter {
+    pub fn new(cfg: &OtlpExporter) -> Result<Self, String> {
+        let url = match (&cfg.traces_endpoint, &cfg.endpoint) {
+            (Some(t), _) => t.clone(),
+            (None, Some(e)) => format!("{}/v1/traces", e.trim_end_matches('/')),
+            (None, None) => return Err("endpoint must be set".into()),
+        };
+        let json = cfg.encoding.as_deref() == Some("json");
+        let gzip = cfg.compression.is_none_or(|c| c == Compression::Gzip);
+        let content_type = if json {
+            "application/json"
+        } else {
+            "application/x-protobuf"
+        };
+        let timeout = cfg.timeout.unwrap_or(Duration::from_secs(30));
+        Ok(Self {
+            poster: Poster::new(&url, &cfg.headers, content_type, gzip, timeout)?,
+            json,
+        })
+    }
+}
+
+impl Export for OtlpHttpExporter {
+    fn export<'a>(&'a self, batch: &'a TraceBatch) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(async move {
+            let body = if self.json {
+                wire::otlp::encode_json(batch)
+            } else {
+                wire::otlp::encode_protobuf(batch)
+            };
+            self.poster.post(body).await
+        })
+    }
+}

@@ -1,0 +1,375 @@
+//! Turns a checked [`Config`] into a running collector: binds every receiver's listeners,
+//! builds each pipeline (processors in order, then a fan-out to its exporters), and on
+//! shutdown stops receivers first, then flushes processors, then drains exporters.
+//!
+//! Sharing follows the OTel Collector: a receiver or exporter used by several pipelines is one
+//! instance (a receiver fans out to every pipeline that lists it); processors belong to one
+//! pipeline each.
+
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::explain::{OTLP_GRPC_DEFAULT, OTLP_HTTP_DEFAULT, ZIPKIN_DEFAULT};
+use crate::config::{ComponentId, Config, Extension, Receiver};
+use crate::consumer::{ConsumeError, Consumer, Fanout};
+use crate::exporter;
+use crate::processor;
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: String,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Build(String),
+}
+
+/// One open listener, for the start-up announcement (and tests using port 0).
+#[derive(Clone, Debug)]
+pub struct Listener {
+    /// `otlp-grpc`, `otlp-http`, `zipkin`, `health_check` (a named receiver: `otlp/2-grpc`).
+    pub name: String,
+    pub addr: SocketAddr,
+    pub what: &'static str,
+}
+
+/// A started collector: listeners are bound and serving.
+pub struct Collector {
+    listeners: Vec<Listener>,
+    servers: JoinSet<Result<(), String>>,
+    /// Processor stages, pipeline by pipeline, upstream first.
+    processors: Vec<Arc<dyn Consumer>>,
+    exporters: Vec<Arc<dyn Consumer>>,
+    stop: watch::Sender<bool>,
+}
+
+/// A receiver's front: hands batches to the pipelines that list the receiver.
+struct ReceiverSink {
+    name: String,
+    next: Arc<dyn Consumer>,
+}
+
+impl receiver::Sink for ReceiverSink {
+    async fn accept(&self, received: receiver::Received) -> Result<(), receiver::SinkError> {
+        match self.next.consume(received.batch).await {
+            Ok(()) => Ok(()),
+            Err(ConsumeError::Overloaded(m)) => Err(receiver::SinkError::Overloaded(m)),
+            Err(ConsumeError::Unavailable(m)) => Err(receiver::SinkError::Unavailable(m)),
+            Err(ConsumeError::Permanent(m)) => {
+                // The receiver API has no "rejected for good" answer; the data is dropped
+                // (and counted by the exporter) rather than retried forever by the client.
+                tracing::warn!(receiver = %self.name, "data refused downstream, dropped: {m}");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The stage of a single consumer, or a fan-out over several.
+fn fan(mut list: Vec<Arc<dyn Consumer>>) -> Arc<dyn Consumer> {
+    if list.len() == 1 {
+        list.remove(0)
+    } else {
+        Arc::new(Fanout(list))
+    }
+}
+
+async fn bind(what: &str, addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: what.to_owned(),
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+/// `:4317` (all interfaces, as Go writes it) becomes `0.0.0.0:4317`.
+fn listen_addr(endpoint: &str) -> String {
+    if endpoint.starts_with(':') {
+        format!("0.0.0.0{endpoint}")
+    } else {
+        endpoint.to_owned()
+    }
+}
+
+fn listener_name(id: &ComponentId, transport: Option<&str>) -> String {
+    match transport {
+        Some(t) => format!("{id}-{t}"),
+        None => id.to_string(),
+    }
+}
+
+impl Collector {
+    /// Builds the pipelines and binds every listener. `shutdown` turning true stops it.
+    pub async fn start(
+        config: &Config,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, StartError> {
+        let pipelines = config.pipelines();
+
+        // Exporters: one instance per id in use.
+        let mut exporters: Vec<Arc<dyn Consumer>> = Vec::new();
+        let mut exporter_by_id: HashMap<ComponentId, Arc<dyn Consumer>> = HashMap::new();
+        for (_, p) in &pipelines {
+            for name in &p.exporters {
+                let id: ComponentId = name.parse().map_err(StartError::Build)?;
+                if exporter_by_id.contains_key(&id) {
+                    continue;
+                }
+                let cfg = config
+                    .exporter(&id)
+                    .ok_or_else(|| StartError::Build(format!("exporter {id} is not defined")))?;
+                let storage = storage_dir(config, cfg);
+                if let Some((dir, create)) = &storage {
+                    if !create && !dir.is_dir() {
+                        return Err(StartError::Build(format!(
+                            "exporters.{id}: the file_storage directory {} does not exist (create it, or set create_directory: true)",
+                            dir.display()
+                        )));
+                    }
+                }
+                let stage = exporter::build(&id, cfg, storage.as_ref().map(|(d, _)| d.as_path()))
+                    .map_err(StartError::Build)?;
+                exporters.push(stage.clone());
+                exporter_by_id.insert(id, stage);
+            }
+        }
+
+        // Pipelines: processors in front of a fan-out to the exporters.
+        let mut processors: Vec<Arc<dyn Consumer>> = Vec::new();
+        let mut heads: Vec<(Vec<ComponentId>, Arc<dyn Consumer>)> = Vec::new();
+        for (pid, p) in &pipelines {
+            let outs: Vec<Arc<dyn Consumer>> = p
+                .exporters
+                .iter()
+                .filter_map(|n| n.parse::<ComponentId>().ok())
+                .filter_map(|id| exporter_by_id.get(&id).cloned())
+                .collect();
+            let mut next = fan(outs);
+            let mut stages = Vec::new();
+            for name in p.processors.iter().rev() {
+                let id: ComponentId = name.parse().map_err(StartError::Build)?;
+                let cfg = config.processor(&id).ok_or_else(|| {
+                    StartError::Build(format!("pipeline {pid}: processor {id} is not defined"))
+                })?;
+                next = processor::build(&id, cfg, next).map_err(StartError::Build)?;
+                stages.push(next.clone());
+            }
+            stages.reverse();
+            processors.extend(stages);
+            let receivers = p.receivers.iter().filter_map(|n| n.parse().ok()).collect();
+            heads.push((receivers, next));
+        }
+
+        // Internal stop: the caller's shutdown, or a server that failed.
+        let (stop, stop_rx) = watch::channel(false);
+        let forward = stop.clone();
+        tokio::spawn(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+            forward.send_replace(true);
+        });
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+
+        // Receivers: bind everything first, so a port conflict fails before anything runs.
+        let mut listeners = Vec::new();
+        let mut servers = JoinSet::new();
+        for (id, cfg) in &config.receivers {
+            let targets: Vec<Arc<dyn Consumer>> = heads
+                .iter()
+                .filter(|(rs, _)| rs.contains(id))
+                .map(|(_, head)| head.clone())
+                .collect();
+            if targets.is_empty() {
+                continue; // defined but unused: not started, as in the OTel Collector
+            }
+            let sink = Arc::new(ReceiverSink {
+                name: id.to_string(),
+                next: fan(targets),
+            });
+            match cfg {
+                Receiver::Otlp(o) => {
+                    if let Some(g) = &o.protocols.grpc {
+                        let addr = listen_addr(g.endpoint.as_deref().unwrap_or(OTLP_GRPC_DEFAULT));
+                        let name = listener_name(id, Some("grpc"));
+                        let l = bind(&name, &addr).await?;
+                        let mut limits = receiver::Limits::default();
+                        if let Some(mib) = g.max_recv_msg_size_mib {
+                            limits.max_body_bytes =
+                                usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+                        }
+                        listeners.push(Listener {
+                            name: name.clone(),
+                            addr: local(&l),
+                            what: "OTLP/gRPC TraceService",
+                        });
+                        let serve = receiver::otlp_grpc::serve(l, sink.clone(), limits, stopped());
+                        servers.spawn(async move {
+                            serve
+                                .await
+                                .map_err(|e| format!("{name} server failed: {e}"))
+                        });
+                    }
+                    if let Some(h) = &o.protocols.http {
+                        let addr = listen_addr(h.endpoint.as_deref().unwrap_or(OTLP_HTTP_DEFAULT));
+                        let name = listener_name(id, Some("http"));
+                        let l = bind(&name, &addr).await?;
+                        let mut limits = receiver::Limits::default();
+                        if let Some(b) = h.max_request_body_size {
+                            limits.max_body_bytes = usize::try_from(b).unwrap_or(usize::MAX);
+                        }
+                        listeners.push(Listener {
+                            name: name.clone(),
+                            addr: local(&l),
+                            what: "POST /v1/traces",
+                        });
+                        let app = receiver::otlp_http::router(sink.clone(), limits);
+                        let serve = axum::serve(l, app)
+                            .with_graceful_shutdown(stopped())
+                            .into_future();
+                        servers.spawn(async move {
+                            serve
+                                .await
+                                .map_err(|e| format!("{name} server failed: {e}"))
+                        });
+                    }
+                }
+                Receiver::Zipkin(z) => {
+                    let addr = listen_addr(z.endpoint.as_deref().unwrap_or(ZIPKIN_DEFAULT));
+                    let name = listener_name(id, None);
+                    let l = bind(&name, &addr).await?;
+                    let mut limits = receiver::Limits::default();
+                    if let Some(b) = z.max_request_body_size {
+                        limits.max_body_bytes = usize::try_from(b).unwrap_or(usize::MAX);
+                    }
+                    listeners.push(Listener {
+                        name: name.clone(),
+                        addr: local(&l),
+                        what: "POST /api/v2/spans",
+                    });
+                    let app = receiver::zipkin_http::router(sink.clone(), limits);
+                    let serve = axum::serve(l, app)
+                        .with_graceful_shutdown(stopped())
+                        .into_future();
+                    servers.spawn(async move {
+                        serve
+                            .await
+                            .map_err(|e| format!("{name} server failed: {e}"))
+                    });
+                }
+            }
+        }
+
+        // Extensions the service enables.
+        for name in &config.service.extensions {
+            let Ok(id) = name.parse::<ComponentId>() else {
+                continue;
+            };
+            if let Some(Extension::HealthCheck(h)) = config.extension(&id) {
+                let addr = listen_addr(h.endpoint.as_deref().unwrap_or("0.0.0.0:13133"));
+                let lname = listener_name(&id, None);
+                let l = bind(&lname, &addr).await?;
+                let path = h.path.clone().unwrap_or_else(|| "/".into());
+                listeners.push(Listener {
+                    name: lname.clone(),
+                    addr: local(&l),
+                    what: "health check",
+                });
+                let app = axum::Router::new().route(
+                    &path,
+                    axum::routing::get(|| async {
+                        axum::Json(serde_json::json!({"status": "Server available"}))
+                    }),
+                );
+                let serve = axum::serve(l, app)
+                    .with_graceful_shutdown(stopped())
+                    .into_future();
+                servers.spawn(async move {
+                    serve
+                        .await
+                        .map_err(|e| format!("{lname} server failed: {e}"))
+                });
+            }
+        }
+
+        Ok(Self {
+            listeners,
+            servers,
+            processors,
+            exporters,
+            stop,
+        })
+    }
+
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// Serves until shutdown (or a server failure), then stops receivers, flushes processors
+    /// and drains exporters. Returns the first server failure, if any.
+    pub async fn run(mut self) -> Result<(), String> {
+        let mut first_error = None;
+        while let Some(joined) = self.servers.join_next().await {
+            let result = joined
+                .map_err(|e| format!("a server task failed: {e}"))
+                .and_then(|r| r);
+            if let Err(e) = result {
+                tracing::error!("{e}");
+                self.stop.send_replace(true);
+                first_error.get_or_insert(e);
+            }
+        }
+        tracing::info!("receivers stopped: flushing processors and exporters");
+        for p in &self.processors {
+            p.shutdown().await;
+        }
+        for e in &self.exporters {
+            e.shutdown().await;
+        }
+        tracing::info!("collector stopped");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The directory of the `file_storage` extension an exporter's queue names.
+fn storage_dir(
+    config: &Config,
+    cfg: &crate::config::Exporter,
+) -> Option<(std::path::PathBuf, bool)> {
+    use crate::config::Exporter as E;
+    let queue = match cfg {
+        E::Otlp(o) | E::OtlpHttp(o) => &o.sending_queue,
+        E::Zipkin(z) => &z.sending_queue,
+        E::Debug(_) => return None,
+        E::LoadBalancing(lb) => &lb.protocol.otlp.sending_queue,
+    };
+    let id: ComponentId = queue.storage.as_deref()?.parse().ok()?;
+    match config.extension(&id)? {
+        Extension::FileStorage(f) => f
+            .directory
+            .as_deref()
+            .map(std::path::PathBuf::from)
+            .map(|d| (d, f.create_directory)),
+        _ => None,
+    }
+}
+
+fn local(l: &TcpListener) -> SocketAddr {
+    l.local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}

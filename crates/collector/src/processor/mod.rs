@@ -1,0 +1,101 @@
+//! Processors: the stages of a pipeline between its receivers and its exporters.
+//!
+//! Stateless ones (sampler, attributes, resource, memory limiter) transform or refuse a batch
+//! inline in a [`Stage`]; `batch` buffers and sends from its own task.
+
+pub mod attributes;
+pub mod batch;
+pub mod memory_limiter;
+pub mod probabilistic;
+pub mod tail;
+pub mod tracestate;
+
+use std::sync::Arc;
+
+use model::TraceBatch;
+
+use crate::config::{ComponentId, Processor};
+use crate::consumer::{BoxFuture, ConsumeError, Consumer};
+
+/// What an inline stage does to a batch.
+enum Inline {
+    Sampler(probabilistic::Sampler),
+    SpanAttributes(attributes::Actions),
+    ResourceAttributes(attributes::Actions),
+    MemoryLimiter(memory_limiter::Limiter),
+}
+
+/// An inline processor followed by the rest of the pipeline.
+pub struct Stage {
+    name: String,
+    inline: Inline,
+    next: Arc<dyn Consumer>,
+}
+
+/// Builds the processor `id` in front of `next`.
+pub fn build(
+    id: &ComponentId,
+    cfg: &Processor,
+    next: Arc<dyn Consumer>,
+) -> Result<Arc<dyn Consumer>, String> {
+    let name = id.to_string();
+    let inline = match cfg {
+        Processor::Batch(b) => return Ok(Arc::new(batch::BatchProcessor::new(&name, b, next))),
+        Processor::TailSampling(t) => return Ok(Arc::new(tail::TailSampler::new(&name, t, next))),
+        Processor::ProbabilisticSampler(s) => {
+            Inline::Sampler(probabilistic::Sampler::new(&name, s))
+        }
+        Processor::Attributes(a) => Inline::SpanAttributes(attributes::Actions::new(&a.actions)),
+        Processor::Resource(r) => {
+            Inline::ResourceAttributes(attributes::Actions::new(&r.attributes))
+        }
+        Processor::MemoryLimiter(m) => {
+            Inline::MemoryLimiter(memory_limiter::Limiter::start(&name, m).ok_or_else(|| {
+                format!("processors.{name}: cannot tell this machine's total memory; set limit_mib")
+            })?)
+        }
+    };
+    Ok(Arc::new(Stage { name, inline, next }))
+}
+
+impl Stage {
+    fn run(&self, batch: &mut TraceBatch) -> Result<(), ConsumeError> {
+        match &self.inline {
+            Inline::Sampler(s) => {
+                s.process(batch);
+            }
+            Inline::SpanAttributes(a) => a.apply_to_spans(batch),
+            Inline::ResourceAttributes(a) => a.apply_to_resources(batch),
+            Inline::MemoryLimiter(l) => {
+                if l.refusing() {
+                    metrics::counter!("meshtrace_processor_refused_spans_total", "processor" => self.name.clone())
+                        .increment(batch.span_count() as u64);
+                    return Err(ConsumeError::Overloaded(format!(
+                        "{}: memory is above the soft limit of {} MiB",
+                        self.name,
+                        l.soft_limit / (1024 * 1024)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Consumer for Stage {
+    fn consume(&self, mut batch: TraceBatch) -> BoxFuture<'_, Result<(), ConsumeError>> {
+        Box::pin(async move {
+            let incoming = batch.span_count() as u64;
+            metrics::counter!("meshtrace_processor_incoming_items_total", "processor" => self.name.clone())
+                .increment(incoming);
+            self.run(&mut batch)?;
+            let outgoing = batch.span_count() as u64;
+            metrics::counter!("meshtrace_processor_outgoing_items_total", "processor" => self.name.clone())
+                .increment(outgoing);
+            if outgoing == 0 {
+                return Ok(());
+            }
+            self.next.consume(batch).await
+        })
+    }
+}

@@ -1,0 +1,290 @@
+//! More of the collector's components against real peers: the Zipkin receiver and exporter,
+//! the OTLP/HTTP exporter, the debug exporter, and the memory limiter's retryable refusal.
+
+mod collector_harness;
+mod common;
+
+use std::time::Duration;
+
+use collector_harness::*;
+use serde_json::Value;
+
+fn send(exporter: &str, endpoint: &str, service: &str) -> String {
+    let out = common::python(".venv", "send_trace.py", &[exporter, endpoint, service]);
+    let v: Value = serde_json::from_str(out.trim()).expect("script output is JSON");
+    assert_eq!(
+        v["exports_ok"], true,
+        "the collector refused an export: {v}"
+    );
+    v["trace_id"].as_str().expect("trace id").to_owned()
+}
+
+fn spans_in_backend(backend: &Proc, trace_id: &str, n: usize) -> usize {
+    let url = format!("http://{}/api/traces/{trace_id}", backend.addr("query"));
+    common::eventually(Duration::from_secs(30), || {
+        let a = common::get(&url);
+        let count = if a.status == 200 {
+            a.json()["data"][0]["spans"].as_array().map_or(0, Vec::len)
+        } else {
+            0
+        };
+        (count >= n).then_some(count)
+    })
+    .unwrap_or(0)
+}
+
+#[test]
+fn collector_zipkin_and_otlphttp_exporters_deliver_to_all_in_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = all_in_one(&dir.path().join("data"), "127.0.0.1:0");
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+  zipkin:
+    endpoint: 127.0.0.1:0
+exporters:
+  zipkin/backend:
+    endpoint: http://{zipkin}/api/v2/spans
+  otlphttp/backend:
+    endpoint: http://{otlp_http}
+  debug:
+    verbosity: normal
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces/from-otlp:
+      receivers: [otlp]
+      exporters: [zipkin/backend, debug]
+    traces/from-zipkin:
+      receivers: [zipkin]
+      exporters: [otlphttp/backend]
+"#,
+        zipkin = backend.addr("zipkin"),
+        otlp_http = backend.addr("otlp-http"),
+    );
+    let c = collector(dir.path(), &config, &["otlp-grpc", "zipkin", "metrics"]);
+    // OTLP in → Zipkin JSON out.
+    let via_zipkin = send(
+        "otlp-grpc",
+        &format!("http://{}", c.addr("otlp-grpc")),
+        "to-zipkin",
+    );
+    // Zipkin JSON in → OTLP/HTTP (protobuf, gzip) out.
+    let via_otlp = send(
+        "zipkin-json",
+        &format!("http://{}/api/v2/spans", c.addr("zipkin")),
+        "to-otlphttp",
+    );
+    assert_eq!(spans_in_backend(&backend, &via_zipkin, 4), 4);
+    assert_eq!(spans_in_backend(&backend, &via_otlp, 4), 4);
+    let metrics = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
+    for line in [
+        "meshtrace_exporter_sent_spans_total{exporter=\"zipkin/backend\"} 4",
+        "meshtrace_exporter_sent_spans_total{exporter=\"otlphttp/backend\"} 4",
+        "meshtrace_exporter_sent_spans_total{exporter=\"debug\"} 4",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
+    }
+    assert_eq!(c.terminate(), Some(0));
+    assert_eq!(backend.terminate(), Some(0));
+}
+
+#[test]
+fn collector_memory_limiter_refuses_with_a_retryable_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 1 MiB limit: the process is always above it, so every request is refused.
+    let config = r#"receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+processors:
+  memory_limiter:
+    check_interval: 50ms
+    limit_mib: 1
+exporters:
+  debug:
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter]
+      exporters: [debug]
+"#;
+    let c = collector(dir.path(), config, &["otlp-http", "metrics"]);
+    let body = otlp_json_request(&random_trace_ids(3, 9), "limited", 1);
+    let url = format!("http://{}/v1/traces", c.addr("otlp-http"));
+    let status = common::eventually(Duration::from_secs(10), || {
+        let a = common::post(&url, &["Content-Type: application/json"], &body);
+        (a.status != 200).then_some(a.status)
+    });
+    assert_eq!(
+        status,
+        Some(429),
+        "memory pressure is answered 429 (retry later)"
+    );
+    let metrics = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
+    assert!(
+        metrics.contains("meshtrace_processor_refused_spans_total{processor=\"memory_limiter\"}"),
+        "{metrics}"
+    );
+    assert_eq!(c.terminate(), Some(0));
+}
+
+#[test]
+fn collector_tail_sampling_keeps_whole_error_traces_and_late_spans_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Capture::start();
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+processors:
+  tail_sampling:
+    decision_wait: 300ms
+    policies:
+      - name: errors
+        type: status_code
+        status_code: {{status_codes: [ERROR]}}
+exporters:
+  otlphttp:
+    traces_endpoint: http://{}/kept
+    encoding: json
+    compression: none
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [tail_sampling]
+      exporters: [otlphttp]
+"#,
+        capture.addr
+    );
+    let c = collector(dir.path(), &config, &["otlp-http"]);
+    let url = format!("http://{}/v1/traces", c.addr("otlp-http"));
+    let (ok_trace, error_trace) = (
+        "0af7651916cd43dd8448eb211c80319c",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+    );
+    let post = |trace: &str, span: &str, error: bool| {
+        let status = if error { r#","status":{"code":2}"# } else { "" };
+        let body = format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"tail"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{trace}","spanId":"{span}","name":"op","kind":2,"startTimeUnixNano":"1","endTimeUnixNano":"2"{status}}}]}}]}}]}}"#
+        );
+        let a = common::post(&url, &["Content-Type: application/json"], body.as_bytes());
+        assert_eq!(a.status, 200, "{}", a.text());
+    };
+    post(ok_trace, "0000000000000001", false);
+    post(error_trace, "0000000000000002", false);
+    post(error_trace, "0000000000000003", true);
+    let first = common::eventually(Duration::from_secs(10), || {
+        let ids = otlp_json_trace_ids(&capture.bodies("/kept"));
+        (ids.len() >= 2).then_some(ids)
+    })
+    .expect("the error trace is kept after decision_wait");
+    assert_eq!(
+        first,
+        [error_trace, error_trace],
+        "the whole error trace, and only it"
+    );
+    // Late spans follow the decision made for their trace.
+    post(error_trace, "0000000000000004", false);
+    post(ok_trace, "0000000000000005", true);
+    let late = common::eventually(Duration::from_secs(10), || {
+        let ids = otlp_json_trace_ids(&capture.bodies("/kept"));
+        (ids.len() >= 3).then_some(ids)
+    })
+    .expect("the late span of the kept trace follows");
+    std::thread::sleep(Duration::from_millis(500));
+    let all = otlp_json_trace_ids(&capture.bodies("/kept"));
+    assert_eq!(late.len(), 3);
+    assert_eq!(
+        all,
+        [error_trace, error_trace, error_trace],
+        "the dropped trace stays dropped"
+    );
+    assert_eq!(c.terminate(), Some(0));
+}
+
+#[test]
+fn collector_loadbalancing_sends_each_whole_trace_to_one_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let b1 = all_in_one(&dir.path().join("b1"), "127.0.0.1:0");
+    let b2 = all_in_one(&dir.path().join("b2"), "127.0.0.1:0");
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+    resolver:
+      static:
+        hostnames: [{}, {}]
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#,
+        b1.addr("otlp-grpc"),
+        b2.addr("otlp-grpc")
+    );
+    let c = collector(dir.path(), &config, &["otlp-http"]);
+    let traces = random_trace_ids(40, 77);
+    // Three spans per trace, interleaved in one request.
+    let spans: Vec<String> = traces.iter().cycle().take(120).cloned().collect();
+    let body = otlp_json_request(&spans, "lb", 1);
+    let url = format!("http://{}/v1/traces", c.addr("otlp-http"));
+    let a = common::post(&url, &["Content-Type: application/json"], &body);
+    assert_eq!(a.status, 200, "{}", a.text());
+    let count = |backend: &Proc, id: &str| {
+        let a = common::get(&format!("http://{}/api/traces/{id}", backend.addr("query")));
+        if a.status == 200 {
+            a.json()["data"][0]["spans"].as_array().map_or(0, Vec::len)
+        } else {
+            0
+        }
+    };
+    let mut per_backend = [0usize; 2];
+    for id in &traces {
+        let seen = common::eventually(Duration::from_secs(20), || {
+            let (n1, n2) = (count(&b1, id), count(&b2, id));
+            (n1 + n2 >= 3).then_some((n1, n2))
+        })
+        .unwrap_or_else(|| panic!("trace {id} did not arrive"));
+        assert!(
+            seen == (3, 0) || seen == (0, 3),
+            "trace {id} is whole on one backend: {seen:?}"
+        );
+        per_backend[usize::from(seen.1 == 3)] += 1;
+    }
+    assert!(
+        per_backend[0] > 0 && per_backend[1] > 0,
+        "both backends get traces: {per_backend:?}"
+    );
+    assert_eq!(c.terminate(), Some(0));
+    assert_eq!(b1.terminate(), Some(0));
+    assert_eq!(b2.terminate(), Some(0));
+}

@@ -1,0 +1,476 @@
+//! `meshtrace proxy` end to end, every peer real and on 127.0.0.1 port 0: a tiny hyper app that
+//! records the headers it gets, three proxy processes (edge → outbound sidecar → inbound sidecar →
+//! app), `meshtrace all-in-one` as the collector (read back through its Jaeger API), and curl or a
+//! tonic gRPC client as the caller.
+
+mod common;
+mod proxy_support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use proxy_support::*;
+use serde_json::Value;
+
+// ---------------------------------------------------------------- the chain
+
+/// The ids the app received, read in the one format configured.
+struct Received {
+    trace_id: String,
+    span_id: String,
+    parent: Option<String>,
+    sampled: bool,
+}
+
+fn received(h: &hyper::HeaderMap, format: &str) -> Received {
+    let others: &[&str] = match format {
+        "b3multi" => &["b3", "traceparent"],
+        "b3" => &["x-b3-traceid", "x-b3-spanid", "traceparent"],
+        _ => &["b3", "x-b3-traceid", "x-b3-spanid"],
+    };
+    for o in others {
+        assert!(
+            h.get(*o).is_none(),
+            "{format}: {o} should not be sent: {h:?}"
+        );
+    }
+    match format {
+        "b3multi" => Received {
+            trace_id: header(h, "x-b3-traceid").unwrap().to_owned(),
+            span_id: header(h, "x-b3-spanid").unwrap().to_owned(),
+            parent: header(h, "x-b3-parentspanid").map(str::to_owned),
+            sampled: header(h, "x-b3-sampled") == Some("1"),
+        },
+        "b3" => {
+            let v: Vec<&str> = header(h, "b3").unwrap().split('-').collect();
+            assert_eq!(v.len(), 4, "{v:?}");
+            Received {
+                trace_id: v[0].to_owned(),
+                span_id: v[1].to_owned(),
+                parent: Some(v[3].to_owned()),
+                sampled: v[2] == "1",
+            }
+        }
+        _ => {
+            let v: Vec<&str> = header(h, "traceparent").unwrap().split('-').collect();
+            assert_eq!((v.len(), v[0]), (4, "00"), "{v:?}");
+            Received {
+                trace_id: v[1].to_owned(),
+                span_id: v[2].to_owned(),
+                parent: None,
+                sampled: v[3] == "01",
+            }
+        }
+    }
+}
+
+#[test]
+fn proxy_chain_rewrites_headers_in_each_format_and_spans_form_one_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    for format in ["b3multi", "b3", "tracecontext"] {
+        let (edge, outbound, _inbound) = chain(app.addr, server.addr("zipkin"), format);
+        let url = format!("http://{}/api/orders?id=7", edge.addr("edge"));
+        let a = curl(&["-H", "Host: app.mesh", "-H", "x-tenant: acme", &url]);
+        assert_eq!((a.status, a.text().as_str()), (200, "ok"), "{format}");
+        let h = app.last();
+        let got = received(&h, format);
+        assert!(got.sampled, "{format}");
+        assert_eq!(got.trace_id.len(), 32, "128-bit trace ids by default");
+        let request_id = header(&h, "x-request-id")
+            .expect("edge adds x-request-id")
+            .to_owned();
+        assert_eq!(request_id.len(), 36, "{request_id}");
+
+        let app_span = report_app_span(&server, &got.trace_id, &got.span_id);
+        let trace = trace_with(&server, &got.trace_id, 4);
+        let spans = trace["spans"].as_array().unwrap();
+        assert_eq!(spans.len(), 4, "{trace:#}");
+        let by_service: HashMap<String, &Value> =
+            spans.iter().map(|s| (service_of(&trace, s), s)).collect();
+        let edge_span = by_service["edge-1"];
+        let out_span = by_service["caller-sidecar-out"];
+        let in_span = by_service["app-sidecar-in"];
+        let app_own = by_service["app"];
+        // One tree: edge (root) ← outbound CLIENT ← inbound SERVER ← the app's own span.
+        assert_eq!(parent_of(edge_span), None, "{edge_span:#}");
+        assert_eq!(parent_of(out_span).as_deref(), edge_span["spanID"].as_str());
+        assert_eq!(parent_of(in_span).as_deref(), out_span["spanID"].as_str());
+        assert_eq!(parent_of(app_own).as_deref(), in_span["spanID"].as_str());
+        assert_eq!(app_own["spanID"], app_span.as_str());
+        assert_eq!(
+            in_span["spanID"],
+            got.span_id.as_str(),
+            "the app is a child of the inbound span"
+        );
+        if let Some(parent) = &got.parent {
+            assert_eq!(out_span["spanID"], parent.as_str());
+        }
+        assert_eq!(tag_str(edge_span, "span.kind"), "server");
+        assert_eq!(tag_str(out_span, "span.kind"), "client");
+        assert_eq!(tag_str(in_span, "span.kind"), "server");
+
+        // Envoy's tags.
+        assert_eq!(out_span["operationName"], "api-call", "route name");
+        assert_eq!(in_span["operationName"], "GET /api/orders");
+        for s in [edge_span, out_span, in_span] {
+            assert_eq!(tag_str(s, "component"), "proxy");
+            assert_eq!(tag_str(s, "guid:x-request-id"), request_id);
+            assert_eq!(tag_str(s, "http.method"), "GET");
+            assert_eq!(tag_str(s, "http.url"), "http://app.mesh/api/orders?id=7");
+            assert_eq!(tag_str(s, "http.protocol"), "HTTP/1.1");
+            assert_eq!(tag_str(s, "http.status_code"), "200");
+            assert_eq!(tag_str(s, "peer.address"), "127.0.0.1");
+            assert_eq!(tag_str(s, "response_size"), "2");
+            assert_eq!(tag_str(s, "request_size"), "0");
+            assert_eq!(tag_str(s, "pod"), "pod-7");
+            assert_eq!(tag_str(s, "tenant"), "acme");
+            assert!(tag(s, "error").is_none(), "{s:#}");
+        }
+        assert_eq!(tag_str(edge_span, "node_id"), "edge-1");
+        assert_eq!(tag_str(edge_span, "zone"), "zone-a");
+        assert_eq!(tag_str(in_span, "zone"), "zone-b");
+        assert_eq!(tag_str(out_span, "upstream_cluster"), "app");
+        assert_eq!(
+            tag_str(out_span, "upstream_address"),
+            _inbound.addr("inbound")
+        );
+        assert_eq!(tag_str(in_span, "upstream_address"), app.addr.to_string());
+
+        let metrics = get(&format!("http://{}/metrics", outbound.addr("admin"))).text();
+        assert!(
+            metrics.contains("meshtrace_proxy_spans_dropped_total 0"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("meshtrace_proxy_requests_total 1"),
+            "{metrics}"
+        );
+    }
+}
+
+#[test]
+fn proxy_edge_continues_valid_contexts_and_restarts_on_malformed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    let (edge, _outbound, _inbound) = chain(app.addr, server.addr("zipkin"), "b3multi");
+    let url = format!("http://{}/api/x", edge.addr("edge"));
+
+    // No route in the outbound sidecar: 404, not a proxy failure.
+    let a = curl(&[&format!("http://{}/elsewhere", edge.addr("edge"))]);
+    assert_eq!(a.status, 404, "{}", a.text());
+
+    // A 64-bit B3 trace id is kept as given all the way to the app.
+    let a = curl(&[
+        "-H",
+        "b3: 463ac35c9f6413ad-a2fb4a1d1a96d312-1",
+        "-H",
+        "x-request-id: rid-1",
+        &url,
+    ]);
+    assert_eq!(a.status, 200);
+    let h = app.last();
+    assert_eq!(header(&h, "x-b3-traceid"), Some("463ac35c9f6413ad"));
+    assert_eq!(
+        header(&h, "x-request-id"),
+        Some("rid-1"),
+        "an incoming x-request-id is kept"
+    );
+    let trace = trace_with(&server, "463ac35c9f6413ad", 3);
+    let edge_span = trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| service_of(&trace, s) == "edge-1")
+        .unwrap();
+    assert_eq!(parent_of(edge_span).as_deref(), Some("a2fb4a1d1a96d312"));
+
+    // W3C in, B3 out: same trace.
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    assert_eq!(
+        curl(&["-H", &format!("traceparent: {tp}"), &url]).status,
+        200
+    );
+    assert_eq!(
+        header(&app.last(), "x-b3-traceid"),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+
+    // An incoming "do not sample" is honoured and passed on.
+    let tp0 = "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    assert_eq!(
+        curl(&["-H", &format!("traceparent: {tp0}"), &url]).status,
+        200
+    );
+    assert_eq!(header(&app.last(), "x-b3-sampled"), Some("0"));
+
+    // Malformed contexts never fail the request: a new trace starts.
+    for bad in [
+        "traceparent: ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+        "b3: junk",
+        "x-b3-traceid: 123",
+    ] {
+        let a = curl(&["-H", bad, &url]);
+        assert_eq!(a.status, 200, "{bad}");
+        let h = app.last();
+        let id = header(&h, "x-b3-traceid").unwrap();
+        assert_eq!(id.len(), 32, "{bad}");
+        assert!(!bad.to_lowercase().contains(id), "{bad}: {id}");
+        assert_eq!(header(&h, "x-b3-sampled"), Some("1"));
+    }
+}
+
+// ---------------------------------------------------------------- transport
+
+#[test]
+fn proxy_streams_large_bodies_both_ways_without_buffering() {
+    let app = App::start();
+    let proxy = single(app.addr, None, "");
+    // Response: 200 chunks of 64 KiB (12.5 MiB), one every 20 ms. The first bytes must arrive
+    // long before the app has produced the last one (4 s), so the proxy is not buffering.
+    let mut s = TcpStream::connect(proxy.addr("in")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let started = Instant::now();
+    write!(
+        s,
+        "GET /stream?n=200 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 4096];
+    let n = s.read(&mut first).unwrap();
+    let first_at = started.elapsed();
+    assert!(n > 0 && first.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        first_at < Duration::from_secs(2),
+        "first bytes after {first_at:?}"
+    );
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(
+        rest.len() + n > 200 * 64 * 1024,
+        "got {} bytes",
+        rest.len() + n
+    );
+
+    // Request: a 20 MiB chunked upload passes through and is counted by the app.
+    let big = vec![b'z'; 20 * 1024 * 1024];
+    let url = format!("http://{}/count", proxy.addr("in"));
+    let a = post(&url, &["Transfer-Encoding: chunked"], &big);
+    assert_eq!((a.status, a.text()), (200, big.len().to_string()));
+}
+
+#[test]
+fn proxy_keep_alive_reuses_one_connection() {
+    let app = App::start();
+    let proxy = single(app.addr, None, "");
+    let url = format!("http://{}/echo", proxy.addr("in"));
+    // curl reports how many new connections it opened for all the URLs it fetched.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{num_connects} %{http_code}\n",
+        ])
+        .args([&url, &url, &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // (curl writes the bodies after the first to stdout too: "ok0 200".)
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_start_matches("ok")).collect();
+    assert_eq!(lines, ["1 200", "0 200", "0 200"], "{text}");
+}
+
+#[test]
+fn proxy_h2c_and_grpc_pass_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    let proxy = single(app.addr, Some(server.addr("zipkin")), "");
+    // Plain h2c (prior knowledge) to the app.
+    let url = format!("http://{}/echo", proxy.addr("in"));
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-w",
+            " %{http_version}",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok 2");
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let out = Command::new("curl")
+        .args(["-sS", "--http2-prior-knowledge", "-H"])
+        .arg(format!("traceparent: 00-{trace}-b7ad6b7169203331-01"))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
+    let t = trace_with(&server, trace, 1);
+    assert_eq!(tag_str(&t["spans"][0], "http.protocol"), "HTTP/2");
+
+    // gRPC: an OTLP export through a proxy in front of the collector's OTLP gRPC port.
+    let grpc_proxy = single(server.addr("otlp-grpc").parse().unwrap(), None, "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let trace_id = [7u8; 16];
+    rt.block_on(async {
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let mut client = TraceServiceClient::connect(format!("http://{}", grpc_proxy.addr("in")))
+            .await
+            .unwrap();
+        let now = now_micros() * 1000;
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![opentelemetry_proto::tonic::common::v1::KeyValue {
+                        key: "service.name".into(),
+                        value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                            value: Some(
+                                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                                    "grpc-client".into(),
+                                ),
+                            ),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: trace_id.to_vec(),
+                        span_id: vec![8u8; 8],
+                        name: "through-the-proxy".into(),
+                        start_time_unix_nano: now,
+                        end_time_unix_nano: now + 1000,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        client.export(req).await.expect("gRPC through the proxy");
+    });
+    trace_with(&server, &hex(&trace_id), 1);
+}
+
+#[test]
+fn proxy_upstream_down_is_502_and_timeout_is_504_with_error_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let down = single(dead, Some(server.addr("zipkin")), "");
+    let tid = "1111111111111111aaaaaaaaaaaaaaaa";
+    let url = format!("http://{}/down", down.addr("in"));
+    let a = curl(&[
+        "-H",
+        &format!("x-b3-traceid: {tid}"),
+        "-H",
+        "x-b3-spanid: 2222222222222222",
+        "-H",
+        "x-b3-sampled: 1",
+        &url,
+    ]);
+    assert_eq!(a.status, 502, "{}", a.text());
+    let t = trace_with(&server, tid, 1);
+    let s = &t["spans"][0];
+    assert_eq!(tag_str(s, "error"), "true");
+    assert_eq!(tag_str(s, "http.status_code"), "502");
+    assert_eq!(tag_str(s, "response_flags"), "UF");
+
+    let app = App::start();
+    let slow = single(
+        app.addr,
+        Some(server.addr("zipkin")),
+        "    timeouts: { request: 500ms }\n",
+    );
+    let tid = "3333333333333333aaaaaaaaaaaaaaaa";
+    let url = format!("http://{}/slow", slow.addr("in"));
+    let started = Instant::now();
+    let a = curl(&[
+        "-H",
+        &format!("x-b3-traceid: {tid}"),
+        "-H",
+        "x-b3-spanid: 2222222222222222",
+        "-H",
+        "x-b3-sampled: 1",
+        &url,
+    ]);
+    assert_eq!(a.status, 504, "{}", a.text());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let t = trace_with(&server, tid, 1);
+    let s = &t["spans"][0];
+    assert_eq!(tag_str(s, "error"), "true");
+    assert_eq!(tag_str(s, "http.status_code"), "504");
+    assert_eq!(tag_str(s, "response_flags"), "UT");
+    let metrics = get(&format!("http://{}/metrics", slow.addr("admin"))).text();
+    assert!(
+        metrics.contains("meshtrace_proxy_upstream_timeouts_total 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn proxy_collector_away_never_slows_requests_and_drops_are_counted() {
+    // The collector is a port nobody answers on: requests still succeed at once, the bounded
+    // buffer fills, and drops show in /metrics.
+    let app = App::start();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = Proxy::start(
+        &format!(
+            "node_id: side\nadmin: 127.0.0.1:0\nlisteners:\n  - {{name: in, mode: inbound, listen: '127.0.0.1:0', upstream: '{}'}}\ntracing:\n  collector: http://{dead}/api/v2/spans\n  buffer_size: 5\n  flush: {{ count: 2, interval: 50ms }}\n",
+            app.addr
+        ),
+        &["in", "admin"],
+    );
+    let url = format!("http://{}/echo", proxy.addr("in"));
+    let urls: Vec<&str> = std::iter::repeat_n(["-o", "/dev/null", url.as_str()], 30)
+        .flatten()
+        .collect();
+    let started = Instant::now();
+    let out = Command::new("curl")
+        .args(["-sS", "-w", "%{http_code}\n"])
+        .args(&urls)
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| *l == "200").count(), 30, "{text}");
+    let admin = proxy.addr("admin").to_owned();
+    let dropped = eventually(Duration::from_secs(10), || {
+        let m = get(&format!("http://{admin}/metrics")).text();
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("meshtrace_proxy_spans_dropped_total "))?
+            .to_owned();
+        let n: u64 = line.rsplit(' ').next()?.parse().ok()?;
+        (n > 0).then_some(n)
+    });
+    assert!(dropped.is_some());
+    let m = get(&format!("http://{admin}/metrics")).text();
+    assert!(
+        !m.contains("meshtrace_proxy_export_retries_total 0\n"),
+        "retries: {m}"
+    );
+}

@@ -1,0 +1,343 @@
+//! `meshtrace proxy` reporting and sampling, with real peers on 127.0.0.1 port 0: every export
+//! protocol into `meshtrace all-in-one`, retries against a collector that fails at first, and the
+//! sampling knobs (random, client, overall, hash_seed), 64-bit trace ids and shared span context
+//! as the app behind an inbound sidecar sees them.
+
+mod common;
+mod proxy_support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::BodyExt;
+use proxy_support::*;
+
+fn inbound(app: SocketAddr, tracing: &str) -> Proxy {
+    Proxy::start(
+        &format!(
+            "node_id: side\nadmin: 127.0.0.1:0\nlisteners:\n  - {{name: in, mode: inbound, listen: '127.0.0.1:0', upstream: '{app}'}}\ntracing:\n{tracing}"
+        ),
+        &["in", "admin"],
+    )
+}
+
+fn metric(proxy: &Proxy, name: &str) -> u64 {
+    let m = get(&format!("http://{}/metrics", proxy.addr("admin"))).text();
+    m.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {m}"))
+}
+
+#[test]
+fn proxy_exports_in_every_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    for (i, (protocol, url)) in [
+        (
+            "zipkin-json",
+            format!("http://{}/api/v2/spans", server.addr("zipkin")),
+        ),
+        (
+            "zipkin-proto",
+            format!("http://{}/api/v2/spans", server.addr("zipkin")),
+        ),
+        (
+            "otlp-http",
+            format!("http://{}/v1/traces", server.addr("otlp-http")),
+        ),
+        ("otlp-grpc", format!("http://{}", server.addr("otlp-grpc"))),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let proxy = inbound(
+            app.addr,
+            &format!("  collector: {url}\n  protocol: {protocol}\n  flush: {{ count: 10, interval: 100ms }}\n"),
+        );
+        let trace = format!("{:032x}", 0xabc0 + i);
+        let tp = format!("traceparent: 00-{trace}-00f067aa0ba902b7-01");
+        let a = curl(&["-H", &tp, &format!("http://{}/echo", proxy.addr("in"))]);
+        assert_eq!(a.status, 200);
+        let t = eventually(Duration::from_secs(20), || {
+            let a = get(&server.query_url(&format!("/api/traces/{trace}")));
+            (a.status == 200).then(|| a.json()["data"][0].clone())
+        })
+        .unwrap_or_else(|| panic!("{protocol}: trace {trace} never arrived"));
+        let span = &t["spans"][0];
+        assert_eq!(span["operationName"], "GET /echo", "{protocol}");
+        let pid = span["processID"].as_str().unwrap();
+        assert_eq!(t["processes"][pid]["serviceName"], "side", "{protocol}");
+        assert_eq!(
+            span["references"][0]["spanID"], "00f067aa0ba902b7",
+            "{protocol}"
+        );
+        assert_eq!(tag(span, "component").unwrap().1, "proxy", "{protocol}");
+        assert_eq!(
+            metric(&proxy, "meshtrace_proxy_spans_exported_total"),
+            1,
+            "{protocol}"
+        );
+    }
+}
+
+/// A collector that answers 503 to its first `failures` reports, then 202; counts both.
+struct FlakyCollector {
+    addr: SocketAddr,
+    calls: Arc<AtomicUsize>,
+    accepted: Arc<std::sync::Mutex<Vec<Bytes>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FlakyCollector {
+    fn start(failures: usize) -> Self {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, acc) = (calls.clone(), accepted.clone());
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (c, acc) = (c.clone(), acc.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let (c, acc) = (c.clone(), acc.clone());
+                            async move {
+                                let body = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let n = c.fetch_add(1, Ordering::SeqCst);
+                                let mut r =
+                                    hyper::Response::new(http_body_util::Full::new(Bytes::new()));
+                                if n < failures {
+                                    *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                                } else {
+                                    acc.lock().unwrap().push(body);
+                                    *r.status_mut() = hyper::StatusCode::ACCEPTED;
+                                }
+                                Ok::<_, Infallible>(r)
+                            }
+                        },
+                    );
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+                });
+            }
+        });
+        FlakyCollector {
+            addr,
+            calls,
+            accepted,
+            _runtime: runtime,
+        }
+    }
+}
+
+#[test]
+fn proxy_retries_with_backoff_until_the_collector_accepts() {
+    let collector = FlakyCollector::start(3);
+    let app = App::start();
+    let proxy = inbound(
+        app.addr,
+        &format!(
+            "  collector: http://{}/api/v2/spans\n  flush: {{ count: 1, interval: 50ms }}\n",
+            collector.addr
+        ),
+    );
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let tp = format!("traceparent: 00-{trace}-00f067aa0ba902b7-01");
+    assert_eq!(
+        curl(&["-H", &tp, &format!("http://{}/echo", proxy.addr("in"))]).status,
+        200
+    );
+    let body = eventually(Duration::from_secs(15), || {
+        collector.accepted.lock().unwrap().first().cloned()
+    })
+    .expect("the span arrives once the collector recovers");
+    let spans: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(spans[0]["traceId"], trace);
+    assert_eq!(
+        collector.calls.load(Ordering::SeqCst),
+        4,
+        "3 refusals, then accepted"
+    );
+    assert_eq!(metric(&proxy, "meshtrace_proxy_export_retries_total"), 3);
+    assert_eq!(metric(&proxy, "meshtrace_proxy_spans_exported_total"), 1);
+    assert_eq!(metric(&proxy, "meshtrace_proxy_spans_dropped_total"), 0);
+}
+
+fn sampled_at_app(proxy: &Proxy, app: &App, headers: &[&str]) -> String {
+    let mut args: Vec<&str> = Vec::new();
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    let url = format!("http://{}/echo", proxy.addr("in"));
+    args.push(&url);
+    assert_eq!(curl(&args).status, 200);
+    let h = app.last();
+    h.get("x-b3-sampled")
+        .or_else(|| h.get("x-b3-flags"))
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn proxy_sampling_knobs() {
+    let app = App::start();
+    let collector = FlakyCollector::start(0);
+    let url = format!("http://{}/api/v2/spans", collector.addr);
+    // random 0: no trace is started sampled, but incoming decisions and x-client-trace-id win.
+    let p = inbound(
+        app.addr,
+        &format!("  collector: {url}\n  sampling: {{ random: 0, client: 100, overall: 100 }}\n"),
+    );
+    assert_eq!(sampled_at_app(&p, &app, &[]), "0");
+    assert_eq!(sampled_at_app(&p, &app, &["x-client-trace-id: c-1"]), "1");
+    assert_eq!(sampled_at_app(&p, &app, &["b3: 1"]), "1");
+    assert_eq!(
+        sampled_at_app(&p, &app, &["b3: d"]),
+        "1",
+        "debug is x-b3-flags: 1"
+    );
+    assert_eq!(
+        sampled_at_app(
+            &p,
+            &app,
+            &["traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]
+        ),
+        "1"
+    );
+    assert_eq!(metric(&p, "meshtrace_proxy_spans_started_total"), 4);
+
+    // overall 0 caps even a client trace id; an incoming decision is still honoured.
+    let p = inbound(
+        app.addr,
+        &format!("  collector: {url}\n  sampling: {{ random: 100, client: 100, overall: 0 }}\n"),
+    );
+    assert_eq!(sampled_at_app(&p, &app, &["x-client-trace-id: c-1"]), "0");
+    assert_eq!(sampled_at_app(&p, &app, &["x-b3-sampled: 1"]), "1");
+
+    // hash_seed: the collector's FNV-1a rule decides a deferred trace (bucket 141 of this id).
+    let deferred = "b3: 4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+    for (pct, want) in [(1.0, "1"), (0.5, "0")] {
+        let p = inbound(
+            app.addr,
+            &format!("  collector: {url}\n  sampling: {{ random: {pct}, hash_seed: 0 }}\n"),
+        );
+        assert_eq!(sampled_at_app(&p, &app, &[deferred]), want, "{pct}%");
+    }
+}
+
+#[test]
+fn proxy_64bit_trace_ids_and_shared_span_context() {
+    let app = App::start();
+    let p = inbound(
+        app.addr,
+        "  propagation: [b3multi, b3]\n  trace_id_128bit: false\n  shared_span_context: true\n",
+    );
+    let url = format!("http://{}/echo", p.addr("in"));
+    // A new trace: 64-bit ids.
+    assert_eq!(curl(&[&url]).status, 200);
+    let h = app.last();
+    let id = h["x-b3-traceid"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 16, "{id}");
+    assert!(h["b3"].to_str().unwrap().starts_with(&format!("{id}-")));
+    // Shared span context: the inbound span keeps the caller's span id and parent.
+    let a = curl(&[
+        "-H",
+        "x-b3-traceid: 463ac35c9f6413ad48485a3953bb6124",
+        "-H",
+        "x-b3-spanid: a2fb4a1d1a96d312",
+        "-H",
+        "x-b3-parentspanid: 0020000000000001",
+        "-H",
+        "x-b3-sampled: 1",
+        &url,
+    ]);
+    assert_eq!(a.status, 200);
+    let h = app.last();
+    assert_eq!(
+        h["x-b3-traceid"], "463ac35c9f6413ad48485a3953bb6124",
+        "a 128-bit caller stays 128-bit"
+    );
+    assert_eq!(h["x-b3-spanid"], "a2fb4a1d1a96d312");
+    assert_eq!(h["x-b3-parentspanid"], "0020000000000001");
+    assert_eq!(
+        h["b3"],
+        "463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-1-0020000000000001"
+    );
+}
+
+#[test]
+fn proxy_config_errors_name_the_key_and_line() {
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(
+        &mut config,
+        b"node_id: n\nlisteners:\n  - name: in\n    mode: inbound\n    listen: 127.0.0.1:0\n    upstream: 127.0.0.1:1\n    timeout: 1s\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshtrace"))
+        .args(["proxy", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown key `timeout` at line 7"), "{err}");
+}
+
+#[test]
+fn proxy_flushes_buffered_spans_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    // A long interval and a large count: only the shutdown flush can send the span.
+    let mut proxy = inbound(
+        app.addr,
+        &format!(
+            "  collector: http://{}/api/v2/spans\n  flush: {{ count: 1000, interval: 1h }}\n",
+            server.addr("zipkin")
+        ),
+    );
+    let trace = "6e0c63257de34c926e0c63257de34c92";
+    let tp = format!("traceparent: 00-{trace}-00f067aa0ba902b7-01");
+    assert_eq!(
+        curl(&["-H", &tp, &format!("http://{}/echo", proxy.addr("in"))]).status,
+        200
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &proxy.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = eventually(Duration::from_secs(10), || proxy.child.try_wait().unwrap());
+    assert_eq!(
+        exited.and_then(|s| s.code()),
+        Some(0),
+        "clean exit on SIGTERM"
+    );
+    let t = eventually(Duration::from_secs(10), || {
+        let a = get(&server.query_url(&format!("/api/traces/{trace}")));
+        (a.status == 200).then(|| a.json())
+    });
+    assert!(t.is_some(), "the buffered span was flushed on shutdown");
+}

@@ -1,0 +1,329 @@
+//! Peers for the `meshtrace proxy` tests: a tiny hyper app that records the headers it gets,
+//! `meshtrace proxy` processes on port 0, and readers of the collector's Jaeger API.
+//!
+//! The app is served with hyper's server and hyper-util's `auto` builder; those features reach
+//! the tests through the `proxy` crate (cargo unifies features within the workspace).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::Value;
+
+use crate::common::*;
+
+// ---------------------------------------------------------------- the app
+
+/// Headers of every request the app got, in order.
+pub type Seen = Arc<Mutex<Vec<hyper::HeaderMap>>>;
+
+pub struct App {
+    pub addr: SocketAddr,
+    pub seen: Seen,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl App {
+    /// `/echo` answers "ok"; `/slow` answers after 3 s; `/stream?n=N` streams N chunks of 64 KiB,
+    /// one every 20 ms; `/count` reads the request body as it comes and answers its length;
+    /// `/gate` sends one chunk, then waits for a byte-count request... see tests.
+    pub fn start() -> App {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let seen: Seen = Arc::default();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen2 = seen.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| app(req, seen.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+                });
+            }
+        });
+        App {
+            addr,
+            seen,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn last(&self) -> hyper::HeaderMap {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the app saw a request")
+    }
+}
+
+pub type AppBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+pub async fn app(
+    req: hyper::Request<hyper::body::Incoming>,
+    seen: Seen,
+) -> Result<hyper::Response<AppBody>, Infallible> {
+    seen.lock().unwrap().push(req.headers().clone());
+    let full = |s: String| http_body_util::Full::new(Bytes::from(s)).boxed();
+    let body = match req.uri().path() {
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            full("late".into())
+        }
+        "/stream" => {
+            let n: usize = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("n="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(4);
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+            tokio::spawn(async move {
+                for i in 0..n {
+                    let chunk = Bytes::from(vec![b'a' + (i % 26) as u8; 64 * 1024]);
+                    if tx.send(Ok(Frame::data(chunk))).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            });
+            StreamBody::new(stream).boxed()
+        }
+        "/count" => {
+            let mut body = req.into_body();
+            let mut n = 0usize;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => n += f.data_ref().map_or(0, |d| d.len()),
+                    Err(_) => break,
+                }
+            }
+            full(format!("{n}"))
+        }
+        _ => full("ok".into()),
+    };
+    Ok(hyper::Response::new(body))
+}
+
+// ---------------------------------------------------------------- the proxy process
+
+pub struct Proxy {
+    pub child: Child,
+    addrs: HashMap<String, String>,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Proxy {
+    /// Runs `meshtrace proxy` with `yaml`; waits for `listeners` (+ admin) to be announced.
+    pub fn start(yaml: &str, listeners: &[&str]) -> Proxy {
+        let mut config = tempfile::NamedTempFile::new().unwrap();
+        config.write_all(yaml.as_bytes()).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meshtrace"))
+            .args(["proxy", "--config"])
+            .arg(config.path())
+            .env("RUST_LOG", "info")
+            .env("MESHTRACE_TEST_POD", "pod-7")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn meshtrace proxy");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("[proxy] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let mut addrs = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !listeners.iter().all(|l| addrs.contains_key(*l)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                panic!("proxy did not announce {listeners:?} (got {addrs:?})");
+            };
+            if let Some(rest) = line.strip_prefix("meshtrace: ") {
+                let w: Vec<&str> = rest.split_whitespace().collect();
+                if w.len() >= 4 && w[1] == "listening" && w[2] == "on" {
+                    addrs.insert(w[0].to_owned(), w[3].to_owned());
+                }
+            }
+        }
+        Proxy {
+            child,
+            addrs,
+            _config: config,
+        }
+    }
+
+    pub fn addr(&self, name: &str) -> &str {
+        &self.addrs[name]
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn tracing_block(collector: &str, propagation: &str) -> String {
+    format!(
+        r#"tracing:
+  collector: http://{collector}/api/v2/spans
+  protocol: zipkin-json
+  propagation: [{propagation}]
+  flush: {{ count: 100, interval: 100ms }}
+  custom_tags:
+    - {{ tag: pod, environment: MESHTRACE_TEST_POD }}
+    - {{ tag: tenant, request_header: x-tenant }}
+"#
+    )
+}
+
+/// edge → outbound → inbound → app, each its own process; returns them in that order.
+pub fn chain(app: SocketAddr, collector: &str, propagation: &str) -> (Proxy, Proxy, Proxy) {
+    let tracing = tracing_block(collector, propagation);
+    let inbound = Proxy::start(
+        &format!(
+            "node_id: app-sidecar-in\nzone: zone-b\nlisteners:\n  - {{name: inbound, mode: inbound, listen: '127.0.0.1:0', upstream: '{app}'}}\n{tracing}"
+        ),
+        &["inbound"],
+    );
+    let outbound = Proxy::start(
+        &format!(
+            r#"node_id: caller-sidecar-out
+zone: zone-a
+admin: 127.0.0.1:0
+listeners:
+  - name: outbound
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes:
+        - {{ path_prefix: /api, cluster: app, name: api-call }}
+        - {{ host: app.mesh, cluster: app }}
+      clusters:
+        app: ['{}']
+{tracing}"#,
+            inbound.addr("inbound")
+        ),
+        &["outbound", "admin"],
+    );
+    let edge = Proxy::start(
+        &format!(
+            "node_id: edge-1\nzone: zone-a\nlisteners:\n  - {{name: edge, mode: edge, listen: '127.0.0.1:0', upstream: '{}'}}\n{tracing}",
+            outbound.addr("outbound")
+        ),
+        &["edge"],
+    );
+    (edge, outbound, inbound)
+}
+
+pub fn header<'a>(h: &'a hyper::HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Polls the collector until trace `id` has `n` spans.
+pub fn trace_with(server: &AllInOne, id: &str, n: usize) -> Value {
+    eventually(Duration::from_secs(20), || {
+        let a = get(&server.query_url(&format!("/api/traces/{id}")));
+        if a.status != 200 {
+            return None;
+        }
+        let t = a.json()["data"][0].clone();
+        (t["spans"].as_array().map_or(0, Vec::len) >= n).then_some(t)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "trace {id} did not reach {n} spans: {}",
+            get(&server.query_url(&format!("/api/traces/{id}"))).text()
+        )
+    })
+}
+
+pub fn parent_of(span: &Value) -> Option<String> {
+    span["references"]
+        .as_array()?
+        .iter()
+        .find(|r| r["refType"] == "CHILD_OF")
+        .and_then(|r| r["spanID"].as_str())
+        .map(str::to_owned)
+}
+
+pub fn service_of(trace: &Value, span: &Value) -> String {
+    let pid = span["processID"].as_str().unwrap();
+    trace["processes"][pid]["serviceName"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn tag_str(span: &Value, key: &str) -> String {
+    match tag(span, key) {
+        Some((_, Value::String(s))) => s,
+        Some((_, v)) => v.to_string(),
+        None => panic!("span has no tag {key}: {span:#}"),
+    }
+}
+
+/// The app's own span, reported as the app would (Zipkin JSON, child of the headers it got).
+pub fn report_app_span(server: &AllInOne, trace_id: &str, parent: &str) -> String {
+    let id = "a1a2a3a4a5a6a7a8";
+    let now = now_micros();
+    let body = serde_json::json!([{
+        "traceId": trace_id, "id": id, "parentId": parent, "kind": "SERVER",
+        "name": "app handler", "timestamp": now, "duration": 100,
+        "localEndpoint": {"serviceName": "app"}
+    }]);
+    let url = format!("http://{}/api/v2/spans", server.addr("zipkin"));
+    let a = post(
+        &url,
+        &["Content-Type: application/json"],
+        &serde_json::to_vec(&body).unwrap(),
+    );
+    assert_eq!(a.status, 202, "{}", a.text());
+    id.to_owned()
+}
+
+pub fn single(app: SocketAddr, collector: Option<&str>, extra: &str) -> Proxy {
+    let tracing = collector.map_or_else(String::new, |c| tracing_block(c, "b3multi"));
+    Proxy::start(
+        &format!(
+            "node_id: side\nadmin: 127.0.0.1:0\nlisteners:\n  - name: in\n    mode: inbound\n    listen: 127.0.0.1:0\n    upstream: '{app}'\n{extra}{tracing}"
+        ),
+        &["in", "admin"],
+    )
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

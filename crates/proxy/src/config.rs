@@ -1,0 +1,497 @@
+//! The proxy's YAML configuration, exactly as the issue's interface contract names it.
+//!
+//! Every struct refuses unknown keys, so a typo is an error naming the key and its line (serde_yaml
+//! puts the position in the message). Durations are humantime strings (`250ms`, `15s`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use wire::propagation::Format;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid proxy configuration: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("invalid proxy configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node_id: String,
+    #[serde(default)]
+    pub zone: String,
+    /// Admin address serving `/metrics` (Prometheus text) and `/healthz`.
+    #[serde(default)]
+    pub admin: Option<String>,
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default)]
+    pub tracing: TracingConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Edge,
+    Inbound,
+    Outbound,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub mode: Mode,
+    pub listen: String,
+    pub upstream: Upstream,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// Edge and inbound: one `host:port`. Outbound: routes to named clusters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Upstream {
+    Single(String),
+    Routed(RoutedUpstream),
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutedUpstream {
+    /// Tried in order; the first match wins.
+    pub routes: Vec<RouteConfig>,
+    /// Cluster name → endpoints (`host:port`), used round-robin.
+    pub clusters: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Matches the request's Host (or HTTP/2 authority), port ignored.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Matches the start of the path.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    pub cluster: String,
+    /// Operation name of the spans of this route (default `METHOD path`).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Upstream;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("host:port, or a map with routes and clusters")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Upstream, E> {
+                Ok(Upstream::Single(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Upstream, A::Error> {
+                RoutedUpstream::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(Upstream::Routed)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Connecting to an upstream endpoint (502 when exceeded).
+    #[serde(with = "dur")]
+    pub connect: Duration,
+    /// From sending the request to the upstream's response headers (504 when exceeded).
+    #[serde(with = "dur")]
+    pub request: Duration,
+    /// Idle pooled upstream connections are closed after this.
+    #[serde(with = "dur")]
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(15),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum Protocol {
+    #[serde(rename = "zipkin-json")]
+    ZipkinJson,
+    #[serde(rename = "zipkin-proto")]
+    ZipkinProto,
+    #[serde(rename = "otlp-http")]
+    OtlpHttp,
+    #[serde(rename = "otlp-grpc")]
+    OtlpGrpc,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// Where spans go, e.g. `http://127.0.0.1:9411/api/v2/spans`; no collector = spans are not reported.
+    pub collector: Option<String>,
+    pub protocol: Protocol,
+    /// Header formats written to the next hop (all three are always read).
+    #[serde(deserialize_with = "formats")]
+    pub propagation: Vec<Format>,
+    pub trace_id_128bit: bool,
+    /// Inbound SERVER spans reuse the caller's span id (Zipkin's shared span) instead of a child id.
+    pub shared_span_context: bool,
+    pub sampling: Sampling,
+    pub custom_tags: Vec<CustomTag>,
+    pub flush: Flush,
+    /// Spans held for export; beyond it new spans are dropped (and counted).
+    pub buffer_size: usize,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            collector: None,
+            protocol: Protocol::ZipkinJson,
+            propagation: vec![Format::B3Multi],
+            trace_id_128bit: true,
+            shared_span_context: false,
+            sampling: Sampling::default(),
+            custom_tags: Vec::new(),
+            flush: Flush::default(),
+            buffer_size: 2048,
+        }
+    }
+}
+
+/// Envoy's three sampling knobs, in percent.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sampling {
+    /// Requests without a decision that start a sampled trace.
+    pub random: f64,
+    /// Requests carrying `x-client-trace-id` that are force-sampled.
+    pub client: f64,
+    /// Cap applied after the other two.
+    pub overall: f64,
+    /// When set, the random decision is the collector's consistent hash of the trace id.
+    pub hash_seed: Option<u32>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            random: 100.0,
+            client: 100.0,
+            overall: 100.0,
+            hash_seed: None,
+        }
+    }
+}
+
+/// A tag added to every span: `tag` plus exactly one source.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomTag {
+    pub tag: String,
+    #[serde(default)]
+    pub literal: Option<String>,
+    /// An environment variable's name; read once at start.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// A request header's name.
+    #[serde(default)]
+    pub request_header: Option<String>,
+    /// Used when the variable or header is absent (no tag when unset).
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Flush {
+    /// Spans per export request.
+    pub count: usize,
+    /// Longest a span waits before export.
+    #[serde(with = "dur")]
+    pub interval: Duration,
+}
+
+impl Default for Flush {
+    fn default() -> Self {
+        Flush {
+            count: 256,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+mod dur {
+    use super::*;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| de::Error::custom(format!("{s:?}: {e}")))
+    }
+}
+
+fn formats<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Format>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names
+        .iter()
+        .map(|n| {
+            Format::from_name(n).ok_or_else(|| {
+                de::Error::custom(format!(
+                    "unknown propagation {n:?}, expected b3multi, b3 or tracecontext"
+                ))
+            })
+        })
+        .collect()
+}
+
+impl Config {
+    /// Parses and checks a configuration.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_yaml::from_str(text).map_err(|e| locate_unknown_key(e, text))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.listeners.is_empty() {
+            return bad("no listeners".to_owned());
+        }
+        for l in &self.listeners {
+            match (&l.mode, &l.upstream) {
+                (Mode::Outbound, Upstream::Routed(r)) => {
+                    for route in &r.routes {
+                        if route.host.is_none() && route.path_prefix.is_none() {
+                            return bad(format!(
+                                "listener {:?}: a route needs host or path_prefix",
+                                l.name
+                            ));
+                        }
+                        match r.clusters.get(&route.cluster) {
+                            None => {
+                                return bad(format!(
+                                    "listener {:?}: route to unknown cluster {:?}",
+                                    l.name, route.cluster
+                                ))
+                            }
+                            Some(eps) if eps.is_empty() => {
+                                return bad(format!(
+                                    "listener {:?}: cluster {:?} has no endpoints",
+                                    l.name, route.cluster
+                                ))
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+                (Mode::Outbound, Upstream::Single(_)) => {}
+                (_, Upstream::Routed(_)) => {
+                    return bad(format!(
+                        "listener {:?}: edge and inbound listeners take one upstream host:port",
+                        l.name
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let s = &self.tracing.sampling;
+        for (name, v) in [
+            ("random", s.random),
+            ("client", s.client),
+            ("overall", s.overall),
+        ] {
+            if !(0.0..=100.0).contains(&v) {
+                return bad(format!("sampling.{name} must be 0 to 100, got {v}"));
+            }
+        }
+        for t in &self.tracing.custom_tags {
+            let sources = [&t.literal, &t.environment, &t.request_header]
+                .iter()
+                .filter(|s| s.is_some())
+                .count();
+            if sources != 1 {
+                return bad(format!(
+                    "custom tag {:?} needs exactly one of literal, environment, request_header",
+                    t.tag
+                ));
+            }
+        }
+        if self.tracing.flush.count == 0 || self.tracing.buffer_size == 0 {
+            return bad("flush.count and buffer_size must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// serde_yaml places an unknown-field error at the start of the enclosing map; this finds the
+/// line of the key itself (from there on) and names it, so the message points at the typo.
+fn locate_unknown_key(e: serde_yaml::Error, text: &str) -> ConfigError {
+    let message = e.to_string();
+    let key = message
+        .split_once("unknown field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(key, _)| key);
+    let (Some(key), Some(from)) = (key, e.location().map(|l| l.line())) else {
+        return ConfigError::Yaml(e);
+    };
+    let found = text
+        .lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, line)| {
+            line.match_indices(key).any(|(i, _)| {
+                let before = line[..i].trim_end();
+                let after = &line[i + key.len()..];
+                after.trim_start().starts_with(':')
+                    && (before.is_empty() || before.ends_with(['{', ',', '-']))
+            })
+        });
+    match found {
+        Some((i, _)) => {
+            ConfigError::Invalid(format!("unknown key `{key}` at line {}: {message}", i + 1))
+        }
+        None => ConfigError::Yaml(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+node_id: sidecar-a
+zone: zone-1
+admin: 127.0.0.1:0
+listeners:
+  - name: ingress
+    mode: edge
+    listen: 127.0.0.1:0
+    upstream: 127.0.0.1:9000
+    timeouts: { connect: 250ms, request: 2s }
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes:
+        - { host: svc-b, cluster: b }
+        - { path_prefix: /api, cluster: b, name: api }
+      clusters:
+        b: [127.0.0.1:9001, 127.0.0.1:9002]
+tracing:
+  collector: http://127.0.0.1:9411/api/v2/spans
+  protocol: zipkin-proto
+  propagation: [b3multi, b3, tracecontext]
+  trace_id_128bit: false
+  shared_span_context: true
+  sampling: { random: 10, client: 100, overall: 50, hash_seed: 22 }
+  custom_tags:
+    - { tag: env, literal: prod }
+    - { tag: host, environment: HOSTNAME, default: none }
+    - { tag: ua, request_header: user-agent }
+  flush: { count: 50, interval: 200ms }
+  buffer_size: 1000
+"#;
+
+    #[test]
+    fn full_config_parses() {
+        let c = Config::from_yaml(FULL).unwrap();
+        assert_eq!(c.node_id, "sidecar-a");
+        assert_eq!(c.listeners[0].mode, Mode::Edge);
+        assert_eq!(c.listeners[0].timeouts.connect, Duration::from_millis(250));
+        assert_eq!(c.listeners[0].timeouts.idle, Duration::from_secs(60));
+        let Upstream::Routed(r) = &c.listeners[1].upstream else {
+            panic!("routed")
+        };
+        assert_eq!(r.clusters["b"].len(), 2);
+        assert_eq!(r.routes[1].name.as_deref(), Some("api"));
+        let t = &c.tracing;
+        assert_eq!(t.protocol, Protocol::ZipkinProto);
+        assert_eq!(
+            t.propagation,
+            vec![Format::B3Multi, Format::B3Single, Format::TraceContext]
+        );
+        assert!(!t.trace_id_128bit && t.shared_span_context);
+        assert_eq!(t.sampling.hash_seed, Some(22));
+        assert_eq!(t.custom_tags.len(), 3);
+        assert_eq!(t.flush.interval, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_yaml(
+            "node_id: n\nlisteners:\n  - {name: a, mode: inbound, listen: '127.0.0.1:0', upstream: '127.0.0.1:1'}\n",
+        )
+        .unwrap();
+        assert!(c.tracing.trace_id_128bit);
+        assert!(!c.tracing.shared_span_context);
+        assert_eq!(c.tracing.sampling.random, 100.0);
+        assert_eq!(c.tracing.propagation, vec![Format::B3Multi]);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_line() {
+        let line_of =
+            |text: &str, key: &str| 1 + text.lines().position(|l| l.contains(key)).unwrap();
+        for (from, to, key) in [
+            (
+                "  buffer_size: 1000",
+                "  buffer_size: 1000\n  bufer: 3",
+                "bufer",
+            ),
+            (
+                "{ host: svc-b, cluster: b }",
+                "{ hots: svc-b, cluster: b }",
+                "hots",
+            ),
+            (
+                "    timeouts: {",
+                "    timeout: 1s\n    timeouts: {",
+                "timeout",
+            ),
+            (
+                "node_id: sidecar-a",
+                "node_id: sidecar-a\nnodeid: x",
+                "nodeid",
+            ),
+        ] {
+            let text = FULL.replacen(from, to, 1);
+            let e = Config::from_yaml(&text).unwrap_err().to_string();
+            let want = format!(
+                "unknown key `{key}` at line {}",
+                line_of(&text, &format!("{key}:"))
+            );
+            assert!(e.contains(&want), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        for (from, to, want) in [
+            ("protocol: zipkin-proto", "protocol: thrift", "thrift"),
+            ("[b3multi, b3, tracecontext]", "[b3multi, jaeger]", "jaeger"),
+            ("random: 10", "random: 120", "sampling.random"),
+            ("cluster: b }", "cluster: c }", "unknown cluster"),
+            ("250ms", "soon", "soon"),
+            ("{ tag: env, literal: prod }", "{ tag: env }", "exactly one"),
+        ] {
+            let e = Config::from_yaml(&FULL.replacen(from, to, 1))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{to}: {e}");
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The bodies that stream through the proxy, and the header hygiene of forwarding.
+//!
+//! Bodies are never collected: [`CountedRequest`] counts request bytes as the upstream pulls them,
+//! [`TracedResponse`] counts response bytes as the client pulls them and finishes the span when the
+//! body ends, fails, or is dropped (a client that hangs up mid-stream still yields a span).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+
+use crate::span::ActiveSpan;
+
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// A request body on its way upstream, counting its bytes.
+pub struct CountedRequest<B> {
+    inner: B,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<B> CountedRequest<B> {
+    pub fn new(inner: B, bytes: Arc<AtomicU64>) -> Self {
+        CountedRequest { inner, bytes }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for CountedRequest<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What is left to record when the response is over.
+pub struct Finish {
+    pub span: ActiveSpan,
+    pub request_bytes: Arc<AtomicU64>,
+    pub response_bytes: u64,
+}
+
+impl Finish {
+    fn done(mut self, failed: Option<String>) {
+        self.span.tag(
+            "request_size",
+            self.request_bytes.load(Ordering::Relaxed) as i64,
+        );
+        self.span.tag("response_size", self.response_bytes as i64);
+        if let Some(why) = failed {
+            self.span.error(&why);
+        }
+        self.span.finish();
+    }
+}
+
+/// A response body on its way to the client; finishes the span at its end.
+pub struct TracedResponse {
+    inner: ProxyBody,
+    finish: Option<Finish>,
+}
+
+impl TracedResponse {
+    pub fn new(inner: ProxyBody, finish: Option<Finish>) -> Self {
+        TracedResponse { inner, finish }
+    }
+}
+
+impl Body for TracedResponse {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(f)) = (frame.data_ref(), self.finish.as_mut()) {
+                    f.response_bytes += data.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    if let Some(f) = self.finish.take() {
+                        f.done(None);
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(f) = self.finish.take() {
+                    f.done(Some(format!("upstream response body failed: {e}")));
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(f) = self.finish.take() {
+                    f.done(None);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for TracedResponse {
+    fn drop(&mut self) {
+        if let Some(f) = self.finish.take() {
+            let failed = (!self.inner.is_end_stream())
+                .then(|| "downstream went away before the response ended".to_owned());
+            f.done(failed);
+        }
+    }
+}
+
+/// A small body the proxy answers itself (404, 502, 503, 504).
+pub fn local_body(text: String) -> ProxyBody {
+    Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
+/// `te: trailers` is kept: gRPC needs it end to end.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in [
+        header::CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(n);
+    }
+    let te_trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    headers.remove(header::TE);
+    if te_trailers {
+        headers.insert(header::TE, http::HeaderValue::from_static("trailers"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_te_trailers_stays() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "close"),
+            ("te", "gzip, trailers"),
+            ("x-b3-traceid", "463ac35c9f6413ad"),
+        ] {
+            h.append(
+                HeaderName::from_static(k),
+                http::HeaderValue::from_static(v),
+            );
+        }
+        strip_hop_by_hop(&mut h);
+        let left: Vec<_> = h
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            left,
+            [("x-b3-traceid", "463ac35c9f6413ad"), ("te", "trailers")]
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, http::HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty());
+    }
+}

@@ -1,0 +1,277 @@
+//! One listener: accepts HTTP/1.1 (keep-alive) and HTTP/2 cleartext (prior knowledge, so gRPC
+//! works) on the same port, and runs each request through route → span → forward.
+//!
+//! HTTP/2 requests go upstream over HTTP/2 (h2c), HTTP/1.1 over HTTP/1.1, each through its own
+//! pooled client. Failures the proxy answers itself: 404 (no route, `NR`), 502 (upstream connect
+//! or reset, `UF`/`UR`), 504 (no response headers within `timeouts.request`, `UT`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::config::{ListenerConfig, Mode, Timeouts};
+use crate::forward::{local_body, strip_hop_by_hop, CountedRequest, Finish, TracedResponse};
+use crate::route::Router;
+use crate::span::{ActiveSpan, Tracer};
+use crate::stats::Stats;
+
+type UpstreamClient = Client<HttpConnector, CountedRequest<Incoming>>;
+
+pub struct Listener {
+    mode: Mode,
+    router: Router,
+    tracer: Arc<Tracer>,
+    stats: Arc<Stats>,
+    timeouts: Timeouts,
+    http1: UpstreamClient,
+    http2: UpstreamClient,
+}
+
+impl Listener {
+    pub fn new(config: &ListenerConfig, tracer: Arc<Tracer>, stats: Arc<Stats>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.timeouts.connect));
+        connector.set_nodelay(true);
+        let client = |h2: bool| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(config.timeouts.idle)
+                .http2_only(h2)
+                .build(connector.clone())
+        };
+        Listener {
+            mode: config.mode,
+            router: Router::new(config),
+            tracer,
+            stats,
+            timeouts: config.timeouts,
+            http1: client(false),
+            http2: client(true),
+        }
+    }
+
+    pub async fn serve(self: Arc<Self>, tcp: TcpListener) {
+        loop {
+            let (stream, peer) = match tcp.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let this = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let this = this.clone();
+                    async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    }
+
+    async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<TracedResponse> {
+        Stats::inc(&self.stats.requests);
+        if self.mode == Mode::Edge && !req.headers().contains_key("x-request-id") {
+            if let Ok(v) = HeaderValue::from_str(&new_request_id()) {
+                req.headers_mut().insert("x-request-id", v);
+            }
+        }
+        let version = req.version();
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        let path = req.uri().path().to_owned();
+        let target = self.router.pick(host.as_deref(), &path);
+        let route_name = target.as_ref().and_then(|t| t.operation);
+        let method = req.method().clone();
+        let operation = || match route_name {
+            Some(op) => op.to_owned(),
+            None => format!("{method} {path}"),
+        };
+        let begun = self.tracer.begin(self.mode, req.headers(), operation);
+        let mut span = begun.span;
+        wire::propagation::inject(&begun.outgoing, &self.tracer.formats, req.headers_mut());
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        if let Some(s) = span.as_mut() {
+            if let Some(id) = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                s.tag("guid:x-request-id", id);
+            }
+            s.tag(
+                "http.url",
+                format!("http://{}{}", host.as_deref().unwrap_or(""), path_and_query),
+            );
+            s.tag("http.method", req.method().as_str());
+            s.tag("http.protocol", protocol_name(version));
+            s.tag("peer.address", peer.ip().to_string());
+            if let Some(user_agent) = req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+            {
+                s.tag("user_agent", user_agent);
+            }
+        }
+        let request_bytes = Arc::new(AtomicU64::new(0));
+        let Some(target) = target else {
+            return self.local(
+                span,
+                request_bytes,
+                StatusCode::NOT_FOUND,
+                "NR",
+                "no route matched\n",
+            );
+        };
+        if let Some(s) = span.as_mut() {
+            s.tag("upstream_cluster", target.cluster);
+            s.tag("upstream_cluster.name", target.cluster);
+            s.tag("upstream_address", target.address);
+        }
+        let uri: Uri = match format!("http://{}{}", target.address, path_and_query).parse() {
+            Ok(u) => u,
+            Err(_) => {
+                return self.local(
+                    span,
+                    request_bytes,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UH",
+                    "bad upstream address\n",
+                )
+            }
+        };
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.uri = uri;
+        let client = if version == Version::HTTP_2 {
+            &self.http2
+        } else {
+            parts.version = Version::HTTP_11;
+            &self.http1
+        };
+        let upstream_req =
+            Request::from_parts(parts, CountedRequest::new(body, request_bytes.clone()));
+        let answer =
+            tokio::time::timeout(self.timeouts.request, client.request(upstream_req)).await;
+        match answer {
+            Ok(Ok(resp)) => {
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                let finish = span.map(|mut s| {
+                    s.tag("http.status_code", i64::from(parts.status.as_u16()));
+                    s.tag("response_flags", "-");
+                    if parts.status.is_server_error() {
+                        s.error(&format!("upstream answered {}", parts.status));
+                    }
+                    Finish {
+                        span: s,
+                        request_bytes,
+                        response_bytes: 0,
+                    }
+                });
+                Response::from_parts(parts, TracedResponse::new(body.boxed(), finish))
+            }
+            Ok(Err(e)) => {
+                Stats::inc(&self.stats.upstream_errors);
+                let flag = if e.is_connect() { "UF" } else { "UR" };
+                tracing::debug!("upstream {} failed: {e}", target.address);
+                self.local(
+                    span,
+                    request_bytes,
+                    StatusCode::BAD_GATEWAY,
+                    flag,
+                    "upstream connect error or disconnect/reset before headers\n",
+                )
+            }
+            Err(_) => {
+                Stats::inc(&self.stats.upstream_timeouts);
+                self.local(
+                    span,
+                    request_bytes,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "UT",
+                    "upstream request timeout\n",
+                )
+            }
+        }
+    }
+
+    /// An answer of the proxy's own, with the span finished as failed for 5xx.
+    fn local(
+        &self,
+        span: Option<ActiveSpan>,
+        request_bytes: Arc<AtomicU64>,
+        status: StatusCode,
+        flag: &str,
+        text: &str,
+    ) -> Response<TracedResponse> {
+        let finish = span.map(|mut s| {
+            s.tag("http.status_code", i64::from(status.as_u16()));
+            s.tag("response_flags", flag);
+            if status.is_server_error() {
+                s.error(text.trim_end());
+            }
+            Finish {
+                span: s,
+                request_bytes,
+                response_bytes: 0,
+            }
+        });
+        let mut r = Response::new(TracedResponse::new(local_body(text.to_owned()), finish));
+        *r.status_mut() = status;
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        r
+    }
+}
+
+fn protocol_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// A random UUID (version 4), as Envoy generates for `x-request-id`.
+fn new_request_id() -> String {
+    let mut b: [u8; 16] = fastrand::u128(..).to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!(
+        "{}-{}-{}-{}-{}",
+        h(0..4),
+        h(4..6),
+        h(6..8),
+        h(8..10),
+        h(10..16)
+    )
+}

@@ -1,0 +1,300 @@
+//! The reporter: spans go into a bounded buffer that never blocks a request (a full buffer drops
+//! the span and counts it), a background task batches them by count or interval and exports them
+//! as Zipkin v2 (JSON or proto3; 202 expected) or OTLP (HTTP protobuf or gRPC), retrying with
+//! exponential backoff while the collector is away. While it retries, the buffer fills and new
+//! spans are dropped: memory stays bounded, requests never wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use model::{KeyValue, Resource, ResourceSpans, Scope, ScopeSpans, Span, TraceBatch};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, Protocol};
+use crate::stats::Stats;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the last export.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("collector URL {url:?} is invalid: {reason}")]
+    Url { url: String, reason: String },
+}
+
+/// The request side of the reporter: cheap to clone, never waits.
+#[derive(Clone)]
+pub struct SpanSink {
+    tx: mpsc::Sender<Span>,
+    stats: Arc<Stats>,
+}
+
+impl SpanSink {
+    /// Queues a finished span, or drops it (counted) when the buffer is full.
+    pub fn offer(&self, span: Span) {
+        if self.tx.try_send(span).is_err() {
+            Stats::inc(&self.stats.spans_dropped);
+        }
+    }
+}
+
+/// Stops the reporter task, flushing what it holds.
+pub struct ReporterHandle {
+    close: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+impl ReporterHandle {
+    pub async fn close(mut self) {
+        if let Some((tx, task)) = self.close.take() {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_secs(1), task).await;
+        }
+    }
+}
+
+enum Exporter {
+    Http {
+        client: Box<Client<HttpConnector, Full<Bytes>>>,
+        uri: http::Uri,
+        protocol: Protocol,
+    },
+    Grpc(TraceServiceClient<tonic::transport::Channel>),
+}
+
+/// What one export attempt came to.
+enum Outcome {
+    Done,
+    Retry(String),
+    GiveUp(String),
+}
+
+/// Starts the reporter; no sink when no collector is configured (spans are then not recorded).
+pub fn start(
+    config: &Config,
+    stats: Arc<Stats>,
+) -> Result<(ReporterHandle, Option<SpanSink>), ReportError> {
+    let t = &config.tracing;
+    let Some(url) = &t.collector else {
+        return Ok((ReporterHandle { close: None }, None));
+    };
+    let bad = |reason: String| ReportError::Url {
+        url: url.clone(),
+        reason,
+    };
+    let exporter = match t.protocol {
+        Protocol::OtlpGrpc => {
+            let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|e| bad(e.to_string()))?
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(10));
+            Exporter::Grpc(TraceServiceClient::new(endpoint.connect_lazy()))
+        }
+        protocol => {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+            if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                return Err(bad("an http:// URL with a host is needed".to_owned()));
+            }
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(Duration::from_secs(5)));
+            connector.set_nodelay(true);
+            Exporter::Http {
+                client: Box::new(Client::builder(TokioExecutor::new()).build(connector)),
+                uri,
+                protocol,
+            }
+        }
+    };
+    let (tx, rx) = mpsc::channel(t.buffer_size);
+    let (close_tx, close_rx) = oneshot::channel();
+    let resource = Resource {
+        attributes: [
+            Some(KeyValue::new(model::SERVICE_NAME, config.node_id.as_str())),
+            (!config.zone.is_empty()).then(|| KeyValue::new("zone", config.zone.as_str())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        dropped_attributes_count: 0,
+    };
+    let task = tokio::spawn(run(
+        rx,
+        close_rx,
+        exporter,
+        resource,
+        t.flush.count,
+        t.flush.interval,
+        stats.clone(),
+    ));
+    Ok((
+        ReporterHandle {
+            close: Some((close_tx, task)),
+        },
+        Some(SpanSink { tx, stats }),
+    ))
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Span>,
+    mut close: oneshot::Receiver<()>,
+    exporter: Exporter,
+    resource: Resource,
+    count: usize,
+    interval: Duration,
+    stats: Arc<Stats>,
+) {
+    let mut buf: Vec<Span> = Vec::with_capacity(count);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            span = rx.recv() => match span {
+                Some(span) => {
+                    buf.push(span);
+                    if buf.len() >= count && flush(&exporter, &resource, &mut buf, &stats, &mut close).await {
+                        return;
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                if !buf.is_empty() && flush(&exporter, &resource, &mut buf, &stats, &mut close).await {
+                    return;
+                }
+            }
+            _ = &mut close => break,
+        }
+    }
+    // Closing: take what is queued and try once more, briefly.
+    while let Ok(span) = rx.try_recv() {
+        buf.push(span);
+    }
+    for chunk in buf.chunks(count) {
+        let batch = to_batch(&resource, chunk.to_vec());
+        let n = chunk.len() as u64;
+        match tokio::time::timeout(CLOSE_TIMEOUT, export(&exporter, &batch)).await {
+            Ok(Outcome::Done) => Stats::add(&stats.spans_exported, n),
+            _ => Stats::add(&stats.spans_export_failed, n),
+        }
+    }
+}
+
+/// Exports `buf`, retrying with backoff until it succeeds, is refused for good, or close is asked
+/// (then the batch is counted as failed and `true` returned: the reporter stops).
+async fn flush(
+    exporter: &Exporter,
+    resource: &Resource,
+    buf: &mut Vec<Span>,
+    stats: &Stats,
+    close: &mut oneshot::Receiver<()>,
+) -> bool {
+    let n = buf.len() as u64;
+    let batch = to_batch(resource, std::mem::take(buf));
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match export(exporter, &batch).await {
+            Outcome::Done => {
+                Stats::add(&stats.spans_exported, n);
+                return false;
+            }
+            Outcome::GiveUp(why) => {
+                tracing::warn!("collector refused {n} spans: {why}");
+                Stats::add(&stats.spans_export_failed, n);
+                return false;
+            }
+            Outcome::Retry(why) => {
+                tracing::debug!("export of {n} spans failed, retrying in {backoff:?}: {why}");
+                Stats::inc(&stats.export_retries);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = &mut *close => {
+                        Stats::add(&stats.spans_export_failed, n);
+                        return true;
+                    }
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+fn to_batch(resource: &Resource, spans: Vec<Span>) -> TraceBatch {
+    TraceBatch {
+        resource_spans: vec![ResourceSpans {
+            resource: resource.clone(),
+            schema_url: String::new(),
+            scope_spans: vec![ScopeSpans {
+                scope: Scope {
+                    name: "meshtrace-proxy".to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    ..Default::default()
+                },
+                schema_url: String::new(),
+                spans,
+            }],
+        }],
+    }
+}
+
+async fn export(exporter: &Exporter, batch: &TraceBatch) -> Outcome {
+    match exporter {
+        Exporter::Grpc(client) => {
+            let mut client = client.clone();
+            match client.export(wire::otlp::to_request(batch)).await {
+                Ok(_) => Outcome::Done,
+                Err(s) => match s.code() {
+                    tonic::Code::InvalidArgument
+                    | tonic::Code::Unimplemented
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::Unauthenticated => Outcome::GiveUp(s.to_string()),
+                    _ => Outcome::Retry(s.to_string()),
+                },
+            }
+        }
+        Exporter::Http {
+            client,
+            uri,
+            protocol,
+        } => {
+            let (body, content_type) = match protocol {
+                Protocol::ZipkinJson => (wire::zipkin::encode_json(batch), "application/json"),
+                Protocol::ZipkinProto => {
+                    (wire::zipkin::encode_proto(batch), "application/x-protobuf")
+                }
+                _ => (wire::otlp::encode_protobuf(batch), "application/x-protobuf"),
+            };
+            let req = http::Request::post(uri.clone())
+                .header(http::header::CONTENT_TYPE, content_type)
+                .body(Full::new(Bytes::from(body)));
+            let req = match req {
+                Ok(r) => r,
+                Err(e) => return Outcome::GiveUp(e.to_string()),
+            };
+            let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req)).await;
+            match resp {
+                Err(_) => Outcome::Retry("timed out".to_owned()),
+                Ok(Err(e)) => Outcome::Retry(e.to_string()),
+                Ok(Ok(resp)) => {
+                    let status = resp.status();
+                    // Read the answer so the connection goes back to the pool.
+                    let _ = resp.into_body().collect().await;
+                    if status.is_success() {
+                        Outcome::Done
+                    } else if status.as_u16() == 429 || status.is_server_error() {
+                        Outcome::Retry(format!("HTTP {status}"))
+                    } else {
+                        Outcome::GiveUp(format!("HTTP {status}"))
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The proxy's own counters, rendered as Prometheus text on the admin port.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub upstream_timeouts: AtomicU64,
+    pub spans_started: AtomicU64,
+    /// Spans dropped because the reporter's buffer was full.
+    pub spans_dropped: AtomicU64,
+    pub spans_exported: AtomicU64,
+    /// Spans given up on after the export retries ran out.
+    pub spans_export_failed: AtomicU64,
+    pub export_retries: AtomicU64,
+}
+
+impl Stats {
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, c) in [
+            (
+                "meshtrace_proxy_requests_total",
+                "Requests received.",
+                &self.requests,
+            ),
+            (
+                "meshtrace_proxy_upstream_errors_total",
+                "Requests answered 502/503 because the upstream failed.",
+                &self.upstream_errors,
+            ),
+            (
+                "meshtrace_proxy_upstream_timeouts_total",
+                "Requests answered 504.",
+                &self.upstream_timeouts,
+            ),
+            (
+                "meshtrace_proxy_spans_started_total",
+                "Sampled spans started.",
+                &self.spans_started,
+            ),
+            (
+                "meshtrace_proxy_spans_dropped_total",
+                "Spans dropped because the report buffer was full.",
+                &self.spans_dropped,
+            ),
+            (
+                "meshtrace_proxy_spans_exported_total",
+                "Spans the collector accepted.",
+                &self.spans_exported,
+            ),
+            (
+                "meshtrace_proxy_spans_export_failed_total",
+                "Spans given up on after retries.",
+                &self.spans_export_failed,
+            ),
+            (
+                "meshtrace_proxy_export_retries_total",
+                "Export attempts retried.",
+                &self.export_retries,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
