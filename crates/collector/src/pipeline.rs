@@ -228,49 +228,33 @@ impl Collector {
                     if let Some(h) = &o.protocols.http {
                         let addr = listen_addr(h.endpoint.as_deref().unwrap_or(OTLP_HTTP_DEFAULT));
                         let name = listener_name(id, Some("http"));
+                        let app = receiver::otlp_http::router(
+                            sink.clone(),
+                            body_limits(h.max_request_body_size),
+                        );
                         let l = bind(&name, &addr).await?;
-                        let mut limits = receiver::Limits::default();
-                        if let Some(b) = h.max_request_body_size {
-                            limits.max_body_bytes = usize::try_from(b).unwrap_or(usize::MAX);
-                        }
                         listeners.push(Listener {
                             name: name.clone(),
                             addr: local(&l),
                             what: "POST /v1/traces",
                         });
-                        let app = receiver::otlp_http::router(sink.clone(), limits);
-                        let serve = axum::serve(l, app)
-                            .with_graceful_shutdown(stopped())
-                            .into_future();
-                        servers.spawn(async move {
-                            serve
-                                .await
-                                .map_err(|e| format!("{name} server failed: {e}"))
-                        });
+                        servers.spawn(serve_http(name, l, app, stopped()));
                     }
                 }
                 Receiver::Zipkin(z) => {
                     let addr = listen_addr(z.endpoint.as_deref().unwrap_or(ZIPKIN_DEFAULT));
                     let name = listener_name(id, None);
+                    let app = receiver::zipkin_http::router(
+                        sink.clone(),
+                        body_limits(z.max_request_body_size),
+                    );
                     let l = bind(&name, &addr).await?;
-                    let mut limits = receiver::Limits::default();
-                    if let Some(b) = z.max_request_body_size {
-                        limits.max_body_bytes = usize::try_from(b).unwrap_or(usize::MAX);
-                    }
                     listeners.push(Listener {
                         name: name.clone(),
                         addr: local(&l),
                         what: "POST /api/v2/spans",
                     });
-                    let app = receiver::zipkin_http::router(sink.clone(), limits);
-                    let serve = axum::serve(l, app)
-                        .with_graceful_shutdown(stopped())
-                        .into_future();
-                    servers.spawn(async move {
-                        serve
-                            .await
-                            .map_err(|e| format!("{name} server failed: {e}"))
-                    });
+                    servers.spawn(serve_http(name, l, app, stopped()));
                 }
             }
         }
@@ -367,6 +351,28 @@ fn storage_dir(
             .map(|d| (d, f.create_directory)),
         _ => None,
     }
+}
+
+/// The receivers' body limit, or the default when the config sets none.
+fn body_limits(max_request_body_size: Option<u64>) -> receiver::Limits {
+    let mut limits = receiver::Limits::default();
+    if let Some(b) = max_request_body_size {
+        limits.max_body_bytes = usize::try_from(b).unwrap_or(usize::MAX);
+    }
+    limits
+}
+
+/// Serves an HTTP receiver on `listener` until `stopped` completes.
+async fn serve_http(
+    name: String,
+    listener: TcpListener,
+    app: axum::Router,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
+        .map_err(|e| format!("{name} server failed: {e}"))
 }
 
 fn local(l: &TcpListener) -> SocketAddr {

@@ -311,7 +311,7 @@ fn proxy_flushes_buffered_spans_on_sigterm() {
     let server = AllInOne::start(dir.path(), &[]);
     let app = App::start();
     // A long interval and a large count: only the shutdown flush can send the span.
-    let mut proxy = inbound(
+    let proxy = inbound(
         app.addr,
         &format!(
             "  collector: http://{}/api/v2/spans\n  flush: {{ count: 1000, interval: 1h }}\n",
@@ -324,17 +324,7 @@ fn proxy_flushes_buffered_spans_on_sigterm() {
         curl(&["-H", &tp, &format!("http://{}/echo", proxy.addr("in"))]).status,
         200
     );
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &proxy.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exited = eventually(Duration::from_secs(10), || proxy.child.try_wait().unwrap());
-    assert_eq!(
-        exited.and_then(|s| s.code()),
-        Some(0),
-        "clean exit on SIGTERM"
-    );
+    assert_eq!(proxy.terminate(), Some(0), "clean exit on SIGTERM");
     let t = eventually(Duration::from_secs(10), || {
         let a = get(&server.query_url(&format!("/api/traces/{trace}")));
         (a.status == 200).then(|| a.json())

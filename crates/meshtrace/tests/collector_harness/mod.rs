@@ -2,96 +2,15 @@
 //! all-in-one backend on a chosen port), and a tiny HTTP server that records what exporters send.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// A running `meshtrace` process; killed when dropped.
-pub struct Proc {
-    child: Option<Child>,
-    pub addrs: HashMap<String, String>,
-}
-
-impl Proc {
-    /// Spawns `meshtrace ARGS` and waits (≤ 60 s) until it announced every listener in `expect`.
-    pub fn spawn(args: &[&str], expect: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_meshtrace"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn meshtrace");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                println!("[meshtrace] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let mut addrs = HashMap::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !expect.iter().all(|e| addrs.contains_key(*e)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let _ = child.kill();
-                panic!("meshtrace {args:?} did not announce {expect:?} in time (got {addrs:?})");
-            };
-            if let Some(rest) = line.strip_prefix("meshtrace: ") {
-                let mut words = rest.split_whitespace();
-                if let (Some(name), Some("listening"), Some("on"), Some(addr)) =
-                    (words.next(), words.next(), words.next(), words.next())
-                {
-                    addrs.insert(name.to_owned(), addr.to_owned());
-                }
-            }
-        }
-        Proc {
-            child: Some(child),
-            addrs,
-        }
-    }
-
-    pub fn addr(&self, name: &str) -> &str {
-        &self.addrs[name]
-    }
-
-    /// SIGTERM and wait (≤ 60 s); returns the exit code.
-    pub fn terminate(mut self) -> Option<i32> {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = child.try_wait().expect("wait") {
-                return s.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("meshtrace did not exit on SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+pub use crate::common::Proc;
 
 /// Writes `config` to `dir/collector.yaml` and starts `meshtrace collector` on it.
 pub fn collector(dir: &Path, config: &str, expect: &[&str]) -> Proc {

@@ -11,23 +11,29 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A running `meshtrace all-in-one`; killed when dropped.
-pub struct AllInOne {
-    child: Child,
+/// A running `meshtrace` process that announced its listeners; killed when dropped.
+pub struct Proc {
+    child: Option<Child>,
     pub addrs: HashMap<String, String>,
-    pub data_dir: PathBuf,
 }
 
-impl AllInOne {
-    /// Starts on free ports with `data_dir` and any extra flags; waits until it listens.
-    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_meshtrace"))
-            .arg("all-in-one")
-            .args(["--data-dir".as_ref(), data_dir.as_os_str()])
-            .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
-            .args(["--zipkin", "127.0.0.1:0", "--query", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "info")
+impl Proc {
+    /// `meshtrace ARGS` with `RUST_LOG=info`, ready for more `.arg`/`.env` before [`Proc::start`].
+    pub fn command(args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshtrace"));
+        cmd.args(args).env("RUST_LOG", "info");
+        cmd
+    }
+
+    /// Spawns `meshtrace ARGS` and waits (≤ 60 s) until it announced every listener in `expect`.
+    pub fn spawn(args: &[&str], expect: &[&str]) -> Proc {
+        Self::start(Self::command(args), expect)
+    }
+
+    /// Spawns `cmd` and waits (≤ 60 s) until it announced every listener in `expect`
+    /// (stdout lines `meshtrace: NAME listening on ADDR ...`).
+    pub fn start(mut cmd: Command, expect: &[&str]) -> Proc {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -42,16 +48,12 @@ impl AllInOne {
         });
         let mut addrs = HashMap::new();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while addrs.len() < 4 {
+        while !expect.iter().all(|e| addrs.contains_key(*e)) {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(l) => l,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("meshtrace did not announce its 4 listeners in time (got {addrs:?})");
-                }
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                panic!("meshtrace {cmd:?} did not announce {expect:?} in time (got {addrs:?})");
             };
-            // "meshtrace: otlp-grpc listening on 127.0.0.1:1234 (...)"
             if let Some(rest) = line.strip_prefix("meshtrace: ") {
                 let mut words = rest.split_whitespace();
                 if let (Some(name), Some("listening"), Some("on"), Some(addr)) =
@@ -61,10 +63,9 @@ impl AllInOne {
                 }
             }
         }
-        AllInOne {
-            child,
+        Proc {
+            child: Some(child),
             addrs,
-            data_dir: data_dir.to_owned(),
         }
     }
 
@@ -72,41 +73,82 @@ impl AllInOne {
         &self.addrs[name]
     }
 
-    pub fn query_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr("query"), path)
-    }
-
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
-    /// SIGTERM and wait; returns the exit code.
+    /// SIGTERM and wait (≤ 60 s); returns the exit code.
     pub fn terminate(mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
+            if let Some(s) = child.try_wait().expect("wait") {
                 return s.code();
             }
-            assert!(
-                Instant::now() < deadline,
-                "meshtrace did not exit on SIGTERM"
-            );
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("meshtrace did not exit on SIGTERM");
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
-impl Drop for AllInOne {
+impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A running `meshtrace all-in-one` on free loopback ports; killed when dropped.
+pub struct AllInOne {
+    proc: Proc,
+    pub data_dir: PathBuf,
+}
+
+impl AllInOne {
+    /// Starts on free ports with `data_dir` and any extra flags; waits until it listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut cmd = Proc::command(&["all-in-one"]);
+        cmd.arg("--data-dir")
+            .arg(data_dir)
+            .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
+            .args(["--zipkin", "127.0.0.1:0", "--query", "127.0.0.1:0"])
+            .args(extra);
+        AllInOne {
+            proc: Proc::start(cmd, &["otlp-grpc", "otlp-http", "zipkin", "query"]),
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    pub fn addr(&self, name: &str) -> &str {
+        self.proc.addr(name)
+    }
+
+    pub fn query_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr("query"), path)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(self) {
+        self.proc.kill9()
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(self) -> Option<i32> {
+        self.proc.terminate()
     }
 }
 

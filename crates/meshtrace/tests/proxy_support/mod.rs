@@ -5,13 +5,11 @@
 //! the tests through the `proxy` crate (cargo unifies features within the workspace).
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
@@ -133,9 +131,9 @@ pub async fn app(
 
 // ---------------------------------------------------------------- the proxy process
 
+/// A running `meshtrace proxy` and its config file; killed when dropped.
 pub struct Proxy {
-    pub child: Child,
-    addrs: HashMap<String, String>,
+    proc: Proc,
     _config: tempfile::NamedTempFile,
 }
 
@@ -144,54 +142,21 @@ impl Proxy {
     pub fn start(yaml: &str, listeners: &[&str]) -> Proxy {
         let mut config = tempfile::NamedTempFile::new().unwrap();
         config.write_all(yaml.as_bytes()).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_meshtrace"))
-            .args(["proxy", "--config"])
-            .arg(config.path())
-            .env("RUST_LOG", "info")
-            .env("MESHTRACE_TEST_POD", "pod-7")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn meshtrace proxy");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                println!("[proxy] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let mut addrs = HashMap::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !listeners.iter().all(|l| addrs.contains_key(*l)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let _ = child.kill();
-                panic!("proxy did not announce {listeners:?} (got {addrs:?})");
-            };
-            if let Some(rest) = line.strip_prefix("meshtrace: ") {
-                let w: Vec<&str> = rest.split_whitespace().collect();
-                if w.len() >= 4 && w[1] == "listening" && w[2] == "on" {
-                    addrs.insert(w[0].to_owned(), w[3].to_owned());
-                }
-            }
-        }
+        let mut cmd = Proc::command(&["proxy", "--config"]);
+        cmd.arg(config.path()).env("MESHTRACE_TEST_POD", "pod-7");
         Proxy {
-            child,
-            addrs,
+            proc: Proc::start(cmd, listeners),
             _config: config,
         }
     }
 
     pub fn addr(&self, name: &str) -> &str {
-        &self.addrs[name]
+        self.proc.addr(name)
     }
-}
 
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(self) -> Option<i32> {
+        self.proc.terminate()
     }
 }
 
