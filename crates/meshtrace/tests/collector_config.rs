@@ -140,3 +140,11 @@ fn collector_starts_the_seed_config_and_keeps_running_with_its_backend_unreachab
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c.terminate(), Some(0), "SIGTERM ends the collector cleanly");
 }
+
+#[test]
+fn collector_validate_accepts_the_example_in_the_repo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = validate(dir.path(), include_str!("../../../examples/otelcol.yaml"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("otlp/jaeger"), "{out}");
+}

@@ -372,6 +372,14 @@ fn locate_unknown_key(e: serde_yaml::Error, text: &str) -> ConfigError {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_documented_example_parses() {
+        let c = Config::from_yaml(include_str!("../../../examples/proxy.yaml")).unwrap();
+        assert_eq!(c.listeners.len(), 2);
+        assert_eq!(c.tracing.protocol, Protocol::ZipkinJson);
+        assert_eq!(c.tracing.custom_tags.len(), 3);
+    }
+
     const FULL: &str = r#"
 node_id: sidecar-a
 zone: zone-1
