@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use model::TraceBatch;
 
+use crate::payload::Payload;
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why a stage did not take a batch. Receivers turn the retryable kinds into 429/503.
@@ -27,6 +29,25 @@ pub enum ConsumeError {
 pub trait Consumer: Send + Sync + 'static {
     fn consume(&self, batch: TraceBatch) -> BoxFuture<'_, Result<(), ConsumeError>>;
 
+    /// Takes a batch in either form. Stages that can pass OTLP bytes on without reading the
+    /// spans override this (and [`Consumer::accepts_otlp`]); the rest get the decoded batch.
+    fn consume_payload(&self, payload: Payload) -> BoxFuture<'_, Result<(), ConsumeError>> {
+        match payload.into_batch() {
+            Ok(batch) => self.consume(batch),
+            Err(e) => Box::pin(async move {
+                Err(ConsumeError::Permanent(format!(
+                    "undecodable OTLP bytes: {e}"
+                )))
+            }),
+        }
+    }
+
+    /// Whether this stage and everything after it can take [`Payload::Otlp`] without decoding
+    /// it (see [`crate::payload`]).
+    fn accepts_otlp(&self) -> bool {
+        false
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
@@ -39,6 +60,10 @@ pub struct Fanout(pub Vec<Arc<dyn Consumer>>);
 
 impl Consumer for Fanout {
     fn consume(&self, batch: TraceBatch) -> BoxFuture<'_, Result<(), ConsumeError>> {
+        self.consume_payload(Payload::Batch(batch))
+    }
+
+    fn consume_payload(&self, batch: Payload) -> BoxFuture<'_, Result<(), ConsumeError>> {
         Box::pin(async move {
             let n = self.0.len();
             let mut first_error = None;
@@ -49,11 +74,15 @@ impl Consumer for Fanout {
                 } else {
                     batch.clone().unwrap_or_default()
                 };
-                if let Err(e) = next.consume(b).await {
+                if let Err(e) = next.consume_payload(b).await {
                     first_error.get_or_insert(e);
                 }
             }
             first_error.map_or(Ok(()), Err)
         })
+    }
+
+    fn accepts_otlp(&self) -> bool {
+        self.0.iter().all(|c| c.accepts_otlp())
     }
 }

@@ -13,5 +13,6 @@
 pub mod config;
 pub mod consumer;
 pub mod exporter;
+pub mod payload;
 pub mod pipeline;
 pub mod processor;

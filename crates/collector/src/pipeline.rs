@@ -19,6 +19,7 @@ use crate::config::explain::{OTLP_GRPC_DEFAULT, OTLP_HTTP_DEFAULT, ZIPKIN_DEFAUL
 use crate::config::{ComponentId, Config, Extension, Receiver};
 use crate::consumer::{ConsumeError, Consumer, Fanout};
 use crate::exporter;
+use crate::payload::{OtlpBytes, Payload};
 use crate::processor;
 
 /// Why the collector could not start.
@@ -53,15 +54,63 @@ pub struct Collector {
     stop: watch::Sender<bool>,
 }
 
-/// A receiver's front: hands batches to the pipelines that list the receiver.
+/// A receiver's front: hands batches to the pipelines that list the receiver. Pipelines that
+/// pass OTLP bytes through get the request's bytes rather than the decoded batch, when those
+/// bytes hold exactly the accepted spans (see [`crate::payload`]).
 struct ReceiverSink {
     name: String,
-    next: Arc<dyn Consumer>,
+    /// Each pipeline head, and whether it takes [`Payload::Otlp`].
+    targets: Vec<(Arc<dyn Consumer>, bool)>,
+}
+
+impl ReceiverSink {
+    fn new(name: String, targets: Vec<Arc<dyn Consumer>>) -> Self {
+        let targets = targets
+            .into_iter()
+            .map(|t| {
+                let raw = t.accepts_otlp();
+                (t, raw)
+            })
+            .collect();
+        Self { name, targets }
+    }
+
+    /// The request's bytes, if some pipeline takes them and they hold no refused span.
+    fn raw(&self, received: &receiver::Received) -> Option<OtlpBytes> {
+        if !self.targets.iter().any(|(_, raw)| *raw) {
+            return None;
+        }
+        let bytes = received.otlp_protobuf.clone()?;
+        let raw = OtlpBytes::new(bytes).ok()?;
+        (raw.span_count() == received.batch.span_count()).then_some(raw)
+    }
+
+    async fn forward(&self, received: receiver::Received) -> Result<(), ConsumeError> {
+        let mut raw = self.raw(&received);
+        let mut batch = Some(received.batch);
+        let n = self.targets.len();
+        let mut first_error = None;
+        for (i, (next, takes_raw)) in self.targets.iter().enumerate() {
+            let last = i + 1 == n;
+            let payload = match (&mut raw, takes_raw) {
+                (Some(r), true) => Payload::Otlp(if last { std::mem::take(r) } else { r.clone() }),
+                _ => Payload::Batch(if last {
+                    batch.take().unwrap_or_default()
+                } else {
+                    batch.clone().unwrap_or_default()
+                }),
+            };
+            if let Err(e) = next.consume_payload(payload).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }
 
 impl receiver::Sink for ReceiverSink {
     async fn accept(&self, received: receiver::Received) -> Result<(), receiver::SinkError> {
-        match self.next.consume(received.batch).await {
+        match self.forward(received).await {
             Ok(()) => Ok(()),
             Err(ConsumeError::Overloaded(m)) => Err(receiver::SinkError::Overloaded(m)),
             Err(ConsumeError::Unavailable(m)) => Err(receiver::SinkError::Unavailable(m)),
@@ -198,10 +247,7 @@ impl Collector {
             if targets.is_empty() {
                 continue; // defined but unused: not started, as in the OTel Collector
             }
-            let sink = Arc::new(ReceiverSink {
-                name: id.to_string(),
-                next: fan(targets),
-            });
+            let sink = Arc::new(ReceiverSink::new(id.to_string(), targets));
             match cfg {
                 Receiver::Otlp(o) => {
                     if let Some(g) = &o.protocols.grpc {

@@ -21,6 +21,7 @@ use model::TraceBatch;
 
 use crate::config::{ComponentId, Exporter};
 use crate::consumer::BoxFuture;
+use crate::payload::Payload;
 
 /// Why one export attempt failed.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -49,6 +50,29 @@ impl ExportError {
 /// One attempt at sending a batch.
 pub trait Export: Send + Sync + 'static {
     fn export<'a>(&'a self, batch: &'a TraceBatch) -> BoxFuture<'a, Result<(), ExportError>>;
+
+    /// One attempt at sending a batch in either form. Exporters that send OTLP protobuf
+    /// override it (and [`Export::accepts_otlp`]) to send the bytes as they are; the others
+    /// get the batch decoded.
+    fn export_payload<'a>(
+        &'a self,
+        payload: &'a Payload,
+    ) -> BoxFuture<'a, Result<(), ExportError>> {
+        match payload {
+            Payload::Batch(b) => self.export(b),
+            Payload::Otlp(raw) => Box::pin(async move {
+                let batch = raw
+                    .decode()
+                    .map_err(|e| ExportError::Permanent(format!("undecodable OTLP bytes: {e}")))?;
+                self.export(&batch).await
+            }),
+        }
+    }
+
+    /// Whether [`Export::export_payload`] sends OTLP bytes without decoding them.
+    fn accepts_otlp(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the exporter `id` as a pipeline stage (queue + retries + the exporter itself).

@@ -4,13 +4,19 @@
 //! Retryable answers are the ones the OTLP specification lists: CANCELLED, DEADLINE_EXCEEDED,
 //! ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and RESOURCE_EXHAUSTED only when the server
 //! sent a RetryInfo (which also gives the delay). Connection failures surface as UNAVAILABLE.
+//!
+//! OTLP bytes ([`Payload::Otlp`], see [`crate::payload`]) are sent as they are, through a codec
+//! that writes them into the gRPC frame instead of encoding a request.
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use bytes::BufMut;
 use model::TraceBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use tonic::codec::CompressionEncoding;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
@@ -18,9 +24,14 @@ use tonic::Code;
 use super::{Export, ExportError};
 use crate::config::{Compression, OtlpExporter as Config};
 use crate::consumer::BoxFuture;
+use crate::payload::{OtlpBytes, Payload};
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 pub struct OtlpExporter {
     client: TraceServiceClient<Channel>,
+    /// The same channel, for sending OTLP bytes as they are.
+    raw: tonic::client::Grpc<Channel>,
     metadata: Vec<(
         MetadataKey<tonic::metadata::Ascii>,
         MetadataValue<tonic::metadata::Ascii>,
@@ -44,10 +55,13 @@ impl OtlpExporter {
             .timeout(timeout)
             .tcp_nodelay(true)
             .connect_lazy();
+        let mut raw =
+            tonic::client::Grpc::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
         let mut client =
             TraceServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
         if cfg.compression.is_none_or(|c| c == Compression::Gzip) {
             client = client.send_compressed(CompressionEncoding::Gzip);
+            raw = raw.send_compressed(CompressionEncoding::Gzip);
         }
         let metadata = cfg
             .headers
@@ -62,6 +76,7 @@ impl OtlpExporter {
             .collect::<Result<_, String>>()?;
         Ok(Self {
             client,
+            raw,
             metadata,
             timeout,
             target: endpoint.to_owned(),
@@ -69,34 +84,120 @@ impl OtlpExporter {
     }
 }
 
+impl OtlpExporter {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        req.set_timeout(self.timeout);
+        for (k, v) in &self.metadata {
+            req.metadata_mut().insert(k.clone(), v.clone());
+        }
+        req
+    }
+
+    /// The outcome of one call, given at most `timeout` + 1 s.
+    async fn call(
+        &self,
+        call: impl std::future::Future<
+            Output = Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status>,
+        >,
+    ) -> Result<(), ExportError> {
+        match tokio::time::timeout(self.timeout + Duration::from_secs(1), call).await {
+            Err(_) => Err(ExportError::retryable(format!(
+                "{}: timed out after {:?}",
+                self.target, self.timeout
+            ))),
+            Ok(Ok(resp)) => {
+                if let Some(p) = resp.into_inner().partial_success {
+                    if p.rejected_spans > 0 {
+                        tracing::warn!(target_endpoint = %self.target, rejected = p.rejected_spans, "backend rejected spans: {}", p.error_message);
+                    }
+                }
+                Ok(())
+            }
+            Ok(Err(status)) => Err(classify(&self.target, &status)),
+        }
+    }
+}
+
 impl Export for OtlpExporter {
     fn export<'a>(&'a self, batch: &'a TraceBatch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(async move {
-            let mut req = tonic::Request::new(wire::otlp::to_request(batch));
-            req.set_timeout(self.timeout);
-            for (k, v) in &self.metadata {
-                req.metadata_mut().insert(k.clone(), v.clone());
-            }
+            let req = self.request(wire::otlp::to_request(batch));
             let mut client = self.client.clone();
-            let answer =
-                tokio::time::timeout(self.timeout + Duration::from_secs(1), client.export(req))
-                    .await;
-            match answer {
-                Err(_) => Err(ExportError::retryable(format!(
-                    "{}: timed out after {:?}",
-                    self.target, self.timeout
-                ))),
-                Ok(Ok(resp)) => {
-                    if let Some(p) = resp.into_inner().partial_success {
-                        if p.rejected_spans > 0 {
-                            tracing::warn!(target_endpoint = %self.target, rejected = p.rejected_spans, "backend rejected spans: {}", p.error_message);
-                        }
-                    }
-                    Ok(())
-                }
-                Ok(Err(status)) => Err(classify(&self.target, &status)),
-            }
+            self.call(client.export(req)).await
         })
+    }
+
+    fn export_payload<'a>(
+        &'a self,
+        payload: &'a Payload,
+    ) -> BoxFuture<'a, Result<(), ExportError>> {
+        match payload {
+            Payload::Batch(b) => self.export(b),
+            Payload::Otlp(raw) => Box::pin(async move {
+                let req = self.request(raw.clone());
+                let mut grpc = self.raw.clone();
+                self.call(async move {
+                    grpc.ready().await.map_err(|e| {
+                        tonic::Status::unavailable(format!("service was not ready: {e}"))
+                    })?;
+                    grpc.unary(req, PathAndQuery::from_static(EXPORT_PATH), RawCodec)
+                        .await
+                })
+                .await
+            }),
+        }
+    }
+
+    fn accepts_otlp(&self) -> bool {
+        true
+    }
+}
+
+/// Writes [`OtlpBytes`] into the gRPC frame as they are; decodes the response with prost.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = OtlpBytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = OtlpBytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: OtlpBytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.reserve(item.len());
+        for chunk in item.chunks() {
+            dst.put_slice(chunk);
+        }
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        use prost::Message;
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("undecodable response: {e}")))
     }
 }
 

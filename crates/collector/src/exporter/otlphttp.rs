@@ -8,6 +8,7 @@ use super::http::Poster;
 use super::{Export, ExportError};
 use crate::config::{Compression, OtlpExporter};
 use crate::consumer::BoxFuture;
+use crate::payload::Payload;
 
 pub struct OtlpHttpExporter {
     poster: Poster,
@@ -46,5 +47,28 @@ impl Export for OtlpHttpExporter {
             };
             self.poster.post(body).await
         })
+    }
+
+    /// OTLP bytes go out as they are with protobuf encoding (see [`crate::payload`]).
+    fn export_payload<'a>(
+        &'a self,
+        payload: &'a Payload,
+    ) -> BoxFuture<'a, Result<(), ExportError>> {
+        match payload {
+            Payload::Otlp(raw) if !self.json => {
+                Box::pin(async move { self.poster.post(raw.to_bytes().to_vec()).await })
+            }
+            Payload::Otlp(raw) => Box::pin(async move {
+                let batch = raw
+                    .decode()
+                    .map_err(|e| ExportError::Permanent(format!("undecodable OTLP bytes: {e}")))?;
+                self.export(&batch).await
+            }),
+            Payload::Batch(b) => self.export(b),
+        }
+    }
+
+    fn accepts_otlp(&self) -> bool {
+        !self.json
     }
 }

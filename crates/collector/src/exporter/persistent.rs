@@ -4,6 +4,10 @@
 //! On start the files left by a previous run are queued again, oldest first, so a restart
 //! during a backend outage loses nothing (delivery is at least once: a batch whose export was
 //! interrupted by shutdown is sent again).
+//!
+//! A batch given as OTLP bytes ([`Payload::Otlp`]) is stored as it is; stored batches are
+//! replayed as OTLP bytes, decoded only if the exporter needs the model (see
+//! [`crate::payload`]).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -13,6 +17,8 @@ use std::sync::Mutex;
 
 use model::TraceBatch;
 use tokio::sync::Notify;
+
+use crate::payload::{OtlpBytes, Payload};
 
 /// Why the disk queue failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +99,11 @@ impl DiskQueue {
 
     /// Stores a batch durably, then queues it.
     pub async fn push(&self, batch: &TraceBatch) -> Result<(), DiskQueueError> {
+        self.push_payload(&Payload::Batch(batch.clone())).await
+    }
+
+    /// Stores a batch in either form durably (as OTLP protobuf), then queues it.
+    pub async fn push_payload(&self, batch: &Payload) -> Result<(), DiskQueueError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(DiskQueueError::Closed);
         }
@@ -101,7 +112,10 @@ impl DiskQueue {
             return Err(DiskQueueError::Full(self.capacity));
         }
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-        let bytes = wire::otlp::encode_protobuf(batch);
+        let bytes = match batch {
+            Payload::Batch(b) => bytes::Bytes::from(wire::otlp::encode_protobuf(b)),
+            Payload::Otlp(raw) => raw.to_bytes(),
+        };
         let (path, dir) = (self.path(seq), self.dir.clone());
         let written = tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
             .await
@@ -118,8 +132,22 @@ impl DiskQueue {
         Ok(())
     }
 
-    /// The oldest waiting batch; `None` once closed.
+    /// The oldest waiting batch, decoded; `None` once closed.
     pub async fn pop(&self) -> Option<(u64, TraceBatch)> {
+        loop {
+            let (seq, payload) = self.pop_payload().await?;
+            match payload.into_batch() {
+                Ok(batch) => return Some((seq, batch)),
+                Err(e) => {
+                    tracing::error!(file = %self.path(seq).display(), "unreadable queued batch, dropped: {e}");
+                    self.done(seq);
+                }
+            }
+        }
+    }
+
+    /// The oldest waiting batch as the OTLP bytes stored; `None` once closed.
+    pub async fn pop_payload(&self) -> Option<(u64, Payload)> {
         loop {
             if self.closed.load(Ordering::Relaxed) {
                 return None;
@@ -128,8 +156,8 @@ impl DiskQueue {
             let next = self.pending.lock().ok().and_then(|mut p| p.pop_front());
             if let Some(seq) = next {
                 match std::fs::read(self.path(seq)) {
-                    Ok(bytes) => match wire::otlp::decode_protobuf(&bytes) {
-                        Ok(decoded) => return Some((seq, decoded.batch)),
+                    Ok(bytes) => match OtlpBytes::new(bytes.into()) {
+                        Ok(raw) => return Some((seq, Payload::Otlp(raw))),
                         Err(e) => {
                             tracing::error!(file = %self.path(seq).display(), "unreadable queued batch, dropped: {e}");
                             self.done(seq);
@@ -221,5 +249,22 @@ mod tests {
         assert_eq!(q.pop().await.unwrap().1, batch(3));
         q.push(&batch(5)).await.unwrap();
         assert_eq!(q.pop().await.unwrap().1, batch(5));
+    }
+
+    #[tokio::test]
+    async fn otlp_bytes_are_stored_and_replayed_as_they_came() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = DiskQueue::open(dir.path(), 3).unwrap();
+        let mut bytes = wire::otlp::encode_protobuf(&batch(1));
+        bytes.extend_from_slice(&[0x7a, 0x01, b'x']); // a field the model does not keep
+        let raw = Payload::Otlp(OtlpBytes::new(bytes.clone().into()).unwrap());
+        q.push_payload(&raw).await.unwrap();
+        q.push(&batch(2)).await.unwrap();
+        let (seq, first) = q.pop_payload().await.unwrap();
+        assert_eq!(first, raw);
+        q.done(seq);
+        let (_, second) = q.pop_payload().await.unwrap();
+        assert_eq!(second.span_count(), 1);
+        assert_eq!(second.into_batch().unwrap(), batch(2));
     }
 }

@@ -23,6 +23,7 @@ use super::persistent::{DiskQueue, DiskQueueError};
 use super::{retry, Export, ExportError};
 use crate::config::{RetryOnFailure, SendingQueue};
 use crate::consumer::{BoxFuture, ConsumeError, Consumer};
+use crate::payload::Payload;
 
 /// How long shutdown spends sending what is still queued.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,12 +42,25 @@ impl Shared {
     /// (persistent queue) rather than dropped.
     async fn send(
         &self,
-        batch: &TraceBatch,
+        batch: &Payload,
         stop: &mut watch::Receiver<bool>,
         kept: bool,
     ) -> Result<(), ExportError> {
         let spans = batch.span_count() as u64;
-        let result = retry::send(&self.name, &*self.export, batch, &self.retry, stop).await;
+        // Decoded once here rather than at every attempt, for exporters that need the model
+        // (undecodable bytes fail the first attempt for good).
+        let decoded;
+        let batch = match batch {
+            Payload::Otlp(raw) if !self.export.accepts_otlp() => match raw.decode() {
+                Ok(b) => {
+                    decoded = Payload::Batch(b);
+                    &decoded
+                }
+                Err(_) => batch,
+            },
+            b => b,
+        };
+        let result = retry::send_payload(&self.name, &*self.export, batch, &self.retry, stop).await;
         match &result {
             Ok(()) => metrics::counter!("meshtrace_exporter_sent_spans_total", "exporter" => self.name.clone()).increment(spans),
             Err(e) if kept && *stop.borrow() => {
@@ -67,7 +81,7 @@ impl Shared {
 
 pub struct ExporterStage {
     shared: Arc<Shared>,
-    queue: Mutex<Option<mpsc::Sender<TraceBatch>>>,
+    queue: Mutex<Option<mpsc::Sender<Payload>>>,
     disk: Option<Arc<DiskQueue>>,
     senders: Mutex<JoinSet<()>>,
     /// A queue was configured (so a missing sender means shutting down).
@@ -148,7 +162,7 @@ impl ExporterStage {
 
 async fn sender(
     shared: Arc<Shared>,
-    rx: Arc<Mutex<mpsc::Receiver<TraceBatch>>>,
+    rx: Arc<Mutex<mpsc::Receiver<Payload>>>,
     mut stop: watch::Receiver<bool>,
     abandon: watch::Receiver<bool>,
 ) {
@@ -171,7 +185,7 @@ async fn sender(
 }
 
 async fn disk_sender(shared: Arc<Shared>, queue: Arc<DiskQueue>, mut stop: watch::Receiver<bool>) {
-    while let Some((seq, batch)) = queue.pop().await {
+    while let Some((seq, batch)) = queue.pop_payload().await {
         let result = shared.send(&batch, &mut stop, true).await;
         if result.is_err() && *stop.borrow() {
             continue; // interrupted by shutdown: stays on disk for the next run
@@ -184,10 +198,18 @@ async fn disk_sender(shared: Arc<Shared>, queue: Arc<DiskQueue>, mut stop: watch
 
 impl Consumer for ExporterStage {
     fn consume(&self, batch: TraceBatch) -> BoxFuture<'_, Result<(), ConsumeError>> {
+        self.consume_payload(Payload::Batch(batch))
+    }
+
+    fn accepts_otlp(&self) -> bool {
+        self.shared.export.accepts_otlp()
+    }
+
+    fn consume_payload(&self, batch: Payload) -> BoxFuture<'_, Result<(), ConsumeError>> {
         Box::pin(async move {
             let spans = batch.span_count() as u64;
             if let Some(disk) = &self.disk {
-                return match disk.push(&batch).await {
+                return match disk.push_payload(&batch).await {
                     Ok(()) => {
                         metrics::gauge!("meshtrace_exporter_queue_size", "exporter" => self.shared.name.clone()).set(disk.len() as f64);
                         Ok(())

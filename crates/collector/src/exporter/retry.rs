@@ -9,6 +9,8 @@ use tokio::sync::watch;
 
 use super::{Export, ExportError};
 use crate::config::RetryOnFailure;
+use crate::consumer::BoxFuture;
+use crate::payload::Payload;
 
 /// Sends `batch`, retrying retryable failures as `cfg` says. `stop` turning true ends the
 /// waiting: the current failure is then returned.
@@ -19,12 +21,32 @@ pub async fn send(
     cfg: &RetryOnFailure,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), ExportError> {
+    attempts(name, || export.export(batch), cfg, stop).await
+}
+
+/// [`send`] for a batch in either form.
+pub async fn send_payload(
+    name: &str,
+    export: &dyn Export,
+    payload: &Payload,
+    cfg: &RetryOnFailure,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), ExportError> {
+    attempts(name, || export.export_payload(payload), cfg, stop).await
+}
+
+async fn attempts<'a>(
+    name: &str,
+    attempt_once: impl Fn() -> BoxFuture<'a, Result<(), ExportError>>,
+    cfg: &RetryOnFailure,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), ExportError> {
     let started = Instant::now();
     let mut interval = cfg.initial_interval;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let err = match export.export(batch).await {
+        let err = match attempt_once().await {
             Ok(()) => return Ok(()),
             Err(e @ ExportError::Permanent(_)) => return Err(e),
             Err(e) => e,

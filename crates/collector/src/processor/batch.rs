@@ -1,6 +1,9 @@
 //! `batch`: groups spans into batches of `send_batch_size` (split at `send_batch_max_size`),
 //! or whatever has gathered after `timeout`, and sends them on from its own task, as the OTel
 //! Collector does. Accepting a batch only means it is buffered; shutdown flushes the buffer.
+//!
+//! OTLP bytes ([`Payload::Otlp`]) are merged by concatenation and split at request boundaries
+//! (see [`crate::payload`]); a decoded batch arriving among them is encoded to join them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,18 +14,23 @@ use tokio::task::JoinHandle;
 
 use crate::config::Batch;
 use crate::consumer::{BoxFuture, ConsumeError, Consumer};
+use crate::payload::{OtlpBytes, Payload};
 
 pub struct BatchProcessor {
-    tx: Mutex<Option<mpsc::Sender<TraceBatch>>>,
+    tx: Mutex<Option<mpsc::Sender<Payload>>>,
+    /// Whether the stages after it take OTLP bytes.
+    next_accepts_otlp: bool,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl BatchProcessor {
     pub fn new(name: &str, cfg: &Batch, next: Arc<dyn Consumer>) -> Self {
         let (tx, rx) = mpsc::channel(64);
+        let next_accepts_otlp = next.accepts_otlp();
         let worker = tokio::spawn(run(name.to_owned(), cfg.clone(), rx, next));
         Self {
             tx: Mutex::new(Some(tx)),
+            next_accepts_otlp,
             worker: Mutex::new(Some(worker)),
         }
     }
@@ -30,6 +38,14 @@ impl BatchProcessor {
 
 impl Consumer for BatchProcessor {
     fn consume(&self, batch: TraceBatch) -> BoxFuture<'_, Result<(), ConsumeError>> {
+        self.consume_payload(Payload::Batch(batch))
+    }
+
+    fn accepts_otlp(&self) -> bool {
+        self.next_accepts_otlp
+    }
+
+    fn consume_payload(&self, batch: Payload) -> BoxFuture<'_, Result<(), ConsumeError>> {
         Box::pin(async move {
             let tx = self.tx.lock().await.clone();
             match tx {
@@ -52,12 +68,7 @@ impl Consumer for BatchProcessor {
     }
 }
 
-async fn run(
-    name: String,
-    cfg: Batch,
-    mut rx: mpsc::Receiver<TraceBatch>,
-    next: Arc<dyn Consumer>,
-) {
+async fn run(name: String, cfg: Batch, mut rx: mpsc::Receiver<Payload>, next: Arc<dyn Consumer>) {
     let size = cfg.send_batch_size.max(1);
     let max = if cfg.send_batch_max_size == 0 {
         usize::MAX
@@ -69,7 +80,7 @@ async fn run(
     } else {
         cfg.timeout
     };
-    let mut pending = TraceBatch::default();
+    let mut pending = Payload::default();
     let mut count = 0usize;
     let mut deadline = None;
     loop {
@@ -84,13 +95,13 @@ async fn run(
             None => break,
             Some(Some(batch)) => {
                 count += batch.span_count();
-                pending.resource_spans.extend(batch.resource_spans);
+                merge(&mut pending, batch);
                 if deadline.is_none() {
                     deadline = Some(tokio::time::Instant::now() + timeout);
                 }
                 while count >= size {
-                    let out = take_spans(&mut pending, max.min(count));
-                    count -= out.span_count();
+                    let out = take(&mut pending, max.min(count));
+                    count = pending.span_count();
                     send(&name, &next, out, "size").await;
                 }
                 if count == 0 {
@@ -108,20 +119,55 @@ async fn run(
         }
     }
     while count > 0 {
-        let out = take_spans(&mut pending, max.min(count));
-        count -= out.span_count();
+        let out = take(&mut pending, max.min(count));
+        count = pending.span_count();
         send(&name, &next, out, "shutdown").await;
     }
 }
 
-async fn send(name: &str, next: &Arc<dyn Consumer>, batch: TraceBatch, trigger: &'static str) {
+/// Appends `batch` to `pending`, as bytes if either is bytes.
+fn merge(pending: &mut Payload, batch: Payload) {
+    match (&mut *pending, batch) {
+        (Payload::Batch(p), Payload::Batch(b)) => p.resource_spans.extend(b.resource_spans),
+        (Payload::Otlp(p), Payload::Otlp(b)) => p.append(b),
+        (Payload::Otlp(p), Payload::Batch(b)) => p.append(OtlpBytes::encode(&b)),
+        (Payload::Batch(p), Payload::Otlp(b)) => {
+            let mut raw = if p.is_empty() {
+                OtlpBytes::default()
+            } else {
+                OtlpBytes::encode(p)
+            };
+            raw.append(b);
+            *pending = Payload::Otlp(raw);
+        }
+    }
+}
+
+/// Takes up to `n` spans from the front of `from`.
+fn take(from: &mut Payload, n: usize) -> Payload {
+    match from {
+        Payload::Batch(b) => Payload::Batch(take_spans(b, n)),
+        Payload::Otlp(o) => {
+            let out = o.take(n);
+            if o.span_count() == 0 {
+                *from = Payload::default();
+            }
+            out
+        }
+    }
+}
+
+async fn send(name: &str, next: &Arc<dyn Consumer>, batch: Payload, trigger: &'static str) {
+    if batch.is_empty() {
+        return; // only bytes that could not be split were taken, and dropped (logged)
+    }
     let spans = batch.span_count();
     metrics::counter!("meshtrace_processor_batch_trigger_send_total",
         "processor" => name.to_owned(), "trigger" => trigger)
     .increment(1);
     metrics::histogram!("meshtrace_processor_batch_batch_send_size", "processor" => name.to_owned())
         .record(spans as f64);
-    if let Err(e) = next.consume(batch).await {
+    if let Err(e) = next.consume_payload(batch).await {
         tracing::warn!(processor = name, spans, "batch could not be sent on: {e}");
     }
 }
@@ -228,5 +274,39 @@ mod tests {
         p.shutdown().await;
         assert_eq!(*sink.0.lock().unwrap(), [15, 15, 2, 3]);
         assert!(p.consume(batch(1)).await.is_err());
+    }
+
+    /// `batch(n)` with valid trace ids, so it survives an OTLP round trip.
+    fn raw(n: u64) -> Payload {
+        let mut b = batch(n);
+        for s in &mut b.resource_spans[0].scope_spans[0].spans {
+            s.trace_id = model::TraceId::from_halves(1, 1);
+        }
+        Payload::Otlp(OtlpBytes::encode(&b))
+    }
+
+    #[tokio::test]
+    async fn otlp_bytes_are_concatenated_within_the_max_size() {
+        let sink = Arc::new(Collect(StdMutex::new(Vec::new())));
+        let cfg = Batch {
+            send_batch_size: 10,
+            send_batch_max_size: 10,
+            timeout: Duration::from_secs(10),
+        };
+        let p = BatchProcessor::new("batch", &cfg, sink.clone());
+        for _ in 0..3 {
+            p.consume_payload(raw(4)).await.unwrap();
+        }
+        // 12 spans: whole requests up to the max (8) go at once, the rest waits.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(*sink.0.lock().unwrap(), [8]);
+        // A decoded batch joins the bytes; one request larger than the max is split.
+        let mut decoded = batch(1);
+        decoded.resource_spans[0].scope_spans[0].spans[0].trace_id =
+            model::TraceId::from_halves(1, 1);
+        p.consume(decoded).await.unwrap();
+        p.consume_payload(raw(12)).await.unwrap();
+        p.shutdown().await;
+        assert_eq!(*sink.0.lock().unwrap(), [8, 5, 10, 2]);
     }
 }

@@ -16,6 +16,7 @@ use model::TraceBatch;
 
 use crate::config::{ComponentId, Processor};
 use crate::consumer::{BoxFuture, ConsumeError, Consumer};
+use crate::payload::Payload;
 
 /// What an inline stage does to a batch.
 enum Inline {
@@ -59,6 +60,20 @@ pub fn build(
 }
 
 impl Stage {
+    /// Refuses a batch the memory limiter does not take.
+    fn limit(&self, l: &memory_limiter::Limiter, spans: usize) -> Result<(), ConsumeError> {
+        if l.refusing() {
+            metrics::counter!("meshtrace_processor_refused_spans_total", "processor" => self.name.clone())
+                .increment(spans as u64);
+            return Err(ConsumeError::Overloaded(format!(
+                "{}: memory is above the soft limit of {} MiB",
+                self.name,
+                l.soft_limit / (1024 * 1024)
+            )));
+        }
+        Ok(())
+    }
+
     fn run(&self, batch: &mut TraceBatch) -> Result<(), ConsumeError> {
         match &self.inline {
             Inline::Sampler(s) => {
@@ -66,17 +81,7 @@ impl Stage {
             }
             Inline::SpanAttributes(a) => a.apply_to_spans(batch),
             Inline::ResourceAttributes(a) => a.apply_to_resources(batch),
-            Inline::MemoryLimiter(l) => {
-                if l.refusing() {
-                    metrics::counter!("meshtrace_processor_refused_spans_total", "processor" => self.name.clone())
-                        .increment(batch.span_count() as u64);
-                    return Err(ConsumeError::Overloaded(format!(
-                        "{}: memory is above the soft limit of {} MiB",
-                        self.name,
-                        l.soft_limit / (1024 * 1024)
-                    )));
-                }
-            }
+            Inline::MemoryLimiter(l) => self.limit(l, batch.span_count())?,
         }
         Ok(())
     }
@@ -97,5 +102,35 @@ impl Consumer for Stage {
             }
             self.next.consume(batch).await
         })
+    }
+
+    /// Only the memory limiter passes OTLP bytes on as they are: it does not read spans.
+    fn consume_payload(&self, payload: Payload) -> BoxFuture<'_, Result<(), ConsumeError>> {
+        match (payload, &self.inline) {
+            (Payload::Otlp(raw), Inline::MemoryLimiter(l)) => Box::pin(async move {
+                let spans = raw.span_count() as u64;
+                metrics::counter!("meshtrace_processor_incoming_items_total", "processor" => self.name.clone())
+                    .increment(spans);
+                self.limit(l, raw.span_count())?;
+                metrics::counter!("meshtrace_processor_outgoing_items_total", "processor" => self.name.clone())
+                    .increment(spans);
+                if spans == 0 {
+                    return Ok(());
+                }
+                self.next.consume_payload(Payload::Otlp(raw)).await
+            }),
+            (payload, _) => match payload.into_batch() {
+                Ok(batch) => self.consume(batch),
+                Err(e) => Box::pin(async move {
+                    Err(ConsumeError::Permanent(format!(
+                        "undecodable OTLP bytes: {e}"
+                    )))
+                }),
+            },
+        }
+    }
+
+    fn accepts_otlp(&self) -> bool {
+        matches!(self.inline, Inline::MemoryLimiter(_)) && self.next.accepts_otlp()
     }
 }
