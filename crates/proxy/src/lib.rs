@@ -60,10 +60,13 @@ impl Running {
 
 /// Binds every listener and the admin port, starts the reporter, and serves in the background.
 ///
-/// Requests are served thread-per-core, as nginx's workers do: each listener's socket is shared
-/// (duplicated descriptors) by one single-threaded runtime per core, each with its own upstream
-/// connection pools, so a request and its upstream call stay on one thread with no cross-thread
-/// wake-ups. The reporter and the admin port run on the caller's runtime.
+/// Requests are served thread-per-core, as nginx's workers do: one single-threaded runtime per
+/// core, each with its own upstream connection pools, so a request and its upstream call stay on
+/// one thread with no cross-thread wake-ups. Each listener's accept loop runs on the caller's
+/// runtime and deals the accepted connections out to the workers in turn (a socket shared by
+/// every worker would let whichever wakes first take them all, leaving the other cores idle);
+/// that is one hand-off per connection, not per request. The accept loops, the reporter and the
+/// admin port run on the caller's runtime.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let stats = Arc::new(stats::Stats::default());
     let (reporter, sink) = report::start(&config, stats.clone())?;
@@ -71,6 +74,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut listeners = Vec::new();
+    let mut tasks = Vec::new();
     for l in &config.listeners {
         let bind_error = |source| StartError::Bind {
             name: l.name.clone(),
@@ -81,10 +85,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .await
             .map_err(bind_error)?;
         let addr = tcp.local_addr().map_err(bind_error)?;
-        let tcp = tcp.into_std().map_err(bind_error)?;
         listeners.push((l.name.clone(), addr));
+        let mut handoff = Vec::with_capacity(workers);
         for worker in 0..workers {
-            let socket = tcp.try_clone().map_err(bind_error)?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            handoff.push(tx);
             let (config, tracer, stats) = (l.clone(), tracer.clone(), stats.clone());
             let mut stop = stop_rx.clone();
             std::thread::Builder::new()
@@ -104,24 +109,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                         }
                     };
                     runtime.block_on(async move {
-                        let tcp = match tokio::net::TcpListener::from_std(socket) {
-                            Ok(tcp) => tcp,
-                            Err(e) => {
-                                tracing::error!("listener {:?}: {e}", config.name);
-                                return;
-                            }
-                        };
                         let listener = Arc::new(listener::Listener::new(&config, tracer, stats));
                         tokio::select! {
-                            _ = listener.serve(tcp) => {}
+                            _ = listener.serve(rx) => {}
                             _ = stop.wait_for(|stop| *stop) => {}
                         }
                     });
                 })
                 .map_err(bind_error)?;
         }
+        tasks.push(tokio::spawn(listener::accept(tcp, handoff)));
     }
-    let mut tasks = Vec::new();
     let mut admin = None;
     if let Some(addr) = &config.admin {
         let tcp = tokio::net::TcpListener::bind(addr)

@@ -1,6 +1,9 @@
 //! One listener: accepts HTTP/1.1 (keep-alive) and HTTP/2 cleartext (prior knowledge, so gRPC
 //! works) on the same port, and runs each request through route → span → forward.
 //!
+//! [`accept`] deals accepted connections out to the per-core workers in turn; each worker's
+//! [`Listener::serve`] then owns its connections, and its upstream pools, on its own thread.
+//!
 //! HTTP/2 requests go upstream over HTTP/2 (h2c), HTTP/1.1 over HTTP/1.1, each through its own
 //! pooled client. Failures the proxy answers itself: 404 (no route, `NR`), 502 (upstream connect
 //! or reset, `UF`/`UR`), 504 (no response headers within `timeouts.request`, `UT`).
@@ -17,6 +20,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::config::{ListenerConfig, Mode, Timeouts};
 use crate::forward::{local_body, strip_hop_by_hop, CountedRequest, Finish, TracedResponse};
@@ -25,6 +29,47 @@ use crate::span::{ActiveSpan, Tracer};
 use crate::stats::Stats;
 
 type UpstreamClient = Client<HttpConnector, CountedRequest<Incoming>>;
+
+/// Accepted connections on their way from the accept loop to one worker.
+pub type Accepted = mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>;
+
+/// Accepts on `tcp` and deals the connections out to `workers` in turn, until every worker is
+/// gone. The stream is handed over as a std socket (still non-blocking) so that the worker
+/// registers it with its own runtime's reactor.
+pub async fn accept(
+    tcp: TcpListener,
+    workers: Vec<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+) {
+    let mut next = 0;
+    loop {
+        let (stream, peer) = match tcp.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(mut stream) = stream.into_std() else {
+            continue;
+        };
+        // A worker whose runtime failed to start is skipped; with none left, stop.
+        let mut tries = 0;
+        loop {
+            if tries == workers.len() {
+                return;
+            }
+            let worker = &workers[next % workers.len()];
+            next = next.wrapping_add(1);
+            tries += 1;
+            match worker.send((stream, peer)) {
+                Ok(()) => break,
+                Err(mpsc::error::SendError(back)) => stream = back.0,
+            }
+        }
+    }
+}
 
 pub struct Listener {
     mode: Mode,
@@ -58,17 +103,17 @@ impl Listener {
         }
     }
 
-    pub async fn serve(self: Arc<Self>, tcp: TcpListener) {
-        loop {
-            let (stream, peer) = match tcp.accept().await {
-                Ok(x) => x,
+    /// Serves the connections [`accept`] hands to this worker, on the current (single-threaded)
+    /// runtime.
+    pub async fn serve(self: Arc<Self>, mut accepted: Accepted) {
+        while let Some((stream, peer)) = accepted.recv().await {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tracing::warn!("cannot take over a connection from {peer}: {e}");
                     continue;
                 }
             };
-            let _ = stream.set_nodelay(true);
             let this = self.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {

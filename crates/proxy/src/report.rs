@@ -3,8 +3,14 @@
 //! as Zipkin v2 (JSON or proto3; 202 expected) or OTLP (HTTP protobuf or gRPC), retrying with
 //! exponential backoff while the collector is away. While it retries, the buffer fills and new
 //! spans are dropped: memory stays bounded, requests never wait.
+//!
+//! The buffer is a mutex-guarded queue, not a channel: the request threads only wake the
+//! reporter (which runs on another runtime, another thread) when a full batch is waiting; the
+//! interval tick collects the rest. A wake-up per span would cost every request a cross-thread
+//! hop and a context switch.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +19,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use model::{KeyValue, Resource, ResourceSpans, Scope, ScopeSpans, Span, TraceBatch};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 
 use crate::config::{Config, Protocol};
 use crate::stats::Stats;
@@ -29,18 +35,59 @@ pub enum ReportError {
     Url { url: String, reason: String },
 }
 
-/// The request side of the reporter: cheap to clone, never waits.
+/// The spans waiting for the reporter, shared by the request threads and the reporter task.
+struct Queue {
+    spans: Mutex<VecDeque<Span>>,
+    /// At most this many spans wait; beyond it new ones are dropped.
+    capacity: usize,
+    /// A batch this big wakes the reporter.
+    batch: usize,
+    /// Wakes the reporter; a wake with no one waiting is kept for its next wait.
+    full_batch: Notify,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Span>> {
+        self.spans.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Up to `max` of the oldest spans (none when empty).
+    fn take(&self, max: usize) -> Vec<Span> {
+        let mut q = self.lock();
+        let n = q.len().min(max);
+        q.drain(..n).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The request side of the reporter: cheap to clone, never waits (beyond a short lock).
 #[derive(Clone)]
 pub struct SpanSink {
-    tx: mpsc::Sender<Span>,
+    queue: Arc<Queue>,
     stats: Arc<Stats>,
 }
 
 impl SpanSink {
-    /// Queues a finished span, or drops it (counted) when the buffer is full.
+    /// Queues a finished span, or drops it (counted) when the buffer is full. Wakes the reporter
+    /// only when this span completes a batch.
     pub fn offer(&self, span: Span) {
-        if self.tx.try_send(span).is_err() {
-            Stats::inc(&self.stats.spans_dropped);
+        let queue = &self.queue;
+        let len = {
+            let mut q = queue.lock();
+            if q.len() >= queue.capacity {
+                None
+            } else {
+                q.push_back(span);
+                Some(q.len())
+            }
+        };
+        match len {
+            None => Stats::inc(&self.stats.spans_dropped),
+            Some(n) if n == queue.batch => queue.full_batch.notify_one(),
+            Some(_) => {}
         }
     }
 }
@@ -113,7 +160,12 @@ pub fn start(
             }
         }
     };
-    let (tx, rx) = mpsc::channel(t.buffer_size);
+    let queue = Arc::new(Queue {
+        spans: Mutex::new(VecDeque::new()),
+        capacity: t.buffer_size,
+        batch: t.flush.count,
+        full_batch: Notify::new(),
+    });
     let (close_tx, close_rx) = oneshot::channel();
     let resource = Resource {
         attributes: [
@@ -126,7 +178,7 @@ pub fn start(
         dropped_attributes_count: 0,
     };
     let task = tokio::spawn(run(
-        rx,
+        queue.clone(),
         close_rx,
         exporter,
         resource,
@@ -138,12 +190,12 @@ pub fn start(
         ReporterHandle {
             close: Some((close_tx, task)),
         },
-        Some(SpanSink { tx, stats }),
+        Some(SpanSink { queue, stats }),
     ))
 }
 
 async fn run(
-    mut rx: mpsc::Receiver<Span>,
+    queue: Arc<Queue>,
     mut close: oneshot::Receiver<()>,
     exporter: Exporter,
     resource: Resource,
@@ -151,32 +203,31 @@ async fn run(
     interval: Duration,
     stats: Arc<Stats>,
 ) {
-    let mut buf: Vec<Span> = Vec::with_capacity(count);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            span = rx.recv() => match span {
-                Some(span) => {
-                    buf.push(span);
-                    if buf.len() >= count && flush(&exporter, &resource, &mut buf, &stats, &mut close).await {
-                        return;
-                    }
-                }
-                None => break,
-            },
-            _ = tick.tick() => {
-                if !buf.is_empty() && flush(&exporter, &resource, &mut buf, &stats, &mut close).await {
-                    return;
-                }
-            }
+        // Full batches go as soon as they are there; the tick sends what is left too.
+        let everything = tokio::select! {
+            _ = queue.full_batch.notified() => false,
+            _ = tick.tick() => true,
             _ = &mut close => break,
+        };
+        while everything || queue.len() >= count {
+            let mut buf = queue.take(count);
+            if buf.is_empty() {
+                break;
+            }
+            let last = buf.len() < count;
+            if flush(&exporter, &resource, &mut buf, &stats, &mut close).await {
+                return;
+            }
+            if last {
+                break;
+            }
         }
     }
     // Closing: take what is queued and try once more, briefly.
-    while let Ok(span) = rx.try_recv() {
-        buf.push(span);
-    }
+    let buf = queue.take(usize::MAX);
     for chunk in buf.chunks(count) {
         let batch = to_batch(&resource, chunk.to_vec());
         let n = chunk.len() as u64;
