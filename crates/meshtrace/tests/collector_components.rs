@@ -7,17 +7,6 @@ mod common;
 use std::time::Duration;
 
 use collector_harness::*;
-use serde_json::Value;
-
-fn send(exporter: &str, endpoint: &str, service: &str) -> String {
-    let out = common::python(".venv", "send_trace.py", &[exporter, endpoint, service]);
-    let v: Value = serde_json::from_str(out.trim()).expect("script output is JSON");
-    assert_eq!(
-        v["exports_ok"], true,
-        "the collector refused an export: {v}"
-    );
-    v["trace_id"].as_str().expect("trace id").to_owned()
-}
 
 fn spans_in_backend(backend: &Proc, trace_id: &str, n: usize) -> usize {
     let url = format!("http://{}/api/traces/{trace_id}", backend.addr("query"));
@@ -69,13 +58,13 @@ service:
     );
     let c = collector(dir.path(), &config, &["otlp-grpc", "zipkin", "metrics"]);
     // OTLP in → Zipkin JSON out.
-    let via_zipkin = send(
+    let via_zipkin = send_sdk_trace(
         "otlp-grpc",
         &format!("http://{}", c.addr("otlp-grpc")),
         "to-zipkin",
     );
     // Zipkin JSON in → OTLP/HTTP (protobuf, gzip) out.
-    let via_otlp = send(
+    let via_otlp = send_sdk_trace(
         "zipkin-json",
         &format!("http://{}/api/v2/spans", c.addr("zipkin")),
         "to-otlphttp",

@@ -61,13 +61,7 @@ fn send(collector: &Proc, exporter: &str, service: &str) -> String {
         "otlp-grpc" => format!("http://{}", collector.addr("otlp-grpc")),
         _ => format!("http://{}/v1/traces", collector.addr("otlp-http")),
     };
-    let out = common::python(".venv", "send_trace.py", &[exporter, &endpoint, service]);
-    let v: Value = serde_json::from_str(out.trim()).expect("script output is JSON");
-    assert_eq!(
-        v["exports_ok"], true,
-        "the collector refused an export: {v}"
-    );
-    v["trace_id"].as_str().expect("trace id").to_owned()
+    send_sdk_trace(exporter, &endpoint, service)
 }
 
 /// Polls the Jaeger API until the trace has `n` spans; returns it.

@@ -12,6 +12,18 @@ use std::time::Duration;
 
 pub use crate::common::Proc;
 
+/// Sends the Python SDK's 4-span trace (tests/python/send_trace.py) through `exporter` to
+/// `endpoint`; asserts every export succeeded and returns the trace id.
+pub fn send_sdk_trace(exporter: &str, endpoint: &str, service: &str) -> String {
+    let out = crate::common::python(".venv", "send_trace.py", &[exporter, endpoint, service]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("script output is JSON");
+    assert_eq!(
+        v["exports_ok"], true,
+        "the collector refused an export: {v}"
+    );
+    v["trace_id"].as_str().expect("trace id").to_owned()
+}
+
 /// Writes `config` to `dir/collector.yaml` and starts `meshtrace collector` on it.
 pub fn collector(dir: &Path, config: &str, expect: &[&str]) -> Proc {
     let path = dir.join("collector.yaml");
