@@ -23,6 +23,12 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub node_id: String,
+    /// The service the proxy's spans are reported as (`service.name`, Zipkin's
+    /// `localEndpoint.serviceName`), Envoy's `--service-cluster`: a sidecar reports as the
+    /// service it fronts, so app and proxy spans share a node in the service graph.
+    /// Defaults to `node_id`.
+    #[serde(default)]
+    pub service_name: Option<String>,
     #[serde(default)]
     pub zone: String,
     /// Admin address serving `/metrics` (Prometheus text) and `/healthz`.
@@ -266,6 +272,11 @@ impl Config {
         Ok(config)
     }
 
+    /// The `service.name` the proxy's spans carry: `service_name`, else `node_id`.
+    pub fn service_name(&self) -> &str {
+        self.service_name.as_deref().unwrap_or(&self.node_id)
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.listeners.is_empty() {
@@ -382,6 +393,7 @@ mod tests {
 
     const FULL: &str = r#"
 node_id: sidecar-a
+service_name: cart
 zone: zone-1
 admin: 127.0.0.1:0
 listeners:
@@ -418,6 +430,7 @@ tracing:
     fn full_config_parses() {
         let c = Config::from_yaml(FULL).unwrap();
         assert_eq!(c.node_id, "sidecar-a");
+        assert_eq!(c.service_name(), "cart");
         assert_eq!(c.listeners[0].mode, Mode::Edge);
         assert_eq!(c.listeners[0].timeouts.connect, Duration::from_millis(250));
         assert_eq!(c.listeners[0].timeouts.idle, Duration::from_secs(60));
@@ -448,6 +461,7 @@ tracing:
         assert!(!c.tracing.shared_span_context);
         assert_eq!(c.tracing.sampling.random, 100.0);
         assert_eq!(c.tracing.propagation, vec![Format::B3Multi]);
+        assert_eq!(c.service_name(), "n", "service_name defaults to node_id");
     }
 
     #[test]

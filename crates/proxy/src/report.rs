@@ -169,7 +169,7 @@ pub fn start(
     let (close_tx, close_rx) = oneshot::channel();
     let resource = Resource {
         attributes: [
-            Some(KeyValue::new(model::SERVICE_NAME, config.node_id.as_str())),
+            Some(KeyValue::new(model::SERVICE_NAME, config.service_name())),
             (!config.zone.is_empty()).then(|| KeyValue::new("zone", config.zone.as_str())),
         ]
         .into_iter()
