@@ -5,6 +5,7 @@
 
 mod all_in_one;
 mod collector_cmd;
+mod demo_cmd;
 mod loadgen;
 mod proxy_cmd;
 mod shutdown;
@@ -39,6 +40,12 @@ enum Command {
     Collector(collector_cmd::Args),
     /// Tracing HTTP proxy: edge, inbound or outbound sidecar.
     Proxy(proxy_cmd::Args),
+    /// The seed articles' whole mesh on one machine: edge, sidecars, three instrumented services,
+    /// collector and backend with its UI, with traffic.
+    Demo(demo_cmd::Args),
+    /// One instrumented service of the demo mesh (run by `meshtrace demo`).
+    #[command(hide = true)]
+    DemoService(demo_cmd::ServiceArgs),
     /// Synthetic traces at a chosen rate over OTLP gRPC, and trace-by-id read latency, for benchmarks.
     Loadgen(loadgen::Args),
 }
@@ -62,6 +69,8 @@ fn main() -> ExitCode {
             Command::Loadgen(args) => loadgen::run(args).await,
             Command::Collector(args) => collector_cmd::run(args).await,
             Command::Proxy(args) => proxy_cmd::run(args).await,
+            Command::Demo(args) => demo_cmd::run(args).await,
+            Command::DemoService(args) => demo_cmd::run_service(args).await,
         }
     });
     match result {

@@ -9,34 +9,9 @@ mod collector_harness;
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use collector_harness::*;
-
-/// The reference implementation's kept set.
-fn reference(seed: u32, percent: &str, mode: &str, ids: &[String]) -> BTreeSet<String> {
-    let dir = common::python_dir();
-    let mut child = Command::new(dir.join(".venv/bin/python"))
-        .arg(dir.join("collector_sampling_ref.py"))
-        .args([seed.to_string().as_str(), percent, mode])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run the Python reference");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = ids.join("\n");
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().expect("reference output");
-    writer.join().expect("writer").expect("write ids");
-    assert!(out.status.success(), "reference failed");
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 fn exporter(name: &str, capture: &Capture, path: &str) -> String {
     format!(
@@ -107,7 +82,7 @@ fn collector_sampling_matches_the_otel_reference_for_10000_traces() {
     let ids = random_trace_ids(10_000, 0x5eed);
     send(c.addr("otlp-http"), &ids, 1);
     for (i, (seed, pct, mode)) in cases.iter().enumerate() {
-        let want = reference(*seed, pct, mode, &ids);
+        let want = common::sampling_reference(*seed, pct, mode, &ids);
         let got = kept(&capture, &format!("/p{i}"), want.len());
         assert_eq!(
             got.len(),
@@ -146,8 +121,8 @@ fn collector_two_agents_with_the_same_seed_keep_the_same_traces() {
     let ids = random_trace_ids(10_000, 0xa6e47);
     send(a.addr("otlp-http"), &ids, 100);
     send(b.addr("otlp-http"), &ids, 200);
-    let want = reference(42, "25", "hash_seed", &ids);
-    let want_w3c = reference(0, "25", "proportional", &ids);
+    let want = common::sampling_reference(42, "25", "hash_seed", &ids);
+    let want_w3c = common::sampling_reference(0, "25", "proportional", &ids);
     for mode in ["hash", "w3c"] {
         let expected = if mode == "hash" {
             want.len()

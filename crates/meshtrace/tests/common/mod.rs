@@ -2,7 +2,7 @@
 //! real peers: `curl` for HTTP and the OpenTelemetry Python SDK for exporters.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -311,4 +311,33 @@ pub fn now_micros() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_micros() as u64
+}
+
+/// The trace ids (32 hex digits) that tests/python/collector_sampling_ref.py, an independent
+/// reference of the OTel Collector's probabilistic sampler, keeps.
+pub fn sampling_reference(
+    seed: u32,
+    percent: &str,
+    mode: &str,
+    ids: &[String],
+) -> BTreeSet<String> {
+    let dir = python_dir();
+    let mut child = Command::new(dir.join(".venv/bin/python"))
+        .arg(dir.join("collector_sampling_ref.py"))
+        .args([seed.to_string().as_str(), percent, mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the Python reference");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = ids.join("\n");
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("reference output");
+    writer.join().expect("writer").expect("write ids");
+    assert!(out.status.success(), "reference failed");
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
