@@ -170,13 +170,28 @@ impl Default for MemoryLimiter {
 
 // ---------------------------------------------------------------- exporters
 
+/// An exporter's client TLS settings, as the OTel Collector's `configtls.ClientConfig`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Tls {
-    #[serde(default)]
+    /// No TLS at all (gRPC exporters; an `http://` endpoint means the same).
     pub insecure: bool,
-    #[serde(default)]
+    /// Refused by validation: a server's certificate is always checked (trust a private CA
+    /// with `ca_file` instead).
     pub insecure_skip_verify: bool,
+    /// PEM file of the CA(s) that signed the server's certificate, instead of the system's.
+    pub ca_file: Option<String>,
+    /// The same, inline.
+    pub ca_pem: Option<String>,
+    /// Also trust the system's CAs when `ca_file`/`ca_pem` is set.
+    pub include_system_ca_certs_pool: bool,
+    /// Client certificate (PEM) for mutual TLS, with `key_file`.
+    pub cert_file: Option<String>,
+    pub cert_pem: Option<String>,
+    pub key_file: Option<String>,
+    pub key_pem: Option<String>,
+    /// The name checked against the server's certificate, instead of the endpoint's host.
+    pub server_name_override: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

@@ -132,8 +132,9 @@ fn a_pipeline_naming_an_undefined_component_is_refused() {
 
 #[test]
 fn bad_values_and_unsupported_things_are_refused() {
-    let e = errors(&SEED.replace("    tls:\n      insecure: true\n", ""));
-    assert!(e[0].message.contains("TLS is not built yet"), "{e:?}");
+    let e = errors(&SEED.replace("      insecure: true\n", "      insecure_skip_verify: true\n"));
+    assert!(e[0].message.contains("insecure_skip_verify is not supported"), "{e:?}");
+    assert!(e[0].message.contains("exporters.otlp/jaeger.tls"), "{e:?}");
     let e = errors(&SEED.replace("    traces:", "    metrics:"));
     assert!(e[0].message.contains("only traces pipelines"), "{e:?}");
     let text = format!("{SEED}processors:\n  batch:\n    timeout: 5 parsecs\n");

@@ -122,11 +122,20 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
         let at = locate(text, &["exporters", &id.to_string()], None);
         let (endpoint, queue) = match e {
             Exporter::Otlp(o) => {
-                match o.endpoint.as_deref() {
-                    Some(ep) if ep.starts_with("https://") => err(at, format!("exporters.{id}.endpoint: TLS is not built yet; use an http:// endpoint or tls.insecure: true")),
-                    Some(ep) if !ep.starts_with("http://") && !o.tls.insecure => err(at, format!("exporters.{id}: TLS is not built yet; set tls.insecure: true (or an http:// endpoint)")),
-                    Some(ep) if !ep.starts_with("http://") && !is_host_port(ep) => err(at, format!("exporters.{id}.endpoint {ep:?} is not host:port")),
-                    _ => {}
+                if let Some(ep) = o.endpoint.as_deref() {
+                    let bare = ep
+                        .strip_prefix("http://")
+                        .or_else(|| ep.strip_prefix("https://"))
+                        .unwrap_or(ep);
+                    if !is_host_port(bare) {
+                        err(
+                            at,
+                            format!("exporters.{id}.endpoint {ep:?} is not host:port"),
+                        );
+                    }
+                }
+                for problem in crate::exporter::tls::check(&o.tls) {
+                    err(at, format!("exporters.{id}.tls: {problem}"));
                 }
                 (o.endpoint.as_deref(), Some(&o.sending_queue))
             }
@@ -136,7 +145,7 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                     .flatten()
                 {
                     if !ep.starts_with("http://") {
-                        err(at, format!("exporters.{id}: endpoint {ep:?} must be an http:// URL (TLS is not built yet)"));
+                        err(at, format!("exporters.{id}: endpoint {ep:?} must be an http:// URL (TLS is built for the otlp gRPC exporter, not yet for otlphttp)"));
                     }
                 }
                 if let Some(enc) = o.encoding.as_deref() {
@@ -155,7 +164,7 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
             Exporter::Zipkin(z) => {
                 if let Some(ep) = z.endpoint.as_deref() {
                     if !ep.starts_with("http://") {
-                        err(at, format!("exporters.{id}: endpoint {ep:?} must be an http:// URL (TLS is not built yet)"));
+                        err(at, format!("exporters.{id}: endpoint {ep:?} must be an http:// URL (TLS is built for the otlp gRPC exporter, not yet for otlphttp)"));
                     }
                 }
                 if let Some(f) = z.format.as_deref() {
@@ -191,15 +200,18 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                     err(at, format!("exporters.{id}.resolver.static.hostnames must list at least one backend"));
                 }
                 for h in hosts {
-                    if !is_host_port(h.trim_start_matches("http://")) {
+                    if !is_host_port(
+                        h.trim_start_matches("http://")
+                            .trim_start_matches("https://"),
+                    ) {
                         err(
                             at,
                             format!("exporters.{id}: backend {h:?} is not host:port"),
                         );
                     }
                 }
-                if !lb.protocol.otlp.tls.insecure {
-                    err(at, format!("exporters.{id}.protocol.otlp: TLS is not built yet; set tls.insecure: true"));
+                for problem in crate::exporter::tls::check(&lb.protocol.otlp.tls) {
+                    err(at, format!("exporters.{id}.protocol.otlp.tls: {problem}"));
                 }
                 (Some(""), Some(&lb.protocol.otlp.sending_queue))
             }

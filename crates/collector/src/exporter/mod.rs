@@ -12,6 +12,7 @@ pub mod otlphttp;
 pub mod persistent;
 pub mod queue;
 pub mod retry;
+pub mod tls;
 pub mod zipkin;
 
 use std::sync::Arc;

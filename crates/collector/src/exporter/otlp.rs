@@ -5,6 +5,8 @@
 //! ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and RESOURCE_EXHAUSTED only when the server
 //! sent a RetryInfo (which also gives the delay). Connection failures surface as UNAVAILABLE.
 //!
+//! TLS as the OTel Collector's gRPC client decides it (see [`super::tls`]).
+//!
 //! OTLP bytes ([`Payload::Otlp`], see [`crate::payload`]) are sent as they are, through a codec
 //! that writes them into the gRPC frame instead of encoding a request.
 
@@ -43,14 +45,19 @@ pub struct OtlpExporter {
 impl OtlpExporter {
     pub fn new(cfg: &Config) -> Result<Self, String> {
         let endpoint = cfg.endpoint.as_deref().ok_or("endpoint must be set")?;
-        let url = if endpoint.starts_with("http://") {
-            endpoint.to_owned()
-        } else {
-            format!("http://{endpoint}")
-        };
+        let tls = super::tls::client_config(endpoint, &cfg.tls)?;
+        let host_port = endpoint
+            .strip_prefix("http://")
+            .or_else(|| endpoint.strip_prefix("https://"))
+            .unwrap_or(endpoint);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let timeout = cfg.timeout.unwrap_or(Duration::from_secs(5));
-        let channel = Endpoint::from_str(&url)
-            .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
+        let mut channel = Endpoint::from_str(&format!("{scheme}://{host_port}"))
+            .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
+        if let Some(tls) = tls {
+            channel = channel.tls_config(tls).map_err(|e| format!("tls: {e}"))?;
+        }
+        let channel = channel
             .connect_timeout(timeout)
             .timeout(timeout)
             .tcp_nodelay(true)
@@ -202,7 +209,18 @@ impl Decoder for RawCodec {
 }
 
 fn classify(target: &str, status: &tonic::Status) -> ExportError {
-    let message = format!("{target}: {:?}: {}", status.code(), status.message());
+    let mut message = format!("{target}: {:?}: {}", status.code(), status.message());
+    // Connection and TLS failures carry their cause (e.g. "invalid peer certificate:
+    // UnknownIssuer") only in the source chain.
+    let mut cause = std::error::Error::source(status);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
     let retry_after = retry_delay(status.details());
     match status.code() {
         Code::Cancelled

@@ -1,0 +1,301 @@
+//! The collector's `otlp` exporter over TLS, against a real TLS peer: a grpcio OTLP backend
+//! (tests/python/grpc_tls_sink.py) with certificates made by `openssl` for the test. Checked:
+//! a private CA trusted with `ca_file`; mutual TLS with `cert_file`/`key_file`; an untrusted
+//! server or a missing client certificate fail the export (counted), never silently pass.
+
+mod collector_harness;
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use collector_harness::*;
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for localhost/127.0.0.1 and a client certificate, all signed by
+/// it, plus a second CA that signed nothing here.
+fn certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj"];
+        let subject = format!("/CN=meshtrace test {ca}");
+        let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+        args.push(&subject);
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &pem]);
+        openssl(dir, &args);
+    }
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, cn) in [("server", "localhost"), ("client", "meshtrace collector")] {
+        let subject = format!("/CN={cn}");
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        let mut args = vec!["req", "-subj", &subject];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr]);
+        openssl(dir, &args);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ],
+        );
+    }
+}
+
+/// The grpcio TLS backend; its stdout lines arrive on `lines`.
+struct Sink {
+    child: Child,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Sink {
+    fn start(dir: &Path, mutual: bool) -> Sink {
+        let py = common::python_dir();
+        let mut cmd = Command::new(py.join(".venv/bin/python"));
+        cmd.arg(py.join("grpc_tls_sink.py"))
+            .arg(dir.join("server.pem"))
+            .arg(dir.join("server.key"));
+        if mutual {
+            cmd.arg(dir.join("ca.pem"));
+        }
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start the sink");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("[tls sink] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let first = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the sink starts");
+        let port = first
+            .strip_prefix("listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        Sink { child, port, lines }
+    }
+
+    /// Spans of `trace_id` received (each request holds one trace here), waiting up to
+    /// `timeout` for `want` of them.
+    fn spans_of(&self, trace_id: &str, want: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut got = 0;
+        while got < want {
+            let Ok(line) = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            else {
+                break;
+            };
+            if line.contains(trace_id) {
+                got += line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        got
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A collector: OTLP gRPC in, the `otlp/tls` exporter configured by `tls` (YAML lines at the
+/// exporter's `tls:` indentation) to the sink.
+fn config(port: u16, tls: &str, retry: bool) -> String {
+    format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n\
+         exporters:\n  otlp/tls:\n    endpoint: localhost:{port}\n    tls:\n{tls}\
+         \n    retry_on_failure:\n      enabled: {retry}\n      initial_interval: 100ms\n\
+         service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n\
+         \x20 pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp/tls]\n"
+    )
+}
+
+fn failed_spans(c: &Proc) -> u64 {
+    let text = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
+    text.lines()
+        .find(|l| {
+            l.starts_with("meshtrace_exporter_send_failed_spans_total{exporter=\"otlp/tls\"}")
+        })
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn otlp_exporter_trusts_a_private_ca_and_refuses_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let sink = Sink::start(dir.path(), false);
+    let ca = dir.path().join("ca.pem");
+
+    let trusted = format!("      ca_file: {}\n", ca.display());
+    let c = collector(
+        dir.path(),
+        &config(sink.port, &trusted, true),
+        &["otlp-grpc", "metrics"],
+    );
+    let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "tls-trusted");
+    assert_eq!(sink.spans_of(&id, 4, Duration::from_secs(20)), 4);
+    assert_eq!(c.terminate(), Some(0));
+
+    // The same server, but the collector trusts another CA (then only the system's): the
+    // handshake fails, the spans are counted as failed, nothing arrives.
+    for tls in [
+        format!(
+            "      ca_file: {}\n",
+            dir.path().join("other-ca.pem").display()
+        ),
+        "      insecure: false\n".to_owned(),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let c = collector(
+            d.path(),
+            &config(sink.port, &tls, false),
+            &["otlp-grpc", "metrics"],
+        );
+        let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "tls-untrusted");
+        let failed = common::eventually(Duration::from_secs(20), || {
+            (failed_spans(&c) >= 4).then_some(())
+        });
+        assert!(
+            failed.is_some(),
+            "the export failed and was counted ({tls})"
+        );
+        assert_eq!(sink.spans_of(&id, 1, Duration::from_secs(1)), 0);
+        assert_eq!(c.terminate(), Some(0));
+    }
+}
+
+#[test]
+fn otlp_exporter_presents_a_client_certificate_for_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let sink = Sink::start(dir.path(), true);
+    let p = |f: &str| dir.path().join(f).display().to_string();
+
+    let mutual = format!(
+        "      ca_file: {}\n      cert_file: {}\n      key_file: {}\n",
+        p("ca.pem"),
+        p("client.pem"),
+        p("client.key")
+    );
+    let c = collector(
+        dir.path(),
+        &config(sink.port, &mutual, true),
+        &["otlp-grpc", "metrics"],
+    );
+    let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "mtls");
+    assert_eq!(sink.spans_of(&id, 4, Duration::from_secs(20)), 4);
+    assert_eq!(c.terminate(), Some(0));
+
+    // Without the client certificate the server refuses the connection.
+    let d = tempfile::tempdir().unwrap();
+    let one_way = format!("      ca_file: {}\n", p("ca.pem"));
+    let c = collector(
+        d.path(),
+        &config(sink.port, &one_way, false),
+        &["otlp-grpc", "metrics"],
+    );
+    let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "no-client-cert");
+    let failed = common::eventually(Duration::from_secs(20), || {
+        (failed_spans(&c) >= 4).then_some(())
+    });
+    assert!(failed.is_some(), "refused without a client certificate");
+    assert_eq!(sink.spans_of(&id, 1, Duration::from_secs(1)), 0);
+    assert_eq!(c.terminate(), Some(0));
+}
+
+#[test]
+fn tls_mistakes_are_named_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = validate(
+        dir.path(),
+        &config(
+            4317,
+            "      insecure_skip_verify: true\n      cert_file: /x.pem\n",
+            true,
+        ),
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("insecure_skip_verify is not supported"),
+        "{err}"
+    );
+    assert!(err.contains("needs both cert_file and key_file"), "{err}");
+
+    let missing = dir.path().join("nowhere/ca.pem");
+    let text = config(
+        4317,
+        &format!("      ca_file: {}\n", missing.display()),
+        true,
+    );
+    std::fs::write(dir.path().join("c.yaml"), &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meshtrace"))
+        .args(["collector", "--config"])
+        .arg(dir.path().join("c.yaml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("tls.ca_file") && err.contains(&missing.display().to_string()),
+        "{err}"
+    );
+}
