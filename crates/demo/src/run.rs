@@ -136,15 +136,36 @@ pub async fn run(
         dir.display()
     );
 
+    // `stop` may come during start-up too: then what started is stopped and that is all.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        stop_tx.send_replace(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
     let mut mesh = Mesh {
         children: Vec::new(),
     };
-    let started = start_mesh(&mut mesh, &opts, &dir, &configs, &logs).await;
+    let started = tokio::select! {
+        started = start_mesh(&mut mesh, &opts, &dir, &configs, &logs) => Some(started),
+        () = stopped() => None,
+    };
     let (query, edge) = match started {
-        Ok(addrs) => addrs,
-        Err(e) => {
+        Some(Ok(addrs)) => addrs,
+        Some(Err(e)) => {
             mesh.stop().await;
             return Err(e);
+        }
+        None => {
+            println!("meshtrace demo: stopped while starting");
+            mesh.stop().await;
+            return Ok(());
         }
     };
     println!("meshtrace: query listening on {query} (web UI, Jaeger API)");
@@ -169,7 +190,7 @@ pub async fn run(
         }
     );
 
-    let result = drive(&opts, query, edge, stop).await;
+    let result = drive(&opts, query, edge, stopped()).await;
     println!("meshtrace demo: stopping the mesh");
     mesh.stop().await;
     if opts.dir.is_some() {
