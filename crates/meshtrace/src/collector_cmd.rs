@@ -60,6 +60,10 @@ fn validate(path: &Path) -> anyhow::Result<()> {
 
 async fn serve(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
+    if let Some(level) = &config.service.telemetry.logs.level {
+        crate::telemetry::set_log_level(level)
+            .with_context(|| format!("service.telemetry.logs.level {level:?}"))?;
+    }
     for var in &config.unset_env {
         tracing::warn!("environment variable {var} is not set: used as an empty string");
     }

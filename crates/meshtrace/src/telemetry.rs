@@ -1,5 +1,6 @@
 //! Logs (to stderr, filtered by `RUST_LOG`, default `info`) and self-metrics in Prometheus text.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::http::header;
@@ -7,15 +8,36 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+/// Changes the log filter after start-up (a config file's log level), unless `RUST_LOG` set it.
+static RELOAD: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr),
+        )
         .init();
+    if std::env::var_os("RUST_LOG").is_none() {
+        let _ = RELOAD.set(handle);
+    }
+}
+
+/// Sets the log level (`debug`, `info`, `warn`, `error`) unless `RUST_LOG` chose one.
+pub fn set_log_level(level: &str) -> anyhow::Result<()> {
+    if let Some(handle) = RELOAD.get() {
+        let filter = EnvFilter::try_new(level.to_ascii_lowercase())?;
+        handle.reload(filter)?;
+    }
+    Ok(())
 }
 
 /// Installs the process-wide metrics recorder and returns routes for `/metrics` and `/healthz`.

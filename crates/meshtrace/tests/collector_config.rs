@@ -148,3 +148,42 @@ fn collector_validate_accepts_the_example_in_the_repo() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("otlp/jaeger"), "{out}");
 }
+
+#[test]
+fn collector_logs_at_the_level_its_config_names_unless_rust_log_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |level: &str| {
+        SEED.replace("0.0.0.0:9411", "127.0.0.1:0")
+            .replace("      grpc:\n      http:\n", "      grpc:\n        endpoint: 127.0.0.1:0\n")
+            .replace(
+                "service:\n",
+                &format!("service:\n  telemetry:\n    logs:\n      level: {level}\n    metrics:\n      level: none\n"),
+            )
+    };
+    // Started, then stopped: what it wrote to stderr at each level.
+    let run = |level: &str, rust_log: Option<&str>| {
+        let path = dir.path().join(format!("{level}.yaml"));
+        std::fs::write(&path, config(level)).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_meshtrace"));
+        cmd.args(["collector", "--config"]).arg(&path);
+        cmd.env_remove("RUST_LOG");
+        if let Some(v) = rust_log {
+            cmd.env("RUST_LOG", v);
+        }
+        let stderr = dir.path().join(format!("{level}.stderr"));
+        cmd.stderr(std::fs::File::create(&stderr).unwrap());
+        let p = Proc::start(cmd, &["otlp-grpc", "zipkin"]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(p.terminate(), Some(0));
+        std::fs::read_to_string(&stderr).unwrap()
+    };
+    let warn = run("warn", None);
+    assert!(!warn.contains(" INFO "), "{warn}");
+    let info = run("info", None);
+    assert!(
+        info.contains(" INFO ") && info.contains("pipeline traces running"),
+        "{info}"
+    );
+    let env_wins = run("error", Some("info"));
+    assert!(env_wins.contains("pipeline traces running"), "{env_wins}");
+}

@@ -136,6 +136,7 @@ pub struct TelemetryMetrics {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryLogs {
+    /// `debug`, `info` (default), `warn` or `error`; `RUST_LOG`, when set, wins.
     pub level: Option<String>,
 }
 

@@ -132,11 +132,36 @@ fn a_pipeline_naming_an_undefined_component_is_refused() {
 
 #[test]
 fn bad_values_and_unsupported_things_are_refused() {
-    let e = errors(&SEED.replace("      insecure: true\n", "      insecure_skip_verify: true\n"));
-    assert!(e[0].message.contains("insecure_skip_verify is not supported"), "{e:?}");
+    let e = errors(&SEED.replace(
+        "      insecure: true\n",
+        "      insecure_skip_verify: true\n",
+    ));
+    assert!(
+        e[0].message
+            .contains("insecure_skip_verify is not supported"),
+        "{e:?}"
+    );
     assert!(e[0].message.contains("exporters.otlp/jaeger.tls"), "{e:?}");
     let e = errors(&SEED.replace("    traces:", "    metrics:"));
     assert!(e[0].message.contains("only traces pipelines"), "{e:?}");
+    let e = errors(&SEED.replace(
+        "service:\n",
+        "service:\n  telemetry:\n    logs:\n      level: chatty\n    metrics:\n      level: all\n",
+    ));
+    assert!(
+        e[0].message
+            .contains("logs.level \"chatty\" is not debug, info, warn or error"),
+        "{e:?}"
+    );
+    assert!(e[1].message.contains("metrics.level \"all\""), "{e:?}");
+    let ok = SEED.replace(
+        "service:\n",
+        "service:\n  telemetry:\n    logs:\n      level: WARN\n",
+    );
+    assert!(
+        Config::parse(&ok, &no_env).is_ok(),
+        "upper case as the OTel Collector accepts"
+    );
     let text = format!("{SEED}processors:\n  batch:\n    timeout: 5 parsecs\n");
     let e = errors(&text);
     assert!(e[0].message.contains("unknown unit"), "{e:?}");

@@ -267,6 +267,22 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
             );
         }
     }
+    if let Some(level) = config.service.telemetry.logs.level.as_deref() {
+        if !["debug", "info", "warn", "error"].contains(&level.to_ascii_lowercase().as_str()) {
+            err(
+                locate(text, &["service", "telemetry", "logs", "level"], None),
+                format!("service.telemetry.logs.level {level:?} is not debug, info, warn or error"),
+            );
+        }
+    }
+    if let Some(level) = config.service.telemetry.metrics.level.as_deref() {
+        if !["none", "basic", "normal", "detailed"].contains(&level) {
+            err(
+                locate(text, &["service", "telemetry", "metrics", "level"], None),
+                format!("service.telemetry.metrics.level {level:?} is not none, basic, normal or detailed"),
+            );
+        }
+    }
     if config.service.pipelines.0.is_empty() {
         err(
             locate(text, &["service"], None),

@@ -33,11 +33,7 @@ impl Proc {
     /// Spawns `cmd` and waits (≤ 60 s) until it announced every listener in `expect`
     /// (stdout lines `meshtrace: NAME listening on ADDR ...`).
     pub fn start(mut cmd: Command, expect: &[&str]) -> Proc {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn meshtrace");
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn meshtrace");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
