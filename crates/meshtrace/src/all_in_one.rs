@@ -54,7 +54,8 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals().context("cannot listen for signals")?;
-    let metrics = crate::telemetry::metrics_routes().context("cannot start metrics")?;
+    let metrics = crate::telemetry::metrics_routes(crate::telemetry::Naming::Meshtrace)
+        .context("cannot start metrics")?;
 
     // Ports first: a conflict should fail before a possibly long WAL replay.
     let grpc = bind("otlp-grpc", &args.otlp_grpc).await?;

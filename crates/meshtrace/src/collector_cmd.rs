@@ -81,7 +81,8 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         let listener = TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen for self-metrics on {addr} (service.telemetry.metrics.address)")
         })?;
-        let routes = crate::telemetry::metrics_routes().context("cannot start metrics")?;
+        let routes = crate::telemetry::metrics_routes(crate::telemetry::Naming::OtelCollector)
+            .context("cannot start metrics")?;
         Some((listener, routes))
     };
 

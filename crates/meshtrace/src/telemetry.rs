@@ -40,8 +40,19 @@ pub fn set_log_level(level: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a process names its metrics on `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Naming {
+    /// `meshtrace_*`.
+    Meshtrace,
+    /// `otelcol_*`, the OpenTelemetry Collector's own names (`otelcol_receiver_accepted_spans_total`,
+    /// `otelcol_exporter_queue_size`, ...), so its dashboards and alerts work on `meshtrace
+    /// collector` unchanged. The names are kept once, in the code, and renamed when scraped.
+    OtelCollector,
+}
+
 /// Installs the process-wide metrics recorder and returns routes for `/metrics` and `/healthz`.
-pub fn metrics_routes() -> anyhow::Result<Router> {
+pub fn metrics_routes(naming: Naming) -> anyhow::Result<Router> {
     let handle = PrometheusBuilder::new()
         .set_buckets(&[
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -56,13 +67,59 @@ pub fn metrics_routes() -> anyhow::Result<Router> {
         }
     });
     Ok(Router::new()
-        .route("/metrics", get(move || render(handle.clone())))
+        .route("/metrics", get(move || render(handle.clone(), naming)))
         .route("/healthz", get(|| async { "ok\n" })))
 }
 
-async fn render(handle: PrometheusHandle) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
+async fn render(handle: PrometheusHandle, naming: Naming) -> impl IntoResponse {
+    let text = handle.render();
+    let text = match naming {
+        Naming::Meshtrace => text,
+        Naming::OtelCollector => rename(&text, "meshtrace_", "otelcol_"),
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Renames metrics in Prometheus text: sample lines and their `# HELP`/`# TYPE` lines.
+fn rename(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let (head, rest) = match line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+        {
+            Some(rest) => (&line[..7], rest),
+            None => ("", line),
+        };
+        out.push_str(head);
+        match rest.strip_prefix(from) {
+            Some(name) => {
+                out.push_str(to);
+                out.push_str(name);
+            }
+            None => out.push_str(rest),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rename;
+
+    #[test]
+    fn names_are_renamed_in_samples_and_comments_only() {
+        let text = "# HELP meshtrace_exporter_sent_spans_total spans sent\n\
+                    # TYPE meshtrace_exporter_sent_spans_total counter\n\
+                    meshtrace_exporter_sent_spans_total{exporter=\"otlp/meshtrace_x\"} 4\n\
+                    other_metric 1\n";
+        assert_eq!(
+            rename(text, "meshtrace_", "otelcol_"),
+            "# HELP otelcol_exporter_sent_spans_total spans sent\n\
+             # TYPE otelcol_exporter_sent_spans_total counter\n\
+             otelcol_exporter_sent_spans_total{exporter=\"otlp/meshtrace_x\"} 4\n\
+             other_metric 1\n"
+        );
+    }
 }

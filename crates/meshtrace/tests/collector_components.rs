@@ -73,9 +73,9 @@ service:
     assert_eq!(spans_in_backend(&backend, &via_otlp, 4), 4);
     let metrics = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
     for line in [
-        "meshtrace_exporter_sent_spans_total{exporter=\"zipkin/backend\"} 4",
-        "meshtrace_exporter_sent_spans_total{exporter=\"otlphttp/backend\"} 4",
-        "meshtrace_exporter_sent_spans_total{exporter=\"debug\"} 4",
+        "otelcol_exporter_sent_spans_total{exporter=\"zipkin/backend\"} 4",
+        "otelcol_exporter_sent_spans_total{exporter=\"otlphttp/backend\"} 4",
+        "otelcol_exporter_sent_spans_total{exporter=\"debug\"} 4",
     ] {
         assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
     }
@@ -122,7 +122,7 @@ service:
     );
     let metrics = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
     assert!(
-        metrics.contains("meshtrace_processor_refused_spans_total{processor=\"memory_limiter\"}"),
+        metrics.contains("otelcol_processor_refused_spans_total{processor=\"memory_limiter\"}"),
         "{metrics}"
     );
     assert_eq!(c.terminate(), Some(0));

@@ -128,15 +128,12 @@ fn collector_starts_the_seed_config_and_keeps_running_with_its_backend_unreachab
     let metrics_url = format!("http://{}/metrics", c.addr("metrics"));
     let metrics = common::eventually(Duration::from_secs(20), || {
         let text = common::get(&metrics_url).text();
-        (text.contains("meshtrace_receiver_accepted_spans_total")
-            && text.contains("meshtrace_exporter_queue_capacity{exporter=\"otlp/jaeger\"} 1000"))
+        (text.contains("otelcol_receiver_accepted_spans_total")
+            && text.contains("otelcol_exporter_queue_capacity{exporter=\"otlp/jaeger\"} 1000"))
         .then_some(text)
     })
     .expect("self-metrics show the receiver and the exporter queue");
-    assert!(
-        metrics.contains("meshtrace_exporter_queue_size"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("otelcol_exporter_queue_size"), "{metrics}");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c.terminate(), Some(0), "SIGTERM ends the collector cleanly");
 }

@@ -107,7 +107,7 @@ fn collector_sdk_to_collector_to_all_in_one_adds_datacenter() {
     }
     let metrics = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
     assert!(
-        metrics.contains("meshtrace_exporter_sent_spans_total{exporter=\"otlp/backend\"} 4"),
+        metrics.contains("otelcol_exporter_sent_spans_total{exporter=\"otlp/backend\"} 4"),
         "{metrics}"
     );
     assert_eq!(c.terminate(), Some(0));
@@ -130,7 +130,7 @@ fn collector_backend_down_then_up_retried_spans_arrive_once() {
     std::thread::sleep(Duration::from_millis(1500));
     let metrics = common::get(&metrics_url).text();
     assert!(
-        !metrics.contains("meshtrace_exporter_sent_spans_total{exporter=\"otlp/backend\"}"),
+        !metrics.contains("otelcol_exporter_sent_spans_total{exporter=\"otlp/backend\"}"),
         "nothing can have been sent yet: {metrics}"
     );
     // Backend up on the address the collector retries.
@@ -147,7 +147,7 @@ fn collector_backend_down_then_up_retried_spans_arrive_once() {
     }
     let sent = common::eventually(Duration::from_secs(10), || {
         let m = common::get(&metrics_url).text();
-        m.contains("meshtrace_exporter_sent_spans_total{exporter=\"otlp/backend\"} 8")
+        m.contains("otelcol_exporter_sent_spans_total{exporter=\"otlp/backend\"} 8")
             .then_some(())
     });
     assert!(sent.is_some(), "{}", common::get(&metrics_url).text());

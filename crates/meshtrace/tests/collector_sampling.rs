@@ -98,7 +98,7 @@ fn collector_sampling_matches_the_otel_reference_for_10000_traces() {
     }
     let metrics = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
     assert!(
-        metrics.contains("meshtrace_processor_probabilistic_sampler_count_traces_sampled_total{processor=\"probabilistic_sampler/0\",policy=\"trace_id_hash\",sampled=\"true\"}"),
+        metrics.contains("otelcol_processor_probabilistic_sampler_count_traces_sampled_total{processor=\"probabilistic_sampler/0\",policy=\"trace_id_hash\",sampled=\"true\"}"),
         "{metrics}"
     );
     assert_eq!(c.terminate(), Some(0));

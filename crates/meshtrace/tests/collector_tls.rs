@@ -170,9 +170,7 @@ fn config(port: u16, tls: &str, retry: bool) -> String {
 fn failed_spans(c: &Proc) -> u64 {
     let text = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
     text.lines()
-        .find(|l| {
-            l.starts_with("meshtrace_exporter_send_failed_spans_total{exporter=\"otlp/tls\"}")
-        })
+        .find(|l| l.starts_with("otelcol_exporter_send_failed_spans_total{exporter=\"otlp/tls\"}"))
         .and_then(|l| l.split_whitespace().last())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
