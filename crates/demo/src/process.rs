@@ -18,6 +18,9 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
+/// Set on every child: the demo's directory.
+pub const DEMO_DIR_ENV: &str = "MESHTRACE_DEMO_DIR";
+
 /// Why a child could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -85,6 +88,8 @@ impl Child {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            // Marks the process as part of this demo (for `ps e`, and tests looking for leftovers).
+            .env(DEMO_DIR_ENV, logs.parent().unwrap_or(logs))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))

@@ -105,16 +105,17 @@ impl Demo {
         }
     }
 
-    /// Processes still running whose command line names the demo's directory (its children).
+    /// Processes still running that the demo started (they carry MESHTRACE_DEMO_DIR=<dir>).
     fn leftover_processes(&self) -> Vec<String> {
-        let needle = self.dir.path().display().to_string();
+        let mark = format!("MESHTRACE_DEMO_DIR={}", self.dir.path().display());
         let mut found = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                if cmdline.contains(&needle) && !cmdline.contains(" demo ") {
-                    found.push(cmdline);
-                }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ.split(|b| *b == 0).any(|v| v == mark.as_bytes()) {
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
             }
         }
         found
@@ -287,7 +288,9 @@ fn demo_runs_the_mesh_and_one_trace_holds_the_edge_every_sidecar_and_every_app()
     let ui = common::get(&format!("http://{query}/trace/{id}"));
     assert_eq!(ui.status, 200);
 
-    // Ctrl-C: everything stops cleanly, no child left behind.
+    // Ctrl-C: everything stops cleanly, no child left behind (all 11 are found while running).
+    let running = demo.leftover_processes();
+    assert_eq!(running.len(), 11, "{running:#?}");
     assert_eq!(demo.wait(Some("-INT"), Duration::from_secs(90)), Some(0));
     let left = common::eventually(Duration::from_secs(10), || {
         let l = demo.leftover_processes();
