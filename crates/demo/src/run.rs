@@ -89,7 +89,7 @@ impl Mesh {
         let backend = (!self.children.is_empty()).then(|| self.children.remove(0));
         let collector = (!self.children.is_empty()).then(|| self.children.remove(0));
         let stops = self.children.drain(..).map(|c| c.stop(STOP_GRACE));
-        join_all(stops).await;
+        futures::future::join_all(stops).await;
         if let Some(c) = collector {
             c.stop(STOP_GRACE).await;
         }
@@ -97,17 +97,6 @@ impl Mesh {
             b.stop(STOP_GRACE).await;
         }
     }
-}
-
-async fn join_all<F: Future + Send + 'static>(futures: impl Iterator<Item = F>)
-where
-    F::Output: Send,
-{
-    let mut set = tokio::task::JoinSet::new();
-    for f in futures {
-        set.spawn(f);
-    }
-    while set.join_next().await.is_some() {}
 }
 
 /// Runs the demo until `opts.duration` has passed or `stop` completes.
@@ -190,7 +179,7 @@ pub async fn run(
         }
     );
 
-    let result = drive(&opts, query, edge, stopped()).await;
+    drive(&opts, query, edge, stopped()).await;
     println!("meshtrace demo: stopping the mesh");
     mesh.stop().await;
     if opts.dir.is_some() {
@@ -200,7 +189,7 @@ pub async fn run(
             dir.join("data").display()
         );
     }
-    result
+    Ok(())
 }
 
 /// Starts every component, the backend first and the edge last, each told the addresses of the
@@ -347,7 +336,7 @@ async fn drive(
     query: SocketAddr,
     edge: SocketAddr,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) {
     let counters = Arc::new(Counters::default());
     let (stop_traffic, traffic_stopped) = tokio::sync::oneshot::channel::<()>();
     let traffic = tokio::spawn(traffic::run(
@@ -389,7 +378,6 @@ async fn drive(
         tracing::warn!("{e}");
     }
     progress.show(&counters, &watcher, true);
-    Ok(())
 }
 
 /// The progress line: one line rewritten in place on a terminal, a line every 10 s otherwise.
