@@ -21,7 +21,7 @@
 //! FNV-1a 32 is written out here (five lines): the `fnv` crate only provides the 64-bit variant.
 
 use model::{AnyValue, Span, TraceBatch, TraceId};
-use wire::otlp::scan::{scan_spans, SpanRef, Subset};
+use wire::otlp::scan::{walk_spans, SpanRef, Subset};
 
 use super::tracestate::{self, TraceState, MAX_RANDOMNESS, NEVER};
 use crate::config::{ProbabilisticSampler, SamplerMode};
@@ -278,14 +278,15 @@ impl Sampler {
         for chunk in raw.chunks() {
             let mut subset = Subset::default();
             let mut drops: Vec<(&'static str, u64)> = Vec::new();
-            let scanned = scan_spans(chunk, |span| match self.dropped_by_id(span) {
+            // Receivers checked these bytes (`Needs::OtlpBytes`): a walk reads what is needed.
+            let walked = walk_spans(chunk, |span| match self.dropped_by_id(span) {
                 Some(policy) => match drops.iter_mut().find(|(p, _)| *p == policy) {
                     Some(d) => d.1 += 1,
                     None => drops.push((policy, 1)),
                 },
                 None => subset.push(span),
             });
-            let rest = match scanned {
+            let rest = match walked {
                 Ok(_) => {
                     for (policy, n) in drops {
                         dropped_by_id += n;
@@ -296,7 +297,7 @@ impl Sampler {
                     }
                     wire::otlp::decode_protobuf(&subset.finish())
                 }
-                // Not for the scan to vouch for: the whole chunk takes the full path.
+                // Not a request after all: the whole chunk takes the full path (which refuses it).
                 Err(_) => wire::otlp::decode_protobuf(chunk),
             };
             out.resource_spans
