@@ -279,7 +279,7 @@ impl Sampler {
             let mut subset = Subset::default();
             let mut drops: Vec<(&'static str, u64)> = Vec::new();
             // Receivers checked these bytes (`Needs::OtlpBytes`): a walk reads what is needed.
-            let walked = walk_spans(chunk, |span| match self.dropped_by_id(span) {
+            let walked = walk_spans(chunk, PRIORITY, |span| match self.dropped_by_id(span) {
                 Some(policy) => match drops.iter_mut().find(|(p, _)| *p == policy) {
                     Some(d) => d.1 += 1,
                     None => drops.push((policy, 1)),
@@ -312,7 +312,7 @@ impl Sampler {
     /// no tracestate and no `sampling.priority` attribute, so the decision would read nothing
     /// else of it. `None` when it may be kept or must be decided in full.
     fn dropped_by_id(&self, span: &SpanRef<'_>) -> Option<&'static str> {
-        if !span.valid || !span.trace_state.is_empty() || span.has_attribute_key(PRIORITY) {
+        if !span.valid || !span.trace_state.is_empty() || span.keyed {
             return None;
         }
         let trace_id = TraceId::from_slice(span.trace_id).ok()?;

@@ -21,7 +21,14 @@ pub const MAX_DEPTH: u32 = 64;
 /// Why the scan refused a request. The full decode may still accept it (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed OTLP ExportTraceServiceRequest protobuf: {0}")]
-pub struct ScanError(String);
+pub struct ScanError(Box<str>);
+
+impl ScanError {
+    /// Boxed, so that a `Result<(), ScanError>` is one register wide on the hot path.
+    fn new(message: String) -> Self {
+        Self(message.into_boxed_str())
+    }
+}
 
 /// What the scan found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +57,9 @@ pub struct SpanRef<'a> {
     pub trace_state: &'a str,
     /// Whether [`super::from_request`] keeps the span (its ids are valid).
     pub valid: bool,
+    /// Whether some attribute has the key [`walk_spans`] was asked to look for (always false
+    /// from [`scan_spans`]).
+    pub keyed: bool,
 }
 
 impl SpanRef<'_> {
@@ -58,17 +68,24 @@ impl SpanRef<'_> {
         let mut found = false;
         let _ = for_each_field(self.body, |field, value| {
             if let (9, Value::Bytes(kv)) = (field, value) {
-                for_each_field(kv, |f, v| {
-                    if let (1, Value::Bytes(k)) = (f, v) {
-                        found |= k == key.as_bytes();
-                    }
-                    Ok(())
-                })?;
+                found |= has_key(kv, key);
             }
             Ok(())
         });
         found
     }
+}
+
+/// Whether a `KeyValue` (any occurrence of its key field) has this key.
+fn has_key(kv: &[u8], key: &str) -> bool {
+    let mut found = false;
+    let _ = for_each_field(kv, |field, value| {
+        if let (1, Value::Bytes(k)) = (field, value) {
+            found |= k == key.as_bytes();
+        }
+        Ok(())
+    });
+    found
 }
 
 /// Checks a request: well-formed down to attribute values, spans counted, ids checked.
@@ -101,7 +118,13 @@ pub fn count_spans(request: &[u8]) -> Result<usize, crate::WireError> {
 /// [`SpanRef`] holds: the way down to the spans and each span's own fields, not the contents of
 /// attributes, events or links. For a second look at checked bytes (about half the scan's
 /// cost); on bytes the scan refuses it may give an error or spans that are not there.
-pub fn walk_spans<'a>(request: &'a [u8], mut f: impl FnMut(&SpanRef<'a>)) -> Result<(), ScanError> {
+///
+/// `attribute_key`: sets [`SpanRef::keyed`] on spans with an attribute of that key.
+pub fn walk_spans<'a>(
+    request: &'a [u8],
+    attribute_key: &str,
+    mut f: impl FnMut(&SpanRef<'a>),
+) -> Result<(), ScanError> {
     let mut resource_index = 0;
     for_each_field(request, |field, value| {
         let (1, Value::Bytes(rs)) = (field, value) else {
@@ -127,6 +150,7 @@ pub fn walk_spans<'a>(request: &'a [u8], mut f: impl FnMut(&SpanRef<'a>)) -> Res
                     parent_span_id: &[],
                     trace_state: "",
                     valid: false,
+                    keyed: false,
                 };
                 for_each_field(body, |field, value| {
                     match (field, value) {
@@ -134,6 +158,7 @@ pub fn walk_spans<'a>(request: &'a [u8], mut f: impl FnMut(&SpanRef<'a>)) -> Res
                         (2, Value::Bytes(b)) => span.span_id = b,
                         (4, Value::Bytes(b)) => span.parent_span_id = b,
                         (3, Value::Bytes(b)) => span.trace_state = utf8(Msg::Span, field, b)?,
+                        (9, Value::Bytes(kv)) => span.keyed |= has_key(kv, attribute_key),
                         _ => {}
                     }
                     Ok(())
@@ -197,6 +222,7 @@ fn resource_spans<'a>(
                 parent_span_id: &[],
                 trace_state: "",
                 valid: false,
+                keyed: false,
             };
             span_fields(&mut span)?;
             span.valid = ids_valid(&span);
@@ -268,9 +294,51 @@ enum Kind {
     Message(Msg),
 }
 
+/// Message types in all (the length of [`Msg`]).
+const MESSAGES: usize = Msg::KeyValueList as usize + 1;
+/// Field numbers the schema table covers (every known field is below this).
+const FIELDS: usize = 17;
+
+/// [`kind`] as a table, so the hot loop looks a field up rather than branching on it.
+static SCHEMA: [[Option<Kind>; FIELDS]; MESSAGES] = {
+    const ALL: [Msg; MESSAGES] = [
+        Msg::Request,
+        Msg::ResourceSpans,
+        Msg::Resource,
+        Msg::EntityRef,
+        Msg::ScopeSpans,
+        Msg::Scope,
+        Msg::Span,
+        Msg::Event,
+        Msg::Link,
+        Msg::Status,
+        Msg::KeyValue,
+        Msg::AnyValue,
+        Msg::ArrayValue,
+        Msg::KeyValueList,
+    ];
+    let mut table = [[None; FIELDS]; MESSAGES];
+    let mut m = 0;
+    while m < MESSAGES {
+        let mut f = 0;
+        while f < FIELDS {
+            table[ALL[m] as usize][f] = kind(ALL[m], f as u32);
+            f += 1;
+        }
+        m += 1;
+    }
+    table
+};
+
+/// How field `field` of `m` is encoded; `None` for fields the schema does not know.
+#[inline(always)]
+fn lookup(m: Msg, field: u32) -> Option<Kind> {
+    SCHEMA[m as usize].get(field as usize).copied().flatten()
+}
+
 /// The schema (opentelemetry-proto's trace, common and resource messages). Unknown fields are
 /// skipped, as prost skips them.
-fn kind(m: Msg, field: u32) -> Option<Kind> {
+const fn kind(m: Msg, field: u32) -> Option<Kind> {
     Some(match (m, field) {
         (Msg::Request, 1) => Kind::Message(Msg::ResourceSpans),
         (Msg::ResourceSpans, 1) => Kind::Message(Msg::Resource),
@@ -344,7 +412,7 @@ impl Value<'_> {
 /// Checks field `field` of a message of type `m` against the schema; `depth` is the depth of
 /// the message holding it.
 fn check_field(m: Msg, field: u32, value: Value<'_>, depth: u32) -> Result<(), ScanError> {
-    let Some(kind) = kind(m, field) else {
+    let Some(kind) = lookup(m, field) else {
         return Ok(());
     };
     let expected = match kind {
@@ -357,6 +425,8 @@ fn check_field(m: Msg, field: u32, value: Value<'_>, depth: u32) -> Result<(), S
         return Err(wrong_type(m, field, value.wire_type(), expected));
     }
     match (kind, value) {
+        // Most strings are ASCII, which `is_ascii` tells faster than a full UTF-8 check.
+        (Kind::Str, Value::Bytes(b)) if b.is_ascii() => Ok(()),
         (Kind::Str, Value::Bytes(b)) => utf8(m, field, b).map(|_| ()),
         (Kind::Message(inner), Value::Bytes(b)) => check_message(inner, b, depth + 1),
         _ => Ok(()),
@@ -366,7 +436,7 @@ fn check_field(m: Msg, field: u32, value: Value<'_>, depth: u32) -> Result<(), S
 /// Checks every field of a message of type `m` at nesting `depth`.
 fn check_message(m: Msg, body: &[u8], depth: u32) -> Result<(), ScanError> {
     if depth > MAX_DEPTH {
-        return Err(ScanError(format!(
+        return Err(ScanError::new(format!(
             "messages nested deeper than {MAX_DEPTH} (in {m:?})"
         )));
     }
@@ -386,14 +456,14 @@ fn expect_bytes<'a>(m: Msg, field: u32, value: Value<'a>) -> Result<&'a [u8], Sc
 }
 
 fn wrong_type(m: Msg, field: u32, got: WireType, expected: WireType) -> ScanError {
-    ScanError(format!(
+    ScanError::new(format!(
         "{m:?} field {field} has wire type {got:?}, expected {expected:?}"
     ))
 }
 
 fn utf8(m: Msg, field: u32, b: &[u8]) -> Result<&str, ScanError> {
     std::str::from_utf8(b)
-        .map_err(|_| ScanError(format!("{m:?} field {field} is a string that is not UTF-8")))
+        .map_err(|_| ScanError::new(format!("{m:?} field {field} is a string that is not UTF-8")))
 }
 
 /// Calls `f(field number, value)` for each field of a message body, in order.
@@ -412,13 +482,13 @@ fn for_each_field<'a>(
             WireType::SixtyFourBit => {
                 buf = buf
                     .get(8..)
-                    .ok_or_else(|| ScanError(format!("field {field}: truncated fixed64")))?;
+                    .ok_or_else(|| ScanError::new(format!("field {field}: truncated fixed64")))?;
                 Value::Fixed64
             }
             WireType::ThirtyTwoBit => {
                 buf = buf
                     .get(4..)
-                    .ok_or_else(|| ScanError(format!("field {field}: truncated fixed32")))?;
+                    .ok_or_else(|| ScanError::new(format!("field {field}: truncated fixed32")))?;
                 Value::Fixed32
             }
             WireType::LengthDelimited => {
@@ -427,7 +497,7 @@ fn for_each_field<'a>(
                     .ok()
                     .filter(|&l| l <= buf.len())
                     .ok_or_else(|| {
-                        ScanError(format!(
+                        ScanError::new(format!(
                             "field {field}: length {len} runs past the end ({} bytes left)",
                             buf.len()
                         ))
@@ -437,7 +507,7 @@ fn for_each_field<'a>(
                 Value::Bytes(body)
             }
             WireType::StartGroup | WireType::EndGroup => {
-                return Err(ScanError(format!(
+                return Err(ScanError::new(format!(
                     "field {field}: group wire types are not used by OTLP"
                 )))
             }
@@ -454,12 +524,12 @@ fn key(buf: &mut &[u8]) -> Result<(u32, WireType), ScanError> {
         let wire_type = b & 7;
         if (8..0x80).contains(&b) && wire_type <= 5 {
             *buf = &buf[1..];
-            let wire_type =
-                WireType::try_from(u64::from(wire_type)).map_err(|e| ScanError(e.to_string()))?;
+            let wire_type = WireType::try_from(u64::from(wire_type))
+                .map_err(|e| ScanError::new(e.to_string()))?;
             return Ok((u32::from(b >> 3), wire_type));
         }
     }
-    decode_key(buf).map_err(|e| ScanError(e.to_string()))
+    decode_key(buf).map_err(|e| ScanError::new(e.to_string()))
 }
 
 /// A varint. One-byte values are read here; longer ones go to prost.
@@ -471,7 +541,7 @@ fn varint(buf: &mut &[u8]) -> Result<u64, ScanError> {
             return Ok(u64::from(b));
         }
     }
-    decode_varint(buf).map_err(|e| ScanError(e.to_string()))
+    decode_varint(buf).map_err(|e| ScanError::new(e.to_string()))
 }
 
 /// Builds a request holding only chosen spans of another, each inside a copy of its

@@ -192,7 +192,11 @@ fn agrees_with_prost_and_from_request_on_generated_requests() {
         let want = spans_of(&req);
         assert_eq!(seen, want);
         let mut walked = Vec::new();
-        walk_spans(&bytes, |s| walked.push((s.trace_id.to_vec(), s.valid))).unwrap();
+        walk_spans(&bytes, "sampling.priority", |s| {
+            assert_eq!(s.keyed, s.has_attribute_key("sampling.priority"));
+            walked.push((s.trace_id.to_vec(), s.valid));
+        })
+        .unwrap();
         assert_eq!(walked, want, "the walk sees what the scan sees");
         assert_eq!(scan.spans, want.len());
         let decoded = from_request(req);
@@ -540,10 +544,7 @@ fn scan_throughput() {
     let scan_ns = time(&|| assert_eq!(scan(&bytes).unwrap().spans, 512));
     let walk_ns = time(&|| {
         let mut n = 0;
-        walk_spans(&bytes, |s| {
-            n += usize::from(s.has_attribute_key("sampling.priority"))
-        })
-        .unwrap();
+        walk_spans(&bytes, "sampling.priority", |s| n += usize::from(s.keyed)).unwrap();
         assert_eq!(n, 0);
     });
     let prost_ns = time(&|| {
