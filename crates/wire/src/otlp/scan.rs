@@ -440,7 +440,26 @@ fn check_message(m: Msg, body: &[u8], depth: u32) -> Result<(), ScanError> {
             "messages nested deeper than {MAX_DEPTH} (in {m:?})"
         )));
     }
-    for_each_field(body, |field, value| check_field(m, field, value, depth))
+    match m {
+        Msg::KeyValue => check_key_value(body, depth),
+        _ => for_each_field(body, |field, value| check_field(m, field, value, depth)),
+    }
+}
+
+/// [`check_message`] for a `KeyValue`, the bulk of most requests: its usual shape (a key, and a
+/// string or scalar value) is checked inline; anything else goes the general way.
+fn check_key_value(body: &[u8], depth: u32) -> Result<(), ScanError> {
+    for_each_field(body, |field, value| match (field, value) {
+        (1, Value::Bytes(key)) if key.is_ascii() => Ok(()),
+        (2, Value::Bytes(any)) if depth < MAX_DEPTH => {
+            for_each_field(any, |field, value| match (field, value) {
+                (1, Value::Bytes(s)) if s.is_ascii() => Ok(()),
+                (2 | 3 | 8, Value::Varint) | (4, Value::Fixed64) | (7, Value::Bytes(_)) => Ok(()),
+                _ => check_field(Msg::AnyValue, field, value, depth + 1),
+            })
+        }
+        _ => check_field(Msg::KeyValue, field, value, depth),
+    })
 }
 
 fn expect_bytes<'a>(m: Msg, field: u32, value: Value<'a>) -> Result<&'a [u8], ScanError> {
