@@ -6,11 +6,11 @@
 //!
 //! Each receiver decodes with the `wire` crate and passes a [`model::TraceBatch`] to a [`Sink`]
 //! (the store in `all-in-one`, a pipeline in `collector`); a sink that needs only OTLP bytes
-//! ([`Needs::OtlpBytes`]) gets OTLP protobuf requests checked by a scan instead of decoded. A request is answered with success
-//! only after the sink accepted it, so "acknowledged" means whatever the sink promises
-//! (durable, for the store). Malformed input is answered with a 4xx (gRPC `INVALID_ARGUMENT`)
-//! whose message names the problem; a sink that is overloaded or unavailable yields a
-//! retryable answer (429/503, `RESOURCE_EXHAUSTED`/`UNAVAILABLE`).
+//! ([`Needs::OtlpBytes`]) gets OTLP protobuf requests checked by a scan instead of decoded.
+//! A request is answered with success only after the sink accepted it, so "acknowledged" means
+//! whatever the sink promises (durable, for the store). Malformed input is answered with a 4xx
+//! (gRPC `INVALID_ARGUMENT`) whose message names the problem; a sink that is overloaded or
+//! unavailable yields a retryable answer (429/503, `RESOURCE_EXHAUSTED`/`UNAVAILABLE`).
 //!
 //! What this crate must not do: store, sample or transform spans.
 

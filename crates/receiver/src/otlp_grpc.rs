@@ -150,7 +150,8 @@ fn status_of(e: ExportError) -> Status {
 }
 
 /// Prost encoding for responses; decoding that keeps the request's bytes (the store journals
-/// them as they are) and reports malformed requests as `INVALID_ARGUMENT`.
+/// them as they are) and reports malformed requests as `INVALID_ARGUMENT`. For a sink that
+/// needs only bytes, a request the scan vouches for is not decoded at all.
 struct ExportCodec {
     needs: Needs,
 }
