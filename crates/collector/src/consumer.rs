@@ -43,7 +43,8 @@ pub trait Consumer: Send + Sync + 'static {
     }
 
     /// Whether this stage and everything after it can take [`Payload::Otlp`] without decoding
-    /// it (see [`crate::payload`]).
+    /// all of it (see [`crate::payload`]): stages that pass the bytes on, and the sampler, which
+    /// decodes only what it may keep.
     fn accepts_otlp(&self) -> bool {
         false
     }

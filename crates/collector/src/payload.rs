@@ -10,9 +10,12 @@
 //! Who sees which form:
 //! - A receiver's sink sends [`Payload::Otlp`] only to pipelines whose stages all say
 //!   [`Consumer::accepts_otlp`](crate::consumer::Consumer::accepts_otlp) (no processor but
-//!   `batch` or `memory_limiter`, and exporters that speak OTLP protobuf), and only when the
-//!   bytes hold exactly the spans the receiver accepted: a request with spans refused as invalid
-//!   still carries them in its bytes, so it goes on decoded and the invalid spans stay out.
+//!   `batch`, `memory_limiter` or `probabilistic_sampler`, and exporters that speak OTLP
+//!   protobuf), and only when the bytes hold exactly the spans the receiver accepted: a request
+//!   with spans refused as invalid still carries them in its bytes, so it goes on decoded and
+//!   the invalid spans stay out. When every pipeline of a receiver takes bytes, the receiver
+//!   does not decode at all: it checks OTLP protobuf requests with `wire::otlp::scan`
+//!   ([`receiver::Needs::OtlpBytes`]).
 //! - Any other stage gets a decoded batch: [`Consumer::consume_payload`]'s default decodes
 //!   (`crate::consumer::Consumer::consume_payload`), as does
 //!   [`Export::export_payload`](crate::exporter::Export::export_payload).
@@ -73,14 +76,23 @@ pub struct OtlpBytes {
 }
 
 impl OtlpBytes {
-    /// Wraps a request body, counting its spans (without decoding them). An error if the bytes
-    /// are not a well-formed request down to the span level.
+    /// Wraps a request body, counting its spans (without decoding them where the scan can). An
+    /// error if the bytes are not a request.
     pub fn new(bytes: Bytes) -> Result<Self, String> {
-        let spans = count_spans(&bytes)?;
-        Ok(Self {
+        let spans = wire::otlp::scan::count_spans(&bytes).map_err(|e| e.to_string())?;
+        Ok(Self::counted(bytes, spans))
+    }
+
+    /// Wraps a request a receiver checked (every span valid).
+    pub fn checked(request: receiver::CheckedOtlp) -> Self {
+        Self::counted(request.bytes, request.spans)
+    }
+
+    fn counted(bytes: Bytes, spans: usize) -> Self {
+        Self {
             chunks: vec![(bytes, spans)],
             spans,
-        })
+        }
     }
 
     /// Encodes a decoded batch.
@@ -176,75 +188,6 @@ impl OtlpBytes {
     }
 }
 
-/// The spans an `ExportTraceServiceRequest` holds, walking the protobuf down to
-/// `ScopeSpans.spans` without decoding the spans themselves.
-pub fn count_spans(bytes: &[u8]) -> Result<usize, String> {
-    let mut n = 0;
-    // ExportTraceServiceRequest.resource_spans = 1
-    for_each_field(bytes, |field, rs| {
-        if field == 1 {
-            // ResourceSpans.scope_spans = 2
-            for_each_field(rs, |field, ss| {
-                if field == 2 {
-                    // ScopeSpans.spans = 2
-                    for_each_field(ss, |field, _| {
-                        if field == 2 {
-                            n += 1;
-                        }
-                        Ok(())
-                    })?;
-                }
-                Ok(())
-            })?;
-        }
-        Ok(())
-    })?;
-    Ok(n)
-}
-
-/// Calls `f(field number, body)` for each length-delimited field of a message, skipping the
-/// others.
-fn for_each_field(
-    mut buf: &[u8],
-    mut f: impl FnMut(u64, &[u8]) -> Result<(), String>,
-) -> Result<(), String> {
-    while !buf.is_empty() {
-        let key = varint(&mut buf)?;
-        let field = key >> 3;
-        match key & 7 {
-            0 => {
-                varint(&mut buf)?;
-            }
-            1 => buf = buf.get(8..).ok_or("truncated fixed64")?,
-            5 => buf = buf.get(4..).ok_or("truncated fixed32")?,
-            2 => {
-                let len = usize::try_from(varint(&mut buf)?).map_err(|_| "length overflow")?;
-                if len > buf.len() {
-                    return Err("truncated length-delimited field".into());
-                }
-                let (body, rest) = buf.split_at(len);
-                f(field, body)?;
-                buf = rest;
-            }
-            t => return Err(format!("unsupported wire type {t}")),
-        }
-    }
-    Ok(())
-}
-
-fn varint(buf: &mut &[u8]) -> Result<u64, String> {
-    let mut v = 0u64;
-    for i in 0..10 {
-        let (&b, rest) = buf.split_first().ok_or("truncated varint")?;
-        *buf = rest;
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b < 0x80 {
-            return Ok(v);
-        }
-    }
-    Err("varint too long".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,15 +216,15 @@ mod tests {
     fn counts_spans_without_decoding_and_concatenation_is_a_request() {
         let a = OtlpBytes::encode(&batch(1, 3));
         let b = OtlpBytes::encode(&batch(4, 2));
-        assert_eq!(count_spans(&a.to_bytes()).unwrap(), 3);
+        assert_eq!(OtlpBytes::new(a.to_bytes()).unwrap().span_count(), 3);
         let mut both = a.clone();
         both.append(b);
         assert_eq!(both.span_count(), 5);
-        assert_eq!(count_spans(&both.to_bytes()).unwrap(), 5);
+        assert_eq!(OtlpBytes::new(both.to_bytes()).unwrap().span_count(), 5);
         let mut want = batch(1, 3);
         want.resource_spans.extend(batch(4, 2).resource_spans);
         assert_eq!(both.decode().unwrap(), want);
-        assert!(count_spans(&[0x0a, 0x05, 0x01]).is_err());
+        assert!(OtlpBytes::new(Bytes::from_static(&[0x0a, 0x05, 0x01])).is_err());
     }
 
     #[test]

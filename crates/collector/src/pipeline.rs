@@ -11,6 +11,7 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use model::TraceBatch;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -56,7 +57,8 @@ pub struct Collector {
 
 /// A receiver's front: hands batches to the pipelines that list the receiver. Pipelines that
 /// pass OTLP bytes through get the request's bytes rather than the decoded batch, when those
-/// bytes hold exactly the accepted spans (see [`crate::payload`]).
+/// bytes hold exactly the accepted spans (see [`crate::payload`]). When all of them do, the
+/// receiver is asked for checked bytes only and decodes nothing.
 struct ReceiverSink {
     name: String,
     /// Each pipeline head, and whether it takes [`Payload::Otlp`].
@@ -86,8 +88,18 @@ impl ReceiverSink {
     }
 
     async fn forward(&self, received: receiver::Received) -> Result<(), ConsumeError> {
-        let mut raw = self.raw(&received);
-        let mut batch = Some(received.batch);
+        let raw = self.raw(&received);
+        self.forward_either(raw, received.batch).await
+    }
+
+    /// Sends `raw` to the pipelines that take bytes (when there are bytes), `batch` to the
+    /// others.
+    async fn forward_either(
+        &self,
+        mut raw: Option<OtlpBytes>,
+        batch: TraceBatch,
+    ) -> Result<(), ConsumeError> {
+        let mut batch = Some(batch);
         let n = self.targets.len();
         let mut first_error = None;
         for (i, (next, takes_raw)) in self.targets.iter().enumerate() {
@@ -109,17 +121,39 @@ impl ReceiverSink {
 }
 
 impl receiver::Sink for ReceiverSink {
+    fn needs(&self) -> receiver::Needs {
+        if self.targets.iter().all(|(_, raw)| *raw) {
+            receiver::Needs::OtlpBytes
+        } else {
+            receiver::Needs::Batch
+        }
+    }
+
     async fn accept(&self, received: receiver::Received) -> Result<(), receiver::SinkError> {
-        match self.forward(received).await {
-            Ok(()) => Ok(()),
-            Err(ConsumeError::Overloaded(m)) => Err(receiver::SinkError::Overloaded(m)),
-            Err(ConsumeError::Unavailable(m)) => Err(receiver::SinkError::Unavailable(m)),
-            Err(ConsumeError::Permanent(m)) => {
-                // The receiver API has no "rejected for good" answer; the data is dropped
-                // (and counted by the exporter) rather than retried forever by the client.
-                tracing::warn!(receiver = %self.name, "data refused downstream, dropped: {m}");
-                Ok(())
-            }
+        sink_answer(&self.name, self.forward(received).await)
+    }
+
+    async fn accept_otlp(&self, request: receiver::CheckedOtlp) -> Result<(), receiver::SinkError> {
+        // Every target takes bytes (that is when `needs` asks for them).
+        let raw = Some(OtlpBytes::checked(request));
+        sink_answer(
+            &self.name,
+            self.forward_either(raw, TraceBatch::default()).await,
+        )
+    }
+}
+
+/// A pipeline's answer as the receiver's.
+fn sink_answer(name: &str, forwarded: Result<(), ConsumeError>) -> Result<(), receiver::SinkError> {
+    match forwarded {
+        Ok(()) => Ok(()),
+        Err(ConsumeError::Overloaded(m)) => Err(receiver::SinkError::Overloaded(m)),
+        Err(ConsumeError::Unavailable(m)) => Err(receiver::SinkError::Unavailable(m)),
+        Err(ConsumeError::Permanent(m)) => {
+            // The receiver API has no "rejected for good" answer; the data is dropped
+            // (and counted by the exporter) rather than retried forever by the client.
+            tracing::warn!(receiver = %name, "data refused downstream, dropped: {m}");
+            Ok(())
         }
     }
 }

@@ -277,3 +277,23 @@ service:
     run.await.unwrap();
     assert_eq!(*bodies.lock().unwrap(), vec![[a, b].concat()]);
 }
+
+#[tokio::test]
+async fn a_request_prost_would_refuse_is_refused_not_forwarded() {
+    // The receiver only scans requests for a byte pipeline; the scan must refuse what the full
+    // decode refuses, or one bad request would poison the batch it is concatenated into.
+    let (backend, bodies) = backend().await;
+    let (addr, stop, run) = collector(BATCH, "[batch]", backend).await;
+    let mut bad = request("a", vec![span(1, 1, "ZZZZ")]).encode_to_vec();
+    let at = bad.windows(4).position(|w| w == b"ZZZZ").unwrap();
+    bad[at..at + 4].copy_from_slice(&[0xff, 0xfe, 0xfd, 0xfc]); // not UTF-8
+    let clean = request("b", vec![span(2, 3, "clean")]).encode_to_vec();
+    assert_eq!(post(addr, &bad).await, 400);
+    assert_eq!(post(addr, &bad[..bad.len() - 1]).await, 400, "truncated");
+    assert_eq!(post(addr, &clean).await, 200);
+    stop.send_replace(true);
+    run.await.unwrap();
+    let bodies = bodies.lock().unwrap().clone();
+    let names: Vec<String> = spans_in(&bodies).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["clean"]);
+}

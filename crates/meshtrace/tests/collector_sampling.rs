@@ -1,5 +1,5 @@
 //! Sampling compatibility: what `meshtrace collector`'s probabilistic_sampler keeps, end to end
-//! (OTLP/HTTP in → sampler → OTLP/HTTP JSON out to a recording server), equals what an
+//! (OTLP/HTTP JSON and protobuf in → sampler → OTLP/HTTP JSON out to a recording server), equals what an
 //! independent reference of the OpenTelemetry Collector's algorithm keeps
 //! (tests/python/collector_sampling_ref.py, standard-library Python), for 10,000 random trace
 //! ids at several seeds and percentages, in hash_seed and proportional (W3C threshold) modes; and two collectors with the same seed keep exactly the
@@ -20,15 +20,19 @@ fn exporter(name: &str, capture: &Capture, path: &str) -> String {
     )
 }
 
-/// Sends `ids` (one span each) to an OTLP/HTTP receiver in requests of 2,500 spans.
-fn send(addr: &str, ids: &[String], span_salt: u64) {
+/// Sends `ids` (one span each) to an OTLP/HTTP receiver in requests of 2,500 spans, as JSON,
+/// or with `protobuf` every other request as protobuf: the sampler reads protobuf requests
+/// from their bytes and decoded ones from the model, and both must keep the same traces.
+fn send(addr: &str, ids: &[String], span_salt: u64, protobuf: bool) {
     for (n, chunk) in ids.chunks(2500).enumerate() {
-        let body = otlp_json_request(chunk, "sampling-test", span_salt + n as u64);
-        let a = common::post(
-            &format!("http://{addr}/v1/traces"),
-            &["Content-Type: application/json"],
-            &body,
-        );
+        let mut body = otlp_json_request(chunk, "sampling-test", span_salt + n as u64);
+        let mut content_type = "Content-Type: application/json";
+        if protobuf && n % 2 == 0 {
+            let batch = wire::otlp::decode_json(&body).expect("test JSON").batch;
+            body = wire::otlp::encode_protobuf(&batch);
+            content_type = "Content-Type: application/x-protobuf";
+        }
+        let a = common::post(&format!("http://{addr}/v1/traces"), &[content_type], &body);
         assert_eq!(a.status, 200, "{}", a.text());
     }
 }
@@ -80,7 +84,7 @@ fn collector_sampling_matches_the_otel_reference_for_10000_traces() {
     let dir = tempfile::tempdir().unwrap();
     let c = collector(dir.path(), &config, &["otlp-http", "metrics"]);
     let ids = random_trace_ids(10_000, 0x5eed);
-    send(c.addr("otlp-http"), &ids, 1);
+    send(c.addr("otlp-http"), &ids, 1, true);
     for (i, (seed, pct, mode)) in cases.iter().enumerate() {
         let want = common::sampling_reference(*seed, pct, mode, &ids);
         let got = kept(&capture, &format!("/p{i}"), want.len());
@@ -119,8 +123,8 @@ fn collector_two_agents_with_the_same_seed_keep_the_same_traces() {
     let b = collector(db.path(), &config("b"), &["otlp-http"]);
     // Every trace has one span through agent A and another through agent B.
     let ids = random_trace_ids(10_000, 0xa6e47);
-    send(a.addr("otlp-http"), &ids, 100);
-    send(b.addr("otlp-http"), &ids, 200);
+    send(a.addr("otlp-http"), &ids, 100, false);
+    send(b.addr("otlp-http"), &ids, 200, true);
     let want = common::sampling_reference(42, "25", "hash_seed", &ids);
     let want_w3c = common::sampling_reference(0, "25", "proportional", &ids);
     for mode in ["hash", "w3c"] {

@@ -156,11 +156,12 @@ impl Drop for Sink {
 }
 
 /// A collector: OTLP gRPC in, the `otlp/tls` exporter configured by `tls` (YAML lines at the
-/// exporter's `tls:` indentation) to the sink.
+/// exporter's `tls:` indentation) to the sink at 127.0.0.1 (the certificate names it, and
+/// `localhost`, which `server_name_override` checks instead).
 fn config(port: u16, tls: &str, retry: bool) -> String {
     format!(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n\
-         exporters:\n  otlp/tls:\n    endpoint: localhost:{port}\n    tls:\n{tls}\
+         exporters:\n  otlp/tls:\n    endpoint: 127.0.0.1:{port}\n    tls:\n{tls}\
          \n    retry_on_failure:\n      enabled: {retry}\n      initial_interval: 100ms\n\
          service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n\
          \x20 pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp/tls]\n"
@@ -201,6 +202,11 @@ fn otlp_exporter_trusts_a_private_ca_and_refuses_an_unknown_one() {
             dir.path().join("other-ca.pem").display()
         ),
         "      insecure: false\n".to_owned(),
+        // A trusted server checked against a name its certificate does not hold.
+        format!(
+            "      ca_file: {}\n      server_name_override: wrong.example\n",
+            ca.display()
+        ),
     ] {
         let d = tempfile::tempdir().unwrap();
         let c = collector(
@@ -209,7 +215,7 @@ fn otlp_exporter_trusts_a_private_ca_and_refuses_an_unknown_one() {
             &["otlp-grpc", "metrics"],
         );
         let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "tls-untrusted");
-        let failed = common::eventually(Duration::from_secs(20), || {
+        let failed = common::eventually(Duration::from_secs(30), || {
             (failed_spans(&c) >= 4).then_some(())
         });
         assert!(
@@ -229,7 +235,7 @@ fn otlp_exporter_presents_a_client_certificate_for_mutual_tls() {
     let p = |f: &str| dir.path().join(f).display().to_string();
 
     let mutual = format!(
-        "      ca_file: {}\n      cert_file: {}\n      key_file: {}\n",
+        "      ca_file: {}\n      cert_file: {}\n      key_file: {}\n      server_name_override: localhost\n",
         p("ca.pem"),
         p("client.pem"),
         p("client.key")
@@ -252,10 +258,14 @@ fn otlp_exporter_presents_a_client_certificate_for_mutual_tls() {
         &["otlp-grpc", "metrics"],
     );
     let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "no-client-cert");
-    let failed = common::eventually(Duration::from_secs(20), || {
+    let failed = common::eventually(Duration::from_secs(30), || {
         (failed_spans(&c) >= 4).then_some(())
     });
-    assert!(failed.is_some(), "refused without a client certificate");
+    assert!(
+        failed.is_some(),
+        "refused without a client certificate: {}",
+        common::get(&format!("http://{}/metrics", c.addr("metrics"))).text()
+    );
     assert_eq!(sink.spans_of(&id, 1, Duration::from_secs(1)), 0);
     assert_eq!(c.terminate(), Some(0));
 }

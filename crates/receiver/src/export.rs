@@ -1,11 +1,12 @@
-//! The shared core of every receiver: account for a decoded request and hand it to the sink.
+//! The shared core of every receiver: account for a request (decoded, or checked OTLP bytes)
+//! and hand it to the sink.
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 use wire::Decoded;
 
 use crate::metrics::Origin;
-use crate::{Received, Sink, SinkError};
+use crate::{CheckedOtlp, Received, Sink, SinkError};
 
 /// What the client is told when its request was taken.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -68,6 +69,28 @@ pub(crate) async fn export<S: Sink>(
                 rejected_spans,
                 error_message,
             })
+        }
+        Err(e) => {
+            origin.refused(spans);
+            Err(e.into())
+        }
+    }
+}
+
+/// Hands a checked OTLP request (every span valid) to the sink. An empty one is a success.
+pub(crate) async fn export_checked<S: Sink>(
+    sink: &S,
+    origin: Origin,
+    request: CheckedOtlp,
+) -> Result<Accepted, ExportError> {
+    let spans = request.spans as u64;
+    if spans == 0 {
+        return Ok(Accepted::default());
+    }
+    match sink.accept_otlp(request).await {
+        Ok(()) => {
+            origin.accepted(spans);
+            Ok(Accepted::default())
         }
         Err(e) => {
             origin.refused(spans);

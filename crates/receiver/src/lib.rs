@@ -5,11 +5,12 @@
 //! - [`zipkin_http`]: Zipkin v2 (`POST /api/v2/spans`), JSON or proto3, gzip/deflate or plain.
 //!
 //! Each receiver decodes with the `wire` crate and passes a [`model::TraceBatch`] to a [`Sink`]
-//! (the store in `all-in-one`, a pipeline in `collector`). A request is answered with success
-//! only after the sink accepted it, so "acknowledged" means whatever the sink promises
-//! (durable, for the store). Malformed input is answered with a 4xx (gRPC `INVALID_ARGUMENT`)
-//! whose message names the problem; a sink that is overloaded or unavailable yields a
-//! retryable answer (429/503, `RESOURCE_EXHAUSTED`/`UNAVAILABLE`).
+//! (the store in `all-in-one`, a pipeline in `collector`); a sink that needs only OTLP bytes
+//! ([`Needs::OtlpBytes`]) gets OTLP protobuf requests checked by a scan instead of decoded.
+//! A request is answered with success only after the sink accepted it, so "acknowledged" means
+//! whatever the sink promises (durable, for the store). Malformed input is answered with a 4xx
+//! (gRPC `INVALID_ARGUMENT`) whose message names the problem; a sink that is overloaded or
+//! unavailable yields a retryable answer (429/503, `RESOURCE_EXHAUSTED`/`UNAVAILABLE`).
 //!
 //! What this crate must not do: store, sample or transform spans.
 
@@ -21,7 +22,7 @@ pub mod otlp_http;
 mod sink;
 pub mod zipkin_http;
 
-pub use sink::{Received, Sink, SinkError};
+pub use sink::{CheckedOtlp, Needs, Received, Sink, SinkError};
 
 /// Limits every receiver applies to what a client may send.
 #[derive(Clone, Copy, Debug)]

@@ -3,7 +3,8 @@
 //! The service is written against tonic's server API rather than the generated
 //! `TraceServiceServer` for one reason: a request that is not valid protobuf must be answered
 //! `INVALID_ARGUMENT` (the client's fault, not to be retried), where the generated server's
-//! codec answers `INTERNAL`. Gzip-compressed requests are accepted.
+//! codec answers `INTERNAL`. Gzip-compressed requests are accepted. For a sink that needs only
+//! OTLP bytes ([`Needs::OtlpBytes`]) the request is checked by a scan rather than decoded.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,9 +23,9 @@ use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
-use crate::export::{export, ExportError};
+use crate::export::{export, export_checked, ExportError};
 use crate::metrics::OTLP_GRPC;
-use crate::{Limits, Sink, SinkError};
+use crate::{CheckedOtlp, Limits, Needs, Sink, SinkError};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -92,10 +93,11 @@ where
         }
         let method = ExportMethod(Arc::clone(&self.sink));
         let max = self.limits.max_body_bytes;
+        let needs = self.sink.needs();
         Box::pin(async move {
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
-            let mut grpc = Grpc::new(ExportCodec)
+            let mut grpc = Grpc::new(ExportCodec { needs })
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);
             Ok(grpc.unary(method, req).await)
@@ -105,10 +107,15 @@ where
 
 struct ExportMethod<S>(Arc<S>);
 
-/// A decoded request and the protobuf bytes it was decoded from.
-struct RawExport {
-    bytes: Bytes,
-    request: ExportTraceServiceRequest,
+/// A request as the codec read it.
+enum RawExport {
+    /// Decoded, with the protobuf bytes it was decoded from.
+    Decoded {
+        bytes: Bytes,
+        request: ExportTraceServiceRequest,
+    },
+    /// Checked only, for a sink that needs no more.
+    Checked(CheckedOtlp),
 }
 
 impl<S: Sink> UnaryService<RawExport> for ExportMethod<S> {
@@ -118,11 +125,14 @@ impl<S: Sink> UnaryService<RawExport> for ExportMethod<S> {
     fn call(&mut self, request: Request<RawExport>) -> Self::Future {
         let sink = Arc::clone(&self.0);
         Box::pin(async move {
-            let RawExport { bytes, request } = request.into_inner();
-            let decoded = wire::otlp::from_request(request);
-            let accepted = export(&*sink, OTLP_GRPC, decoded, Some(bytes))
-                .await
-                .map_err(status_of)?;
+            let accepted = match request.into_inner() {
+                RawExport::Decoded { bytes, request } => {
+                    let decoded = wire::otlp::from_request(request);
+                    export(&*sink, OTLP_GRPC, decoded, Some(bytes)).await
+                }
+                RawExport::Checked(checked) => export_checked(&*sink, OTLP_GRPC, checked).await,
+            }
+            .map_err(status_of)?;
             let partial_success = accepted.partial_success();
             Ok(Response::new(ExportTraceServiceResponse {
                 partial_success,
@@ -140,9 +150,11 @@ fn status_of(e: ExportError) -> Status {
 }
 
 /// Prost encoding for responses; decoding that keeps the request's bytes (the store journals
-/// them as they are) and reports malformed requests as `INVALID_ARGUMENT`.
-#[derive(Default)]
-struct ExportCodec;
+/// them as they are) and reports malformed requests as `INVALID_ARGUMENT`. For a sink that
+/// needs only bytes, a request the scan vouches for is not decoded at all.
+struct ExportCodec {
+    needs: Needs,
+}
 
 impl Codec for ExportCodec {
     type Encode = ExportTraceServiceResponse;
@@ -155,20 +167,28 @@ impl Codec for ExportCodec {
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ExportDecoder
+        ExportDecoder { needs: self.needs }
     }
 }
 
-struct ExportDecoder;
+struct ExportDecoder {
+    needs: Needs,
+}
 
 impl Decoder for ExportDecoder {
     type Item = RawExport;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        let bytes = buf.copy_to_bytes(buf.remaining());
+        let mut bytes = buf.copy_to_bytes(buf.remaining());
+        if self.needs == Needs::OtlpBytes {
+            match CheckedOtlp::check(bytes) {
+                Ok(checked) => return Ok(Some(RawExport::Checked(checked))),
+                Err(unchecked) => bytes = unchecked,
+            }
+        }
         <ExportTraceServiceRequest as prost::Message>::decode(bytes.clone())
-            .map(|request| Some(RawExport { bytes, request }))
+            .map(|request| Some(RawExport::Decoded { bytes, request }))
             .map_err(|e| {
                 crate::metrics::OTLP_GRPC.bad_request();
                 Status::invalid_argument(format!(

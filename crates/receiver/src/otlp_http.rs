@@ -18,9 +18,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use prost::Message;
 
 use crate::body::{self, BodyError};
-use crate::export::{export, Accepted, ExportError};
+use crate::export::{export, export_checked, Accepted, ExportError};
 use crate::metrics::OTLP_HTTP;
-use crate::{Limits, Sink, SinkError};
+use crate::{CheckedOtlp, Limits, Needs, Sink, SinkError};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -55,10 +55,16 @@ async fn handle<S: Sink>(
             return failure(Format::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, msg);
         }
     };
-    let bytes = match body::read(&headers, body, limits.max_body_bytes).await {
+    let mut bytes = match body::read(&headers, body, limits.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return body_failure(format, e),
     };
+    if format == Format::Protobuf && sink.needs() == Needs::OtlpBytes {
+        match CheckedOtlp::check(bytes) {
+            Ok(checked) => return answer(format, export_checked(&*sink, OTLP_HTTP, checked).await),
+            Err(unchecked) => bytes = unchecked,
+        }
+    }
     let decoded = match format {
         Format::Protobuf => wire::otlp::decode_protobuf(&bytes),
         Format::Json => wire::otlp::decode_json(&bytes),
@@ -71,7 +77,14 @@ async fn handle<S: Sink>(
         }
     };
     let otlp_protobuf = (format == Format::Protobuf).then_some(bytes);
-    match export(&*sink, OTLP_HTTP, decoded, otlp_protobuf).await {
+    answer(
+        format,
+        export(&*sink, OTLP_HTTP, decoded, otlp_protobuf).await,
+    )
+}
+
+fn answer(format: Format, exported: Result<Accepted, ExportError>) -> Response {
+    match exported {
         Ok(accepted) => success(format, accepted),
         Err(ExportError::Invalid(msg)) => failure(format, StatusCode::BAD_REQUEST, 3, msg),
         Err(ExportError::Sink(SinkError::Overloaded(msg))) => {

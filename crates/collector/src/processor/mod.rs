@@ -104,9 +104,23 @@ impl Consumer for Stage {
         })
     }
 
-    /// Only the memory limiter passes OTLP bytes on as they are: it does not read spans.
+    /// The memory limiter passes OTLP bytes on as they are: it does not read spans. The sampler
+    /// reads trace ids from the bytes and decodes only what it may keep.
     fn consume_payload(&self, payload: Payload) -> BoxFuture<'_, Result<(), ConsumeError>> {
         match (payload, &self.inline) {
+            (Payload::Otlp(raw), Inline::Sampler(s)) => Box::pin(async move {
+                metrics::counter!("meshtrace_processor_incoming_items_total", "processor" => self.name.clone())
+                    .increment(raw.span_count() as u64);
+                let (batch, kept, _) = s
+                    .process_otlp(&raw)
+                    .map_err(|e| ConsumeError::Permanent(format!("undecodable OTLP bytes: {e}")))?;
+                metrics::counter!("meshtrace_processor_outgoing_items_total", "processor" => self.name.clone())
+                    .increment(kept);
+                if kept == 0 {
+                    return Ok(());
+                }
+                self.next.consume(batch).await
+            }),
             (Payload::Otlp(raw), Inline::MemoryLimiter(l)) => Box::pin(async move {
                 let spans = raw.span_count() as u64;
                 metrics::counter!("meshtrace_processor_incoming_items_total", "processor" => self.name.clone())
@@ -130,7 +144,13 @@ impl Consumer for Stage {
         }
     }
 
+    /// The memory limiter when the rest of the pipeline takes bytes; the sampler always (what
+    /// it keeps goes on decoded).
     fn accepts_otlp(&self) -> bool {
-        matches!(self.inline, Inline::MemoryLimiter(_)) && self.next.accepts_otlp()
+        match self.inline {
+            Inline::MemoryLimiter(_) => self.next.accepts_otlp(),
+            Inline::Sampler(_) => true,
+            Inline::SpanAttributes(_) | Inline::ResourceAttributes(_) => false,
+        }
     }
 }

@@ -12,12 +12,23 @@
 //! - Spans whose sampling state is unusable (bad tracestate, an rv/th the mode must not
 //!   overwrite, an arriving th the randomness contradicts) are dropped when `fail_closed`.
 //!
+//! - OTLP bytes ([`Sampler::process_otlp`]) are read without decoding the spans that are
+//!   dropped: a span with no tracestate and no `sampling.priority` attribute is decided by its
+//!   trace id alone (all the decision reads of such a span); the others, and the kept ones, are
+//!   copied into a smaller request that is decoded and decided as a decoded batch is, so the
+//!   outcome is the same span for span.
+//!
 //! FNV-1a 32 is written out here (five lines): the `fnv` crate only provides the 64-bit variant.
 
-use model::{AnyValue, Span, TraceBatch};
+use model::{AnyValue, Span, TraceBatch, TraceId};
+use wire::otlp::scan::{walk_spans, SpanRef, Subset};
 
 use super::tracestate::{self, TraceState, MAX_RANDOMNESS, NEVER};
 use crate::config::{ProbabilisticSampler, SamplerMode};
+use crate::payload::OtlpBytes;
+
+/// The span attribute that overrides the decision.
+const PRIORITY: &str = "sampling.priority";
 
 const BUCKETS: u32 = 0x4000;
 const BUCKET_MASK: u32 = BUCKETS - 1;
@@ -254,7 +265,68 @@ impl Sampler {
             rs.scope_spans.retain(|ss| !ss.spans.is_empty());
         }
         batch.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
-        for (policy, sampled, n) in tally {
+        self.count(&tally);
+        (kept, dropped)
+    }
+
+    /// Filters OTLP bytes (see the module doc): returns the kept spans, decoded, and the
+    /// (kept, dropped) counts. An error only if the bytes are not a request.
+    pub fn process_otlp(&self, raw: &OtlpBytes) -> Result<(TraceBatch, u64, u64), String> {
+        let mut out = TraceBatch::default();
+        let mut dropped_by_id = 0u64;
+        let mut tally: Vec<(&'static str, bool, u64)> = Vec::new();
+        for chunk in raw.chunks() {
+            let mut subset = Subset::default();
+            let mut drops: Vec<(&'static str, u64)> = Vec::new();
+            // Receivers checked these bytes (`Needs::OtlpBytes`): a walk reads what is needed.
+            let walked = walk_spans(chunk, PRIORITY, |span| match self.dropped_by_id(span) {
+                Some(policy) => match drops.iter_mut().find(|(p, _)| *p == policy) {
+                    Some(d) => d.1 += 1,
+                    None => drops.push((policy, 1)),
+                },
+                None => subset.push(span),
+            });
+            let rest = match walked {
+                Ok(_) => {
+                    for (policy, n) in drops {
+                        dropped_by_id += n;
+                        tally.push((policy, false, n));
+                    }
+                    if subset.span_count() == 0 {
+                        continue;
+                    }
+                    wire::otlp::decode_protobuf(&subset.finish())
+                }
+                // Not a request after all: the whole chunk takes the full path (which refuses it).
+                Err(_) => wire::otlp::decode_protobuf(chunk),
+            };
+            out.resource_spans
+                .extend(rest.map_err(|e| e.to_string())?.batch.resource_spans);
+        }
+        self.count(&tally);
+        let (kept, dropped) = self.process(&mut out);
+        Ok((out, kept, dropped + dropped_by_id))
+    }
+
+    /// The policy that drops this span, when its trace id alone decides that: it has valid ids,
+    /// no tracestate and no `sampling.priority` attribute, so the decision would read nothing
+    /// else of it. `None` when it may be kept or must be decided in full.
+    fn dropped_by_id(&self, span: &SpanRef<'_>) -> Option<&'static str> {
+        if !span.valid || !span.trace_state.is_empty() || span.keyed {
+            return None;
+        }
+        let trace_id = TraceId::from_slice(span.trace_id).ok()?;
+        let mut bare = Span {
+            trace_id,
+            ..Default::default()
+        };
+        let d = self.decide(&mut bare);
+        (!d.sampled).then_some(d.policy)
+    }
+
+    /// Counts decisions per policy and outcome.
+    fn count(&self, tally: &[(&'static str, bool, u64)]) {
+        for &(policy, sampled, n) in tally {
             metrics::counter!(
                 "meshtrace_processor_probabilistic_sampler_count_traces_sampled_total",
                 "processor" => self.name.clone(),
@@ -263,7 +335,6 @@ impl Sampler {
             )
             .increment(n);
         }
-        (kept, dropped)
     }
 }
 
@@ -285,7 +356,7 @@ fn consistency(randomness: Option<u64>, carrier: Option<&mut TraceState>) -> Opt
 
 /// Reads `sampling.priority` as OpenTracing defines it (int, double or numeric string).
 fn priority(span: &Span) -> Priority {
-    let value = match span.attribute("sampling.priority") {
+    let value = match span.attribute(PRIORITY) {
         Some(AnyValue::Int(i)) => *i as f64,
         Some(AnyValue::Double(d)) => *d,
         Some(AnyValue::String(s)) => match s.trim().parse::<f64>() {

@@ -7,6 +7,7 @@
 mod raw_grpc;
 mod read;
 mod synth;
+mod zipkin_http;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,6 +20,9 @@ pub struct Args {
     /// OTLP gRPC address to send to (host:port).
     #[arg(long, default_value = "127.0.0.1:4317")]
     otlp_grpc: String,
+    /// Send Zipkin v2 JSON (`POST /api/v2/spans`) to this address (host:port) instead of OTLP.
+    #[arg(long)]
+    zipkin: Option<String>,
     /// Spans to send in total.
     #[arg(long, default_value_t = 100_000)]
     spans: u64,
@@ -63,8 +67,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     send(&args, shape, traces).await
 }
 
-/// The ceiling to compare against: spans/s one core achieves merely decoding the same request
-/// bytes with prost, measured here in the same process right after the run.
+/// The ceiling to compare against: spans/s one core achieves merely decoding the same spans as
+/// OTLP request bytes with prost, measured here in the same process right after the run.
 fn decode_baseline(requests: &[synth::EncodedRequest]) -> f64 {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message;
@@ -78,9 +82,43 @@ fn decode_baseline(requests: &[synth::EncodedRequest]) -> f64 {
     spans as f64 / start.elapsed().as_secs_f64()
 }
 
+/// For Zipkin JSON: spans/s one core achieves merely parsing the same bodies as JSON (into
+/// nothing), measured the same way.
+fn json_parse_baseline(requests: &[synth::EncodedRequest]) -> f64 {
+    let start = Instant::now();
+    let mut spans = 0u64;
+    for r in requests {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&r.body).is_ok() {
+            spans += r.spans;
+        }
+    }
+    spans as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Where requests go (the HTTP client is boxed: it is twice the gRPC one's size).
+#[derive(Clone)]
+enum Sender {
+    Grpc(raw_grpc::Client),
+    Zipkin(Box<zipkin_http::Client>),
+}
+
+impl Sender {
+    async fn export(&mut self, body: bytes::Bytes) -> anyhow::Result<()> {
+        match self {
+            Self::Grpc(c) => c.export(body).await.map_err(anyhow::Error::from),
+            Self::Zipkin(c) => c.export(body).await,
+        }
+    }
+}
+
 async fn send(args: &Args, shape: synth::Shape, traces: u64) -> anyhow::Result<()> {
     let build_start = Instant::now();
-    let requests = Arc::new(synth::requests(shape, traces, args.batch));
+    let format = if args.zipkin.is_some() {
+        synth::Format::ZipkinJson
+    } else {
+        synth::Format::OtlpProtobuf
+    };
+    let requests = Arc::new(synth::requests(shape, traces, args.batch, format));
     let bytes: usize = requests.iter().map(|r| r.body.len()).sum();
     let spans: u64 = requests.iter().map(|r| r.spans).sum();
     eprintln!(
@@ -101,9 +139,14 @@ async fn send(args: &Args, shape: synth::Shape, traces: u64) -> anyhow::Result<(
             })
             .collect(),
     );
-    let client = raw_grpc::Client::connect(&args.otlp_grpc)
-        .await
-        .with_context(|| format!("cannot connect to {}", args.otlp_grpc))?;
+    let client = match &args.zipkin {
+        Some(addr) => Sender::Zipkin(Box::new(zipkin_http::Client::new(addr)?)),
+        None => Sender::Grpc(
+            raw_grpc::Client::connect(&args.otlp_grpc)
+                .await
+                .with_context(|| format!("cannot connect to {}", args.otlp_grpc))?,
+        ),
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -140,11 +183,19 @@ async fn send(args: &Args, shape: synth::Shape, traces: u64) -> anyhow::Result<(
     }
     let secs = start.elapsed().as_secs_f64();
     let failed = failed.load(Ordering::Relaxed);
-    let baseline = decode_baseline(&requests);
+    let (baseline, json_baseline) = match format {
+        synth::Format::OtlpProtobuf => (decode_baseline(&requests), None),
+        synth::Format::ZipkinJson => {
+            let otlp = synth::requests(shape, traces, args.batch, synth::Format::OtlpProtobuf);
+            (decode_baseline(&otlp), Some(json_parse_baseline(&requests)))
+        }
+    };
     println!(
         "{}",
         serde_json::json!({
             "mode": "send",
+            "format": if json_baseline.is_some() { "zipkin-json" } else { "otlp-grpc" },
+            "baseline_json_parse_spans_per_second": json_baseline,
             "spans": spans,
             "requests": requests.len(),
             "failed_requests": failed,

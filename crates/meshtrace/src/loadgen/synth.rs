@@ -28,10 +28,18 @@ pub struct Shape {
     pub spans_per_trace: usize,
 }
 
-/// One encoded `ExportTraceServiceRequest` and how many spans it carries.
+/// One encoded request (an OTLP `ExportTraceServiceRequest`, or a Zipkin v2 JSON list) and
+/// how many spans it carries.
 pub struct EncodedRequest {
     pub body: Bytes,
     pub spans: u64,
+}
+
+/// The wire format requests are encoded in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    OtlpProtobuf,
+    ZipkinJson,
 }
 
 fn rng(shape: Shape, index: u64) -> SmallRng {
@@ -145,7 +153,7 @@ fn resource(service: usize) -> Resource {
 }
 
 /// Encodes `traces` traces into requests of about `batch` spans, grouped by service.
-pub fn requests(shape: Shape, traces: u64, batch: usize) -> Vec<EncodedRequest> {
+pub fn requests(shape: Shape, traces: u64, batch: usize, format: Format) -> Vec<EncodedRequest> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -175,8 +183,12 @@ pub fn requests(shape: Shape, traces: u64, batch: usize) -> Vec<EncodedRequest> 
                 })
                 .collect(),
         };
+        let body = match format {
+            Format::OtlpProtobuf => wire::otlp::encode_protobuf(&batch),
+            Format::ZipkinJson => wire::zipkin::encode_json(&batch),
+        };
         out.push(EncodedRequest {
-            body: Bytes::from(wire::otlp::encode_protobuf(&batch)),
+            body: Bytes::from(body),
             spans: *pending as u64,
         });
         *pending = 0;
@@ -223,9 +235,15 @@ mod tests {
             seed: 1,
             spans_per_trace: 5,
         };
-        let reqs = requests(shape, 100, 64);
+        let reqs = requests(shape, 100, 64, Format::OtlpProtobuf);
         assert_eq!(reqs.iter().map(|r| r.spans).sum::<u64>(), 500);
         let decoded = wire::otlp::decode_protobuf(&reqs[0].body).expect("valid OTLP");
         assert_eq!(decoded.batch.span_count() as u64, reqs[0].spans);
+        let zipkin = requests(shape, 100, 64, Format::ZipkinJson);
+        for (z, o) in zipkin.iter().zip(&reqs) {
+            let decoded = wire::zipkin::decode_json(&z.body).expect("valid Zipkin JSON");
+            assert_eq!(decoded.batch.span_count() as u64, z.spans);
+            assert_eq!(z.spans, o.spans);
+        }
     }
 }

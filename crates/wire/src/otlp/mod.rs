@@ -3,6 +3,7 @@
 
 mod convert;
 pub(crate) mod json;
+pub mod scan;
 
 use prost::Message;
 

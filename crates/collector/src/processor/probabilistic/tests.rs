@@ -1,4 +1,5 @@
 use super::*;
+use crate::payload::OtlpBytes;
 use model::{KeyValue, TraceId};
 
 fn cfg(pct: f32, seed: u32, mode: SamplerMode) -> ProbabilisticSampler {
@@ -190,4 +191,143 @@ fn sampler_throughput() {
             1e-6 / best
         );
     }
+}
+
+/// Spans with random trace ids; some carry a tracestate (valid or not), a `sampling.priority`
+/// attribute, or invalid ids, spread over several resources and scopes.
+fn mixed_batch(n: u64, seed: u64) -> TraceBatch {
+    let mut x = seed | 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut resource_spans = Vec::new();
+    for r in 0..4 {
+        let mut scope_spans = Vec::new();
+        for s in 0..3 {
+            let spans = (0..n)
+                .map(|i| {
+                    let v = next();
+                    let mut span = Span {
+                        trace_id: TraceId::from_halves(v, v.rotate_left(17) | 1),
+                        span_id: model::SpanId::from_u64(i + 1),
+                        name: format!("op{i}"),
+                        ..Default::default()
+                    };
+                    match v % 23 {
+                        0 => span.trace_state = "ot=th:fd70a3d70a3d7".into(),
+                        1 => span.trace_state = "ot=rv:ffffffffffffff".into(),
+                        2 => span.trace_state = "vendor=x".into(),
+                        3 => span.trace_state = "garbage without equals".into(),
+                        4 => span.attributes.push(KeyValue::new(PRIORITY, 1i64)),
+                        5 => span.attributes.push(KeyValue::new(PRIORITY, 0i64)),
+                        6 => span.attributes.push(KeyValue::new(PRIORITY, "2")),
+                        _ => span.attributes.push(KeyValue::new("k", "v")),
+                    }
+                    span
+                })
+                .collect();
+            scope_spans.push(model::ScopeSpans {
+                scope: model::Scope {
+                    name: format!("scope{s}"),
+                    ..Default::default()
+                },
+                spans,
+                schema_url: format!("https://s/{s}"),
+            });
+        }
+        resource_spans.push(model::ResourceSpans {
+            resource: model::Resource {
+                attributes: vec![KeyValue::new("service.name", format!("svc{r}"))],
+                ..Default::default()
+            },
+            scope_spans,
+            schema_url: String::new(),
+        });
+    }
+    TraceBatch { resource_spans }
+}
+
+/// Appends a span whose ids are invalid (decoding drops it) to the encoded request.
+fn with_invalid_span(bytes: &[u8]) -> bytes::Bytes {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1 as pt;
+    use prost::Message;
+    let bad = ExportTraceServiceRequest {
+        resource_spans: vec![pt::ResourceSpans {
+            scope_spans: vec![pt::ScopeSpans {
+                spans: vec![pt::Span {
+                    trace_id: vec![0; 16],
+                    span_id: vec![1; 8],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    [bytes, &bad.encode_to_vec()[..]].concat().into()
+}
+
+#[test]
+fn otlp_bytes_are_sampled_exactly_as_the_decoded_batch() {
+    for (pct, mode, fail_closed) in [
+        (1.0, SamplerMode::HashSeed, true),
+        (30.0, SamplerMode::HashSeed, false),
+        (1.0, SamplerMode::Proportional, true),
+        (25.0, SamplerMode::Equalizing, false),
+        (0.0, SamplerMode::HashSeed, true),
+        (100.0, SamplerMode::Proportional, true),
+    ] {
+        let s = Sampler::new(
+            "p",
+            &ProbabilisticSampler {
+                fail_closed,
+                ..cfg(pct, 22, mode)
+            },
+        );
+        let mut raw = OtlpBytes::encode(&mixed_batch(300, 7));
+        raw.append(
+            OtlpBytes::new(with_invalid_span(
+                &OtlpBytes::encode(&mixed_batch(50, 9)).to_bytes(),
+            ))
+            .unwrap(),
+        );
+        let mut want = raw.decode().unwrap();
+        let (want_kept, want_dropped) = s.process(&mut want);
+        let (got, kept, dropped) = s.process_otlp(&raw).unwrap();
+        assert_eq!(
+            (kept, dropped),
+            (want_kept, want_dropped),
+            "{pct}% {mode:?}"
+        );
+        assert_eq!(got, want, "{pct}% {mode:?}");
+        if pct > 0.0 && pct < 100.0 {
+            assert!(kept > 0 && dropped > 0, "{pct}% {mode:?}: {kept} kept");
+        }
+    }
+}
+
+#[test]
+fn otlp_bytes_that_do_not_scan_take_the_full_path() {
+    // Nesting deeper than the scan follows (each array is two messages deep) but within
+    // prost's limit: the scan refuses, the chunk is decoded in full.
+    let mut v = model::AnyValue::Int(1);
+    for _ in 0..wire::otlp::scan::MAX_DEPTH / 2 + 3 {
+        v = model::AnyValue::Array(vec![v]);
+    }
+    let mut batch = mixed_batch(20, 3);
+    batch.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(KeyValue::new("deep", v));
+    let raw = OtlpBytes::encode(&batch);
+    assert!(wire::otlp::scan::scan(&raw.to_bytes()).is_err());
+    let s = Sampler::new("p", &cfg(50.0, 1, SamplerMode::HashSeed));
+    let mut want = batch.clone();
+    let counts = s.process(&mut want);
+    let (got, kept, dropped) = s.process_otlp(&raw).unwrap();
+    assert_eq!((kept, dropped), counts);
+    assert_eq!(got, want);
 }
