@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod config;
+mod deadline;
 mod forward;
 mod listener;
 pub mod report;

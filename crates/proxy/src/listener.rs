@@ -22,7 +22,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::config::{ListenerConfig, Mode, Timeouts};
+use crate::config::{ListenerConfig, Mode};
+use crate::deadline::Deadlines;
 use crate::forward::{local_body, strip_hop_by_hop, CountedRequest, Finish, TracedResponse};
 use crate::route::Router;
 use crate::span::{ActiveSpan, Tracer};
@@ -76,7 +77,7 @@ pub struct Listener {
     router: Router,
     tracer: Arc<Tracer>,
     stats: Arc<Stats>,
-    timeouts: Timeouts,
+    deadlines: Arc<Deadlines>,
     http1: UpstreamClient,
     http2: UpstreamClient,
 }
@@ -97,7 +98,7 @@ impl Listener {
             router: Router::new(config),
             tracer,
             stats,
-            timeouts: config.timeouts,
+            deadlines: Deadlines::new(config.timeouts.request),
             http1: client(false),
             http2: client(true),
         }
@@ -106,6 +107,7 @@ impl Listener {
     /// Serves the connections [`accept`] hands to this worker, on the current (single-threaded)
     /// runtime.
     pub async fn serve(self: Arc<Self>, mut accepted: Accepted) {
+        let sweeper = tokio::spawn(self.deadlines.clone().sweeper());
         while let Some((stream, peer)) = accepted.recv().await {
             let stream = match tokio::net::TcpStream::from_std(stream) {
                 Ok(s) => s,
@@ -125,6 +127,7 @@ impl Listener {
                     .await;
             });
         }
+        sweeper.abort();
     }
 
     async fn handle(
@@ -221,8 +224,12 @@ impl Listener {
         };
         let upstream_req =
             Request::from_parts(parts, CountedRequest::new(body, request_bytes.clone()));
-        let answer =
-            tokio::time::timeout(self.timeouts.request, client.request(upstream_req)).await;
+        let expiry = self.deadlines.start();
+        let answer = tokio::select! {
+            biased;
+            answer = client.request(upstream_req) => Ok(answer),
+            () = expiry => Err(()),
+        };
         match answer {
             Ok(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
