@@ -14,6 +14,7 @@ pub mod config;
 mod deadline;
 mod forward;
 mod listener;
+pub mod memory;
 pub mod report;
 mod route;
 pub mod sampling;
