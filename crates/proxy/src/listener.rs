@@ -26,7 +26,7 @@ use crate::config::{ListenerConfig, Mode};
 use crate::deadline::Deadlines;
 use crate::forward::{local_body, strip_hop_by_hop, CountedRequest, Finish, TracedResponse};
 use crate::route::Router;
-use crate::span::{ActiveSpan, Tracer};
+use crate::span::{ActiveSpan, TagValue, Tracer};
 use crate::stats::Stats;
 
 type UpstreamClient = Client<HttpConnector, CountedRequest<Incoming>>;
@@ -169,13 +169,13 @@ impl Listener {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
             {
-                s.tag("guid:x-request-id", id);
+                s.tag("guid:x-request-id", id.to_owned());
             }
             s.tag(
                 "http.url",
                 format!("http://{}{}", host.as_deref().unwrap_or(""), path_and_query),
             );
-            s.tag("http.method", req.method().as_str());
+            s.tag("http.method", method_name(req.method()));
             s.tag("http.protocol", protocol_name(version));
             s.tag("peer.address", peer.ip().to_string());
             if let Some(user_agent) = req
@@ -183,7 +183,7 @@ impl Listener {
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
             {
-                s.tag("user_agent", user_agent);
+                s.tag("user_agent", user_agent.to_owned());
             }
         }
         let request_bytes = Arc::new(AtomicU64::new(0));
@@ -197,9 +197,9 @@ impl Listener {
             );
         };
         if let Some(s) = span.as_mut() {
-            s.tag("upstream_cluster", target.cluster);
-            s.tag("upstream_cluster.name", target.cluster);
-            s.tag("upstream_address", target.address);
+            s.tag("upstream_cluster", target.cluster.to_owned());
+            s.tag("upstream_cluster.name", target.cluster.to_owned());
+            s.tag("upstream_address", target.address.to_owned());
         }
         let uri: Uri = match format!("http://{}{}", target.address, path_and_query).parse() {
             Ok(u) => u,
@@ -279,7 +279,7 @@ impl Listener {
         span: Option<ActiveSpan>,
         request_bytes: Arc<AtomicU64>,
         status: StatusCode,
-        flag: &str,
+        flag: &'static str,
         text: &str,
     ) -> Response<TracedResponse> {
         let finish = span.map(|mut s| {
@@ -300,6 +300,23 @@ impl Listener {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         r
     }
+}
+
+/// The method as a static string for the standard ones (no allocation), else a copy.
+fn method_name(m: &http::Method) -> TagValue {
+    let known = match m.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        other => return TagValue::Text(other.to_owned()),
+    };
+    TagValue::Static(known)
 }
 
 fn protocol_name(v: Version) -> &'static str {
