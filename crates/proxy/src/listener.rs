@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -146,23 +147,18 @@ impl Listener {
             .headers()
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()));
-        let path = req.uri().path().to_owned();
-        let target = self.router.pick(host.as_deref(), &path);
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let path = req.uri().path();
+        let target = self.router.pick(host, path);
         let route_name = target.as_ref().and_then(|t| t.operation);
-        let method = req.method().clone();
+        let method = req.method();
         let operation = || match route_name {
             Some(op) => op.to_owned(),
             None => format!("{method} {path}"),
         };
         let begun = self.tracer.begin(self.mode, req.headers(), operation);
         let mut span = begun.span;
-        wire::propagation::inject(&begun.outgoing, &self.tracer.formats, req.headers_mut());
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        // The tags borrow from the request as it came in, before the trace headers are rewritten.
         if let Some(s) = span.as_mut() {
             if let Some(id) = req
                 .headers()
@@ -171,10 +167,14 @@ impl Listener {
             {
                 s.tag("guid:x-request-id", id.to_owned());
             }
-            s.tag(
-                "http.url",
-                format!("http://{}{}", host.as_deref().unwrap_or(""), path_and_query),
-            );
+            let host = host.unwrap_or("");
+            let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            let mut url =
+                String::with_capacity("http://".len() + host.len() + path_and_query.len());
+            url.push_str("http://");
+            url.push_str(host);
+            url.push_str(path_and_query);
+            s.tag("http.url", url);
             s.tag("http.method", method_name(req.method()));
             s.tag("http.protocol", protocol_name(version));
             s.tag("peer.address", peer.ip().to_string());
@@ -186,6 +186,7 @@ impl Listener {
                 s.tag("user_agent", user_agent.to_owned());
             }
         }
+        wire::propagation::inject(&begun.outgoing, &self.tracer.formats, req.headers_mut());
         let request_bytes = Arc::new(AtomicU64::new(0));
         let Some(target) = target else {
             return self.local(
@@ -201,7 +202,25 @@ impl Listener {
             s.tag("upstream_cluster.name", target.cluster.to_owned());
             s.tag("upstream_address", target.address.to_owned());
         }
-        let uri: Uri = match format!("http://{}{}", target.address, path_and_query).parse() {
+        let Ok(authority) = Authority::try_from(target.address) else {
+            return self.local(
+                span,
+                request_bytes,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UH",
+                "bad upstream address\n",
+            );
+        };
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        // http://{upstream address}{the request's path and query}, reusing the parsed parts.
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(authority);
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        parts.uri = match Uri::from_parts(uri) {
             Ok(u) => u,
             Err(_) => {
                 return self.local(
@@ -213,9 +232,6 @@ impl Listener {
                 )
             }
         };
-        let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        parts.uri = uri;
         let client = if version == Version::HTTP_2 {
             &self.http2
         } else {
