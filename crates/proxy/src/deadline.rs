@@ -21,6 +21,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// What "never" is when a configured timeout overflows the clock (30 years, as tokio does).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// The deadlines of one worker's requests, all with the same timeout.
 pub struct Deadlines {
     timeout: Duration,
@@ -66,7 +69,11 @@ impl Deadlines {
     /// Starts the clock of one request: the returned future completes when its timeout has
     /// passed (give or take a tick); dropping it forgets the request.
     pub fn start(self: &Arc<Self>) -> Expiry {
-        let deadline = Instant::now() + self.timeout;
+        let now = Instant::now();
+        // A timeout too long to add (configured as years) is as good as none.
+        let deadline = now
+            .checked_add(self.timeout)
+            .unwrap_or_else(|| now + FAR_FUTURE);
         let mut t = self.lock();
         let waiting = Slot::Waiting {
             deadline,
@@ -197,6 +204,18 @@ mod tests {
         d.start().await;
         assert!(started.elapsed() <= Duration::from_millis(600));
         assert_eq!(d.lock().slots.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_of_years_does_not_overflow() {
+        let d = Deadlines::new(Duration::MAX);
+        tokio::spawn(d.clone().sweeper());
+        let e = d.start();
+        let later = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::select! {
+            _ = e => panic!("expired"),
+            _ = later => {}
+        }
     }
 
     #[tokio::test(start_paused = true)]
