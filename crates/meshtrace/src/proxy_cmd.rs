@@ -14,6 +14,10 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    // Before anything else: may start this program again (see `proxy::memory`).
+    if let Err(e) = proxy::memory::restart_without_huge_pages(std::env::args_os()) {
+        tracing::debug!("transparent huge pages stay on: {e}");
+    }
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read {}", args.config.display()))?;
     let config =

@@ -168,6 +168,15 @@ fn config(port: u16, tls: &str, retry: bool) -> String {
     )
 }
 
+/// The collector's exporter counters, for failure messages.
+fn exporter_metrics(c: &Proc) -> String {
+    let text = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
+    text.lines()
+        .filter(|l| l.starts_with("otelcol_exporter") || l.starts_with("otelcol_receiver"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn failed_spans(c: &Proc) -> u64 {
     let text = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
     text.lines()
@@ -191,7 +200,13 @@ fn otlp_exporter_trusts_a_private_ca_and_refuses_an_unknown_one() {
         &["otlp-grpc", "metrics"],
     );
     let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "tls-trusted");
-    assert_eq!(sink.spans_of(&id, 4, Duration::from_secs(20)), 4);
+    let got = sink.spans_of(&id, 4, Duration::from_secs(40));
+    assert_eq!(
+        got,
+        4,
+        "the sink got {got} of 4 spans; collector: {}",
+        exporter_metrics(&c)
+    );
     assert_eq!(c.terminate(), Some(0));
 
     // The same server, but the collector trusts another CA (then only the system's): the
@@ -246,7 +261,13 @@ fn otlp_exporter_presents_a_client_certificate_for_mutual_tls() {
         &["otlp-grpc", "metrics"],
     );
     let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "mtls");
-    assert_eq!(sink.spans_of(&id, 4, Duration::from_secs(20)), 4);
+    let got = sink.spans_of(&id, 4, Duration::from_secs(40));
+    assert_eq!(
+        got,
+        4,
+        "the sink got {got} of 4 spans; collector: {}",
+        exporter_metrics(&c)
+    );
     assert_eq!(c.terminate(), Some(0));
 
     // Without the client certificate the server refuses the connection.

@@ -115,7 +115,8 @@ pub struct Timeouts {
     /// Connecting to an upstream endpoint (502 when exceeded).
     #[serde(with = "dur")]
     pub connect: Duration,
-    /// From sending the request to the upstream's response headers (504 when exceeded).
+    /// From sending the request to the upstream's response headers (504 when exceeded; checked
+    /// every tenth of it, at most every 100 ms, so the 504 comes up to that much later).
     #[serde(with = "dur")]
     pub request: Duration,
     /// Idle pooled upstream connections are closed after this.

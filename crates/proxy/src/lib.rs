@@ -11,8 +11,10 @@
 
 pub mod admin;
 pub mod config;
+mod deadline;
 mod forward;
 mod listener;
+pub mod memory;
 pub mod report;
 mod route;
 pub mod sampling;

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -22,10 +23,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::config::{ListenerConfig, Mode, Timeouts};
+use crate::config::{ListenerConfig, Mode};
+use crate::deadline::Deadlines;
 use crate::forward::{local_body, strip_hop_by_hop, CountedRequest, Finish, TracedResponse};
 use crate::route::Router;
-use crate::span::{ActiveSpan, Tracer};
+use crate::span::{ActiveSpan, TagValue, Tracer};
 use crate::stats::Stats;
 
 type UpstreamClient = Client<HttpConnector, CountedRequest<Incoming>>;
@@ -76,7 +78,7 @@ pub struct Listener {
     router: Router,
     tracer: Arc<Tracer>,
     stats: Arc<Stats>,
-    timeouts: Timeouts,
+    deadlines: Arc<Deadlines>,
     http1: UpstreamClient,
     http2: UpstreamClient,
 }
@@ -97,7 +99,7 @@ impl Listener {
             router: Router::new(config),
             tracer,
             stats,
-            timeouts: config.timeouts,
+            deadlines: Deadlines::new(config.timeouts.request),
             http1: client(false),
             http2: client(true),
         }
@@ -106,6 +108,7 @@ impl Listener {
     /// Serves the connections [`accept`] hands to this worker, on the current (single-threaded)
     /// runtime.
     pub async fn serve(self: Arc<Self>, mut accepted: Accepted) {
+        let sweeper = tokio::spawn(self.deadlines.clone().sweeper());
         while let Some((stream, peer)) = accepted.recv().await {
             let stream = match tokio::net::TcpStream::from_std(stream) {
                 Ok(s) => s,
@@ -125,6 +128,7 @@ impl Listener {
                     .await;
             });
         }
+        sweeper.abort();
     }
 
     async fn handle(
@@ -143,36 +147,35 @@ impl Listener {
             .headers()
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()));
-        let path = req.uri().path().to_owned();
-        let target = self.router.pick(host.as_deref(), &path);
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let path = req.uri().path();
+        let target = self.router.pick(host, path);
         let route_name = target.as_ref().and_then(|t| t.operation);
-        let method = req.method().clone();
+        let method = req.method();
         let operation = || match route_name {
             Some(op) => op.to_owned(),
             None => format!("{method} {path}"),
         };
         let begun = self.tracer.begin(self.mode, req.headers(), operation);
         let mut span = begun.span;
-        wire::propagation::inject(&begun.outgoing, &self.tracer.formats, req.headers_mut());
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        // The tags borrow from the request as it came in, before the trace headers are rewritten.
         if let Some(s) = span.as_mut() {
             if let Some(id) = req
                 .headers()
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
             {
-                s.tag("guid:x-request-id", id);
+                s.tag("guid:x-request-id", id.to_owned());
             }
-            s.tag(
-                "http.url",
-                format!("http://{}{}", host.as_deref().unwrap_or(""), path_and_query),
-            );
-            s.tag("http.method", req.method().as_str());
+            let host = host.unwrap_or("");
+            let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            let mut url =
+                String::with_capacity("http://".len() + host.len() + path_and_query.len());
+            url.push_str("http://");
+            url.push_str(host);
+            url.push_str(path_and_query);
+            s.tag("http.url", url);
+            s.tag("http.method", method_name(req.method()));
             s.tag("http.protocol", protocol_name(version));
             s.tag("peer.address", peer.ip().to_string());
             if let Some(user_agent) = req
@@ -180,9 +183,10 @@ impl Listener {
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
             {
-                s.tag("user_agent", user_agent);
+                s.tag("user_agent", user_agent.to_owned());
             }
         }
+        wire::propagation::inject(&begun.outgoing, &self.tracer.formats, req.headers_mut());
         let request_bytes = Arc::new(AtomicU64::new(0));
         let Some(target) = target else {
             return self.local(
@@ -194,11 +198,29 @@ impl Listener {
             );
         };
         if let Some(s) = span.as_mut() {
-            s.tag("upstream_cluster", target.cluster);
-            s.tag("upstream_cluster.name", target.cluster);
-            s.tag("upstream_address", target.address);
+            s.tag("upstream_cluster", target.cluster.to_owned());
+            s.tag("upstream_cluster.name", target.cluster.to_owned());
+            s.tag("upstream_address", target.address.to_owned());
         }
-        let uri: Uri = match format!("http://{}{}", target.address, path_and_query).parse() {
+        let Ok(authority) = Authority::try_from(target.address) else {
+            return self.local(
+                span,
+                request_bytes,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UH",
+                "bad upstream address\n",
+            );
+        };
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        // http://{upstream address}{the request's path and query}, reusing the parsed parts.
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(authority);
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        parts.uri = match Uri::from_parts(uri) {
             Ok(u) => u,
             Err(_) => {
                 return self.local(
@@ -210,9 +232,6 @@ impl Listener {
                 )
             }
         };
-        let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        parts.uri = uri;
         let client = if version == Version::HTTP_2 {
             &self.http2
         } else {
@@ -221,8 +240,12 @@ impl Listener {
         };
         let upstream_req =
             Request::from_parts(parts, CountedRequest::new(body, request_bytes.clone()));
-        let answer =
-            tokio::time::timeout(self.timeouts.request, client.request(upstream_req)).await;
+        let expiry = self.deadlines.start();
+        let answer = tokio::select! {
+            biased;
+            answer = client.request(upstream_req) => Ok(answer),
+            () = expiry => Err(()),
+        };
         match answer {
             Ok(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
@@ -272,7 +295,7 @@ impl Listener {
         span: Option<ActiveSpan>,
         request_bytes: Arc<AtomicU64>,
         status: StatusCode,
-        flag: &str,
+        flag: &'static str,
         text: &str,
     ) -> Response<TracedResponse> {
         let finish = span.map(|mut s| {
@@ -293,6 +316,23 @@ impl Listener {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         r
     }
+}
+
+/// The method as a static string for the standard ones (no allocation), else a copy.
+fn method_name(m: &http::Method) -> TagValue {
+    let known = match m.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        other => return TagValue::Text(other.to_owned()),
+    };
+    TagValue::Static(known)
 }
 
 fn protocol_name(v: Version) -> &'static str {

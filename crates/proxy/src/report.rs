@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use tokio::sync::{oneshot, Notify};
 
 use crate::config::{Config, Protocol};
+use crate::span::{ProxySpan, SpanTags};
 use crate::stats::Stats;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -37,25 +38,34 @@ pub enum ReportError {
 
 /// The spans waiting for the reporter, shared by the request threads and the reporter task.
 struct Queue {
-    spans: Mutex<VecDeque<Span>>,
+    spans: Mutex<VecDeque<ProxySpan>>,
     /// At most this many spans wait; beyond it new ones are dropped.
     capacity: usize,
     /// A batch this big wakes the reporter.
     batch: usize,
     /// Wakes the reporter; a wake with no one waiting is kept for its next wait.
     full_batch: Notify,
+    /// What every span is given when it becomes a model span.
+    tags: SpanTags,
 }
 
 impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Span>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<ProxySpan>> {
         self.spans.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Up to `max` of the oldest spans (none when empty).
+    /// Up to `max` of the oldest spans (none when empty), as model spans (built after the lock is
+    /// released).
     fn take(&self, max: usize) -> Vec<Span> {
-        let mut q = self.lock();
-        let n = q.len().min(max);
-        q.drain(..n).collect()
+        let taken: Vec<ProxySpan> = {
+            let mut q = self.lock();
+            let n = q.len().min(max);
+            q.drain(..n).collect()
+        };
+        taken
+            .into_iter()
+            .map(|s| s.into_model(&self.tags))
+            .collect()
     }
 
     fn len(&self) -> usize {
@@ -73,7 +83,7 @@ pub struct SpanSink {
 impl SpanSink {
     /// Queues a finished span, or drops it (counted) when the buffer is full. Wakes the reporter
     /// only when this span completes a batch.
-    pub fn offer(&self, span: Span) {
+    pub fn offer(&self, span: ProxySpan) {
         let queue = &self.queue;
         let len = {
             let mut q = queue.lock();
@@ -165,6 +175,7 @@ pub fn start(
         capacity: t.buffer_size,
         batch: t.flush.count,
         full_batch: Notify::new(),
+        tags: SpanTags::new(config),
     });
     let (close_tx, close_rx) = oneshot::channel();
     let resource = Resource {

@@ -15,6 +15,7 @@
 //! `guid:x-client-trace-id`, `error` (5xx or no response). Names checked against Envoy's
 //! `Tracing::TracingTagValues` (source/common/tracing/http_tracer_impl.h).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,8 +34,6 @@ enum TagSource {
 
 /// What every request's span is built from.
 pub struct Tracer {
-    node_id: String,
-    zone: String,
     pub formats: Vec<Format>,
     trace_id_128bit: bool,
     shared_span_context: bool,
@@ -52,9 +51,119 @@ pub struct Begun {
 
 /// A sampled span being timed; reported on [`ActiveSpan::finish`].
 pub struct ActiveSpan {
-    span: model::Span,
+    span: ProxySpan,
     started: Instant,
     sink: SpanSink,
+}
+
+/// A finished span as the request threads hand it to the reporter: Envoy's tag names are static
+/// and most values are numbers or static text, so a span costs a handful of allocations on the
+/// request path instead of two per tag (`model::KeyValue` owns its key). The reporter turns it
+/// into a [`model::Span`] ([`ProxySpan::into_model`]) on its own thread, where the allocations
+/// are also freed (a block freed by another thread than the one that allocated it costs more).
+pub struct ProxySpan {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span_id: Option<SpanId>,
+    trace_state: String,
+    name: String,
+    kind: SpanKind,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+    /// In the order they were recorded, after the tracer's own (see [`SpanTags`]).
+    tags: Vec<(Cow<'static, str>, TagValue)>,
+    status: Status,
+}
+
+/// A tag's value before it becomes a [`model::AnyValue`].
+pub enum TagValue {
+    Static(&'static str),
+    Text(String),
+    Int(i64),
+    Bool(bool),
+}
+
+impl From<&'static str> for TagValue {
+    fn from(s: &'static str) -> Self {
+        TagValue::Static(s)
+    }
+}
+
+impl From<String> for TagValue {
+    fn from(s: String) -> Self {
+        TagValue::Text(s)
+    }
+}
+
+impl From<i64> for TagValue {
+    fn from(i: i64) -> Self {
+        TagValue::Int(i)
+    }
+}
+
+impl From<bool> for TagValue {
+    fn from(b: bool) -> Self {
+        TagValue::Bool(b)
+    }
+}
+
+impl From<TagValue> for AnyValue {
+    fn from(v: TagValue) -> Self {
+        match v {
+            TagValue::Static(s) => AnyValue::String(s.to_owned()),
+            TagValue::Text(s) => AnyValue::String(s),
+            TagValue::Int(i) => AnyValue::Int(i),
+            TagValue::Bool(b) => AnyValue::Bool(b),
+        }
+    }
+}
+
+/// The tags every span of this proxy starts with (`component`, `node_id`, `zone`), added when the
+/// reporter builds the model span rather than copied into each span.
+#[derive(Clone)]
+pub struct SpanTags {
+    node_id: String,
+    zone: String,
+}
+
+impl SpanTags {
+    pub fn new(config: &Config) -> Self {
+        SpanTags {
+            node_id: config.node_id.clone(),
+            zone: config.zone.clone(),
+        }
+    }
+}
+
+impl ProxySpan {
+    /// The span as the exporters take it, with `tags`' own first.
+    pub fn into_model(self, tags: &SpanTags) -> model::Span {
+        let mut attributes = Vec::with_capacity(self.tags.len() + 3);
+        attributes.push(KeyValue::new("component", "proxy"));
+        attributes.push(KeyValue::new("node_id", tags.node_id.as_str()));
+        if !tags.zone.is_empty() {
+            attributes.push(KeyValue::new("zone", tags.zone.as_str()));
+        }
+        attributes.extend(
+            self.tags
+                .into_iter()
+                .map(|(k, v)| KeyValue::new(k.into_owned(), v)),
+        );
+        model::Span {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent_span_id,
+            trace_state: self.trace_state,
+            flags: 1,
+            name: self.name,
+            kind: self.kind,
+            start_unix_nano: self.start_unix_nano,
+            end_unix_nano: self.end_unix_nano,
+            attributes,
+            status: self.status,
+            ..Default::default()
+        }
+    }
 }
 
 fn new_span_id() -> SpanId {
@@ -103,8 +212,6 @@ impl Tracer {
             })
             .collect();
         Tracer {
-            node_id: config.node_id.clone(),
-            zone: config.zone.clone(),
             formats: t.propagation.clone(),
             trace_id_128bit: t.trace_id_128bit,
             shared_span_context: t.shared_span_context,
@@ -188,27 +295,8 @@ impl Tracer {
         let span = match (&self.sink, sampled) {
             (Some(sink), true) => {
                 Stats::inc(&self.stats.spans_started);
-                let mut span = model::Span {
-                    trace_id,
-                    span_id,
-                    parent_span_id: parent,
-                    trace_state: outgoing.trace_state.clone(),
-                    flags: 1,
-                    name: operation(),
-                    kind: if mode == Mode::Outbound {
-                        SpanKind::Client
-                    } else {
-                        SpanKind::Server
-                    },
-                    start_unix_nano: now_nanos(),
-                    ..Default::default()
-                };
-                let a = &mut span.attributes;
-                a.push(KeyValue::new("component", "proxy"));
-                a.push(KeyValue::new("node_id", self.node_id.as_str()));
-                if !self.zone.is_empty() {
-                    a.push(KeyValue::new("zone", self.zone.as_str()));
-                }
+                // Room for every tag a request records, so the list never grows.
+                let mut tags = Vec::with_capacity(self.custom_tags.len() + 16);
                 for (tag, source) in &self.custom_tags {
                     let value = match source {
                         TagSource::Value(v) => Some(v.clone()),
@@ -219,11 +307,26 @@ impl Tracer {
                             .or_else(|| default.clone()),
                     };
                     if let Some(v) = value {
-                        a.push(KeyValue::new(tag.as_str(), v));
+                        tags.push((Cow::Owned(tag.clone()), TagValue::Text(v)));
                     }
                 }
                 Some(ActiveSpan {
-                    span,
+                    span: ProxySpan {
+                        trace_id,
+                        span_id,
+                        parent_span_id: parent,
+                        trace_state: outgoing.trace_state.clone(),
+                        name: operation(),
+                        kind: if mode == Mode::Outbound {
+                            SpanKind::Client
+                        } else {
+                            SpanKind::Server
+                        },
+                        start_unix_nano: now_nanos(),
+                        end_unix_nano: 0,
+                        tags,
+                        status: Status::default(),
+                    },
                     started: Instant::now(),
                     sink: sink.clone(),
                 })
@@ -235,8 +338,8 @@ impl Tracer {
 }
 
 impl ActiveSpan {
-    pub fn tag(&mut self, key: &str, value: impl Into<AnyValue>) {
-        self.span.attributes.push(KeyValue::new(key, value));
+    pub fn tag(&mut self, key: &'static str, value: impl Into<TagValue>) {
+        self.span.tags.push((Cow::Borrowed(key), value.into()));
     }
 
     /// Marks the span failed: Envoy's `error=true` tag and an Error status.
@@ -255,5 +358,98 @@ impl ActiveSpan {
         let elapsed = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.span.end_unix_nano = self.span.start_unix_nano.saturating_add(elapsed);
         self.sink.offer(self.span);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_span_has_the_proxy_tags_first_then_the_recorded_ones_in_order() {
+        let span = ProxySpan {
+            trace_id: TraceId::from_halves(1, 2),
+            span_id: SpanId::from_u64(3),
+            parent_span_id: Some(SpanId::from_u64(4)),
+            trace_state: "a=b".into(),
+            name: "GET /x".into(),
+            kind: SpanKind::Server,
+            start_unix_nano: 10,
+            end_unix_nano: 25,
+            tags: vec![
+                (Cow::Owned("team".into()), TagValue::Text("payments".into())),
+                (Cow::Borrowed("http.method"), TagValue::Static("GET")),
+                (Cow::Borrowed("http.status_code"), TagValue::Int(503)),
+                (Cow::Borrowed("error"), TagValue::Bool(true)),
+            ],
+            status: Status {
+                code: StatusCode::Error,
+                message: "upstream answered 503".into(),
+            },
+        };
+        let tags = SpanTags {
+            node_id: "sidecar~1".into(),
+            zone: "z1".into(),
+        };
+        let m = span.into_model(&tags);
+        let attrs: Vec<(&str, &AnyValue)> = m
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.as_str(), &kv.value))
+            .collect();
+        assert_eq!(
+            attrs,
+            [
+                ("component", &AnyValue::from("proxy")),
+                ("node_id", &AnyValue::from("sidecar~1")),
+                ("zone", &AnyValue::from("z1")),
+                ("team", &AnyValue::from("payments")),
+                ("http.method", &AnyValue::from("GET")),
+                ("http.status_code", &AnyValue::Int(503)),
+                ("error", &AnyValue::Bool(true)),
+            ]
+        );
+        assert_eq!(
+            (m.trace_id, m.span_id, m.parent_span_id),
+            (
+                TraceId::from_halves(1, 2),
+                SpanId::from_u64(3),
+                Some(SpanId::from_u64(4))
+            )
+        );
+        assert_eq!(
+            (m.flags, m.name.as_str(), m.kind),
+            (1, "GET /x", SpanKind::Server)
+        );
+        assert_eq!((m.start_unix_nano, m.end_unix_nano), (10, 25));
+        assert_eq!(m.trace_state, "a=b");
+        assert_eq!(m.status.message, "upstream answered 503");
+
+        let no_zone = SpanTags {
+            node_id: "n".into(),
+            zone: String::new(),
+        };
+        let m = ProxySpan {
+            tags: Vec::new(),
+            ..span_like()
+        }
+        .into_model(&no_zone);
+        let keys: Vec<&str> = m.attributes.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["component", "node_id"]);
+    }
+
+    fn span_like() -> ProxySpan {
+        ProxySpan {
+            trace_id: TraceId::from_halves(0, 1),
+            span_id: SpanId::from_u64(1),
+            parent_span_id: None,
+            trace_state: String::new(),
+            name: String::new(),
+            kind: SpanKind::Client,
+            start_unix_nano: 0,
+            end_unix_nano: 0,
+            tags: Vec::new(),
+            status: Status::default(),
+        }
     }
 }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use model::{SpanId, TraceId};
-use serde_json::{json, Map, Value};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use super::span::{Annotation, Endpoint, Kind, ZipkinSpan};
 use crate::otlp::json_type;
@@ -202,74 +203,130 @@ fn endpoint(obj: &Obj, key: &str, path: &str) -> Result<Option<Endpoint>, WireEr
 }
 
 /// Writes spans as a Zipkin v2 JSON list; empty and absent fields are left out.
+///
+/// Serialized straight from borrowed views of the spans (no `serde_json::Value` tree: that cost
+/// an allocation per key and value, and was most of the proxy reporter's CPU). Members are
+/// written in the order a `serde_json::Map` (sorted by key) used to give them, so the bytes are
+/// the same as before; `tests::direct_writer_matches_the_value_tree` holds it to that.
 pub(crate) fn write(spans: &[ZipkinSpan]) -> Vec<u8> {
-    let list: Vec<Value> = spans.iter().map(span_value).collect();
-    serde_json::to_vec(&list).unwrap_or_default()
+    let list: Vec<SpanOut<'_>> = spans.iter().map(SpanOut::new).collect();
+    let mut out = Vec::with_capacity(spans.len() * 768 + 2);
+    // Serializing plain strings, integers and maps into a Vec cannot fail.
+    serde_json::to_writer(&mut out, &list).unwrap_or_default();
+    out
 }
 
-fn span_value(s: &ZipkinSpan) -> Value {
-    let mut obj = Obj::new();
-    obj.insert("traceId".into(), s.trace_id.to_short_hex().into());
-    obj.insert("id".into(), s.id.to_string().into());
-    if let Some(p) = s.parent_id {
-        obj.insert("parentId".into(), p.to_string().into());
+/// Displays a value as a JSON string through `collect_str` (ids: no intermediate `String`).
+struct Text<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Text<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
-    if let Some(k) = s.kind {
-        obj.insert("kind".into(), k.as_str().into());
-    }
-    if !s.name.is_empty() {
-        obj.insert("name".into(), s.name.clone().into());
-    }
-    if let Some(t) = s.timestamp_us {
-        obj.insert("timestamp".into(), t.into());
-    }
-    if let Some(d) = s.duration_us {
-        obj.insert("duration".into(), d.into());
-    }
-    if let Some(ep) = &s.local_endpoint {
-        obj.insert("localEndpoint".into(), endpoint_value(ep));
-    }
-    if let Some(ep) = &s.remote_endpoint {
-        obj.insert("remoteEndpoint".into(), endpoint_value(ep));
-    }
-    if !s.annotations.is_empty() {
-        let list: Vec<Value> = s
-            .annotations
-            .iter()
-            .map(|a| json!({"timestamp": a.timestamp_us, "value": a.value}))
-            .collect();
-        obj.insert("annotations".into(), list.into());
-    }
-    if !s.tags.is_empty() {
-        let tags: Obj = s
-            .tags
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-            .collect();
-        obj.insert("tags".into(), tags.into());
-    }
-    if s.debug {
-        obj.insert("debug".into(), true.into());
-    }
-    if s.shared {
-        obj.insert("shared".into(), true.into());
-    }
-    Value::Object(obj)
 }
 
-fn endpoint_value(ep: &Endpoint) -> Value {
-    let mut obj = Obj::new();
-    if !ep.service_name.is_empty() {
-        obj.insert("serviceName".into(), ep.service_name.clone().into());
+/// A trace id as Zipkin writes it: 16 hex digits when the high half is zero, else 32.
+struct ShortTraceId(TraceId);
+
+impl std::fmt::Display for ShortTraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hex = self.0.to_string();
+        if self.0.is_64bit() {
+            f.write_str(&hex[16..])
+        } else {
+            f.write_str(&hex)
+        }
     }
-    if let Some(ip) = ep.ipv4 {
-        obj.insert("ipv4".into(), ip.to_string().into());
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One span as written; members in key order (see [`write`]).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpanOut<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    annotations: Vec<AnnotationOut<'a>>,
+    #[serde(skip_serializing_if = "is_false")]
+    debug: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<u64>,
+    id: Text<SpanId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_endpoint: Option<EndpointOut<'a>>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_id: Option<Text<SpanId>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_endpoint: Option<EndpointOut<'a>>,
+    #[serde(skip_serializing_if = "is_false")]
+    shared: bool,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tags: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<u64>,
+    trace_id: Text<ShortTraceId>,
+}
+
+/// An annotation as written: `{"timestamp":…,"value":…}`.
+#[derive(Serialize)]
+struct AnnotationOut<'a> {
+    timestamp: u64,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EndpointOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipv4: Option<Text<Ipv4Addr>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipv6: Option<Text<Ipv6Addr>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    service_name: &'a str,
+}
+
+impl<'a> SpanOut<'a> {
+    fn new(s: &'a ZipkinSpan) -> Self {
+        SpanOut {
+            annotations: s
+                .annotations
+                .iter()
+                .map(|a| AnnotationOut {
+                    timestamp: a.timestamp_us,
+                    value: &a.value,
+                })
+                .collect(),
+            debug: s.debug,
+            duration: s.duration_us,
+            id: Text(s.id),
+            kind: s.kind.map(Kind::as_str),
+            local_endpoint: s.local_endpoint.as_ref().map(EndpointOut::new),
+            name: &s.name,
+            parent_id: s.parent_id.map(Text),
+            remote_endpoint: s.remote_endpoint.as_ref().map(EndpointOut::new),
+            shared: s.shared,
+            tags: &s.tags,
+            timestamp: s.timestamp_us,
+            trace_id: Text(ShortTraceId(s.trace_id)),
+        }
     }
-    if let Some(ip) = ep.ipv6 {
-        obj.insert("ipv6".into(), ip.to_string().into());
+}
+
+impl<'a> EndpointOut<'a> {
+    fn new(ep: &'a Endpoint) -> Self {
+        EndpointOut {
+            ipv4: ep.ipv4.map(Text),
+            ipv6: ep.ipv6.map(Text),
+            port: ep.port,
+            service_name: &ep.service_name,
+        }
     }
-    if let Some(p) = ep.port {
-        obj.insert("port".into(), p.into());
-    }
-    Value::Object(obj)
 }

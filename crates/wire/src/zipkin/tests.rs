@@ -703,3 +703,158 @@ fn empty_reports_are_empty_batches() {
     assert!(decode_proto(&[]).unwrap().batch.is_empty());
     assert_eq!(encode_json(&TraceBatch::default()), b"[]");
 }
+
+/// The Zipkin JSON writer as it was, through a `serde_json::Value` tree: the reference the direct
+/// writer must match byte for byte.
+mod value_writer {
+    use serde_json::{json, Map, Value};
+
+    use super::span::{Endpoint, ZipkinSpan};
+
+    pub fn write(spans: &[ZipkinSpan]) -> Vec<u8> {
+        let list: Vec<Value> = spans.iter().map(span_value).collect();
+        serde_json::to_vec(&list).unwrap()
+    }
+
+    fn span_value(s: &ZipkinSpan) -> Value {
+        let mut obj = Map::new();
+        obj.insert("traceId".into(), s.trace_id.to_short_hex().into());
+        obj.insert("id".into(), s.id.to_string().into());
+        if let Some(p) = s.parent_id {
+            obj.insert("parentId".into(), p.to_string().into());
+        }
+        if let Some(k) = s.kind {
+            obj.insert("kind".into(), k.as_str().into());
+        }
+        if !s.name.is_empty() {
+            obj.insert("name".into(), s.name.clone().into());
+        }
+        if let Some(t) = s.timestamp_us {
+            obj.insert("timestamp".into(), t.into());
+        }
+        if let Some(d) = s.duration_us {
+            obj.insert("duration".into(), d.into());
+        }
+        if let Some(ep) = &s.local_endpoint {
+            obj.insert("localEndpoint".into(), endpoint_value(ep));
+        }
+        if let Some(ep) = &s.remote_endpoint {
+            obj.insert("remoteEndpoint".into(), endpoint_value(ep));
+        }
+        if !s.annotations.is_empty() {
+            let list: Vec<Value> = s
+                .annotations
+                .iter()
+                .map(|a| json!({"timestamp": a.timestamp_us, "value": a.value}))
+                .collect();
+            obj.insert("annotations".into(), list.into());
+        }
+        if !s.tags.is_empty() {
+            let tags: Map<String, Value> = s
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect();
+            obj.insert("tags".into(), tags.into());
+        }
+        if s.debug {
+            obj.insert("debug".into(), true.into());
+        }
+        if s.shared {
+            obj.insert("shared".into(), true.into());
+        }
+        Value::Object(obj)
+    }
+
+    fn endpoint_value(ep: &Endpoint) -> Value {
+        let mut obj = Map::new();
+        if !ep.service_name.is_empty() {
+            obj.insert("serviceName".into(), ep.service_name.clone().into());
+        }
+        if let Some(ip) = ep.ipv4 {
+            obj.insert("ipv4".into(), ip.to_string().into());
+        }
+        if let Some(ip) = ep.ipv6 {
+            obj.insert("ipv6".into(), ip.to_string().into());
+        }
+        if let Some(p) = ep.port {
+            obj.insert("port".into(), p.into());
+        }
+        Value::Object(obj)
+    }
+}
+
+#[test]
+fn direct_writer_matches_the_value_tree() {
+    use super::span::{Annotation, Endpoint, Kind, ZipkinSpan};
+    use std::collections::BTreeMap;
+
+    let mut spans = json::parse(ENVOY_REPORT.as_bytes()).unwrap();
+    let full = ZipkinSpan {
+        trace_id: "5b8efff798038103d269b633813fc60c".parse().unwrap(),
+        id: SpanId::from_u64(u64::MAX),
+        parent_id: Some(SpanId::from_u64(1)),
+        kind: Some(Kind::Consumer),
+        name: "quote \" backslash \\ tab \t nl \n ctl \u{1} é 😀 </script>".into(),
+        timestamp_us: Some(1),
+        duration_us: Some(0),
+        local_endpoint: Some(Endpoint {
+            service_name: String::new(),
+            ipv4: None,
+            ipv6: Some("2001:db8::1".parse().unwrap()),
+            port: None,
+        }),
+        remote_endpoint: Some(Endpoint {
+            service_name: "db \"main\"".into(),
+            ipv4: Some("192.168.1.2".parse().unwrap()),
+            ipv6: Some("::ffff:10.0.0.1".parse().unwrap()),
+            port: Some(65535),
+        }),
+        annotations: vec![
+            Annotation {
+                timestamp_us: u64::MAX,
+                value: "a|{\"k\":\"v\"}|1".into(),
+            },
+            Annotation {
+                timestamp_us: 0,
+                value: String::new(),
+            },
+        ],
+        tags: BTreeMap::from([
+            ("".into(), "".into()),
+            ("é".into(), "\u{7f}\u{0}".into()),
+            ("http.url".into(), "http://h/p?q=1&r=\"2\"".into()),
+        ]),
+        debug: true,
+        shared: true,
+    };
+    let bare = ZipkinSpan {
+        trace_id: TraceId::from_halves(0, 1),
+        id: SpanId::from_u64(2),
+        parent_id: None,
+        kind: None,
+        name: String::new(),
+        timestamp_us: None,
+        duration_us: None,
+        local_endpoint: Some(Endpoint::default()),
+        remote_endpoint: None,
+        annotations: Vec::new(),
+        tags: BTreeMap::new(),
+        debug: false,
+        shared: false,
+    };
+    spans.push(full);
+    spans.push(bare);
+    let batch = decode(ENVOY_REPORT);
+    spans.extend(mapping::from_batch(&batch));
+    for one in spans
+        .iter()
+        .map(std::slice::from_ref)
+        .chain([&spans[..], &[]])
+    {
+        assert_eq!(
+            String::from_utf8(json::write(one)).unwrap(),
+            String::from_utf8(value_writer::write(one)).unwrap()
+        );
+    }
+}
