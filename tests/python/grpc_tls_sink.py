@@ -7,10 +7,14 @@ Prints "listening on PORT", then for every request "spans N trace_ids ID,ID,..."
 Runs until killed.
 """
 import sys
+import threading
 from concurrent import futures
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+
+PRINT = threading.Lock()  # requests arrive on several threads; one line each, whole
 
 
 def export(request, context):
@@ -23,7 +27,8 @@ def export(request, context):
         }
     )
     count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-    print(f"spans {count} trace_ids {','.join(ids)}", flush=True)
+    with PRINT:
+        print(f"spans {count} trace_ids {','.join(ids)}", flush=True)
     return trace_service_pb2.ExportTraceServiceResponse()
 
 
