@@ -20,6 +20,8 @@ use crate::watch::Watcher;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long after a trace's first span the watcher looks at it.
 const SETTLE: Duration = Duration::from_secs(5);
+/// How long the last look waits for the newest traces to be whole.
+const DRAIN_WAIT: Duration = Duration::from_secs(20);
 /// How long a component may take to stop cleanly.
 const STOP_GRACE: Duration = Duration::from_secs(20);
 
@@ -364,19 +366,21 @@ async fn drive(
             () = &mut deadline => break,
             _ = tick.tick() => {}
         }
-        if let Err(e) = watcher.poll(false).await {
+        if let Err(e) = watcher.poll().await {
             tracing::warn!("{e}");
         }
+        watcher.recheck(false).await;
         progress.show(&counters, &watcher, false);
     }
     let _ = stop_traffic.send(());
     let _ = traffic.await;
     // Every hop flushes within a second or two (proxies 200 ms, SDK 200 ms, collector batch
-    // 200 ms); then the last look covers the newest traces too.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    if let Err(e) = watcher.poll(true).await {
+    // 200 ms); then the last look covers the newest traces too, once they stop changing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if let Err(e) = watcher.drain(DRAIN_WAIT).await {
         tracing::warn!("{e}");
     }
+    watcher.recheck(true).await;
     progress.show(&counters, &watcher, true);
 }
 

@@ -4,8 +4,9 @@
 //! the edge, every sidecar on the path and every app.
 //!
 //! The search windows follow each other (`[previous end, now − settle]`), so each trace is
-//! looked at once however long the demo runs; a trace whose root starts on a window's edge is
-//! de-duplicated.
+//! found once however long the demo runs; a trace whose root starts on a window's edge is
+//! de-duplicated. A trace not whole when found is looked at again by id, and called broken only
+//! if it is still not whole 30 s later (or at the end).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -42,7 +43,8 @@ pub struct Seen {
     pub stored: u64,
     /// Of those, the whole ones.
     pub complete: u64,
-    /// Of those, the ones missing a hop, with an orphan span, or with more than one root.
+    /// Of those, the ones missing a hop, with an orphan span, or with more than one root, and
+    /// still so 30 s after they started (or at the end).
     pub broken: u64,
     /// Traces holding at least one error span.
     pub with_errors: u64,
@@ -52,6 +54,15 @@ pub struct Seen {
     pub last_broken: Option<(String, String)>,
 }
 
+impl Seen {
+    fn whole(&mut self, id: String) {
+        self.complete += 1;
+        if self.first_complete.is_none() {
+            self.first_complete = Some(id);
+        }
+    }
+}
+
 /// Polls the backend's query API.
 pub struct Watcher {
     query: SocketAddr,
@@ -59,8 +70,16 @@ pub struct Watcher {
     settle: Duration,
     since_us: u64,
     last_window: HashSet<String>,
+    /// Traces not whole when first seen, looked at again later: a busy machine may deliver a
+    /// hop's spans late, and only a trace still not whole then is broken.
+    unsettled: Vec<(String, tokio::time::Instant)>,
     pub seen: Seen,
 }
+
+/// How long after first sight a trace that was not whole is looked at again.
+const RECHECK_AFTER: Duration = Duration::from_secs(5);
+/// How long after first sight a trace may still become whole.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
 impl Watcher {
     /// Watches traces that start from now on, each looked at `settle` after it started.
@@ -71,29 +90,65 @@ impl Watcher {
             settle,
             since_us: now_us(),
             last_window: HashSet::new(),
+            unsettled: Vec::new(),
             seen: Seen::default(),
         }
     }
 
-    /// Looks at the traces that started since the last call (up to `settle` ago). With
-    /// `drain`, up to now: the last look, once traffic has stopped and everything is flushed.
-    pub async fn poll(&mut self, drain: bool) -> Result<(), WatchError> {
-        let settle = if drain { 0 } else { duration_us(self.settle) };
-        let end = now_us().saturating_sub(settle);
+    /// Looks at the traces that started since the last call, up to `settle` ago.
+    pub async fn poll(&mut self) -> Result<(), WatchError> {
+        let end = now_us().saturating_sub(duration_us(self.settle));
         if end <= self.since_us {
             return Ok(());
         }
+        let traces = self.fetch(end).await?;
+        self.count(&traces, end);
+        Ok(())
+    }
+
+    /// The last look, once traffic has stopped: every trace up to now, taken once what the
+    /// backend holds for them has stopped changing (every hop has reported; the pipeline may
+    /// lag behind on a busy machine), or after `max_wait`.
+    pub async fn drain(&mut self, max_wait: Duration) -> Result<(), WatchError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let end = now_us();
+        let mut last = None;
+        loop {
+            let traces = self.fetch(end).await?;
+            let shape: (usize, usize) = (
+                traces.len(),
+                traces
+                    .iter()
+                    .filter_map(|t| t.get("spans").and_then(Value::as_array))
+                    .map(Vec::len)
+                    .sum(),
+            );
+            if last == Some(shape) || tokio::time::Instant::now() >= deadline {
+                self.count(&traces, end);
+                return Ok(());
+            }
+            last = Some(shape);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// The traces rooted at the edge that started between the last look and `end`.
+    async fn fetch(&self, end: u64) -> Result<Vec<Value>, WatchError> {
         let path = format!(
             "/api/traces?service={EDGE}&start={}&end={end}&limit=1000000",
             self.since_us
         );
-        let answer = self.get(&path).await?;
-        let traces = answer
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| WatchError::Shape {
+        let mut answer = self.get(&path).await?;
+        match answer.get_mut("data").map(Value::take) {
+            Some(Value::Array(traces)) => Ok(traces),
+            _ => Err(WatchError::Shape {
                 url: self.url(&path),
-            })?;
+            }),
+        }
+    }
+
+    /// Counts and checks `traces` (each once), and moves the window on to `end`.
+    fn count(&mut self, traces: &[Value], end: u64) {
         let mut window = HashSet::with_capacity(traces.len());
         for trace in traces {
             let id = trace
@@ -109,21 +164,42 @@ impl Watcher {
             s.stored += 1;
             s.with_errors += u64::from(check.has_error);
             match check.problem {
-                None => {
-                    s.complete += 1;
-                    if s.first_complete.is_none() {
-                        s.first_complete = Some(id);
-                    }
-                }
-                Some(problem) => {
-                    s.broken += 1;
-                    s.last_broken = Some((id, problem));
-                }
+                None => s.whole(id),
+                Some(_) => self.unsettled.push((id, tokio::time::Instant::now())),
             }
         }
         self.last_window = window;
         self.since_us = end;
-        Ok(())
+    }
+
+    /// Looks again at the traces that were not whole: those now whole are counted so, those
+    /// still not whole after [`GIVE_UP_AFTER`] (or now, with `last`) are broken.
+    pub async fn recheck(&mut self, last: bool) {
+        let now = tokio::time::Instant::now();
+        let mut keep = Vec::new();
+        for (id, since) in std::mem::take(&mut self.unsettled) {
+            let age = now.duration_since(since);
+            if age < RECHECK_AFTER && !last {
+                keep.push((id, since));
+                continue;
+            }
+            let problem = match self.get(&format!("/api/traces/{id}")).await {
+                Ok(answer) => match answer.get("data").and_then(|d| d.get(0)) {
+                    Some(t) => check_trace(t).problem,
+                    None => Some("no longer found".to_owned()),
+                },
+                Err(e) => Some(e.to_string()),
+            };
+            match problem {
+                None => self.seen.whole(id),
+                Some(_) if age < GIVE_UP_AFTER && !last => keep.push((id, since)),
+                Some(problem) => {
+                    self.seen.broken += 1;
+                    self.seen.last_broken = Some((id, problem));
+                }
+            }
+        }
+        self.unsettled = keep;
     }
 
     fn url(&self, path: &str) -> String {
@@ -373,5 +449,69 @@ mod tests {
         t["spans"][3]["references"] = json!([]);
         let problem = check_trace(&t).problem.expect("broken");
         assert!(problem.contains("2 roots (want 1)"), "{problem}");
+    }
+
+    /// A Jaeger API that serves two traces for a window search and by id; trace "late" is
+    /// missing a span until `complete` is set.
+    async fn backend(complete: std::sync::Arc<std::sync::atomic::AtomicBool>) -> SocketAddr {
+        use std::sync::atomic::Ordering;
+        let trace = move |id: &str, complete: bool| {
+            let mut t = whole_trace();
+            t["traceID"] = json!(id);
+            if id != "whole" && !complete {
+                t["spans"].as_array_mut().unwrap().pop();
+            }
+            t
+        };
+        let (c1, c2) = (complete.clone(), complete);
+        let app = axum::Router::new()
+            .route(
+                "/api/traces",
+                axum::routing::get(move || {
+                    let done = c1.load(Ordering::SeqCst);
+                    async move {
+                        axum::Json(json!({"data": [trace("whole", done), trace("late", done)]}))
+                    }
+                }),
+            )
+            .route(
+                "/api/traces/{id}",
+                axum::routing::get(
+                    move |axum::extract::Path(id): axum::extract::Path<String>| {
+                        let done = c2.load(Ordering::SeqCst);
+                        async move { axum::Json(json!({"data": [trace(&id, done)]})) }
+                    },
+                ),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_trace_not_whole_at_first_is_broken_only_if_it_stays_so() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        for becomes_whole in [true, false] {
+            let complete = std::sync::Arc::new(AtomicBool::new(false));
+            let mut w = Watcher::new(backend(complete.clone()).await, Duration::ZERO);
+            w.since_us = 1;
+            w.poll().await.unwrap();
+            assert_eq!((w.seen.stored, w.seen.complete, w.seen.broken), (2, 1, 0));
+            assert_eq!(w.seen.first_complete.as_deref(), Some("whole"));
+            // Too early to look again: nothing changes.
+            w.recheck(false).await;
+            assert_eq!((w.seen.complete, w.seen.broken), (1, 0));
+            complete.store(becomes_whole, Ordering::SeqCst);
+            // The last look settles it either way.
+            w.recheck(true).await;
+            let want = if becomes_whole { (2, 0) } else { (1, 1) };
+            assert_eq!((w.seen.complete, w.seen.broken), want);
+            if !becomes_whole {
+                let (id, why) = w.seen.last_broken.clone().unwrap();
+                assert_eq!(id, "late");
+                assert!(why.contains("spans for service-c app internal"), "{why}");
+            }
+        }
     }
 }
