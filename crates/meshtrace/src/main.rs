@@ -40,13 +40,13 @@ enum Command {
     Collector(collector_cmd::Args),
     /// Tracing HTTP proxy: edge, inbound or outbound sidecar.
     Proxy(proxy_cmd::Args),
-    /// The seed articles' whole mesh on one machine: edge, sidecars, three instrumented services,
-    /// collector and backend with its UI, with traffic.
+    /// A whole traced service mesh on one machine: edge, sidecars, three OpenTelemetry-instrumented
+    /// services, collector and backend with its UI, with traffic.
     Demo(demo_cmd::Args),
     /// One instrumented service of the demo mesh (run by `meshtrace demo`).
     #[command(hide = true)]
     DemoService(demo_cmd::ServiceArgs),
-    /// Synthetic traces at a chosen rate over OTLP gRPC, and trace-by-id read latency, for benchmarks.
+    /// Synthetic traces at a chosen rate over OTLP gRPC (or Zipkin JSON), and trace-by-id read latency, for benchmarks.
     Loadgen(loadgen::Args),
 }
 
