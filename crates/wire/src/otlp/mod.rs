@@ -8,6 +8,7 @@ pub mod scan;
 use prost::Message;
 
 pub use convert::{from_request, to_request};
+#[cfg(test)]
 pub(crate) use json::json_type;
 pub use json::{batch_to_json_value, decode_json, encode_json};
 
