@@ -2,6 +2,7 @@
 //! OTLP/JSON, to and from the span model.
 
 mod convert;
+mod encode;
 pub(crate) mod json;
 pub mod scan;
 
@@ -24,10 +25,7 @@ pub fn decode_protobuf(body: &[u8]) -> Result<Decoded, WireError> {
     Ok(from_request(req))
 }
 
-/// Encodes the batch as an OTLP protobuf `ExportTraceServiceRequest`.
-pub fn encode_protobuf(batch: &model::TraceBatch) -> Vec<u8> {
-    to_request(batch).encode_to_vec()
-}
+pub use encode::encode_protobuf;
 
 #[cfg(test)]
 mod tests {
