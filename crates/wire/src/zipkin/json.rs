@@ -11,7 +11,6 @@
 //! named in the error.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -20,15 +19,15 @@ use model::{SpanId, TraceId};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Number, Value};
 
-use super::span::{Annotation, Endpoint, Kind, ZipkinSpan};
+use super::span::{Annotation, Endpoint, Kind, Tags, ZipkinSpan};
 use crate::WireError;
 
 const FORMAT: &str = "Zipkin";
 
 type Obj = Map<String, Value>;
 
-pub(crate) fn parse(body: &[u8]) -> Result<Vec<ZipkinSpan>, WireError> {
-    let root: Loose<SpanList> =
+pub(crate) fn parse(body: &[u8]) -> Result<Vec<ZipkinSpan<'_>>, WireError> {
+    let root: Loose<SpanList<'_>> =
         serde_json::from_slice(body).map_err(|e| WireError::json_syntax(FORMAT, &e))?;
     match root {
         Loose::Got(SpanList(spans)) => spans,
@@ -231,9 +230,9 @@ impl<'de, T: Compound<'de>> Deserialize<'de> for Loose<T> {
 }
 
 /// The report: the spans, or the first invalid span's error.
-struct SpanList(Result<Vec<ZipkinSpan>, WireError>);
+struct SpanList<'a>(Result<Vec<ZipkinSpan<'a>>, WireError>);
 
-impl<'de> Compound<'de> for SpanList {
+impl<'de> Compound<'de> for SpanList<'de> {
     fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Loose<Self>, A::Error> {
         let mut spans = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         let mut i = 0;
@@ -272,7 +271,7 @@ struct RawSpan<'a> {
     local_endpoint: Option<Loose<RawEndpoint<'a>>>,
     remote_endpoint: Option<Loose<RawEndpoint<'a>>>,
     annotations: Option<Loose<Vec<Loose<RawAnnotation<'a>>>>>,
-    tags: Option<Loose<Tags>>,
+    tags: Option<Loose<RawTags<'a>>>,
     debug: Option<Scalar<'a>>,
     shared: Option<Scalar<'a>>,
 }
@@ -387,84 +386,104 @@ impl<'de> Compound<'de> for RawEndpoint<'de> {
     }
 }
 
-/// A span's tags, read straight into the map the mapping takes. A value that is not a string,
-/// number or boolean is kept aside by key (a later duplicate key may still replace it); the
-/// first such key in key order is the error, as `serde_json::Value`'s sorted map reported it.
-#[derive(Default)]
-struct Tags {
-    map: BTreeMap<String, String>,
-    bad: Vec<(String, &'static str)>,
-}
+/// A span's tags as read, in order, duplicates included: sorted and de-duplicated (the last
+/// wins) once the object is complete. A value that is not a string, number or boolean is
+/// kept as the name of its type; the first such key in key order is the error, as
+/// `serde_json::Value`'s sorted map reported it.
+struct RawTags<'a>(Vec<(Cow<'a, str>, TagValue<'a>)>);
 
-/// A tag's value: its text, or the name of the JSON type that cannot be one.
-enum TagValue {
-    Text(String),
-    Bad(&'static str),
-}
+/// A tag's value: its text (borrowed from the body when it needs no unescaping), or the name of
+/// the JSON type that cannot be one.
+type TagValue<'a> = Result<Cow<'a, str>, &'static str>;
 
-impl<'de> Deserialize<'de> for TagValue {
+/// Reads a tag's value as [`TagValue`].
+struct TagValueOf<'a>(TagValue<'a>);
+
+impl<'de> Deserialize<'de> for TagValueOf<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = TagValue;
+            type Value = TagValueOf<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("any JSON value")
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(TagValue::Bad("null"))
+                Ok(TagValueOf(Err("null")))
             }
             fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(TagValue::Text(v.to_string()))
+                Ok(TagValueOf(Ok(Cow::Borrowed(if v {
+                    "true"
+                } else {
+                    "false"
+                }))))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(TagValue::Text(Number::from(v).to_string()))
+                Ok(TagValueOf(Ok(Cow::Owned(Number::from(v).to_string()))))
             }
             fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(TagValue::Text(Number::from(v).to_string()))
+                Ok(TagValueOf(Ok(Cow::Owned(Number::from(v).to_string()))))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Number::from_f64(v)
-                    .map_or(TagValue::Bad("null"), |n| TagValue::Text(n.to_string())))
+                Ok(TagValueOf(
+                    Number::from_f64(v).map_or(Err("null"), |n| Ok(Cow::Owned(n.to_string()))),
+                ))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(TagValueOf(Ok(Cow::Borrowed(v))))
             }
             fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(TagValue::Text(v.to_owned()))
+                Ok(TagValueOf(Ok(Cow::Owned(v.to_owned()))))
             }
             fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(TagValue::Text(v))
+                Ok(TagValueOf(Ok(Cow::Owned(v))))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 drain_seq(seq)?;
-                Ok(TagValue::Bad("an array"))
+                Ok(TagValueOf(Err("an array")))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 drain_map(map)?;
-                Ok(TagValue::Bad("an object"))
+                Ok(TagValueOf(Err("an object")))
             }
         }
         d.deserialize_any(V)
     }
 }
 
-impl<'de> Compound<'de> for Tags {
+impl<'de> Compound<'de> for RawTags<'de> {
     fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Loose<Self>, A::Error> {
-        let mut tags = Tags::default();
+        let mut tags = Vec::with_capacity(map.size_hint().unwrap_or(16));
         while let Some(Key(key)) = map.next_key()? {
-            let key = key.into_owned();
-            match map.next_value()? {
-                TagValue::Text(v) => {
-                    if !tags.bad.is_empty() {
-                        tags.bad.retain(|(k, _)| *k != key);
-                    }
-                    tags.map.insert(key, v);
-                }
-                TagValue::Bad(t) => {
-                    tags.map.remove(&key);
-                    tags.bad.retain(|(k, _)| *k != key);
-                    tags.bad.push((key, t));
-                }
-            }
+            let TagValueOf(value) = map.next_value()?;
+            tags.push((key, value));
         }
-        Ok(Loose::Got(tags))
+        Ok(Loose::Got(RawTags(tags)))
+    }
+}
+
+impl<'a> RawTags<'a> {
+    /// Sorted by key, the last of duplicate keys kept; or the first key (in key order) whose
+    /// value cannot be a tag, with its type.
+    fn check(self) -> Result<Tags<'a>, (Cow<'a, str>, &'static str)> {
+        let mut tags = self.0;
+        if !tags.is_sorted_by(|a, b| a.0 <= b.0) {
+            tags.sort_by(|a, b| a.0.cmp(&b.0)); // stable: duplicates stay in the order read
+        }
+        tags.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        if let Some(i) = tags.iter().position(|(_, v)| v.is_err()) {
+            let (key, value) = tags.swap_remove(i);
+            return Err((key, value.err().unwrap_or_default()));
+        }
+        Ok(tags
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.ok()?)))
+            .collect())
     }
 }
 
@@ -528,9 +547,9 @@ fn boolean(v: &Option<Scalar<'_>>, path: Path, key: &str) -> Result<bool, WireEr
     }
 }
 
-impl RawSpan<'_> {
+impl<'a> RawSpan<'a> {
     /// The checks, in the order the `Value` reader made them (so the same problem is named first).
-    fn check(self, i: usize) -> Result<ZipkinSpan, WireError> {
+    fn check(self, i: usize) -> Result<ZipkinSpan<'a>, WireError> {
         let path = Path::Span(i);
         let trace_id: TraceId = required_string(&self.trace_id, path, "traceId")?
             .parse()
@@ -562,13 +581,10 @@ impl RawSpan<'_> {
             }
         };
         let tags = match self.tags {
-            None | Some(Loose::Null) => BTreeMap::new(),
-            Some(Loose::Got(tags)) => match tags.bad.iter().min_by(|a, b| a.0.cmp(&b.0)) {
-                None => tags.map,
-                Some((key, t)) => {
-                    return Err(expected(path.at(&format!("tags.{key}")), "a string", t))
-                }
-            },
+            None | Some(Loose::Null) => Vec::new(),
+            Some(Loose::Got(tags)) => tags
+                .check()
+                .map_err(|(key, t)| expected(path.at(&format!("tags.{key}")), "a string", t))?,
             Some(other) => return Err(expected(path.at("tags"), "an object", other.type_name())),
         };
         let kind = string(&self.kind, path, "kind")?.and_then(Kind::parse);
@@ -697,7 +713,7 @@ fn span_value(s: &ZipkinSpan) -> Value {
         let tags: Obj = s
             .tags
             .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .map(|(k, v)| (k.to_string(), Value::from(v.as_ref())))
             .collect();
         obj.insert("tags".into(), tags.into());
     }

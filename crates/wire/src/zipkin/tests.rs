@@ -710,7 +710,15 @@ fn same_as_reference(body: &[u8]) {
     let new = json::parse(body);
     let old = reference::parse(body);
     match (&new, &old) {
-        (Ok(a), Ok(b)) => assert_eq!(a, b, "body {:?}", String::from_utf8_lossy(body)),
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a, b, "body {:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                mapping::to_batch(a.clone()),
+                reference::to_batch(b.clone()),
+                "body {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
         (Err(a), Err(b)) => assert_eq!(
             a.to_string(),
             b.to_string(),
@@ -953,5 +961,111 @@ fn typed_reader_answers_as_the_value_reader_on_generated_reports() {
         }
         body.push(']');
         same_as_reference(body.as_bytes());
+    }
+}
+
+/// The one-pass mapping over sorted tags must build the batch the `BTreeMap` mapping built,
+/// whatever mix of tags it consumes (resource, scope, status, kind, links, endpoint names).
+#[test]
+fn tag_mapping_builds_what_the_map_based_mapping_built() {
+    use std::borrow::Cow;
+
+    use super::span::{Endpoint, Kind, ZipkinSpan};
+
+    const KEYS: &[&str] = &[
+        "service.name",
+        "service.namespace",
+        "otlp.service.name.source",
+        "host.name",
+        "k8s.pod.name",
+        "faas.id",
+        "otel.scope.name",
+        "otel.library.name",
+        "otel.scope.version",
+        "otel.library.version",
+        "w3c.tracestate",
+        "span.kind",
+        "otel.status_code",
+        "otel.status_description",
+        "error",
+        "otlp.link.0",
+        "otlp.link.1",
+        "otlp.link.2",
+        "otlp.link.10",
+        "net.host.ip",
+        "net.host.port",
+        "net.peer.ip",
+        "peer.service",
+        "zipkin.shared",
+        "otel.zipkin.absentField.startTime",
+        "http.method",
+        "a",
+        "z",
+    ];
+    const VALUES: &[&str] = &[
+        "",
+        "true",
+        "false",
+        "internal",
+        "ERROR",
+        "STATUS_CODE_OK",
+        "ok",
+        "host.name",
+        "service.name",
+        "java.io.IOException",
+        "1.2.3.4",
+        "8080",
+        "5b8efff798038103d269b633813fc60c|0000000000000001|k=v|{\"n\":1}|2",
+        "1|2||{}|0",
+        "x|y",
+        "svc-a",
+    ];
+    let mut x = 0x51ed_2701;
+    for _ in 0..3000 {
+        let spans: Vec<ZipkinSpan<'_>> = (0..next(&mut x) % 6)
+            .map(|i| {
+                let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = (0..next(&mut x) % 8)
+                    .map(|_| {
+                        (
+                            Cow::Borrowed(KEYS[next(&mut x) as usize % KEYS.len()]),
+                            Cow::Borrowed(VALUES[next(&mut x) as usize % VALUES.len()]),
+                        )
+                    })
+                    .collect();
+                tags.sort_by(|a, b| a.0.cmp(&b.0));
+                tags.dedup_by(|a, b| a.0 == b.0);
+                let endpoint = |x: &mut u32| {
+                    (!next(x).is_multiple_of(3)).then(|| Endpoint {
+                        service_name: ["", "svc-a", "svc-b"][next(x) as usize % 3].to_owned(),
+                        ipv4: next(x).is_multiple_of(2).then(|| [10, 0, 0, 1].into()),
+                        ipv6: next(x)
+                            .is_multiple_of(3)
+                            .then_some(std::net::Ipv6Addr::LOCALHOST),
+                        port: [None, Some(80), Some(9411)][next(x) as usize % 3],
+                    })
+                };
+                ZipkinSpan {
+                    trace_id: TraceId::from_halves(0, 7),
+                    id: SpanId::from_u64(u64::from(i) + 1),
+                    parent_id: next(&mut x).is_multiple_of(2).then(|| SpanId::from_u64(1)),
+                    kind: [None, Some(Kind::Client), Some(Kind::Server)][next(&mut x) as usize % 3],
+                    name: "op".into(),
+                    timestamp_us: (!next(&mut x).is_multiple_of(4))
+                        .then_some(1_700_000_000_000_000),
+                    duration_us: Some(5),
+                    local_endpoint: endpoint(&mut x),
+                    remote_endpoint: endpoint(&mut x),
+                    annotations: Vec::new(),
+                    tags,
+                    debug: false,
+                    shared: next(&mut x).is_multiple_of(2),
+                }
+            })
+            .collect();
+        assert_eq!(
+            mapping::to_batch(spans.clone()),
+            reference::to_batch(spans.clone()),
+            "{spans:#?}"
+        );
     }
 }
