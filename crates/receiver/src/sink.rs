@@ -82,6 +82,15 @@ impl CheckedOtlp {
             _ => Err(bytes),
         }
     }
+
+    /// Encodes spans a decoder accepted (every id valid, as the model holds them), for a sink
+    /// that takes OTLP bytes, so other formats need not carry the model through its pipeline.
+    pub(crate) fn encode(batch: &TraceBatch) -> Self {
+        Self {
+            bytes: Bytes::from(wire::otlp::encode_protobuf(batch)),
+            spans: batch.span_count(),
+        }
+    }
 }
 
 /// Why a sink did not take a batch. The receiver tells the client whether to retry.

@@ -1,7 +1,8 @@
 //! Zipkin v2: `POST /api/v2/spans` with a JSON list of spans (the default, as Envoy, FSM/Pipy and
 //! zipkin-js send) or a proto3 `ListOfSpans` (`application/x-protobuf`), optionally gzip- or
 //! deflate-encoded. Success is `202 Accepted` with an empty body, as Zipkin's own server answers;
-//! errors are plain text naming the problem.
+//! errors are plain text naming the problem. A sink that needs only OTLP bytes gets the decoded
+//! report encoded as an OTLP request.
 
 use std::sync::Arc;
 
@@ -13,9 +14,9 @@ use axum::routing::post;
 use axum::Router;
 
 use crate::body;
-use crate::export::{export, ExportError};
+use crate::export::{export, export_checked, ExportError};
 use crate::metrics::ZIPKIN_HTTP;
-use crate::{Limits, Sink, SinkError};
+use crate::{CheckedOtlp, Limits, Needs, Sink, SinkError};
 
 /// Routes `POST /api/v2/spans` to `sink`.
 pub fn router<S: Sink>(sink: Arc<S>, limits: Limits) -> Router {
@@ -59,7 +60,16 @@ async fn handle<S: Sink>(
             return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
     };
-    match export(&*sink, ZIPKIN_HTTP, decoded, None).await {
+    // A sink that takes OTLP bytes gets the spans encoded once, here (the model is dropped
+    // before the sink runs); a Zipkin report is all or nothing, so each of its spans is valid.
+    let exported = if sink.needs() == Needs::OtlpBytes && decoded.rejected_spans == 0 {
+        let checked = CheckedOtlp::encode(&decoded.batch);
+        drop(decoded);
+        export_checked(&*sink, ZIPKIN_HTTP, checked).await
+    } else {
+        export(&*sink, ZIPKIN_HTTP, decoded, None).await
+    };
+    match exported {
         Ok(accepted) => {
             if accepted.rejected_spans > 0 {
                 tracing::warn!(

@@ -208,3 +208,71 @@ async fn http_answers_are_those_of_the_full_decode() {
     assert_eq!(bytes_sink.checked.lock().unwrap().len(), 1);
     assert_eq!(bytes_sink.spans(), 3);
 }
+
+async fn post_zipkin(app: axum::Router, content_type: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let req = Request::post("/api/v2/spans")
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, bytes.to_vec())
+}
+
+/// Zipkin reports reach a bytes sink encoded as OTLP (the same spans a batch sink gets), with
+/// the same answers, including for invalid and malformed reports.
+#[tokio::test]
+async fn zipkin_reports_reach_a_bytes_sink_as_otlp_with_the_same_answers() {
+    let bytes_sink = Recorder::new(Needs::OtlpBytes);
+    let batch_sink = Recorder::new(Needs::Batch);
+    let valid = br#"[{"traceId":"0707070707070707","id":"0102030405060708","name":"x","kind":"SERVER",
+        "timestamp":1700000000000000,"duration":5,"localEndpoint":{"serviceName":"a","ipv4":"10.0.0.1"},
+        "tags":{"http.method":"GET","host.name":"h","error":"true"}},
+        {"traceId":"0707070707070707","id":"0102030405060709","parentId":"0102030405060708",
+        "localEndpoint":{"serviceName":"b"},"annotations":[{"timestamp":1700000000000001,"value":"cs"}]}]"#
+        .to_vec();
+    let proto = wire::zipkin::encode_proto(&wire::zipkin::decode_json(&valid).unwrap().batch);
+    let bodies: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("valid", "application/json", valid.clone()),
+        ("valid proto", "application/x-protobuf", proto),
+        ("empty", "application/json", b"[]".to_vec()),
+        (
+            "invalid span",
+            "application/json",
+            br#"[{"traceId":"07","id":"01"},{"traceId":"zz","id":"01"}]"#.to_vec(),
+        ),
+        ("malformed", "application/json", b"[{".to_vec()),
+    ];
+    for (what, content_type, body) in bodies {
+        let a = post_zipkin(
+            receiver::zipkin_http::router(Arc::clone(&bytes_sink), Limits::default()),
+            content_type,
+            body.clone(),
+        )
+        .await;
+        let b = post_zipkin(
+            receiver::zipkin_http::router(Arc::clone(&batch_sink), Limits::default()),
+            content_type,
+            body,
+        )
+        .await;
+        assert_eq!(a, b, "{what}: answers differ");
+        assert_eq!(bytes_sink.spans(), batch_sink.spans(), "{what}");
+    }
+    assert!(bytes_sink.decoded.lock().unwrap().is_empty());
+    let checked = bytes_sink.checked.lock().unwrap();
+    let decoded = batch_sink.decoded.lock().unwrap();
+    assert_eq!(checked.len(), 2);
+    assert_eq!(decoded.len(), 2);
+    for (c, d) in checked.iter().zip(decoded.iter()) {
+        assert_eq!(c.spans, 2);
+        assert_eq!(
+            wire::otlp::decode_protobuf(&c.bytes).unwrap().batch,
+            d.batch
+        );
+        assert_eq!(d.otlp_protobuf, None);
+    }
+}

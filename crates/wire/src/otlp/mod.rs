@@ -2,12 +2,14 @@
 //! OTLP/JSON, to and from the span model.
 
 mod convert;
+mod encode;
 pub(crate) mod json;
 pub mod scan;
 
 use prost::Message;
 
 pub use convert::{from_request, to_request};
+#[cfg(test)]
 pub(crate) use json::json_type;
 pub use json::{batch_to_json_value, decode_json, encode_json};
 
@@ -23,10 +25,7 @@ pub fn decode_protobuf(body: &[u8]) -> Result<Decoded, WireError> {
     Ok(from_request(req))
 }
 
-/// Encodes the batch as an OTLP protobuf `ExportTraceServiceRequest`.
-pub fn encode_protobuf(batch: &model::TraceBatch) -> Vec<u8> {
-    to_request(batch).encode_to_vec()
-}
+pub use encode::encode_protobuf;
 
 #[cfg(test)]
 mod tests {

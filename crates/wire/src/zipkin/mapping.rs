@@ -17,6 +17,7 @@
 //! - `shared: true` → attribute `zipkin.shared: true` (the collector drops it; the query layer needs it
 //!   to de-duplicate span ids shared by client and server). `debug` is dropped, as the collector does.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -36,21 +37,21 @@ pub(crate) const NET_PEER_PORT: &str = "net.peer.port";
 pub const SHARED: &str = "zipkin.shared";
 /// Set (true) on spans reported without a timestamp (their start is then 0).
 pub const START_TIME_ABSENT: &str = "otel.zipkin.absentField.startTime";
-const SERVICE_NAME_SOURCE: &str = "otlp.service.name.source";
-const STATUS_CODE: &str = "otel.status_code";
-const STATUS_DESCRIPTION: &str = "otel.status_description";
-const ERROR: &str = "error";
-const SPAN_KIND: &str = "span.kind";
-const TRACE_STATE: &str = "w3c.tracestate";
-const LIBRARY_NAME: &str = "otel.library.name";
-const LIBRARY_VERSION: &str = "otel.library.version";
-const SCOPE_NAME: &str = "otel.scope.name";
-const SCOPE_VERSION: &str = "otel.scope.version";
-const LINK_PREFIX: &str = "otlp.link.";
+pub(crate) const SERVICE_NAME_SOURCE: &str = "otlp.service.name.source";
+pub(crate) const STATUS_CODE: &str = "otel.status_code";
+pub(crate) const STATUS_DESCRIPTION: &str = "otel.status_description";
+pub(crate) const ERROR: &str = "error";
+pub(crate) const SPAN_KIND: &str = "span.kind";
+pub(crate) const TRACE_STATE: &str = "w3c.tracestate";
+pub(crate) const LIBRARY_NAME: &str = "otel.library.name";
+pub(crate) const LIBRARY_VERSION: &str = "otel.library.version";
+pub(crate) const SCOPE_NAME: &str = "otel.scope.name";
+pub(crate) const SCOPE_VERSION: &str = "otel.scope.version";
+pub(crate) const LINK_PREFIX: &str = "otlp.link.";
 
 /// Tag keys that describe the resource rather than the span (OpenTelemetry resource semantic
 /// conventions, plus the OpenCensus ones the collector also treats so).
-fn is_resource_key(key: &str) -> bool {
+pub(crate) fn is_resource_key(key: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "service.",
         "telemetry.",
@@ -81,29 +82,47 @@ fn is_resource_key(key: &str) -> bool {
 }
 
 /// Groups Zipkin spans into a batch, in first-seen order of resource and scope.
-pub(crate) fn to_batch(spans: Vec<ZipkinSpan>) -> TraceBatch {
+pub(crate) fn to_batch(spans: Vec<ZipkinSpan<'_>>) -> TraceBatch {
     let mut batch = TraceBatch::default();
     for zs in spans {
         let (resource, scope, span) = to_span(zs);
+        // The resource and scope are compared as read; copied only when they are new.
         let rs = match batch
             .resource_spans
             .iter()
-            .position(|rs| rs.resource == resource)
+            .position(|rs| same_attributes(&rs.resource.attributes, &resource))
+            .filter(|&i| batch.resource_spans[i].resource.dropped_attributes_count == 0)
         {
             Some(i) => &mut batch.resource_spans[i],
             None => {
                 batch.resource_spans.push(ResourceSpans {
-                    resource,
+                    resource: Resource {
+                        attributes: resource
+                            .into_iter()
+                            .map(|(k, v)| KeyValue::new(k.into_owned(), v.into_owned()))
+                            .collect(),
+                        dropped_attributes_count: 0,
+                    },
                     ..Default::default()
                 });
                 let last = batch.resource_spans.len() - 1;
                 &mut batch.resource_spans[last]
             }
         };
-        match rs.scope_spans.iter_mut().find(|ss| ss.scope == scope) {
+        let (name, version) = scope;
+        match rs.scope_spans.iter_mut().find(|ss| {
+            ss.scope.name == name
+                && ss.scope.version == version
+                && ss.scope.attributes.is_empty()
+                && ss.scope.dropped_attributes_count == 0
+        }) {
             Some(ss) => ss.spans.push(span),
             None => rs.scope_spans.push(ScopeSpans {
-                scope,
+                scope: Scope {
+                    name: name.into_owned(),
+                    version: version.into_owned(),
+                    ..Default::default()
+                },
                 schema_url: String::new(),
                 spans: vec![span],
             }),
@@ -112,33 +131,86 @@ pub(crate) fn to_batch(spans: Vec<ZipkinSpan>) -> TraceBatch {
     batch
 }
 
-fn to_span(zs: ZipkinSpan) -> (Resource, Scope, Span) {
-    let mut tags = zs.tags;
+/// Whether string attributes are exactly these keys and values, in this order.
+fn same_attributes(attrs: &[KeyValue], want: &[(Cow<'_, str>, Cow<'_, str>)]) -> bool {
+    attrs.len() == want.len()
+        && attrs.iter().zip(want).all(|(kv, (k, v))| {
+            kv.key == **k && matches!(&kv.value, AnyValue::String(s) if *s == **v)
+        })
+}
 
-    let resource = take_resource(&mut tags, zs.local_endpoint.as_ref());
-    let scope = Scope {
-        name: take_either(&mut tags, SCOPE_NAME, LIBRARY_NAME).unwrap_or_default(),
-        version: take_either(&mut tags, SCOPE_VERSION, LIBRARY_VERSION).unwrap_or_default(),
-        ..Default::default()
-    };
+/// A span's resource attributes and scope (name, version) as read, before they are copied.
+type ResourceTags<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+type ScopeTags<'a> = (Cow<'a, str>, Cow<'a, str>);
 
-    let trace_state = tags.remove(TRACE_STATE).unwrap_or_default();
+/// The span, with its resource attributes and scope. The tags are sorted with unique keys, so
+/// one pass over them sorts each into what it maps to; the attributes keep that order.
+fn to_span(zs: ZipkinSpan<'_>) -> (ResourceTags<'_>, ScopeTags<'_>, Span) {
+    let mut source = None;
+    let mut resource_tags: ResourceTags<'_> = Vec::new();
+    let (mut scope_name, mut library_name, mut scope_version, mut library_version) =
+        (None, None, None, None);
+    let mut trace_state = None;
+    let mut span_kind = None;
+    let mut status_code = None;
+    let mut link_tags = false;
+    let mut attributes: Vec<KeyValue> = Vec::with_capacity(zs.tags.len() + 4);
+    for (key, value) in zs.tags {
+        match &*key {
+            SERVICE_NAME_SOURCE => source = Some(value),
+            SCOPE_NAME => scope_name = Some(value),
+            LIBRARY_NAME => library_name = Some(value),
+            SCOPE_VERSION => scope_version = Some(value),
+            LIBRARY_VERSION => library_version = Some(value),
+            TRACE_STATE => trace_state = Some(value),
+            // The tag is dropped whatever its value when the span has no kind.
+            SPAN_KIND if zs.kind.is_none() => span_kind = Some(value),
+            STATUS_CODE => status_code = Some(value),
+            k if is_resource_key(k) => resource_tags.push((key, value)),
+            k => {
+                link_tags |= k.starts_with(LINK_PREFIX);
+                attributes.push(KeyValue::new(key.into_owned(), value.into_owned()));
+            }
+        }
+    }
+
+    // The local service first, under the key `otlp.service.name.source` names if any; a
+    // resource tag with that key is then dropped.
+    let mut local_endpoint = zs.local_endpoint;
+    if let Some(name) = local_endpoint
+        .as_mut()
+        .map(|ep| std::mem::take(&mut ep.service_name))
+        .filter(|n| !n.is_empty())
+    {
+        let key = source
+            .filter(|s| !s.is_empty())
+            .unwrap_or(Cow::Borrowed(SERVICE_NAME));
+        resource_tags.retain(|(k, _)| *k != key);
+        resource_tags.insert(0, (key, Cow::Owned(name)));
+    }
+    let scope = (
+        scope_name.or(library_name).unwrap_or_default(),
+        scope_version.or(library_version).unwrap_or_default(),
+    );
+
     let kind = match zs.kind {
         Some(Kind::Client) => SpanKind::Client,
         Some(Kind::Server) => SpanKind::Server,
         Some(Kind::Producer) => SpanKind::Producer,
         Some(Kind::Consumer) => SpanKind::Consumer,
-        None => match tags.remove(SPAN_KIND).as_deref() {
+        None => match span_kind.as_deref() {
             Some("internal") => SpanKind::Internal,
             _ => SpanKind::Unspecified,
         },
     };
-    let status = take_status(&mut tags);
-    let links = take_links(&mut tags);
+    let status = take_status(&mut attributes, status_code.as_deref());
+    let links = if link_tags {
+        take_links(&mut attributes)
+    } else {
+        Vec::new()
+    };
 
-    let mut attributes: Vec<KeyValue> =
-        tags.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
-    if let Some(ep) = &zs.local_endpoint {
+    if let Some(ep) = &local_endpoint {
         if let Some(ip) = endpoint_ip(ep) {
             upsert(&mut attributes, NET_HOST_IP, ip.to_string().into());
         }
@@ -146,15 +218,12 @@ fn to_span(zs: ZipkinSpan) -> (Resource, Scope, Span) {
             upsert(&mut attributes, NET_HOST_PORT, AnyValue::Int(port.into()));
         }
     }
-    if let Some(ep) = &zs.remote_endpoint {
+    if let Some(mut ep) = zs.remote_endpoint {
         if !ep.service_name.is_empty() {
-            upsert(
-                &mut attributes,
-                PEER_SERVICE,
-                ep.service_name.clone().into(),
-            );
+            let name = std::mem::take(&mut ep.service_name);
+            upsert(&mut attributes, PEER_SERVICE, name.into());
         }
-        if let Some(ip) = endpoint_ip(ep) {
+        if let Some(ip) = endpoint_ip(&ep) {
             upsert(&mut attributes, NET_PEER_IP, ip.to_string().into());
         }
         if let Some(port) = ep.port {
@@ -178,7 +247,7 @@ fn to_span(zs: ZipkinSpan) -> (Resource, Scope, Span) {
         trace_id: zs.trace_id,
         span_id: zs.id,
         parent_span_id: zs.parent_id.filter(|p| *p != zs.id),
-        trace_state,
+        trace_state: trace_state.map(Cow::into_owned).unwrap_or_default(),
         flags: 0,
         name: zs.name,
         kind,
@@ -192,7 +261,7 @@ fn to_span(zs: ZipkinSpan) -> (Resource, Scope, Span) {
         dropped_links_count: 0,
         status,
     };
-    (resource, scope, span)
+    (resource_tags, scope, span)
 }
 
 /// ipv6 wins when both are given, as in the collector (it writes ipv4, then overwrites with ipv6).
@@ -207,51 +276,36 @@ fn upsert(attrs: &mut Vec<KeyValue>, key: &str, value: AnyValue) {
     }
 }
 
-fn take_either(tags: &mut BTreeMap<String, String>, a: &str, b: &str) -> Option<String> {
-    let first = tags.remove(a);
-    let second = tags.remove(b);
-    first.or(second)
-}
-
-fn take_resource(tags: &mut BTreeMap<String, String>, local: Option<&Endpoint>) -> Resource {
-    let mut attributes = Vec::new();
-    let source = tags.remove(SERVICE_NAME_SOURCE);
-    if let Some(name) = local.map(|ep| &ep.service_name).filter(|n| !n.is_empty()) {
-        let key = source
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| SERVICE_NAME.to_owned());
-        attributes.push(KeyValue::new(key, name.clone()));
-    }
-    let keys: Vec<String> = tags
-        .keys()
-        .filter(|k| is_resource_key(k))
-        .cloned()
-        .collect();
-    for key in keys {
-        if let Some(v) = tags.remove(&key) {
-            if !attributes.iter().any(|kv| kv.key == key) {
-                attributes.push(KeyValue::new(key, v));
-            }
-        }
-    }
-    Resource {
-        attributes,
-        dropped_attributes_count: 0,
+/// The tag's text, taken out of the (tag) attributes.
+fn take_tag(attrs: &mut Vec<KeyValue>, key: &str) -> Option<String> {
+    let i = attrs.iter().position(|kv| kv.key == key)?;
+    match attrs.remove(i).value {
+        AnyValue::String(s) => Some(s),
+        other => Some(other.to_string()),
     }
 }
 
-fn take_status(tags: &mut BTreeMap<String, String>) -> Status {
+fn tag<'s>(attrs: &'s [KeyValue], key: &str) -> Option<&'s str> {
+    match &attrs.iter().find(|kv| kv.key == key)?.value {
+        AnyValue::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// `otel.status_code` (given as `code`, its tag already taken) with `otel.status_description`,
+/// then the `error` tag.
+fn take_status(attrs: &mut Vec<KeyValue>, code: Option<&str>) -> Status {
     let mut status = Status::default();
-    if let Some(code) = tags.remove(STATUS_CODE) {
-        status.code = parse_status_code(&code);
-        if let Some(msg) = tags.remove(STATUS_DESCRIPTION) {
+    if let Some(code) = code {
+        status.code = parse_status_code(code);
+        if let Some(msg) = take_tag(attrs, STATUS_DESCRIPTION) {
             status.message = msg;
         }
     }
-    match tags.get(ERROR).map(String::as_str) {
+    match tag(attrs, ERROR) {
         Some("true") => {
             status.code = StatusCode::Error;
-            tags.remove(ERROR);
+            take_tag(attrs, ERROR);
         }
         Some(v) if !v.is_empty() && v != "false" => {
             if status.message.is_empty() {
@@ -266,7 +320,7 @@ fn take_status(tags: &mut BTreeMap<String, String>) -> Status {
 
 /// `STATUS_CODE_ERROR` (the collector's form) or `ERROR` (the OpenTelemetry Zipkin exporter spec's),
 /// any case; anything else is Unset, as in the collector.
-fn parse_status_code(s: &str) -> StatusCode {
+pub(crate) fn parse_status_code(s: &str) -> StatusCode {
     let s = s.trim();
     let name = s
         .get(..12)
@@ -291,20 +345,26 @@ fn status_code_name(code: StatusCode) -> &'static str {
 
 /// `otlp.link.0`, `otlp.link.1`, ... (stopping at the first gap, as the collector does) in the
 /// form `traceid|spanid|tracestate|{json attributes}|dropped`. A tag that does not parse stays a tag.
-fn take_links(tags: &mut BTreeMap<String, String>) -> Vec<Link> {
+fn take_links(attrs: &mut Vec<KeyValue>) -> Vec<Link> {
     let mut links = Vec::new();
     for i in 0..128 {
         let key = format!("{LINK_PREFIX}{i}");
-        let Some(value) = tags.get(&key) else { break };
-        if let Some(link) = parse_link(value) {
+        let Some(pos) = attrs.iter().position(|kv| kv.key == key) else {
+            break;
+        };
+        let link = match &attrs[pos].value {
+            AnyValue::String(value) => parse_link(value),
+            _ => None,
+        };
+        if let Some(link) = link {
             links.push(link);
-            tags.remove(&key);
+            attrs.remove(pos);
         }
     }
     links
 }
 
-fn parse_link(value: &str) -> Option<Link> {
+pub(crate) fn parse_link(value: &str) -> Option<Link> {
     let parts: Vec<&str> = value.split('|').collect();
     if parts.len() < 5 {
         return None;
@@ -326,7 +386,7 @@ fn parse_link(value: &str) -> Option<Link> {
 /// Structured annotations become events with attributes: `name|{json attributes}|dropped` (what
 /// the collector's Zipkin exporter writes) and `{"name": {json attributes}}` (what the
 /// OpenTelemetry Python and JavaScript SDKs' Zipkin exporters write). Anything else is the name.
-fn to_event(a: Annotation) -> Event {
+pub(crate) fn to_event(a: Annotation) -> Event {
     let time_unix_nano = a.timestamp_us.saturating_mul(1000);
     let structured = || -> Option<Event> {
         let (name, rest) = a.value.split_once('|')?;
@@ -404,14 +464,14 @@ fn attributes_json(attrs: &[KeyValue]) -> String {
 
 /// The model as Zipkin spans: the inverse of [`to_batch`] as far as Zipkin can carry it (dropped
 /// counts and flags have no place in Zipkin; non-string attributes become their text).
-pub(crate) fn from_batch(batch: &TraceBatch) -> Vec<ZipkinSpan> {
+pub(crate) fn from_batch(batch: &TraceBatch) -> Vec<ZipkinSpan<'static>> {
     batch
         .spans()
         .map(|(resource, scope, span)| from_span(resource, scope, span))
         .collect()
 }
 
-fn from_span(resource: &Resource, scope: &Scope, span: &Span) -> ZipkinSpan {
+fn from_span(resource: &Resource, scope: &Scope, span: &Span) -> ZipkinSpan<'static> {
     let mut tags = BTreeMap::new();
     let mut local_service = String::new();
     for kv in &resource.attributes {
@@ -547,7 +607,10 @@ fn from_span(resource: &Resource, scope: &Scope, span: &Span) -> ZipkinSpan {
         local_endpoint: (local != Endpoint::default()).then_some(local),
         remote_endpoint: (remote != Endpoint::default()).then_some(remote),
         annotations,
-        tags,
+        tags: tags
+            .into_iter()
+            .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
+            .collect(),
         debug: false,
         shared,
     }

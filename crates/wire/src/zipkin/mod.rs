@@ -9,6 +9,8 @@
 mod json;
 mod mapping;
 mod proto;
+#[cfg(test)]
+mod reference;
 mod span;
 
 pub use mapping::{SHARED, START_TIME_ABSENT};

@@ -1,7 +1,7 @@
 //! A Zipkin v2 span with its ids and addresses validated, independent of how it was encoded.
 //! The JSON and proto3 readers produce it; [`super::mapping`] turns it into the model and back.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use model::{SpanId, TraceId};
@@ -47,8 +47,11 @@ pub(crate) struct Annotation {
     pub value: String,
 }
 
+/// A span's tags, sorted by key, each key once. The JSON reader borrows them from the body.
+pub(crate) type Tags<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct ZipkinSpan {
+pub(crate) struct ZipkinSpan<'a> {
     pub trace_id: TraceId,
     pub id: SpanId,
     pub parent_id: Option<SpanId>,
@@ -61,7 +64,7 @@ pub(crate) struct ZipkinSpan {
     pub local_endpoint: Option<Endpoint>,
     pub remote_endpoint: Option<Endpoint>,
     pub annotations: Vec<Annotation>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags<'a>,
     pub debug: bool,
     pub shared: bool,
 }

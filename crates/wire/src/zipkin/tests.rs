@@ -753,7 +753,7 @@ mod value_writer {
             let tags: Map<String, Value> = s
                 .tags
                 .iter()
-                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .map(|(k, v)| (k.to_string(), Value::from(v.as_ref())))
                 .collect();
             obj.insert("tags".into(), tags.into());
         }
@@ -784,10 +784,37 @@ mod value_writer {
     }
 }
 
+/// The typed reader must answer exactly as the `serde_json::Value` reader it replaced: the same
+/// spans, or the same error message.
+fn same_as_reference(body: &[u8]) {
+    let new = json::parse(body);
+    let old = reference::parse(body);
+    match (&new, &old) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a, b, "body {:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                mapping::to_batch(a.clone()),
+                reference::to_batch(b.clone()),
+                "body {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        (Err(a), Err(b)) => assert_eq!(
+            a.to_string(),
+            b.to_string(),
+            "body {:?}",
+            String::from_utf8_lossy(body)
+        ),
+        _ => panic!(
+            "body {:?}\n typed: {new:?}\n value: {old:?}",
+            String::from_utf8_lossy(body)
+        ),
+    }
+}
+
 #[test]
 fn direct_writer_matches_the_value_tree() {
     use super::span::{Annotation, Endpoint, Kind, ZipkinSpan};
-    use std::collections::BTreeMap;
 
     let mut spans = json::parse(ENVOY_REPORT.as_bytes()).unwrap();
     let full = ZipkinSpan {
@@ -820,11 +847,11 @@ fn direct_writer_matches_the_value_tree() {
                 value: String::new(),
             },
         ],
-        tags: BTreeMap::from([
+        tags: vec![
             ("".into(), "".into()),
-            ("é".into(), "\u{7f}\u{0}".into()),
             ("http.url".into(), "http://h/p?q=1&r=\"2\"".into()),
-        ]),
+            ("é".into(), "\u{7f}\u{0}".into()),
+        ],
         debug: true,
         shared: true,
     };
@@ -839,7 +866,7 @@ fn direct_writer_matches_the_value_tree() {
         local_endpoint: Some(Endpoint::default()),
         remote_endpoint: None,
         annotations: Vec::new(),
-        tags: BTreeMap::new(),
+        tags: Vec::new(),
         debug: false,
         shared: false,
     };
@@ -855,6 +882,344 @@ fn direct_writer_matches_the_value_tree() {
         assert_eq!(
             String::from_utf8(json::write(one)).unwrap(),
             String::from_utf8(value_writer::write(one)).unwrap()
+        );
+    }
+}
+
+#[test]
+fn typed_reader_answers_as_the_value_reader_on_edge_cases() {
+    let cases = [
+        ENVOY_REPORT,
+        "[]",
+        " [ ] ",
+        "null",
+        "true",
+        "1",
+        r#""x""#,
+        "{}",
+        r#"{"traceId":"1","id":"1"}"#,
+        "[null]",
+        "[[]]",
+        "[{}]",
+        r#"[{"traceId":"1","id":"1"}] x"#,
+        r#"[{"traceId":"1","id":"1"}]  "#,
+        // Duplicate keys: the last wins, whatever the type of the ones before.
+        r#"[{"traceId":1,"traceId":"a","id":"1","id":"2"}]"#,
+        r#"[{"traceId":"a","id":"1","traceId":null}]"#,
+        r#"[{"traceId":"a","id":"1","tags":{"a":{}},"tags":{"b":"c"}}]"#,
+        r#"[{"traceId":"a","id":"1","tags":{"a":{},"a":"ok","b":"x","b":[]}}]"#,
+        r#"[{"traceId":"a","id":"1","tags":{"z":[],"a":{},"m":null}}]"#,
+        r#"[{"traceId":"a","id":"1","tags":{"z":[],"z":"fine"}}]"#,
+        r#"[{"traceId":"a","id":"1","tags":{"k":"1","k":2,"k":true}}]"#,
+        r#"[{"traceId":"a","id":"1","localEndpoint":{"ipv4":"x"},"localEndpoint":{"ipv4":"1.2.3.4"}}]"#,
+        r#"[{"traceId":"a","id":"1","annotations":[1],"annotations":[{"value":"v","value":null}]}]"#,
+        // Nulls are absent, except as tag values.
+        r#"[{"traceId":"a","id":"1","parentId":null,"kind":null,"name":null,"timestamp":null,
+            "duration":null,"localEndpoint":null,"remoteEndpoint":null,"annotations":null,
+            "tags":null,"debug":null,"shared":null}]"#,
+        r#"[{"traceId":"a","id":"1","localEndpoint":{"serviceName":null,"ipv4":null,"ipv6":null,"port":null}}]"#,
+        r#"[{"traceId":"a","id":"1","annotations":[{"timestamp":null,"value":null},null]}]"#,
+        r#"[{"traceId":"a","id":"1","tags":{"a":null}}]"#,
+        // Escapes and unicode, in values and keys.
+        r#"[{"trace\u0049d":"a","\u0069d":"1","name":"caf\u00e9 \"q\" \\ \n","tags":{"k\u00e9y":"v\ud83d\ude00","\u0000":"nul"}}]"#,
+        r#"[{"traceId":"a","id":"1","name":"日本語 🚀","localEndpoint":{"serviceName":"sérvice"}}]"#,
+        r#"[{"traceId":"a","id":"1","name":"\ud800"}]"#,
+        r#"[{"traceId":"a","id":"1","name":"\x"}]"#,
+        r#"[{"traceId":"\u0030\u0030a","id":"1"}]"#,
+        // Numbers: huge, negative, fractional, exponents, out of range.
+        r#"[{"traceId":"a","id":"1","timestamp":18446744073709551615,"duration":18446744073709551616}]"#,
+        r#"[{"traceId":"a","id":"1","timestamp":1.5e15,"duration":0.9}]"#,
+        r#"[{"traceId":"a","id":"1","timestamp":-0.0,"duration":-1}]"#,
+        r#"[{"traceId":"a","id":"1","timestamp":1e400}]"#,
+        r#"[{"traceId":"a","id":"1","unknown":1e400}]"#,
+        r#"[{"traceId":"a","id":"1","unknown":[{"x":[1e400]}]}]"#,
+        r#"[{"traceId":"a","id":"1","tags":{"n":123456789012345678901234567890,"f":1.0,"g":-2.5e-7,"i":-3,"b":false}}]"#,
+        r#"[{"traceId":"a","id":"1","localEndpoint":{"port":65535},"remoteEndpoint":{"port":65536}}]"#,
+        r#"[{"traceId":"a","id":"1","localEndpoint":{"port":8080.7}}]"#,
+        r#"[{"traceId":"a","id":"1","localEndpoint":{"port":-1}}]"#,
+        // Wrong types everywhere, and which problem is named first.
+        r#"[{"traceId":"a","id":"1","shared":"x","debug":1,"kind":2,"name":3}]"#,
+        r#"[{"traceId":"a","id":"1","tags":{"a":[]},"annotations":[{"value":1}]}]"#,
+        r#"[{"traceId":"a","id":"1","annotations":{},"tags":[]}]"#,
+        r#"[{"traceId":"a","id":"1","annotations":"x"}]"#,
+        r#"[{"traceId":"a","id":"1","annotations":[{"timestamp":"1"}]}]"#,
+        r#"[{"traceId":"a","id":"1","annotations":[{"timestamp":1,"value":"ok"},"bad"]}]"#,
+        r#"[{"traceId":"a","id":"1","localEndpoint":[],"remoteEndpoint":{"ipv6":"zz"}}]"#,
+        r#"[{"traceId":"a","id":"1","remoteEndpoint":{"ipv6":"zz","ipv4":"1.1.1.1.1","port":"x","serviceName":1}}]"#,
+        r#"[{"traceId":"a","id":"1","localEndpoint":{"serviceName":[],"port":true}}]"#,
+        r#"[{"traceId":"a","id":"1","parentId":""},{"traceId":"a","id":"2","parentId":"000"}]"#,
+        r#"[{"traceId":"a","id":"1","parentId":"0x1"}]"#,
+        r#"[{"traceId":"","id":"1"}]"#,
+        r#"[{"traceId":"a","id":""}]"#,
+        r#"[{"traceId":"a","id":"12345678901234567"}]"#,
+        r#"[{"traceId":"a","id":"1","kind":"client"},{"traceId":"a","id":"1","kind":"LOCAL"}]"#,
+        // The first invalid span is named; a syntax error after it wins.
+        r#"[{"traceId":"a","id":"1"},{"traceId":"a"},{"id":"1"}]"#,
+        r#"[{"traceId":"a"},{"traceId":"a","id":"1",]"#,
+        r#"[{"traceId":"a"},[1e999]]"#,
+        r#"[{"traceId":"a"},{"traceId":"a","id":"1"}"#,
+        r#"[1,{"traceId":"a"}]"#,
+        r#"[{"traceId":"a","id":"1","tags":{"a":{"b":1}}}],"#,
+        r#"[{"traceId":"a","id":"1"},]"#,
+        r#"[{"traceId":"a","id":"1",}]"#,
+        r#"{"a":[1e999]}"#,
+        r#"{"a":1"#,
+    ];
+    for case in cases {
+        same_as_reference(case.as_bytes());
+    }
+    // Not UTF-8, in a string and outside one.
+    same_as_reference(b"[{\"traceId\":\"a\",\"id\":\"1\",\"name\":\"\xff\"}]");
+    same_as_reference(b"[{\"traceId\":\"a\",\"id\":\"1\"}]\xff");
+    // Nesting deeper than serde_json's limit, where a value is read and where one is skipped.
+    for prefix in [
+        r#"[{"traceId":"a","id":"1","tags":{"a":"#,
+        r#"[{"traceId":"a","id":"1","x":"#,
+        r#"[{"traceId":"a","id":"1","name":"#,
+    ] {
+        for depth in [100, 126, 127, 128, 200] {
+            let body = format!("{prefix}{}{}}}}}]", "[".repeat(depth), "]".repeat(depth));
+            same_as_reference(body.as_bytes());
+        }
+    }
+}
+
+/// xorshift32: reproducible pseudo-random numbers for the generated cases.
+fn next(x: &mut u32) -> u32 {
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    *x
+}
+
+#[test]
+fn typed_reader_answers_as_the_value_reader_on_corrupted_reports() {
+    let good = [
+        ENVOY_REPORT.as_bytes().to_vec(),
+        encode_json(&decode(ENVOY_REPORT)),
+    ];
+    let bytes: &[u8] = br#"{}[]",:0-1.e5\u"nx tf"#;
+    let mut x = 0x9e37_79b9;
+    for report in &good {
+        for _ in 0..3000 {
+            let mut body = report.clone();
+            for _ in 0..(next(&mut x) % 3 + 1) {
+                let at = next(&mut x) as usize % body.len();
+                match next(&mut x) % 4 {
+                    0 => body[at] = bytes[next(&mut x) as usize % bytes.len()],
+                    1 => {
+                        body.remove(at);
+                    }
+                    2 => body.insert(at, bytes[next(&mut x) as usize % bytes.len()]),
+                    _ => {
+                        // Repeat a stretch (duplicate keys, repeated members).
+                        let len = (next(&mut x) as usize % 60).min(body.len() - at);
+                        let stretch = body[at..at + len].to_vec();
+                        body.splice(at..at, stretch);
+                    }
+                }
+            }
+            same_as_reference(&body);
+        }
+    }
+}
+
+#[test]
+fn typed_reader_answers_as_the_value_reader_on_generated_reports() {
+    const KEYS: &[&str] = &[
+        "traceId",
+        "id",
+        "parentId",
+        "kind",
+        "name",
+        "timestamp",
+        "duration",
+        "localEndpoint",
+        "remoteEndpoint",
+        "annotations",
+        "tags",
+        "debug",
+        "shared",
+        "serviceName",
+        "ipv4",
+        "ipv6",
+        "port",
+        "value",
+        "error",
+        "other",
+    ];
+    const SCALARS: &[&str] = &[
+        "null",
+        "true",
+        "false",
+        "0",
+        "1",
+        "-1",
+        "8080",
+        "70000",
+        "1.5",
+        "1.7e15",
+        "18446744073709551616",
+        "-0.0",
+        r#""""#,
+        r#""1""#,
+        r#""0""#,
+        r#""a1b2""#,
+        r#""5b8efff798038103d269b633813fc60c""#,
+        r#""10.0.0.1""#,
+        r#""::1""#,
+        r#""SERVER""#,
+        r#""x\"y""#,
+        r#""\u00e9""#,
+    ];
+    fn value(x: &mut u32, depth: u32, out: &mut String) {
+        match next(x) % if depth > 3 { 1 } else { 6 } {
+            0..=2 => out.push_str(SCALARS[next(x) as usize % SCALARS.len()]),
+            3..=4 => {
+                out.push('{');
+                for i in 0..next(x) % 5 {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&format!("{:?}:", KEYS[next(x) as usize % KEYS.len()]));
+                    value(x, depth + 1, out);
+                }
+                out.push('}');
+            }
+            _ => {
+                out.push('[');
+                for i in 0..next(x) % 3 {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    value(x, depth + 1, out);
+                }
+                out.push(']');
+            }
+        }
+    }
+    let mut x = 0x1234_5678;
+    for _ in 0..5000 {
+        let mut body = String::from("[");
+        for i in 0..next(&mut x) % 4 {
+            if i > 0 {
+                body.push(',');
+            }
+            // Mostly spans that get past the ids, so the later checks are reached.
+            body.push_str(r#"{"traceId":"a1","id":"b2""#);
+            for _ in 0..next(&mut x) % 6 {
+                body.push_str(&format!(",{:?}:", KEYS[next(&mut x) as usize % KEYS.len()]));
+                value(&mut x, 1, &mut body);
+            }
+            body.push('}');
+        }
+        body.push(']');
+        same_as_reference(body.as_bytes());
+    }
+}
+
+/// The one-pass mapping over sorted tags must build the batch the `BTreeMap` mapping built,
+/// whatever mix of tags it consumes (resource, scope, status, kind, links, endpoint names).
+#[test]
+fn tag_mapping_builds_what_the_map_based_mapping_built() {
+    use std::borrow::Cow;
+
+    use super::span::{Endpoint, Kind, ZipkinSpan};
+
+    const KEYS: &[&str] = &[
+        "service.name",
+        "service.namespace",
+        "otlp.service.name.source",
+        "host.name",
+        "k8s.pod.name",
+        "faas.id",
+        "otel.scope.name",
+        "otel.library.name",
+        "otel.scope.version",
+        "otel.library.version",
+        "w3c.tracestate",
+        "span.kind",
+        "otel.status_code",
+        "otel.status_description",
+        "error",
+        "otlp.link.0",
+        "otlp.link.1",
+        "otlp.link.2",
+        "otlp.link.10",
+        "net.host.ip",
+        "net.host.port",
+        "net.peer.ip",
+        "peer.service",
+        "zipkin.shared",
+        "otel.zipkin.absentField.startTime",
+        "http.method",
+        "a",
+        "z",
+    ];
+    const VALUES: &[&str] = &[
+        "",
+        "true",
+        "false",
+        "internal",
+        "ERROR",
+        "STATUS_CODE_OK",
+        "ok",
+        "host.name",
+        "service.name",
+        "java.io.IOException",
+        "1.2.3.4",
+        "8080",
+        "5b8efff798038103d269b633813fc60c|0000000000000001|k=v|{\"n\":1}|2",
+        "1|2||{}|0",
+        "x|y",
+        "svc-a",
+    ];
+    let mut x = 0x51ed_2701;
+    for _ in 0..3000 {
+        let spans: Vec<ZipkinSpan<'_>> = (0..next(&mut x) % 6)
+            .map(|i| {
+                let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = (0..next(&mut x) % 8)
+                    .map(|_| {
+                        (
+                            Cow::Borrowed(KEYS[next(&mut x) as usize % KEYS.len()]),
+                            Cow::Borrowed(VALUES[next(&mut x) as usize % VALUES.len()]),
+                        )
+                    })
+                    .collect();
+                tags.sort_by(|a, b| a.0.cmp(&b.0));
+                tags.dedup_by(|a, b| a.0 == b.0);
+                let endpoint = |x: &mut u32| {
+                    (!next(x).is_multiple_of(3)).then(|| Endpoint {
+                        service_name: ["", "svc-a", "svc-b"][next(x) as usize % 3].to_owned(),
+                        ipv4: next(x).is_multiple_of(2).then(|| [10, 0, 0, 1].into()),
+                        ipv6: next(x)
+                            .is_multiple_of(3)
+                            .then_some(std::net::Ipv6Addr::LOCALHOST),
+                        port: [None, Some(80), Some(9411)][next(x) as usize % 3],
+                    })
+                };
+                ZipkinSpan {
+                    trace_id: TraceId::from_halves(0, 7),
+                    id: SpanId::from_u64(u64::from(i) + 1),
+                    parent_id: next(&mut x).is_multiple_of(2).then(|| SpanId::from_u64(1)),
+                    kind: [None, Some(Kind::Client), Some(Kind::Server)][next(&mut x) as usize % 3],
+                    name: "op".into(),
+                    timestamp_us: (!next(&mut x).is_multiple_of(4))
+                        .then_some(1_700_000_000_000_000),
+                    duration_us: Some(5),
+                    local_endpoint: endpoint(&mut x),
+                    remote_endpoint: endpoint(&mut x),
+                    annotations: Vec::new(),
+                    tags,
+                    debug: false,
+                    shared: next(&mut x).is_multiple_of(2),
+                }
+            })
+            .collect();
+        assert_eq!(
+            mapping::to_batch(spans.clone()),
+            reference::to_batch(spans.clone()),
+            "{spans:#?}"
         );
     }
 }
