@@ -186,60 +186,63 @@ fn failed_spans(c: &Proc) -> u64 {
         .unwrap_or(0)
 }
 
+/// A collector with `tls` (retrying) delivers the SDK's 4 spans to the sink.
+fn delivered(sink: &Sink, tls: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let c = collector(
+        d.path(),
+        &config(sink.port, tls, true),
+        &["otlp-grpc", "metrics"],
+    );
+    let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "tls-delivered");
+    let got = sink.spans_of(&id, 4, Duration::from_secs(40));
+    assert_eq!(
+        got,
+        4,
+        "the sink got {got} of 4 spans ({tls}); collector: {}",
+        exporter_metrics(&c)
+    );
+    assert_eq!(c.terminate(), Some(0));
+}
+
+/// A collector with `tls` (not retrying) fails to export: the spans are counted as failed and
+/// none arrive.
+fn refused(sink: &Sink, tls: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let c = collector(
+        d.path(),
+        &config(sink.port, tls, false),
+        &["otlp-grpc", "metrics"],
+    );
+    let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "tls-refused");
+    let failed = common::eventually(Duration::from_secs(30), || {
+        (failed_spans(&c) >= 4).then_some(())
+    });
+    assert!(
+        failed.is_some(),
+        "the export failed and was counted ({tls}): {}",
+        exporter_metrics(&c)
+    );
+    assert_eq!(sink.spans_of(&id, 1, Duration::from_secs(1)), 0);
+    assert_eq!(c.terminate(), Some(0));
+}
+
 #[test]
 fn otlp_exporter_trusts_a_private_ca_and_refuses_an_unknown_one() {
     let dir = tempfile::tempdir().unwrap();
     certificates(dir.path());
     let sink = Sink::start(dir.path(), false);
-    let ca = dir.path().join("ca.pem");
-
-    let trusted = format!("      ca_file: {}\n", ca.display());
-    let c = collector(
-        dir.path(),
-        &config(sink.port, &trusted, true),
-        &["otlp-grpc", "metrics"],
+    let ca = dir.path().join("ca.pem").display().to_string();
+    delivered(&sink, &format!("      ca_file: {ca}\n"));
+    // The same server, but the collector trusts another CA, or only the system's, or checks
+    // a name the certificate does not hold: the handshake fails.
+    let other = dir.path().join("other-ca.pem").display().to_string();
+    refused(&sink, &format!("      ca_file: {other}\n"));
+    refused(&sink, "      insecure: false\n");
+    refused(
+        &sink,
+        &format!("      ca_file: {ca}\n      server_name_override: wrong.example\n"),
     );
-    let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "tls-trusted");
-    let got = sink.spans_of(&id, 4, Duration::from_secs(40));
-    assert_eq!(
-        got,
-        4,
-        "the sink got {got} of 4 spans; collector: {}",
-        exporter_metrics(&c)
-    );
-    assert_eq!(c.terminate(), Some(0));
-
-    // The same server, but the collector trusts another CA (then only the system's): the
-    // handshake fails, the spans are counted as failed, nothing arrives.
-    for tls in [
-        format!(
-            "      ca_file: {}\n",
-            dir.path().join("other-ca.pem").display()
-        ),
-        "      insecure: false\n".to_owned(),
-        // A trusted server checked against a name its certificate does not hold.
-        format!(
-            "      ca_file: {}\n      server_name_override: wrong.example\n",
-            ca.display()
-        ),
-    ] {
-        let d = tempfile::tempdir().unwrap();
-        let c = collector(
-            d.path(),
-            &config(sink.port, &tls, false),
-            &["otlp-grpc", "metrics"],
-        );
-        let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "tls-untrusted");
-        let failed = common::eventually(Duration::from_secs(30), || {
-            (failed_spans(&c) >= 4).then_some(())
-        });
-        assert!(
-            failed.is_some(),
-            "the export failed and was counted ({tls})"
-        );
-        assert_eq!(sink.spans_of(&id, 1, Duration::from_secs(1)), 0);
-        assert_eq!(c.terminate(), Some(0));
-    }
 }
 
 #[test]
@@ -248,47 +251,17 @@ fn otlp_exporter_presents_a_client_certificate_for_mutual_tls() {
     certificates(dir.path());
     let sink = Sink::start(dir.path(), true);
     let p = |f: &str| dir.path().join(f).display().to_string();
-
-    let mutual = format!(
-        "      ca_file: {}\n      cert_file: {}\n      key_file: {}\n      server_name_override: localhost\n",
-        p("ca.pem"),
-        p("client.pem"),
-        p("client.key")
+    let ca = format!("      ca_file: {}\n", p("ca.pem"));
+    delivered(
+        &sink,
+        &format!(
+            "{ca}      cert_file: {}\n      key_file: {}\n      server_name_override: localhost\n",
+            p("client.pem"),
+            p("client.key")
+        ),
     );
-    let c = collector(
-        dir.path(),
-        &config(sink.port, &mutual, true),
-        &["otlp-grpc", "metrics"],
-    );
-    let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "mtls");
-    let got = sink.spans_of(&id, 4, Duration::from_secs(40));
-    assert_eq!(
-        got,
-        4,
-        "the sink got {got} of 4 spans; collector: {}",
-        exporter_metrics(&c)
-    );
-    assert_eq!(c.terminate(), Some(0));
-
     // Without the client certificate the server refuses the connection.
-    let d = tempfile::tempdir().unwrap();
-    let one_way = format!("      ca_file: {}\n", p("ca.pem"));
-    let c = collector(
-        d.path(),
-        &config(sink.port, &one_way, false),
-        &["otlp-grpc", "metrics"],
-    );
-    let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "no-client-cert");
-    let failed = common::eventually(Duration::from_secs(30), || {
-        (failed_spans(&c) >= 4).then_some(())
-    });
-    assert!(
-        failed.is_some(),
-        "refused without a client certificate: {}",
-        common::get(&format!("http://{}/metrics", c.addr("metrics"))).text()
-    );
-    assert_eq!(sink.spans_of(&id, 1, Duration::from_secs(1)), 0);
-    assert_eq!(c.terminate(), Some(0));
+    refused(&sink, &ca);
 }
 
 #[test]
