@@ -61,6 +61,8 @@ pub struct Collector {
 /// receiver is asked for checked bytes only and decodes nothing.
 struct ReceiverSink {
     name: String,
+    /// The receiver's component id, for its self-metrics.
+    id: Arc<str>,
     /// Each pipeline head, and whether it takes [`Payload::Otlp`].
     targets: Vec<(Arc<dyn Consumer>, bool)>,
 }
@@ -74,7 +76,11 @@ impl ReceiverSink {
                 (t, raw)
             })
             .collect();
-        Self { name, targets }
+        Self {
+            id: Arc::from(name.as_str()),
+            name,
+            targets,
+        }
     }
 
     /// The request's bytes, if some pipeline takes them and they hold no refused span.
@@ -121,6 +127,10 @@ impl ReceiverSink {
 }
 
 impl receiver::Sink for ReceiverSink {
+    fn component_id(&self) -> Option<Arc<str>> {
+        Some(Arc::clone(&self.id))
+    }
+
     fn needs(&self) -> receiver::Needs {
         if self.targets.iter().all(|(_, raw)| *raw) {
             receiver::Needs::OtlpBytes

@@ -277,3 +277,32 @@ service:
     assert_eq!(b1.terminate(), Some(0));
     assert_eq!(b2.terminate(), Some(0));
 }
+
+#[test]
+fn collector_receiver_metrics_are_labelled_by_component_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\n  otlp/2:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\nexporters:\n  debug:\nservice:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n  pipelines:\n    traces:\n      receivers: [otlp, otlp/2]\n      exporters: [debug]\n";
+    let c = collector(dir.path(), config, &["otlp-http", "otlp/2-grpc", "metrics"]);
+    send_sdk_trace("otlp-grpc", c.addr("otlp/2-grpc"), "second");
+    let http = format!("http://{}/v1/traces", c.addr("otlp-http"));
+    send_sdk_trace("otlp-http", &http, "first");
+    // A malformed request is a bad request of the receiver it reached.
+    let bad = common::post(
+        &format!("http://{}/v1/traces", c.addr("otlp-http")),
+        &["Content-Type: application/x-protobuf"],
+        b"\xff\xff",
+    );
+    assert_eq!(bad.status, 400);
+    let url = format!("http://{}/metrics", c.addr("metrics"));
+    let want = [
+        "otelcol_receiver_accepted_spans_total{receiver=\"otlp/2\",transport=\"grpc\"} 4",
+        "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"http\"} 4",
+        "otelcol_receiver_bad_requests_total{receiver=\"otlp\",transport=\"http\"} 1",
+    ];
+    let seen = common::eventually(Duration::from_secs(10), || {
+        let m = common::get(&url).text();
+        want.iter().all(|w| m.contains(w)).then_some(())
+    });
+    assert!(seen.is_some(), "{}", common::get(&url).text());
+    assert_eq!(c.terminate(), Some(0));
+}

@@ -43,6 +43,7 @@ pub(crate) async fn export<S: Sink>(
     decoded: Decoded,
     otlp_protobuf: Option<Bytes>,
 ) -> Result<Accepted, ExportError> {
+    let origin = origin.of(sink);
     let Decoded {
         batch,
         rejected_spans,
@@ -83,6 +84,7 @@ pub(crate) async fn export_checked<S: Sink>(
     origin: Origin,
     request: CheckedOtlp,
 ) -> Result<Accepted, ExportError> {
+    let origin = origin.of(sink);
     let spans = request.spans as u64;
     if spans == 0 {
         return Ok(Accepted::default());

@@ -24,7 +24,7 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use crate::export::{export, export_checked, ExportError};
-use crate::metrics::OTLP_GRPC;
+use crate::metrics::{Origin, OTLP_GRPC};
 use crate::{CheckedOtlp, Limits, Needs, Sink, SinkError};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -94,10 +94,11 @@ where
         let method = ExportMethod(Arc::clone(&self.sink));
         let max = self.limits.max_body_bytes;
         let needs = self.sink.needs();
+        let origin = OTLP_GRPC.of(&*self.sink);
         Box::pin(async move {
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
-            let mut grpc = Grpc::new(ExportCodec { needs })
+            let mut grpc = Grpc::new(ExportCodec { needs, origin })
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);
             Ok(grpc.unary(method, req).await)
@@ -154,6 +155,7 @@ fn status_of(e: ExportError) -> Status {
 /// needs only bytes, a request the scan vouches for is not decoded at all.
 struct ExportCodec {
     needs: Needs,
+    origin: Origin,
 }
 
 impl Codec for ExportCodec {
@@ -167,12 +169,16 @@ impl Codec for ExportCodec {
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ExportDecoder { needs: self.needs }
+        ExportDecoder {
+            needs: self.needs,
+            origin: self.origin.clone(),
+        }
     }
 }
 
 struct ExportDecoder {
     needs: Needs,
+    origin: Origin,
 }
 
 impl Decoder for ExportDecoder {
@@ -190,7 +196,7 @@ impl Decoder for ExportDecoder {
         <ExportTraceServiceRequest as prost::Message>::decode(bytes.clone())
             .map(|request| Some(RawExport::Decoded { bytes, request }))
             .map_err(|e| {
-                crate::metrics::OTLP_GRPC.bad_request();
+                self.origin.bad_request();
                 Status::invalid_argument(format!(
                     "request is not a valid OTLP ExportTraceServiceRequest: {e}"
                 ))

@@ -19,7 +19,7 @@ use prost::Message;
 
 use crate::body::{self, BodyError};
 use crate::export::{export, export_checked, Accepted, ExportError};
-use crate::metrics::OTLP_HTTP;
+use crate::metrics::{Origin, OTLP_HTTP};
 use crate::{CheckedOtlp, Limits, Needs, Sink, SinkError};
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -47,7 +47,7 @@ async fn handle<S: Sink>(
         Some(PROTOBUF) => Format::Protobuf,
         Some(JSON) => Format::Json,
         other => {
-            OTLP_HTTP.bad_request();
+            OTLP_HTTP.of(&*sink).bad_request();
             let msg = format!(
                 "unsupported Content-Type {:?}: OTLP/HTTP takes {PROTOBUF} or {JSON}",
                 other.unwrap_or("(none)")
@@ -57,7 +57,7 @@ async fn handle<S: Sink>(
     };
     let mut bytes = match body::read(&headers, body, limits.max_body_bytes).await {
         Ok(b) => b,
-        Err(e) => return body_failure(format, e),
+        Err(e) => return body_failure(format, e, &OTLP_HTTP.of(&*sink)),
     };
     if format == Format::Protobuf && sink.needs() == Needs::OtlpBytes {
         match CheckedOtlp::check(bytes) {
@@ -72,7 +72,7 @@ async fn handle<S: Sink>(
     let decoded = match decoded {
         Ok(d) => d,
         Err(e) => {
-            OTLP_HTTP.bad_request();
+            OTLP_HTTP.of(&*sink).bad_request();
             return failure(format, StatusCode::BAD_REQUEST, 3, e.to_string());
         }
     };
@@ -116,8 +116,8 @@ fn success(format: Format, accepted: Accepted) -> Response {
     }
 }
 
-fn body_failure(format: Format, e: BodyError) -> Response {
-    OTLP_HTTP.bad_request();
+fn body_failure(format: Format, e: BodyError, origin: &Origin) -> Response {
+    origin.bad_request();
     let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         8
     } else {

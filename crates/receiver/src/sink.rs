@@ -1,6 +1,7 @@
 //! The hand-off from a receiver to whatever comes next.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use model::TraceBatch;
@@ -28,6 +29,13 @@ pub trait Sink: Send + Sync + 'static {
     }
 
     fn accept(&self, received: Received) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// The id the receiver's self-metrics are labelled with (`receiver="otlp/2"`, as the
+    /// OpenTelemetry Collector labels a component); `None` labels them with the receiver's
+    /// type (`otlp`, `zipkin`).
+    fn component_id(&self) -> Option<Arc<str>> {
+        None
+    }
 
     /// Takes an OTLP protobuf request checked without decoding; receivers call it only when
     /// [`Sink::needs`] says [`Needs::OtlpBytes`]. The default decodes and calls

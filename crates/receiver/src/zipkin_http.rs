@@ -34,7 +34,7 @@ async fn handle<S: Sink>(
         None | Some("application/json") | Some("text/plain") => false,
         Some("application/x-protobuf") | Some("application/protobuf") => true,
         Some(other) => {
-            ZIPKIN_HTTP.bad_request();
+            ZIPKIN_HTTP.of(&*sink).bad_request();
             let msg = format!(
                 "unsupported Content-Type {other:?}: Zipkin v2 takes application/json or application/x-protobuf"
             );
@@ -44,7 +44,7 @@ async fn handle<S: Sink>(
     let bytes = match body::read(&headers, body, limits.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            ZIPKIN_HTTP.bad_request();
+            ZIPKIN_HTTP.of(&*sink).bad_request();
             return (e.status(), e.to_string()).into_response();
         }
     };
@@ -56,7 +56,7 @@ async fn handle<S: Sink>(
     let decoded = match decoded {
         Ok(d) => d,
         Err(e) => {
-            ZIPKIN_HTTP.bad_request();
+            ZIPKIN_HTTP.of(&*sink).bad_request();
             return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
     };
