@@ -86,6 +86,9 @@ fn proxy_chain_rewrites_headers_in_each_format_and_spans_form_one_tree() {
             .expect("edge adds x-request-id")
             .to_owned();
         assert_eq!(request_id.len(), 36, "{request_id}");
+        // The edge names the client; the sidecars pass that on untouched.
+        assert_eq!(header(&h, "x-forwarded-for"), Some("127.0.0.1"), "{format}");
+        assert_eq!(header(&h, "x-forwarded-proto"), Some("http"), "{format}");
 
         let app_span = report_app_span(&server, &got.trace_id, &got.span_id);
         let trace = trace_with(&server, &got.trace_id, 4);
@@ -151,6 +154,24 @@ fn proxy_chain_rewrites_headers_in_each_format_and_spans_form_one_tree() {
             metrics.contains("meshtrace_proxy_requests_total 1"),
             "{metrics}"
         );
+        if format == "b3multi" {
+            let via = curl(&[
+                "-H",
+                "Host: app.mesh",
+                "-H",
+                "X-Forwarded-For: 203.0.113.7, 198.51.100.2",
+                "-H",
+                "X-Forwarded-Proto: https",
+                &url,
+            ]);
+            assert_eq!(via.status, 200);
+            let h = app.last();
+            assert_eq!(
+                header(&h, "x-forwarded-for"),
+                Some("203.0.113.7, 198.51.100.2, 127.0.0.1")
+            );
+            assert_eq!(header(&h, "x-forwarded-proto"), Some("https"));
+        }
     }
 }
 

@@ -137,10 +137,13 @@ impl Listener {
         peer: SocketAddr,
     ) -> Response<TracedResponse> {
         Stats::inc(&self.stats.requests);
-        if self.mode == Mode::Edge && !req.headers().contains_key("x-request-id") {
-            if let Ok(v) = HeaderValue::from_str(&new_request_id()) {
-                req.headers_mut().insert("x-request-id", v);
+        if self.mode == Mode::Edge {
+            if !req.headers().contains_key("x-request-id") {
+                if let Ok(v) = HeaderValue::from_str(&new_request_id()) {
+                    req.headers_mut().insert("x-request-id", v);
+                }
             }
+            forwarded_for(req.headers_mut(), peer);
         }
         let version = req.version();
         let host = req
@@ -359,4 +362,29 @@ fn new_request_id() -> String {
         h(8..10),
         h(10..16)
     )
+}
+
+/// At the edge, as Envoy with `use_remote_address`: the client's address is appended to
+/// `x-forwarded-for` (after any the request brought, in order) and `x-forwarded-proto` says
+/// `http` unless the request said otherwise. Sidecars leave both as they come.
+fn forwarded_for(headers: &mut hyper::HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip().to_string();
+    let before: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let value = if before.is_empty() {
+        ip
+    } else {
+        format!("{}, {ip}", before.join(", "))
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
 }
