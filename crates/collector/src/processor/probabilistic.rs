@@ -35,12 +35,9 @@ const BUCKET_MASK: u32 = BUCKETS - 1;
 
 /// FNV-1a 32 over the seed's 4 little-endian bytes, then `bytes`.
 pub fn fnv1a32(seed: u32, bytes: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in seed.to_le_bytes().iter().chain(bytes) {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
+    let step = |h: u32, b: u8| (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    let h = seed.to_le_bytes().into_iter().fold(0x811c_9dc5, step);
+    bytes.iter().fold(h, |h, &b| step(h, b))
 }
 
 /// The accept bound of hash_seed mode: buckets below it are kept. The multiplication is done
@@ -314,6 +311,12 @@ impl Sampler {
     fn dropped_by_id(&self, span: &SpanRef<'_>) -> Option<&'static str> {
         if !span.valid || !span.trace_state.is_empty() || span.keyed {
             return None;
+        }
+        if let Rule::HashSeed { seed, threshold } = self.rule {
+            // What `decide` concludes for such a span (no tracestate to parse or update, no
+            // priority), without building one.
+            let randomness = randomness_from_hash(fnv1a32(seed, span.trace_id));
+            return (randomness < threshold).then_some("trace_id_hash");
         }
         let trace_id = TraceId::from_slice(span.trace_id).ok()?;
         let mut bare = Span {

@@ -77,7 +77,19 @@ impl SpanRef<'_> {
 }
 
 /// Whether a `KeyValue` (any occurrence of its key field) has this key.
+#[inline]
 fn has_key(kv: &[u8], key: &str) -> bool {
+    // The usual encoding, a short key then a short value and nothing else, is read in place.
+    if let Some((k, rest)) = short_field(kv, 0x0A) {
+        if rest.is_empty() || short_field(rest, 0x12).is_some_and(|(_, end)| end.is_empty()) {
+            return k == key.as_bytes();
+        }
+    }
+    has_key_general(kv, key)
+}
+
+#[cold]
+fn has_key_general(kv: &[u8], key: &str) -> bool {
     let mut found = false;
     let _ = for_each_field(kv, |field, value| {
         if let (1, Value::Bytes(k)) = (field, value) {
@@ -152,17 +164,7 @@ pub fn walk_spans<'a>(
                     valid: false,
                     keyed: false,
                 };
-                for_each_field(body, |field, value| {
-                    match (field, value) {
-                        (1, Value::Bytes(b)) => span.trace_id = b,
-                        (2, Value::Bytes(b)) => span.span_id = b,
-                        (4, Value::Bytes(b)) => span.parent_span_id = b,
-                        (3, Value::Bytes(b)) => span.trace_state = utf8(Msg::Span, field, b)?,
-                        (9, Value::Bytes(kv)) => span.keyed |= has_key(kv, attribute_key),
-                        _ => {}
-                    }
-                    Ok(())
-                })?;
+                walk_span_fields(&mut span, attribute_key)?;
                 span.valid = ids_valid(&span);
                 f(&span);
                 Ok(())
@@ -171,6 +173,46 @@ pub fn walk_spans<'a>(
             Ok(())
         })?;
         resource_index += 1;
+        Ok(())
+    })
+}
+
+/// A checked span's ids, tracestate and whether it has an attribute with this key: the fields an
+/// encoder writes are matched on their key byte, anything else is read the general way.
+#[inline]
+fn walk_span_fields(span: &mut SpanRef<'_>, attribute_key: &str) -> Result<(), ScanError> {
+    let mut buf = span.body;
+    while let Some(&tag) = buf.first() {
+        match tag {
+            0x0A | 0x12 | 0x1A | 0x22 | 0x2A | 0x4A | 0x5A | 0x6A | 0x7A => {
+                let Some((value, rest)) = short_field(buf, tag) else {
+                    break;
+                };
+                match tag {
+                    0x0A => span.trace_id = value,
+                    0x12 => span.span_id = value,
+                    0x22 => span.parent_span_id = value,
+                    0x1A => span.trace_state = utf8(Msg::Span, 3, value)?,
+                    0x4A => span.keyed |= has_key(value, attribute_key),
+                    _ => {}
+                }
+                buf = rest;
+            }
+            0x30 | 0x50 | 0x60 | 0x70 if buf.get(1).is_some_and(|&b| b < 0x80) => buf = &buf[2..],
+            0x39 | 0x41 if buf.len() >= 9 => buf = &buf[9..],
+            0x85 if buf.get(1) == Some(&0x01) && buf.len() >= 6 => buf = &buf[6..],
+            _ => break,
+        }
+    }
+    for_each_field(buf, |field, value| {
+        match (field, value) {
+            (1, Value::Bytes(b)) => span.trace_id = b,
+            (2, Value::Bytes(b)) => span.span_id = b,
+            (4, Value::Bytes(b)) => span.parent_span_id = b,
+            (3, Value::Bytes(b)) => span.trace_state = utf8(Msg::Span, field, b)?,
+            (9, Value::Bytes(kv)) => span.keyed |= has_key(kv, attribute_key),
+            _ => {}
+        }
         Ok(())
     })
 }
@@ -239,9 +281,64 @@ fn resource_spans<'a>(
 }
 
 /// Checks a span's fields, keeping the ids and tracestate.
+///
+/// The fields an encoder writes (one-byte keys, lengths below 128) are matched on their key byte;
+/// anything else takes the schema-driven way, which gives the same answer more slowly.
 fn span_fields(span: &mut SpanRef<'_>) -> Result<(), ScanError> {
-    let body = span.body;
-    for_each_field(body, |field, value| {
+    let mut buf = span.body;
+    while let Some(&tag) = buf.first() {
+        match tag {
+            // trace_id, span_id, parent_span_id: bytes, kept.
+            0x0A | 0x12 | 0x22 => {
+                let Some((value, rest)) = short_field(buf, tag) else {
+                    break;
+                };
+                match tag {
+                    0x0A => span.trace_id = value,
+                    0x12 => span.span_id = value,
+                    _ => span.parent_span_id = value,
+                }
+                buf = rest;
+            }
+            // trace_state (kept), name: strings.
+            0x1A | 0x2A => {
+                let Some((value, rest)) = short_field(buf, tag) else {
+                    break;
+                };
+                if tag == 0x1A {
+                    span.trace_state = utf8(Msg::Span, 3, value)?;
+                } else if !value.is_ascii() {
+                    utf8(Msg::Span, 5, value)?;
+                }
+                buf = rest;
+            }
+            // attributes, events, links, status: messages.
+            0x4A | 0x5A | 0x6A | 0x7A => {
+                let Some((value, rest)) = short_field(buf, tag) else {
+                    break;
+                };
+                match tag {
+                    0x4A => check_key_value(value, 4)?,
+                    0x5A => check_message(Msg::Event, value, 4)?,
+                    0x6A => check_message(Msg::Link, value, 4)?,
+                    _ => check_message(Msg::Status, value, 4)?,
+                }
+                buf = rest;
+            }
+            // kind, dropped counts: varints of one byte.
+            0x30 | 0x50 | 0x60 | 0x70 if buf.get(1).is_some_and(|&b| b < 0x80) => buf = &buf[2..],
+            // start and end times: fixed64.
+            0x39 | 0x41 if buf.len() >= 9 => buf = &buf[9..],
+            // flags (field 16, fixed32: a two-byte key).
+            0x85 if buf.get(1) == Some(&0x01) && buf.len() >= 6 => buf = &buf[6..],
+            _ => break,
+        }
+    }
+    if buf.is_empty() {
+        return Ok(());
+    }
+    // The rest of the span, field by field against the schema.
+    for_each_field(buf, |field, value| {
         match (field, value) {
             (1, Value::Bytes(b)) => span.trace_id = b,
             (2, Value::Bytes(b)) => span.span_id = b,
@@ -446,9 +543,45 @@ fn check_message(m: Msg, body: &[u8], depth: u32) -> Result<(), ScanError> {
     }
 }
 
-/// [`check_message`] for a `KeyValue`, the bulk of most requests: its usual shape (a key, and a
-/// string or scalar value) is checked inline; anything else goes the general way.
+/// [`check_message`] for a `KeyValue`, the bulk of most requests: its usual encoding (a short
+/// ASCII key, then a string or scalar value) is checked in place; anything else goes the general
+/// way, which gives the same answer.
+#[inline]
 fn check_key_value(body: &[u8], depth: u32) -> Result<(), ScanError> {
+    if let Some((key, rest)) = short_field(body, 0x0A) {
+        if key.is_ascii() {
+            if rest.is_empty() {
+                return Ok(());
+            }
+            if let Some((any, end)) = short_field(rest, 0x12) {
+                if end.is_empty() && plain_any_value(any) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    check_key_value_general(body, depth)
+}
+
+/// Whether an `AnyValue` body is one ASCII string, bool, int or double, or empty: always valid.
+#[inline(always)]
+fn plain_any_value(any: &[u8]) -> bool {
+    match any {
+        [] => true,
+        [0x0A, ..] => short_field(any, 0x0A).is_some_and(|(s, end)| end.is_empty() && s.is_ascii()),
+        // One varint (prost refuses a tenth byte above 1).
+        [0x10 | 0x18, rest @ ..] => rest.split_last().is_some_and(|(&last, init)| {
+            last < 0x80
+                && init.iter().all(|&b| b >= 0x80)
+                && (rest.len() < 10 || rest.len() == 10 && last <= 1)
+        }),
+        [0x21, rest @ ..] => rest.len() == 8,
+        _ => false,
+    }
+}
+
+#[cold]
+fn check_key_value_general(body: &[u8], depth: u32) -> Result<(), ScanError> {
     for_each_field(body, |field, value| match (field, value) {
         (1, Value::Bytes(key)) if key.is_ascii() => Ok(()),
         (2, Value::Bytes(any)) if depth < MAX_DEPTH => {
@@ -460,6 +593,21 @@ fn check_key_value(body: &[u8], depth: u32) -> Result<(), ScanError> {
         }
         _ => check_field(Msg::KeyValue, field, value, depth),
     })
+}
+
+/// A length-delimited field at the start of `buf` whose key is the one byte `tag` and whose
+/// length takes one or two bytes: its payload and what follows it. `None` for anything else
+/// (the general way reads it).
+#[inline(always)]
+fn short_field(buf: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = match buf {
+        [t, l, rest @ ..] if *t == tag && *l < 0x80 => (usize::from(*l), rest),
+        [t, l0, l1, rest @ ..] if *t == tag && *l1 < 0x80 => {
+            (usize::from(*l0 & 0x7F) | usize::from(*l1) << 7, rest)
+        }
+        _ => return None,
+    };
+    (len <= rest.len()).then(|| rest.split_at(len))
 }
 
 fn expect_bytes<'a>(m: Msg, field: u32, value: Value<'a>) -> Result<&'a [u8], ScanError> {
@@ -537,22 +685,31 @@ fn for_each_field<'a>(
 }
 
 /// A field key. Keys of fields 1–15 are one byte, read here; longer ones go to prost.
-#[inline]
+#[inline(always)]
 fn key(buf: &mut &[u8]) -> Result<(u32, WireType), ScanError> {
     if let Some(&b) = buf.first() {
-        let wire_type = b & 7;
-        if (8..0x80).contains(&b) && wire_type <= 5 {
+        let wire_type = match b & 7 {
+            0 => WireType::Varint,
+            1 => WireType::SixtyFourBit,
+            2 => WireType::LengthDelimited,
+            5 => WireType::ThirtyTwoBit,
+            _ => return key_general(buf),
+        };
+        if (8..0x80).contains(&b) {
             *buf = &buf[1..];
-            let wire_type = WireType::try_from(u64::from(wire_type))
-                .map_err(|e| ScanError::new(e.to_string()))?;
             return Ok((u32::from(b >> 3), wire_type));
         }
     }
+    key_general(buf)
+}
+
+#[cold]
+fn key_general(buf: &mut &[u8]) -> Result<(u32, WireType), ScanError> {
     decode_key(buf).map_err(|e| ScanError::new(e.to_string()))
 }
 
 /// A varint. One-byte values are read here; longer ones go to prost.
-#[inline]
+#[inline(always)]
 fn varint(buf: &mut &[u8]) -> Result<u64, ScanError> {
     if let Some(&b) = buf.first() {
         if b < 0x80 {
@@ -560,6 +717,10 @@ fn varint(buf: &mut &[u8]) -> Result<u64, ScanError> {
             return Ok(u64::from(b));
         }
     }
+    varint_general(buf)
+}
+
+fn varint_general(buf: &mut &[u8]) -> Result<u64, ScanError> {
     decode_varint(buf).map_err(|e| ScanError::new(e.to_string()))
 }
 

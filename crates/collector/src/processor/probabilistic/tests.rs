@@ -331,3 +331,46 @@ fn otlp_bytes_that_do_not_scan_take_the_full_path() {
     assert_eq!((kept, dropped), counts);
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_decision_by_trace_id_alone_is_the_full_decision() {
+    let batch = TraceBatch {
+        resource_spans: vec![model::ResourceSpans {
+            scope_spans: vec![model::ScopeSpans {
+                spans: (0..4000u64)
+                    .map(|i| {
+                        let v = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xDEAD_BEEF;
+                        Span {
+                            trace_id: TraceId::from_halves(v, v.rotate_left(29) | 1),
+                            span_id: model::SpanId::from_u64(i + 1),
+                            ..Default::default()
+                        }
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let bytes = OtlpBytes::encode(&batch).to_bytes();
+    for (pct, seed, mode) in [
+        (1.0, 22, SamplerMode::HashSeed),
+        (30.0, 0, SamplerMode::HashSeed),
+        (99.99, 7, SamplerMode::HashSeed),
+        (100.0, 7, SamplerMode::HashSeed),
+        (0.0, 7, SamplerMode::HashSeed),
+        (1.0, 22, SamplerMode::Proportional),
+        (25.0, 22, SamplerMode::Equalizing),
+    ] {
+        let s = Sampler::new("p", &cfg(pct, seed, mode));
+        let (mut fast, mut full) = (Vec::new(), Vec::new());
+        walk_spans(&bytes, PRIORITY, |span| fast.push(s.dropped_by_id(span))).unwrap();
+        for rs in &batch.resource_spans {
+            for span in &rs.scope_spans[0].spans {
+                let d = s.decide(&mut span.clone());
+                full.push((!d.sampled).then_some(d.policy));
+            }
+        }
+        assert_eq!(fast, full, "{pct}% seed {seed} {mode:?}");
+    }
+}

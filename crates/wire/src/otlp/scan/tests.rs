@@ -481,77 +481,95 @@ fn attribute_keys_are_found() {
     assert_eq!(found, [(true, false)]);
 }
 
-/// Not a test: prints the scan's and the walk's speed against prost's decode of the same
-/// request (512 spans shaped like `meshtrace loadgen`'s: nine attributes each).
-/// `cargo test -p meshtrace-wire --release scan_throughput -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn scan_throughput() {
-    let attrs = |i: u64| {
-        let mut a: Vec<_> = [
-            "http.method",
-            "http.route",
-            "http.url",
-            "component",
-            "upstream_cluster",
-            "net.peer.ip",
-            "guid:x-request-id",
-        ]
-        .iter()
-        .map(|k| kv(k, V::StringValue(format!("value of {k} number {i}"))))
-        .collect();
-        a.push(kv("http.status_code", V::IntValue(200)));
-        a.push(kv("request_size", V::IntValue(i as i64)));
-        a
-    };
-    let spans: Vec<pt::Span> = (0..512u64)
-        .map(|i| pt::Span {
-            trace_id: [i.to_be_bytes(), (i + 1).to_be_bytes()].concat(),
-            span_id: (i + 1).to_be_bytes().to_vec(),
-            parent_span_id: (i + 7).to_be_bytes().to_vec(),
-            name: "router /api/items".into(),
-            kind: 2,
-            start_time_unix_nano: 1_700_000_000_000_000_000 + i,
-            end_time_unix_nano: 1_700_000_000_100_000_000 + i,
-            attributes: attrs(i),
-            status: Some(pt::Status::default()),
-            ..Default::default()
-        })
-        .collect();
-    let req = ExportTraceServiceRequest {
-        resource_spans: vec![pt::ResourceSpans {
-            resource: Some(pr::Resource {
-                attributes: attrs(0),
-                ..Default::default()
-            }),
-            scope_spans: vec![pt::ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
+/// A span whose attributes take every in-place path of the scan (short and two-byte lengths,
+/// ASCII and non-ASCII strings, one- and ten-byte varints, doubles, bools) and one that does
+/// not (a string of more than 16 KiB: a three-byte length).
+fn fast_path_span() -> pt::Span {
+    pt::Span {
+        trace_state: "ot=th:8".into(),
+        attributes: vec![
+            kv("http.method", V::StringValue("GET".into())),
+            kv("http.url", V::StringValue("x".repeat(300))),
+            kv("clé", V::StringValue("naïve".into())),
+            kv("n", V::IntValue(-1)),
+            kv("m", V::IntValue(1 << 40)),
+            kv("d", V::DoubleValue(0.5)),
+            kv("b", V::BoolValue(true)),
+            kv("empty", V::StringValue(String::new())),
+            kv("huge", V::StringValue("y".repeat(20_000))),
+            kv("sampling.priority", V::IntValue(1)),
+        ],
+        events: vec![pt::span::Event {
+            name: "e".into(),
+            attributes: vec![kv("k", V::StringValue("v".into()))],
             ..Default::default()
         }],
-    };
-    let bytes = req.encode_to_vec();
-    let rounds = 400;
-    let n = 512.0 * rounds as f64;
-    let time = |f: &dyn Fn()| {
-        let t = std::time::Instant::now();
-        for _ in 0..rounds {
-            f();
+        status: Some(pt::Status {
+            message: "m".into(),
+            code: 2,
+        }),
+        flags: 0x301,
+        ..valid_span()
+    }
+}
+
+#[test]
+fn in_place_paths_agree_with_prost_byte_by_byte() {
+    let bytes = one_span(fast_path_span());
+    let s = scan(&bytes).expect("a prost-encoded request scans");
+    assert_eq!((s.spans, s.invalid_spans), (1, 0));
+    let mut keyed = Vec::new();
+    walk_spans(&bytes, "sampling.priority", |s| {
+        keyed.push((s.keyed, s.trace_state))
+    })
+    .unwrap();
+    assert_eq!(keyed, [(true, "ot=th:8")]);
+    // Every byte of the span replaced by values that break the in-place paths (lengths, varint
+    // continuation bits, UTF-8): whatever the scan accepts, prost decodes, with the same spans.
+    // The 20,000-byte attribute is skipped; it is read the general way.
+    let huge = bytes.windows(4).position(|w| w == b"yyyy").unwrap();
+    let (mut accepted, mut refused) = (0, 0);
+    for at in (0..bytes.len()).filter(|&i| i < huge || i >= huge + 20_000) {
+        for v in [0x00, 0x01, 0x02, 0x7f, 0x80, 0xc3, 0xff, bytes[at] ^ 0x08] {
+            let mut b = bytes.clone();
+            b[at] = v;
+            match scan(&b) {
+                Ok(s) => {
+                    accepted += 1;
+                    let d = decode_protobuf(&b).expect("scan accepted what prost refuses");
+                    assert_eq!(s.spans - s.invalid_spans, d.batch.span_count(), "at {at}");
+                    assert_eq!(s.invalid_spans as u64, d.rejected_spans, "at {at}");
+                }
+                Err(_) => refused += 1,
+            }
         }
-        t.elapsed().as_nanos() as f64 / n
+    }
+    assert!(accepted > 500 && refused > 500, "{accepted} / {refused}");
+}
+
+#[test]
+fn in_place_paths_refuse_what_prost_refuses() {
+    let patch = |from: &[u8], to: &[u8]| {
+        let mut b = one_span(fast_path_span());
+        let at = b.windows(from.len()).position(|w| w == from).unwrap();
+        b[at..at + from.len()].copy_from_slice(to);
+        b
     };
-    let scan_ns = time(&|| assert_eq!(scan(&bytes).unwrap().spans, 512));
-    let walk_ns = time(&|| {
-        let mut n = 0;
-        walk_spans(&bytes, "sampling.priority", |s| n += usize::from(s.keyed)).unwrap();
-        assert_eq!(n, 0);
-    });
-    let prost_ns = time(&|| {
-        ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
-    });
-    println!(
-        "{} bytes/span: scan {scan_ns:.0} ns/span, walk {walk_ns:.0} ns/span, prost decode {prost_ns:.0} ns/span",
-        bytes.len() / 512
-    );
+    // Not UTF-8: a value, a key, the tracestate.
+    for bad in [
+        patch(b"GET", &[0xff, 0xfe, 0xfd]),
+        patch("clé".as_bytes(), &[b'c', b'l', 0xc3, 0x28]),
+        patch(b"ot=th:8", &[b'o', b't', b'=', 0xff, b':', b'8', b'8']),
+    ] {
+        assert!(err(&bad).contains("not UTF-8"));
+        assert!(decode_protobuf(&bad).is_err());
+    }
+    // A ten-byte varint whose last byte overflows 64 bits (-1 is nine 0xff then 0x01).
+    let mut minus_one = vec![0xff; 9];
+    minus_one.push(0x01);
+    let mut overflow = minus_one.clone();
+    overflow[9] = 0x02;
+    let bad = patch(&minus_one, &overflow);
+    scan(&bad).expect_err("an overflowing varint is refused");
+    assert!(decode_protobuf(&bad).is_err());
 }
