@@ -29,6 +29,13 @@ use crate::{CheckedOtlp, Limits, Needs, Sink, SinkError};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
+/// HTTP/2 flow-control window per request stream (bytes a client may send unread).
+const STREAM_WINDOW: u32 = 4 << 20;
+/// HTTP/2 flow-control window per connection, over all its streams.
+const CONNECTION_WINDOW: u32 = 8 << 20;
+/// Largest HTTP/2 frame a client may send (the default is 16 KiB).
+const MAX_FRAME: u32 = 256 << 10;
+
 /// Serves OTLP gRPC on `listener` until `shutdown` completes, then drains in-flight calls.
 pub async fn serve<S: Sink>(
     listener: TcpListener,
@@ -37,6 +44,12 @@ pub async fn serve<S: Sink>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
+        // Requests are hundreds of KiB to MiB: with HTTP/2's default 64 KiB windows a client
+        // stops several times per request to wait for window updates, and both sides wake up
+        // for each. These windows let a whole request through at once.
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME)
         .add_service(TraceService::new(sink, limits))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
