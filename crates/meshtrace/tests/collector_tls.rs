@@ -1,7 +1,8 @@
-//! The collector's `otlp` exporter over TLS, against a real TLS peer: a grpcio OTLP backend
-//! (tests/python/grpc_tls_sink.py) with certificates made by `openssl` for the test. Checked:
-//! a private CA trusted with `ca_file`; mutual TLS with `cert_file`/`key_file`; an untrusted
-//! server or a missing client certificate fail the export (counted), never silently pass.
+//! The collector's exporters over TLS, against real TLS peers with certificates made by `openssl`
+//! for the test: `otlp` to a grpcio OTLP backend (tests/python/grpc_tls_sink.py), `otlphttp` and
+//! `zipkin` to a Python `ssl` HTTPS backend (tests/python/http_tls_sink.py). Checked: a private
+//! CA trusted with `ca_file`; mutual TLS with `cert_file`/`key_file`; an untrusted server or a
+//! missing client certificate fail the export (counted), never silently pass.
 
 mod collector_harness;
 mod common;
@@ -88,7 +89,7 @@ fn certificates(dir: &Path) {
     }
 }
 
-/// The grpcio TLS backend; its stdout lines arrive on `lines`.
+/// A TLS backend (`grpc_tls_sink.py` or `http_tls_sink.py`); its stdout lines arrive on `lines`.
 struct Sink {
     child: Child,
     port: u16,
@@ -96,10 +97,10 @@ struct Sink {
 }
 
 impl Sink {
-    fn start(dir: &Path, mutual: bool) -> Sink {
+    fn start(script: &str, dir: &Path, mutual: bool) -> Sink {
         let py = common::python_dir();
         let mut cmd = Command::new(py.join(".venv/bin/python"));
-        cmd.arg(py.join("grpc_tls_sink.py"))
+        cmd.arg(py.join(script))
             .arg(dir.join("server.pem"))
             .arg(dir.join("server.key"));
         if mutual {
@@ -155,16 +156,43 @@ impl Drop for Sink {
     }
 }
 
-/// A collector: OTLP gRPC in, the `otlp/tls` exporter configured by `tls` (YAML lines at the
-/// exporter's `tls:` indentation) to the sink at 127.0.0.1 (the certificate names it, and
-/// `localhost`, which `server_name_override` checks instead).
-fn config(port: u16, tls: &str, retry: bool) -> String {
+/// An exporter under test: its id, and its endpoint for a sink on `port` at 127.0.0.1 (the
+/// certificate names it, and `localhost`, which `server_name_override` checks instead).
+#[derive(Clone, Copy)]
+enum Exporter {
+    Otlp,
+    OtlpHttp,
+    Zipkin,
+}
+
+impl Exporter {
+    fn id(self) -> &'static str {
+        match self {
+            Exporter::Otlp => "otlp/tls",
+            Exporter::OtlpHttp => "otlphttp/tls",
+            Exporter::Zipkin => "zipkin/tls",
+        }
+    }
+
+    fn endpoint(self, port: u16) -> String {
+        match self {
+            Exporter::Otlp => format!("127.0.0.1:{port}"),
+            Exporter::OtlpHttp => format!("https://127.0.0.1:{port}"),
+            Exporter::Zipkin => format!("https://127.0.0.1:{port}/api/v2/spans"),
+        }
+    }
+}
+
+/// A collector: OTLP gRPC in, `exporter` configured by `tls` (YAML lines at the exporter's
+/// `tls:` indentation) to the sink on `port`.
+fn config(exporter: Exporter, port: u16, tls: &str, retry: bool) -> String {
+    let (id, endpoint) = (exporter.id(), exporter.endpoint(port));
     format!(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n\
-         exporters:\n  otlp/tls:\n    endpoint: 127.0.0.1:{port}\n    tls:\n{tls}\
+         exporters:\n  {id}:\n    endpoint: {endpoint}\n    tls:\n{tls}\
          \n    retry_on_failure:\n      enabled: {retry}\n      initial_interval: 100ms\n\
          service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n\
-         \x20 pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp/tls]\n"
+         \x20 pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [{id}]\n"
     )
 }
 
@@ -177,21 +205,25 @@ fn exporter_metrics(c: &Proc) -> String {
         .join("\n")
 }
 
-fn failed_spans(c: &Proc) -> u64 {
+fn failed_spans(c: &Proc, exporter: Exporter) -> u64 {
     let text = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
+    let series = format!(
+        "otelcol_exporter_send_failed_spans_total{{exporter=\"{}\"}}",
+        exporter.id()
+    );
     text.lines()
-        .find(|l| l.starts_with("otelcol_exporter_send_failed_spans_total{exporter=\"otlp/tls\"}"))
+        .find(|l| l.starts_with(&series))
         .and_then(|l| l.split_whitespace().last())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
 
 /// A collector with `tls` (retrying) delivers the SDK's 4 spans to the sink.
-fn delivered(sink: &Sink, tls: &str) {
+fn delivered(exporter: Exporter, sink: &Sink, tls: &str) {
     let d = tempfile::tempdir().unwrap();
     let c = collector(
         d.path(),
-        &config(sink.port, tls, true),
+        &config(exporter, sink.port, tls, true),
         &["otlp-grpc", "metrics"],
     );
     let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "tls-delivered");
@@ -207,16 +239,16 @@ fn delivered(sink: &Sink, tls: &str) {
 
 /// A collector with `tls` (not retrying) fails to export: the spans are counted as failed and
 /// none arrive.
-fn refused(sink: &Sink, tls: &str) {
+fn refused(exporter: Exporter, sink: &Sink, tls: &str) {
     let d = tempfile::tempdir().unwrap();
     let c = collector(
         d.path(),
-        &config(sink.port, tls, false),
+        &config(exporter, sink.port, tls, false),
         &["otlp-grpc", "metrics"],
     );
     let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "tls-refused");
     let failed = common::eventually(Duration::from_secs(30), || {
-        (failed_spans(&c) >= 4).then_some(())
+        (failed_spans(&c, exporter) >= 4).then_some(())
     });
     assert!(
         failed.is_some(),
@@ -227,41 +259,69 @@ fn refused(sink: &Sink, tls: &str) {
     assert_eq!(c.terminate(), Some(0));
 }
 
-#[test]
-fn otlp_exporter_trusts_a_private_ca_and_refuses_an_unknown_one() {
-    let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
-    let sink = Sink::start(dir.path(), false);
-    let ca = dir.path().join("ca.pem").display().to_string();
-    delivered(&sink, &format!("      ca_file: {ca}\n"));
-    // The same server, but the collector trusts another CA, or only the system's, or checks
-    // a name the certificate does not hold: the handshake fails.
-    let other = dir.path().join("other-ca.pem").display().to_string();
-    refused(&sink, &format!("      ca_file: {other}\n"));
-    refused(&sink, "      insecure: false\n");
+/// `exporter` delivers to `sink` when it trusts the private CA, and fails when it trusts another
+/// CA, only the system's, or checks a name the certificate does not hold.
+fn trusts_the_private_ca_only(exporter: Exporter, sink: &Sink, dir: &Path) {
+    let ca = dir.join("ca.pem").display().to_string();
+    delivered(exporter, sink, &format!("      ca_file: {ca}\n"));
+    let other = dir.join("other-ca.pem").display().to_string();
+    refused(exporter, sink, &format!("      ca_file: {other}\n"));
+    refused(exporter, sink, "      insecure: false\n");
     refused(
-        &sink,
+        exporter,
+        sink,
         &format!("      ca_file: {ca}\n      server_name_override: wrong.example\n"),
     );
 }
 
-#[test]
-fn otlp_exporter_presents_a_client_certificate_for_mutual_tls() {
-    let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
-    let sink = Sink::start(dir.path(), true);
-    let p = |f: &str| dir.path().join(f).display().to_string();
+/// `exporter` gets through a server that requires a client certificate only with one.
+fn presents_a_client_certificate(exporter: Exporter, sink: &Sink, dir: &Path) {
+    let p = |f: &str| dir.join(f).display().to_string();
     let ca = format!("      ca_file: {}\n", p("ca.pem"));
     delivered(
-        &sink,
+        exporter,
+        sink,
         &format!(
             "{ca}      cert_file: {}\n      key_file: {}\n      server_name_override: localhost\n",
             p("client.pem"),
             p("client.key")
         ),
     );
-    // Without the client certificate the server refuses the connection.
-    refused(&sink, &ca);
+    refused(exporter, sink, &ca);
+}
+
+#[test]
+fn otlp_exporter_trusts_a_private_ca_and_refuses_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let sink = Sink::start("grpc_tls_sink.py", dir.path(), false);
+    trusts_the_private_ca_only(Exporter::Otlp, &sink, dir.path());
+}
+
+#[test]
+fn otlp_exporter_presents_a_client_certificate_for_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let sink = Sink::start("grpc_tls_sink.py", dir.path(), true);
+    presents_a_client_certificate(Exporter::Otlp, &sink, dir.path());
+}
+
+#[test]
+fn http_exporters_speak_https_to_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let sink = Sink::start("http_tls_sink.py", dir.path(), false);
+    trusts_the_private_ca_only(Exporter::OtlpHttp, &sink, dir.path());
+    trusts_the_private_ca_only(Exporter::Zipkin, &sink, dir.path());
+}
+
+#[test]
+fn http_exporters_present_a_client_certificate_for_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let sink = Sink::start("http_tls_sink.py", dir.path(), true);
+    presents_a_client_certificate(Exporter::OtlpHttp, &sink, dir.path());
+    presents_a_client_certificate(Exporter::Zipkin, &sink, dir.path());
 }
 
 #[test]
@@ -270,6 +330,7 @@ fn tls_mistakes_are_named_before_anything_starts() {
     let (code, _, err) = validate(
         dir.path(),
         &config(
+            Exporter::Otlp,
             4317,
             "      insecure_skip_verify: true\n      cert_file: /x.pem\n",
             true,
@@ -284,6 +345,7 @@ fn tls_mistakes_are_named_before_anything_starts() {
 
     let missing = dir.path().join("nowhere/ca.pem");
     let text = config(
+        Exporter::OtlpHttp,
         4317,
         &format!("      ca_file: {}\n", missing.display()),
         true,

@@ -174,7 +174,8 @@ impl Default for MemoryLimiter {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
-    /// No TLS at all (gRPC exporters; an `http://` endpoint means the same).
+    /// No TLS at all (gRPC exporters; an `http://` endpoint means the same). HTTP exporters
+    /// follow the URL's scheme and ignore it, as the OTel Collector's HTTP client does.
     pub insecure: bool,
     /// Refused by validation: a server's certificate is always checked (trust a private CA
     /// with `ca_file` instead).
@@ -282,6 +283,9 @@ pub struct ZipkinExporter {
     /// `json` (default) or `proto`.
     pub format: Option<String>,
     pub default_service_name: Option<String>,
+    /// For an `https://` endpoint: the CAs, client certificate and server name.
+    #[serde(default)]
+    pub tls: Tls,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default, with = "opt_duration_serde")]

@@ -144,9 +144,15 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                     .into_iter()
                     .flatten()
                 {
-                    if !ep.starts_with("http://") {
-                        err(at, format!("exporters.{id}: endpoint {ep:?} must be an http:// URL (TLS is built for the otlp gRPC exporter, not yet for otlphttp)"));
+                    if !ep.starts_with("http://") && !ep.starts_with("https://") {
+                        err(
+                            at,
+                            format!("exporters.{id}: endpoint {ep:?} must be an http:// or https:// URL"),
+                        );
                     }
+                }
+                for problem in crate::exporter::tls::check(&o.tls) {
+                    err(at, format!("exporters.{id}.tls: {problem}"));
                 }
                 if let Some(enc) = o.encoding.as_deref() {
                     if enc != "proto" && enc != "json" {
@@ -163,9 +169,15 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
             }
             Exporter::Zipkin(z) => {
                 if let Some(ep) = z.endpoint.as_deref() {
-                    if !ep.starts_with("http://") {
-                        err(at, format!("exporters.{id}: endpoint {ep:?} must be an http:// URL (TLS is built for the otlp gRPC exporter, not yet for otlphttp)"));
+                    if !ep.starts_with("http://") && !ep.starts_with("https://") {
+                        err(
+                            at,
+                            format!("exporters.{id}: endpoint {ep:?} must be an http:// or https:// URL"),
+                        );
                     }
+                }
+                for problem in crate::exporter::tls::check(&z.tls) {
+                    err(at, format!("exporters.{id}.tls: {problem}"));
                 }
                 if let Some(f) = z.format.as_deref() {
                     if f != "json" && f != "proto" {

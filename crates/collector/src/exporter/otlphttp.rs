@@ -31,7 +31,7 @@ impl OtlpHttpExporter {
         };
         let timeout = cfg.timeout.unwrap_or(Duration::from_secs(30));
         Ok(Self {
-            poster: Poster::new(&url, &cfg.headers, content_type, gzip, timeout)?,
+            poster: Poster::new(&url, &cfg.headers, content_type, gzip, timeout, &cfg.tls)?,
             json,
         })
     }

@@ -1,11 +1,16 @@
-//! Client TLS for the gRPC exporters (`otlp`, and `loadbalancing`'s backends), from the OTel
-//! Collector's `tls` block: when it is used, which CAs are trusted, the client certificate for
-//! mutual TLS, and the server name checked.
+//! Client TLS for the exporters, from the OTel Collector's `tls` block: when it is used, which
+//! CAs are trusted, the client certificate for mutual TLS, and the server name checked.
 //!
-//! As in the OTel Collector's gRPC client: an `https://` endpoint uses TLS, an `http://` one does
-//! not, and a bare `host:port` uses TLS unless `tls.insecure: true`. A server's certificate is
-//! always verified (rustls through tonic); there is no switch to skip that.
+//! gRPC exporters (`otlp`, and `loadbalancing`'s backends), as the OTel Collector's gRPC client:
+//! an `https://` endpoint uses TLS, an `http://` one does not, and a bare `host:port` uses TLS
+//! unless `tls.insecure: true`. HTTP exporters (`otlphttp`, `zipkin`), as its HTTP client: the
+//! URL's scheme decides. A server's certificate is always verified (rustls); there is no switch
+//! to skip that.
 
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::config::Tls;
@@ -76,6 +81,69 @@ pub fn client_config(endpoint: &str, tls: &Tls) -> Result<Option<ClientTlsConfig
         config = config.domain_name(name.clone());
     }
     Ok(Some(config))
+}
+
+/// The rustls settings for an HTTP exporter's `https://` URL, with the name its certificate must
+/// hold when `server_name_override` sets one; `None` for an `http://` URL (no TLS). Reads the PEM
+/// files named in `tls`.
+pub fn https_client_config(
+    url: &str,
+    tls: &Tls,
+) -> Result<Option<(rustls::ClientConfig, Option<ServerName<'static>>)>, String> {
+    if !url.starts_with("https://") {
+        return Ok(None);
+    }
+    if let Some(problem) = check(tls).into_iter().next() {
+        return Err(format!("tls: {problem}"));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = pem(&tls.ca_file, &tls.ca_pem, "ca_file")?;
+    if let Some(ca) = &ca {
+        for cert in CertificateDer::pem_slice_iter(ca) {
+            let cert = cert.map_err(|e| format!("tls.ca_file: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("tls.ca_file: a CA certificate rustls refuses: {e}"))?;
+        }
+    }
+    if ca.is_none() || tls.include_system_ca_certs_pool {
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 && ca.is_none() {
+            return Err(format!(
+                "tls: no system CA certificates could be loaded ({} errors); set tls.ca_file",
+                native.errors.len()
+            ));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_root_certificates(roots);
+    let cert = pem(&tls.cert_file, &tls.cert_pem, "cert_file")?;
+    let key = pem(&tls.key_file, &tls.key_pem, "key_file")?;
+    let config = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_slice_iter(&cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("tls.cert_file: {e}"))?;
+            let key =
+                PrivateKeyDer::from_pem_slice(&key).map_err(|e| format!("tls.key_file: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("tls: client certificate and key: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    let name = match &tls.server_name_override {
+        Some(n) => Some(
+            ServerName::try_from(n.clone())
+                .map_err(|e| format!("tls.server_name_override {n:?}: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(Some((config, name)))
 }
 
 /// The PEM text of `file` or `inline`; checks it holds a PEM block so a wrong file is named
@@ -156,5 +224,26 @@ mod tests {
         assert!(e.contains("is not PEM"), "{e}");
         // Plaintext endpoints never read the files.
         assert!(client_config("http://backend:4317", &t).unwrap().is_none());
+        // HTTP exporters: the scheme decides; files are read and named the same way.
+        assert!(https_client_config("http://backend:4318", &t)
+            .unwrap()
+            .is_none());
+        let e = https_client_config("https://backend:4318", &t).unwrap_err();
+        assert!(e.contains("is not PEM"), "{e}");
+        let t = Tls {
+            ca_file: Some(missing.clone()),
+            ..Tls::default()
+        };
+        let e = https_client_config("https://backend:4318", &t).unwrap_err();
+        assert!(e.contains("tls.ca_file") && e.contains(&missing), "{e}");
+        let t = Tls {
+            server_name_override: Some("not a name!".into()),
+            ..Tls::default()
+        };
+        let e = https_client_config("https://backend:4318", &t).unwrap_err();
+        assert!(
+            e.contains("server_name_override") || e.contains("system CA"),
+            "{e}"
+        );
     }
 }
