@@ -1,7 +1,9 @@
 """Sends one realistic trace to meshtrace through a real OpenTelemetry Python SDK exporter.
 
-Usage: send_trace.py EXPORTER ENDPOINT SERVICE [--gzip]
+Usage: send_trace.py EXPORTER ENDPOINT SERVICE [--gzip] [--ca CA.pem [--cert C.pem --key K.pem]]
   EXPORTER: otlp-grpc | otlp-http | zipkin-json | zipkin-proto
+  --ca: speak TLS, trusting this CA (https:// endpoints for the HTTP exporters); --cert/--key:
+  present this client certificate (mutual TLS).
 
 The trace: SERVER "GET /checkout" (root) -> INTERNAL "load cart" -> CLIENT "SELECT carts" (error),
 plus a SERVER span in a second service ("<SERVICE>-db"), with attributes of every OTLP type and
@@ -9,6 +11,7 @@ an event. Prints one JSON line: trace id, span ids, service names and exporter r
 Rust test can check what the query API answers against what the SDK really sent.
 """
 import json
+import os
 import sys
 import time
 
@@ -38,27 +41,57 @@ class Recording:
         return True
 
 
+def option(name):
+    args = sys.argv[4:]
+    return args[args.index(name) + 1] if name in args else None
+
+
 def make_exporter(kind, endpoint, gzip):
+    ca, cert, key = option("--ca"), option("--cert"), option("--key")
+    if ca:
+        # requests lets these variables override a session's own CA (its issue #3829).
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            os.environ.pop(name, None)
     if kind == "otlp-grpc":
+        import grpc
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
 
         comp = Compression.Gzip if gzip else Compression.NoCompression
-        return OTLPSpanExporter(endpoint=endpoint, insecure=True, compression=comp, timeout=10)
+        if ca is None:
+            return OTLPSpanExporter(endpoint=endpoint, insecure=True, compression=comp, timeout=10)
+        read = lambda path: open(path, "rb").read() if path else None
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=read(ca), private_key=read(key), certificate_chain=read(cert)
+        )
+        return OTLPSpanExporter(
+            endpoint=endpoint, insecure=False, credentials=credentials, compression=comp, timeout=10
+        )
     if kind == "otlp-http":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.exporter.otlp.proto.http import Compression
 
         comp = Compression.Gzip if gzip else Compression.NoCompression
-        return OTLPSpanExporter(endpoint=endpoint, compression=comp, timeout=10)
+        tls = {}
+        if ca:
+            tls = {"certificate_file": ca, "client_certificate_file": cert, "client_key_file": key}
+        return OTLPSpanExporter(endpoint=endpoint, compression=comp, timeout=10, **tls)
+    session = None
+    if ca:
+        import requests
+
+        session = requests.Session()
+        session.verify = ca
+        if cert:
+            session.cert = (cert, key)
     if kind == "zipkin-json":
         from opentelemetry.exporter.zipkin.json import ZipkinExporter
 
-        return ZipkinExporter(endpoint=endpoint, timeout=10)
+        return ZipkinExporter(endpoint=endpoint, timeout=10, session=session)
     if kind == "zipkin-proto":
         from opentelemetry.exporter.zipkin.proto.http import ZipkinExporter
 
-        return ZipkinExporter(endpoint=endpoint, timeout=10)
+        return ZipkinExporter(endpoint=endpoint, timeout=10, session=session)
     raise SystemExit(f"unknown exporter {kind!r}")
 
 

@@ -16,3 +16,4 @@ pub mod exporter;
 pub mod payload;
 pub mod pipeline;
 pub mod processor;
+mod server_tls;

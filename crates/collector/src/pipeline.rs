@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use model::TraceBatch;
+use receiver::tls::{Alpn, TlsListener};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -34,6 +35,10 @@ pub enum StartError {
     },
     #[error("{0}")]
     Build(String),
+    /// A receiver's `tls` block cannot be used (a file missing, not PEM, a key that does not
+    /// match its certificate).
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// One open listener, for the start-up announcement (and tests using port 0).
@@ -308,12 +313,25 @@ impl Collector {
                             addr: local(&l),
                             what: "OTLP/gRPC TraceService",
                         });
-                        let serve = receiver::otlp_grpc::serve(l, sink.clone(), limits, stopped());
-                        servers.spawn(async move {
-                            serve
+                        let sink = sink.clone();
+                        let stop = stopped();
+                        match tls_config(&name, g.tls.as_deref(), Alpn::H2)? {
+                            Some(tls) => servers.spawn(async move {
+                                receiver::otlp_grpc::serve_tls(
+                                    TlsListener::new(l, tls),
+                                    sink,
+                                    limits,
+                                    stop,
+                                )
                                 .await
                                 .map_err(|e| format!("{name} server failed: {e}"))
-                        });
+                            }),
+                            None => servers.spawn(async move {
+                                receiver::otlp_grpc::serve(l, sink, limits, stop)
+                                    .await
+                                    .map_err(|e| format!("{name} server failed: {e}"))
+                            }),
+                        };
                     }
                     if let Some(h) = &o.protocols.http {
                         let addr = listen_addr(h.endpoint.as_deref().unwrap_or(OTLP_HTTP_DEFAULT));
@@ -328,7 +346,8 @@ impl Collector {
                             addr: local(&l),
                             what: "POST /v1/traces",
                         });
-                        servers.spawn(serve_http(name, l, app, stopped()));
+                        let tls = tls_config(&name, h.tls.as_deref(), Alpn::H2AndHttp11)?;
+                        spawn_http(&mut servers, name, l, tls, app, stopped());
                     }
                 }
                 Receiver::Zipkin(z) => {
@@ -344,7 +363,8 @@ impl Collector {
                         addr: local(&l),
                         what: "POST /api/v2/spans",
                     });
-                    servers.spawn(serve_http(name, l, app, stopped()));
+                    let tls = tls_config(&name, z.tls.as_deref(), Alpn::H2AndHttp11)?;
+                    spawn_http(&mut servers, name, l, tls, app, stopped());
                 }
             }
         }
@@ -453,16 +473,57 @@ fn body_limits(max_request_body_size: Option<u64>) -> receiver::Limits {
 }
 
 /// Serves an HTTP receiver on `listener` until `stopped` completes.
-async fn serve_http(
+/// Serves an HTTP receiver's `app` on `listener`, over TLS when `tls` is set.
+fn spawn_http(
+    servers: &mut JoinSet<Result<(), String>>,
     name: String,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     app: axum::Router,
     stopped: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) {
+    match tls {
+        Some(tls) => servers.spawn(serve_http(
+            name,
+            TlsListener::new(listener, tls),
+            app,
+            stopped,
+        )),
+        None => servers.spawn(serve_http(name, listener, app, stopped)),
+    };
+}
+
+async fn serve_http<L>(
+    name: String,
+    listener: L,
+    app: axum::Router,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, app)
         .with_graceful_shutdown(stopped)
         .await
         .map_err(|e| format!("{name} server failed: {e}"))
+}
+
+/// The TLS configuration of listener `name`, when its receiver has a `tls` block.
+fn tls_config(
+    name: &str,
+    tls: Option<&crate::config::ServerTls>,
+    alpn: Alpn,
+) -> Result<Option<Arc<rustls::ServerConfig>>, StartError> {
+    let Some(tls) = tls else {
+        return Ok(None);
+    };
+    let settings =
+        crate::server_tls::load(tls).map_err(|e| StartError::Tls(format!("{name}: {e}")))?;
+    settings
+        .config(alpn)
+        .map(Some)
+        .map_err(|e| StartError::Tls(format!("{name}: tls: {e}")))
 }
 
 fn local(l: &TcpListener) -> SocketAddr {

@@ -1,8 +1,10 @@
-//! The collector's exporters over TLS, against real TLS peers with certificates made by `openssl`
-//! for the test: `otlp` to a grpcio OTLP backend (tests/python/grpc_tls_sink.py), `otlphttp` and
-//! `zipkin` to a Python `ssl` HTTPS backend (tests/python/http_tls_sink.py). Checked: a private
-//! CA trusted with `ca_file`; mutual TLS with `cert_file`/`key_file`; an untrusted server or a
-//! missing client certificate fail the export (counted), never silently pass.
+//! The collector over TLS, against real TLS peers with certificates made by `openssl` for the
+//! test. Exporters: `otlp` to a grpcio OTLP backend (tests/python/grpc_tls_sink.py), `otlphttp`
+//! and `zipkin` to a Python `ssl` HTTPS backend (tests/python/http_tls_sink.py); a private CA
+//! trusted with `ca_file`, mutual TLS with `cert_file`/`key_file`, and an untrusted server or a
+//! missing client certificate fail the export (counted), never silently pass. Receivers: the
+//! OpenTelemetry Python SDK's OTLP gRPC, OTLP HTTP and Zipkin exporters (and curl) over TLS,
+//! with `client_ca_file` (mutual TLS) and `min_version`.
 
 mod collector_harness;
 mod common;
@@ -360,6 +362,177 @@ fn tls_mistakes_are_named_before_anything_starts() {
     assert!(!out.status.success());
     assert!(
         err.contains("tls.ca_file") && err.contains(&missing.display().to_string()),
+        "{err}"
+    );
+}
+
+/// A collector whose three receivers (OTLP gRPC, OTLP HTTP, Zipkin) take TLS with the test
+/// server certificate, `extra` lines added to each `tls:` block (at its indentation).
+fn tls_receivers(dir: &Path, extra: &str) -> Proc {
+    let p = |f: &str| dir.join(f).display().to_string();
+    let tls = |indent: &str| {
+        format!(
+            "{indent}tls:\n{indent}  cert_file: {}\n{indent}  key_file: {}\n{}",
+            p("server.pem"),
+            p("server.key"),
+            extra
+                .lines()
+                .map(|l| format!("{indent}  {l}\n"))
+                .collect::<String>()
+        )
+    };
+    let config = format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n{}\
+         \x20     http:\n        endpoint: 127.0.0.1:0\n{}\
+         \x20 zipkin:\n    endpoint: 127.0.0.1:0\n{}\
+         exporters:\n  debug:\n\
+         service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n\
+         \x20 pipelines:\n    traces:\n      receivers: [otlp, zipkin]\n      exporters: [debug]\n",
+        tls("        "),
+        tls("        "),
+        tls("    "),
+    );
+    let work = dir.join("collector");
+    std::fs::create_dir_all(&work).unwrap();
+    collector(
+        &work,
+        &config,
+        &["otlp-grpc", "otlp-http", "zipkin", "metrics"],
+    )
+}
+
+/// Spans each receiver transport accepted, from the collector's metrics.
+fn accepted(c: &Proc, receiver: &str, transport: &str) -> u64 {
+    let text = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
+    let series =
+        format!("otelcol_receiver_accepted_spans_total{{receiver=\"{receiver}\",transport=\"{transport}\"}}");
+    text.lines()
+        .find(|l| l.starts_with(&series))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// curl's exit code for a POST of an empty OTLP/JSON request to `url` with `args`.
+fn curl(url: &str, args: &[&str]) -> i32 {
+    Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "--max-time", "10"])
+        .args(["-H", "content-type: application/json", "--data", "{}"])
+        .args(args)
+        .arg(url)
+        .status()
+        .expect("run curl")
+        .code()
+        .unwrap_or(-1)
+}
+
+#[test]
+fn receivers_take_tls_from_the_sdk_exporters() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let c = tls_receivers(dir.path(), "min_version: \"1.3\"");
+    // The OpenTelemetry Python SDK's exporters, trusting the test CA (the certificate holds
+    // `localhost` and 127.0.0.1).
+    let grpc = c.addr("otlp-grpc").replace("127.0.0.1", "localhost");
+    send_sdk_trace_with("otlp-grpc", &grpc, "tls-grpc", &["--ca", &ca]);
+    let http = format!("https://{}/v1/traces", c.addr("otlp-http"));
+    send_sdk_trace_with("otlp-http", &http, "tls-http", &["--ca", &ca]);
+    let zipkin = format!("https://{}/api/v2/spans", c.addr("zipkin"));
+    send_sdk_trace_with("zipkin-json", &zipkin, "tls-zipkin", &["--ca", &ca]);
+    assert_eq!(accepted(&c, "otlp", "grpc"), 4);
+    assert_eq!(accepted(&c, "otlp", "http"), 4);
+    assert_eq!(accepted(&c, "zipkin", "http"), 4);
+    // HTTP/2 over TLS (ALPN) as well as HTTP/1.1 on the HTTP receivers.
+    assert_eq!(curl(&http, &["--cacert", &ca, "--http2", "--fail"]), 0);
+    assert_eq!(curl(&http, &["--cacert", &ca, "--http1.1", "--fail"]), 0);
+    // A client that trusts another CA, or speaks plaintext, gets nothing through; the
+    // collector keeps serving.
+    let other = dir.path().join("other-ca.pem").display().to_string();
+    assert_eq!(
+        curl(&http, &["--cacert", &other]),
+        60,
+        "certificate refused"
+    );
+    let plain = format!("http://{}/v1/traces", c.addr("otlp-http"));
+    assert_ne!(curl(&plain, &["--fail"]), 0);
+    // min_version 1.3: a client that goes no higher than TLS 1.2 is refused.
+    assert_eq!(
+        curl(&http, &["--cacert", &ca, "--tls-max", "1.2"]),
+        35,
+        "handshake refused"
+    );
+    send_sdk_trace_with("otlp-http", &http, "tls-http-again", &["--ca", &ca]);
+    assert_eq!(accepted(&c, "otlp", "http"), 8);
+    assert_eq!(c.terminate(), Some(0));
+}
+
+#[test]
+fn receivers_require_a_client_certificate_with_client_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let (ca, cert, key) = (p("ca.pem"), p("client.pem"), p("client.key"));
+    let c = tls_receivers(dir.path(), &format!("client_ca_file: {ca}"));
+    let mutual = ["--ca", &ca, "--cert", &cert, "--key", &key];
+    let grpc = c.addr("otlp-grpc").replace("127.0.0.1", "localhost");
+    send_sdk_trace_with("otlp-grpc", &grpc, "mtls-grpc", &mutual);
+    let http = format!("https://{}/v1/traces", c.addr("otlp-http"));
+    send_sdk_trace_with("otlp-http", &http, "mtls-http", &mutual);
+    let zipkin = format!("https://{}/api/v2/spans", c.addr("zipkin"));
+    send_sdk_trace_with("zipkin-json", &zipkin, "mtls-zipkin", &mutual);
+    assert_eq!(accepted(&c, "otlp", "grpc"), 4);
+    assert_eq!(accepted(&c, "otlp", "http"), 4);
+    assert_eq!(accepted(&c, "zipkin", "http"), 4);
+    // Without a client certificate the handshake fails; curl with one gets through.
+    assert_ne!(curl(&http, &["--cacert", &ca]), 0);
+    assert_eq!(
+        curl(
+            &http,
+            &["--cacert", &ca, "--cert", &cert, "--key", &key, "--fail"]
+        ),
+        0
+    );
+    assert_eq!(
+        accepted(&c, "otlp", "http"),
+        4,
+        "the empty request holds no spans"
+    );
+    assert_eq!(c.terminate(), Some(0));
+}
+
+#[test]
+fn receiver_tls_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        tls:\n          \
+               cert_file: /x.pem\n          min_version: \"1.1\"\n          reload_interval: 1h\n\
+               exporters:\n  debug:\n\
+               service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n";
+    let (code, _, err) = validate(dir.path(), bad);
+    assert_ne!(code, 0);
+    assert!(err.contains("reload_interval"), "{err}");
+    let bad = bad.replace("          reload_interval: 1h\n", "");
+    let (code, _, err) = validate(dir.path(), &bad);
+    assert_ne!(code, 0);
+    assert!(err.contains("key_file (or key_pem) is required"), "{err}");
+    assert!(err.contains("TLS 1.1 is not supported"), "{err}");
+    // Files that cannot be read stop the start, named.
+    let missing = dir.path().join("nowhere/server.pem").display().to_string();
+    let text = format!(
+        "receivers:\n  zipkin:\n    endpoint: 127.0.0.1:0\n    tls:\n      cert_file: {missing}\n      key_file: {missing}\n\
+         exporters:\n  debug:\n\
+         service:\n  pipelines:\n    traces:\n      receivers: [zipkin]\n      exporters: [debug]\n"
+    );
+    std::fs::write(dir.path().join("c.yaml"), &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meshtrace"))
+        .args(["collector", "--config"])
+        .arg(dir.path().join("c.yaml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("tls.cert_file") && err.contains(&missing),
         "{err}"
     );
 }

@@ -43,6 +43,29 @@ pub async fn serve<S: Sink>(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    server()
+        .add_service(TraceService::new(sink, limits))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
+}
+
+/// [`serve`] over TLS (the listener's configuration must offer ALPN `h2`: [`crate::tls::Alpn::H2`]).
+pub async fn serve_tls<S: Sink>(
+    listener: crate::tls::TlsListener,
+    sink: Arc<S>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    server()
+        .add_service(TraceService::new(sink, limits))
+        .serve_with_incoming_shutdown(listener.into_incoming(), shutdown)
+        .await
+}
+
+fn server() -> tonic::transport::Server {
     tonic::transport::Server::builder()
         // Requests are hundreds of KiB to MiB: with HTTP/2's default 64 KiB windows a client
         // stops several times per request to wait for window updates, and both sides wake up
@@ -50,12 +73,6 @@ pub async fn serve<S: Sink>(
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME)
-        .add_service(TraceService::new(sink, limits))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
 }
 
 /// The OTLP trace service, as a tower service tonic can route to.

@@ -38,6 +38,25 @@ pub struct ServerSettings {
     pub max_recv_msg_size_mib: Option<u64>,
     /// HTTP: largest body in bytes.
     pub max_request_body_size: Option<u64>,
+    /// TLS on this listener (plaintext when absent).
+    pub tls: Option<Box<ServerTls>>,
+}
+
+/// A receiver's TLS settings, as the OTel Collector's `configtls.ServerConfig`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerTls {
+    /// The server's certificate chain (PEM), or `cert_pem` inline.
+    pub cert_file: Option<String>,
+    pub cert_pem: Option<String>,
+    /// Its private key (PEM), or `key_pem` inline.
+    pub key_file: Option<String>,
+    pub key_pem: Option<String>,
+    /// When set, clients must present a certificate signed by one of these CAs (mutual TLS).
+    pub client_ca_file: Option<String>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<String>,
+    pub max_version: Option<String>,
 }
 
 /// Deserializes a key that may be present with a null value into `Some(default)`.
@@ -54,6 +73,7 @@ where
 pub struct ZipkinReceiver {
     pub endpoint: Option<String>,
     pub max_request_body_size: Option<u64>,
+    pub tls: Option<Box<ServerTls>>,
 }
 
 // ---------------------------------------------------------------- processors

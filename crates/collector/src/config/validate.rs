@@ -28,6 +28,14 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                             err(at, format!("receivers.{id}.protocols.{proto}.endpoint {ep:?} is not host:port"));
                         }
                     }
+                    if let Some(tls) = s.as_ref().and_then(|s| s.tls.as_deref()) {
+                        for problem in crate::server_tls::check(tls) {
+                            err(
+                                at,
+                                format!("receivers.{id}.protocols.{proto}.tls: {problem}"),
+                            );
+                        }
+                    }
                 }
             }
             Receiver::Zipkin(z) => {
@@ -38,6 +46,9 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                             format!("receivers.{id}.endpoint {ep:?} is not host:port"),
                         );
                     }
+                }
+                for problem in z.tls.iter().flat_map(|t| crate::server_tls::check(t)) {
+                    err(at, format!("receivers.{id}.tls: {problem}"));
                 }
             }
         }

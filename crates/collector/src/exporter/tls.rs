@@ -148,7 +148,7 @@ pub fn https_client_config(
 
 /// The PEM text of `file` or `inline`; checks it holds a PEM block so a wrong file is named
 /// here rather than as a handshake failure later.
-fn pem(
+pub(crate) fn pem(
     file: &Option<String>,
     inline: &Option<String>,
     key: &str,

@@ -15,7 +15,14 @@ pub use crate::common::Proc;
 /// Sends the Python SDK's 4-span trace (tests/python/send_trace.py) through `exporter` to
 /// `endpoint`; asserts every export succeeded and returns the trace id.
 pub fn send_sdk_trace(exporter: &str, endpoint: &str, service: &str) -> String {
-    let out = crate::common::python(".venv", "send_trace.py", &[exporter, endpoint, service]);
+    send_sdk_trace_with(exporter, endpoint, service, &[])
+}
+
+/// [`send_sdk_trace`] with more arguments for the script (`--ca`, `--cert`, `--key` for TLS).
+pub fn send_sdk_trace_with(exporter: &str, endpoint: &str, service: &str, more: &[&str]) -> String {
+    let mut args = vec![exporter, endpoint, service];
+    args.extend(more);
+    let out = crate::common::python(".venv", "send_trace.py", &args);
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("script output is JSON");
     assert_eq!(
         v["exports_ok"], true,

@@ -1,0 +1,293 @@
+//! TLS on the receivers' listeners (the OTel Collector's `tls` block under a receiver): a server
+//! certificate, optionally a client CA that every client certificate must chain to (mutual
+//! TLS), and the protocol versions allowed.
+//!
+//! [`TlsListener`] accepts TCP connections and runs each handshake in its own task with a
+//! deadline, so a slow or silent client never holds up the next one; connections that fail the
+//! handshake are dropped and logged at debug level (scanners and health checks cause many).
+//! It serves both kinds of receiver: as an `axum` listener for the HTTP ones, and, through
+//! [`TlsListener::into_incoming`], as tonic's connection stream for gRPC.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a client has to complete the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TLS protocol version a receiver may be limited to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+impl std::str::FromStr for TlsVersion {
+    type Err = TlsError;
+
+    /// The OTel Collector's spelling: `"1.2"`, `"1.3"`. Older versions are refused by name.
+    fn from_str(s: &str) -> Result<Self, TlsError> {
+        match s {
+            "1.2" => Ok(Self::V1_2),
+            "1.3" => Ok(Self::V1_3),
+            "1.0" | "1.1" => Err(TlsError(format!(
+                "TLS {s} is not supported (too old); use 1.2 or 1.3"
+            ))),
+            _ => Err(TlsError(format!(
+                "unknown TLS version {s:?}; use \"1.2\" or \"1.3\""
+            ))),
+        }
+    }
+}
+
+/// A receiver's TLS settings, with the PEM texts already read.
+#[derive(Clone, Debug, Default)]
+pub struct ServerTls {
+    /// The server's certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Its private key.
+    pub key_pem: Vec<u8>,
+    /// When set, clients must present a certificate signed by one of these CAs.
+    pub client_ca_pem: Option<Vec<u8>>,
+    pub min_version: Option<TlsVersion>,
+    pub max_version: Option<TlsVersion>,
+}
+
+/// Why TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(String);
+
+/// What a server offers in ALPN: gRPC needs `h2`; the HTTP receivers take both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alpn {
+    H2,
+    H2AndHttp11,
+}
+
+impl ServerTls {
+    /// The rustls server configuration.
+    pub fn config(&self, alpn: Alpn) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError(format!("certificate: {e}")))?;
+        if chain.is_empty() {
+            return Err(TlsError("certificate: no CERTIFICATE block".into()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| TlsError(format!("private key: {e}")))?;
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
+            (TlsVersion::V1_2, &rustls::version::TLS12),
+            (TlsVersion::V1_3, &rustls::version::TLS13),
+        ]
+        .into_iter()
+        .filter(|(v, _)| self.min_version.is_none_or(|min| *v >= min))
+        .filter(|(v, _)| self.max_version.is_none_or(|max| *v <= max))
+        .map(|(_, p)| p)
+        .collect();
+        if versions.is_empty() {
+            return Err(TlsError(
+                "min_version is above max_version: no TLS version is left".into(),
+            ));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&versions)
+            .map_err(|e| TlsError(e.to_string()))?;
+        let builder = match &self.client_ca_pem {
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| TlsError(format!("client CA: {e}")))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| TlsError(format!("client CA: {e}")))?;
+                }
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| TlsError(format!("client CA: {e}")))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| TlsError(format!("certificate and private key: {e}")))?;
+        config.alpn_protocols = match alpn {
+            Alpn::H2 => vec![b"h2".to_vec()],
+            Alpn::H2AndHttp11 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        };
+        Ok(Arc::new(config))
+    }
+}
+
+/// Accepts TLS connections on a TCP listener (see the module doc).
+pub struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    handshakes: JoinSet<Option<(TlsConn, SocketAddr)>>,
+}
+
+impl TlsListener {
+    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> Self {
+        Self {
+            tcp,
+            acceptor: TlsAcceptor::from(config),
+            handshakes: JoinSet::new(),
+        }
+    }
+
+    /// The next connection whose handshake succeeded.
+    pub async fn accept_tls(&mut self) -> (TlsConn, SocketAddr) {
+        loop {
+            tokio::select! {
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let acceptor = self.acceptor.clone();
+                        self.handshakes.spawn(async move {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => Some((TlsConn(tls), peer)),
+                                Ok(Err(e)) => {
+                                    tracing::debug!("TLS handshake with {peer} failed: {e}");
+                                    None
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake with {peer} timed out");
+                                    None
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait rather than spin.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    if let Ok(Some(conn)) = done {
+                        return conn;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The connections as the stream tonic's server takes.
+    pub fn into_incoming(
+        self,
+    ) -> impl futures::Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
+        futures::stream::unfold(self, |mut listener| async move {
+            let (conn, _) = listener.accept_tls().await;
+            Some((Ok(conn), listener))
+        })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsConn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.accept_tls().await
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// One accepted TLS connection.
+pub struct TlsConn(TlsStream<TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_as_the_otel_collector_writes_them() {
+        assert_eq!("1.2".parse::<TlsVersion>().ok(), Some(TlsVersion::V1_2));
+        assert_eq!("1.3".parse::<TlsVersion>().ok(), Some(TlsVersion::V1_3));
+        let e = "1.1".parse::<TlsVersion>().unwrap_err().to_string();
+        assert!(e.contains("not supported"), "{e}");
+        let e = "tls13".parse::<TlsVersion>().unwrap_err().to_string();
+        assert!(e.contains("unknown TLS version"), "{e}");
+    }
+
+    #[test]
+    fn unusable_settings_are_named() {
+        let e = ServerTls::default()
+            .config(Alpn::H2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no CERTIFICATE"), "{e}");
+        let t = ServerTls {
+            cert_pem: b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(),
+            key_pem: b"not a key".to_vec(),
+            ..ServerTls::default()
+        };
+        let e = t.config(Alpn::H2).unwrap_err().to_string();
+        assert!(e.contains("private key"), "{e}");
+    }
+}
