@@ -306,3 +306,76 @@ fn collector_receiver_metrics_are_labelled_by_component_id() {
     assert!(seen.is_some(), "{}", common::get(&url).text());
     assert_eq!(c.terminate(), Some(0));
 }
+
+#[test]
+fn collector_loadbalancing_dns_resolver_sends_to_what_the_name_resolves_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = all_in_one(&dir.path().join("b"), "127.0.0.1:0");
+    let port = backend
+        .addr("otlp-grpc")
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .expect("backend port");
+    // An address literal is the one name every machine resolves the same way; the lookup,
+    // the periodic refresh and the ring are the resolver's own.
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+    resolver:
+      dns:
+        hostname: 127.0.0.1
+        port: {port}
+        interval: 200ms
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#
+    );
+    let c = collector(dir.path(), &config, &["otlp-http"]);
+    let traces = random_trace_ids(10, 78);
+    let spans: Vec<String> = traces.iter().cycle().take(20).cloned().collect();
+    let body = otlp_json_request(&spans, "lb-dns", 1);
+    let url = format!("http://{}/v1/traces", c.addr("otlp-http"));
+    // Until the first lookup answers the exporter refuses as retryable (503): retry as a client.
+    let accepted = common::eventually(Duration::from_secs(10), || {
+        let a = common::post(&url, &["Content-Type: application/json"], &body);
+        (a.status == 200).then_some(())
+    });
+    assert!(
+        accepted.is_some(),
+        "the collector takes the spans once a backend is known"
+    );
+    for id in &traces {
+        let n = common::eventually(Duration::from_secs(20), || {
+            let a = common::get(&format!("http://{}/api/traces/{id}", backend.addr("query")));
+            let n = a.json()["data"][0]["spans"].as_array().map_or(0, Vec::len);
+            (a.status == 200 && n == 2).then_some(n)
+        });
+        assert_eq!(n, Some(2), "trace {id} arrived whole");
+    }
+    let (code, out, err) = validate(
+        dir.path(),
+        &config.replace(
+            "      dns:\n",
+            "      static:\n        hostnames: [a:1]\n      dns:\n",
+        ),
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("set one of static and dns"), "{err}");
+    assert_eq!(c.terminate(), Some(0));
+    assert_eq!(backend.terminate(), Some(0));
+}

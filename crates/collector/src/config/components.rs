@@ -551,8 +551,24 @@ pub struct LbProtocol {
 #[serde(deny_unknown_fields)]
 pub struct LbResolver {
     pub r#static: Option<StaticResolver>,
-    pub dns: Option<serde_yaml::Value>,
+    pub dns: Option<DnsResolver>,
     pub k8s: Option<serde_yaml::Value>,
+}
+
+/// The `dns` resolver: backends are the addresses `hostname` resolves to (a headless service),
+/// looked up again every `interval`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsResolver {
+    pub hostname: String,
+    /// Default 4317.
+    pub port: Option<u16>,
+    /// Default 5s.
+    #[serde(default, with = "opt_duration_serde")]
+    pub interval: Option<Duration>,
+    /// Default 1s.
+    #[serde(default, with = "opt_duration_serde")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

@@ -208,19 +208,40 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                         format!("exporters.{id}.routing_key: only traceID is built yet"),
                     );
                 }
-                if lb.resolver.dns.is_some() || lb.resolver.k8s.is_some() {
+                if lb.resolver.k8s.is_some() {
                     err(
                         at,
-                        format!("exporters.{id}.resolver: only the static resolver is built yet"),
+                        format!("exporters.{id}.resolver.k8s is not built: use the dns resolver with a headless service, or static"),
                     );
+                }
+                match (&lb.resolver.r#static, &lb.resolver.dns) {
+                    (Some(_), Some(_)) => err(
+                        at,
+                        format!("exporters.{id}.resolver: set one of static and dns, not both"),
+                    ),
+                    (None, Some(dns)) => {
+                        if dns.hostname.trim().is_empty() {
+                            err(
+                                at,
+                                format!("exporters.{id}.resolver.dns.hostname must be set"),
+                            );
+                        }
+                        if dns.interval.is_some_and(|d| d.is_zero()) {
+                            err(
+                                at,
+                                format!("exporters.{id}.resolver.dns.interval must be above 0"),
+                            );
+                        }
+                    }
+                    _ => {}
                 }
                 let hosts = lb
                     .resolver
                     .r#static
                     .as_ref()
                     .map_or(&[][..], |s| &s.hostnames[..]);
-                if hosts.is_empty() {
-                    err(at, format!("exporters.{id}.resolver.static.hostnames must list at least one backend"));
+                if hosts.is_empty() && lb.resolver.dns.is_none() {
+                    err(at, format!("exporters.{id}.resolver.static.hostnames must list at least one backend (or use resolver.dns)"));
                 }
                 for h in hosts {
                     if !is_host_port(
