@@ -8,7 +8,9 @@
 
 use http::HeaderMap;
 
-use super::{b3_trace_hex, header_str, parse_span_id, parse_trace_id, put, TraceContext};
+use super::{
+    b3_trace_bytes, header_str, parse_span_id, parse_trace_id, put, put_hex, TraceContext, NAMES,
+};
 
 pub const B3_SINGLE: &str = "b3";
 pub const B3_TRACE_ID: &str = "x-b3-traceid";
@@ -126,39 +128,51 @@ pub(super) fn extract_multi(headers: &HeaderMap) -> B3Multi {
     })
 }
 
-/// Formats a `b3` value. The parent is written only with a sampling state (the format's rule).
-pub(super) fn format_b3_single(ctx: &TraceContext) -> String {
-    let mut out = format!("{}-{}", b3_trace_hex(ctx), ctx.span_id);
+/// The longest `b3` value: 32-digit trace id, span id, state, parent.
+pub(super) const B3_SINGLE_MAX: usize = 32 + 1 + 16 + 2 + 1 + 16;
+
+/// Formats a `b3` value into `buf`. The parent is written only with a sampling state (the
+/// format's rule).
+pub(super) fn format_b3_single<'a>(
+    ctx: &TraceContext,
+    buf: &'a mut [u8; B3_SINGLE_MAX],
+) -> &'a [u8] {
+    let total = buf.len();
+    let mut rest = put_hex(b3_trace_bytes(ctx), buf);
+    rest[0] = b'-';
+    rest = put_hex(ctx.span_id.as_bytes(), &mut rest[1..]);
     let state = if ctx.debug {
-        Some("d")
+        Some(b'd')
     } else {
-        ctx.sampled.map(|s| if s { "1" } else { "0" })
+        ctx.sampled.map(|s| if s { b'1' } else { b'0' })
     };
     if let Some(state) = state {
-        out.push('-');
-        out.push_str(state);
+        rest[..2].copy_from_slice(&[b'-', state]);
+        rest = &mut rest[2..];
         if let Some(parent) = ctx.parent_span_id {
-            out.push('-');
-            out.push_str(&parent.to_string());
+            rest[0] = b'-';
+            rest = put_hex(parent.as_bytes(), &mut rest[1..]);
         }
     }
-    out
+    let len = total - rest.len();
+    &buf[..len]
 }
 
 /// Writes the `x-b3-*` headers. Debug is `x-b3-flags: 1` without `x-b3-sampled` (the spec's rule).
 pub(super) fn inject_multi(ctx: &TraceContext, headers: &mut HeaderMap) {
-    put(headers, B3_TRACE_ID, b3_trace_hex(ctx));
-    put(headers, B3_SPAN_ID, ctx.span_id.to_string());
+    let mut buf = [0u8; 32];
+    let trace = b3_trace_bytes(ctx);
+    put_hex(trace, &mut buf);
+    put(headers, &NAMES[1], &buf[..trace.len() * 2]);
+    put_hex(ctx.span_id.as_bytes(), &mut buf);
+    put(headers, &NAMES[2], &buf[..16]);
     if let Some(parent) = ctx.parent_span_id {
-        put(headers, B3_PARENT_SPAN_ID, parent.to_string());
+        put_hex(parent.as_bytes(), &mut buf);
+        put(headers, &NAMES[3], &buf[..16]);
     }
     if ctx.debug {
-        put(headers, B3_FLAGS, "1".to_owned());
+        put(headers, &NAMES[5], b"1");
     } else if let Some(sampled) = ctx.sampled {
-        put(
-            headers,
-            B3_SAMPLED,
-            if sampled { "1" } else { "0" }.to_owned(),
-        );
+        put(headers, &NAMES[4], if sampled { b"1" } else { b"0" });
     }
 }

@@ -165,32 +165,57 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
 ///
 /// `ctx.span_id` is the span the receiver of these headers is a child of.
 pub fn inject(ctx: &TraceContext, formats: &[Format], headers: &mut HeaderMap) {
-    for name in ALL_HEADERS {
+    for name in &NAMES {
         headers.remove(name);
     }
     for format in formats {
         match format {
             Format::B3Multi => b3::inject_multi(ctx, headers),
-            Format::B3Single => put(headers, B3_SINGLE, b3::format_b3_single(ctx)),
+            Format::B3Single => {
+                let mut buf = [0u8; b3::B3_SINGLE_MAX];
+                put(headers, &NAMES[0], b3::format_b3_single(ctx, &mut buf));
+            }
             Format::TraceContext => {
-                put(headers, TRACEPARENT, w3c::format_traceparent(ctx));
+                let mut buf = [0u8; w3c::TRACEPARENT_LEN];
+                put(headers, &NAMES[6], w3c::format_traceparent(ctx, &mut buf));
                 if !ctx.trace_state.is_empty() {
-                    put(headers, TRACESTATE, ctx.trace_state.clone());
+                    put(headers, &NAMES[7], ctx.trace_state.as_bytes());
                 }
             }
         }
     }
 }
 
+/// [`ALL_HEADERS`] as header names, built once: writing and removing them then parses no name.
+/// The order is that of [`ALL_HEADERS`].
+const NAMES: [HeaderName; 8] = [
+    HeaderName::from_static(B3_SINGLE),
+    HeaderName::from_static(B3_TRACE_ID),
+    HeaderName::from_static(B3_SPAN_ID),
+    HeaderName::from_static(B3_PARENT_SPAN_ID),
+    HeaderName::from_static(B3_SAMPLED),
+    HeaderName::from_static(B3_FLAGS),
+    HeaderName::from_static(TRACEPARENT),
+    HeaderName::from_static(TRACESTATE),
+];
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Inserts a header whose value we built ourselves (hex, digits, or a validated tracestate).
-fn put(headers: &mut HeaderMap, name: &'static str, value: String) {
-    if let Ok(value) = HeaderValue::try_from(value) {
-        headers.insert(HeaderName::from_static(name), value);
+fn put(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
+    if let Ok(value) = HeaderValue::from_bytes(value) {
+        headers.insert(name.clone(), value);
     }
+}
+
+/// Writes `bytes` as lowercase hex at the start of `out`; the rest of `out` after it.
+fn put_hex<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a mut [u8] {
+    let (hex, rest) = out.split_at_mut(bytes.len() * 2);
+    // The slice is exactly twice the input: encoding cannot fail.
+    let _ = hex::encode_to_slice(bytes, hex);
+    rest
 }
 
 /// Lowercase hex digits only (B3 and W3C both forbid upper case).
@@ -215,12 +240,14 @@ fn parse_span_id(s: &str) -> Option<SpanId> {
     s.parse().ok()
 }
 
-/// Trace id hex for B3: 16 digits when the id came as 64-bit (and fits), else 32.
-fn b3_trace_hex(ctx: &TraceContext) -> String {
+/// The trace id's bytes as B3 writes them: the low 8 when the id came as 64-bit (and fits),
+/// else all 16.
+fn b3_trace_bytes(ctx: &TraceContext) -> &[u8] {
+    let bytes = ctx.trace_id.as_bytes();
     if ctx.trace_id_64bit && ctx.trace_id.is_64bit() {
-        ctx.trace_id.to_short_hex()
+        &bytes[8..]
     } else {
-        ctx.trace_id.to_string()
+        &bytes[..]
     }
 }
 

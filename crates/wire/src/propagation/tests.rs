@@ -495,3 +495,64 @@ fn round_trip_through_every_format() {
         assert_eq!(Format::from_name(f.name()), Some(f));
     }
 }
+
+#[test]
+fn injected_values_are_what_the_formats_spell_out() {
+    // Ids written on the stack, checked against the formats spelled out with `format!`.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..500 {
+        let short = i % 3 == 0;
+        let trace_id = TraceId::from_halves(if short { 0 } else { next() }, next() | 1);
+        let c = TraceContext {
+            trace_id,
+            span_id: SpanId::from_u64(next() | 1),
+            parent_span_id: (i % 2 == 0).then(|| SpanId::from_u64(next() | 1)),
+            sampled: [None, Some(true), Some(false)][i % 3],
+            debug: i % 7 == 0,
+            trace_state: String::new(),
+            trace_id_64bit: short || i % 5 == 0,
+        };
+        let b3_trace = if c.trace_id_64bit && trace_id.is_64bit() {
+            format!("{trace_id}")[16..].to_owned()
+        } else {
+            trace_id.to_string()
+        };
+        let state = if c.debug {
+            Some("d")
+        } else {
+            c.sampled.map(|s| if s { "1" } else { "0" })
+        };
+        let mut b3 = format!("{b3_trace}-{}", c.span_id);
+        if let Some(state) = state {
+            b3 += &format!("-{state}");
+            if let Some(p) = c.parent_span_id {
+                b3 += &format!("-{p}");
+            }
+        }
+        let flags = if c.is_sampled() { "01" } else { "00" };
+        let mut h = HeaderMap::new();
+        inject(
+            &c,
+            &[Format::B3Single, Format::B3Multi, Format::TraceContext],
+            &mut h,
+        );
+        assert_eq!(h["b3"], b3.as_str());
+        assert_eq!(h["x-b3-traceid"], b3_trace.as_str());
+        assert_eq!(h["x-b3-spanid"], c.span_id.to_string().as_str());
+        assert_eq!(
+            h.get("x-b3-parentspanid")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            c.parent_span_id.map(|p| p.to_string())
+        );
+        assert_eq!(
+            h["traceparent"],
+            format!("00-{trace_id}-{}-{flags}", c.span_id).as_str()
+        );
+    }
+}

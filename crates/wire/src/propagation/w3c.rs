@@ -14,7 +14,7 @@
 //! any of these rules, repeats a key, or has more than 32 members is dropped whole (the spec
 //! allows it), keeping the `traceparent`.
 
-use super::{is_lower_hex, parse_span_id, parse_trace_id, TraceContext};
+use super::{is_lower_hex, parse_span_id, parse_trace_id, put_hex, TraceContext};
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
@@ -119,8 +119,18 @@ fn valid_value(value: &str) -> bool {
         && b.last() != Some(&b' ')
 }
 
-/// Formats a `traceparent` (version 00; only the sampled flag is written).
-pub(super) fn format_traceparent(ctx: &TraceContext) -> String {
-    let flags = if ctx.is_sampled() { "01" } else { "00" };
-    format!("00-{}-{}-{}", ctx.trace_id, ctx.span_id, flags)
+/// The length of a version-00 `traceparent`.
+pub(super) const TRACEPARENT_LEN: usize = 2 + 1 + 32 + 1 + 16 + 1 + 2;
+
+/// Formats a `traceparent` into `buf` (version 00; only the sampled flag is written).
+pub(super) fn format_traceparent<'a>(
+    ctx: &TraceContext,
+    buf: &'a mut [u8; TRACEPARENT_LEN],
+) -> &'a [u8] {
+    buf[..3].copy_from_slice(b"00-");
+    let rest = put_hex(ctx.trace_id.as_bytes(), &mut buf[3..]);
+    rest[0] = b'-';
+    let rest = put_hex(ctx.span_id.as_bytes(), &mut rest[1..]);
+    rest.copy_from_slice(if ctx.is_sampled() { b"-01" } else { b"-00" });
+    &buf[..]
 }
