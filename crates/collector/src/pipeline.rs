@@ -336,10 +336,14 @@ impl Collector {
                     if let Some(h) = &o.protocols.http {
                         let addr = listen_addr(h.endpoint.as_deref().unwrap_or(OTLP_HTTP_DEFAULT));
                         let name = listener_name(id, Some("http"));
-                        let app = receiver::otlp_http::router(
-                            sink.clone(),
-                            body_limits(h.max_request_body_size),
-                        );
+                        let app = with_cors(
+                            &name,
+                            receiver::otlp_http::router(
+                                sink.clone(),
+                                body_limits(h.max_request_body_size),
+                            ),
+                            h.cors.as_ref(),
+                        )?;
                         let l = bind(&name, &addr).await?;
                         listeners.push(Listener {
                             name: name.clone(),
@@ -353,10 +357,14 @@ impl Collector {
                 Receiver::Zipkin(z) => {
                     let addr = listen_addr(z.endpoint.as_deref().unwrap_or(ZIPKIN_DEFAULT));
                     let name = listener_name(id, None);
-                    let app = receiver::zipkin_http::router(
-                        sink.clone(),
-                        body_limits(z.max_request_body_size),
-                    );
+                    let app = with_cors(
+                        &name,
+                        receiver::zipkin_http::router(
+                            sink.clone(),
+                            body_limits(z.max_request_body_size),
+                        ),
+                        z.cors.as_ref(),
+                    )?;
                     let l = bind(&name, &addr).await?;
                     listeners.push(Listener {
                         name: name.clone(),
@@ -507,6 +515,23 @@ where
         .with_graceful_shutdown(stopped)
         .await
         .map_err(|e| format!("{name} server failed: {e}"))
+}
+
+/// `app` with the CORS layer of its receiver's `cors` block, if any.
+fn with_cors(
+    name: &str,
+    app: axum::Router,
+    cors: Option<&crate::config::CorsSettings>,
+) -> Result<axum::Router, StartError> {
+    let layer = cors
+        .map(|c| c.to_cors().layer())
+        .transpose()
+        .map_err(|e| StartError::Build(format!("{name}: cors: {e}")))?
+        .flatten();
+    Ok(match layer {
+        Some(layer) => app.layer(layer),
+        None => app,
+    })
 }
 
 /// The TLS configuration of listener `name`, when its receiver has a `tls` block.

@@ -379,3 +379,104 @@ service:
     assert_eq!(c.terminate(), Some(0));
     assert_eq!(backend.terminate(), Some(0));
 }
+
+/// The response headers of a curl call made with `-i`, lowercased, one per line.
+fn header_lines(a: &common::Answer) -> Vec<String> {
+    a.text()
+        .lines()
+        .map(|l| l.trim().to_ascii_lowercase())
+        .collect()
+}
+
+#[test]
+fn collector_http_receivers_answer_cors_for_the_allowed_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let cors = "cors:\n  allowed_origins: [\"https://*.example.com\", \"http://localhost:3000\"]\n  allowed_headers: [X-Tenant]\n  max_age: 600\n";
+    let indent = |n: usize| {
+        cors.lines()
+            .map(|l| format!("{}{l}\n", " ".repeat(n)))
+            .collect::<String>()
+    };
+    let config = format!(
+        "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\n{}\
+         \x20 zipkin:\n    endpoint: 127.0.0.1:0\n{}\
+         exporters:\n  debug:\n\
+         service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n\
+         \x20 pipelines:\n    traces:\n      receivers: [otlp, zipkin]\n      exporters: [debug]\n",
+        indent(8),
+        indent(4)
+    );
+    let c = collector(dir.path(), &config, &["otlp-http", "zipkin", "metrics"]);
+    let otlp = format!("http://{}/v1/traces", c.addr("otlp-http"));
+    let zipkin = format!("http://{}/api/v2/spans", c.addr("zipkin"));
+    let preflight = |url: &str, origin: &str| {
+        header_lines(&common::curl(&[
+            "-i",
+            "-X",
+            "OPTIONS",
+            "-H",
+            &format!("Origin: {origin}"),
+            "-H",
+            "Access-Control-Request-Method: POST",
+            "-H",
+            "Access-Control-Request-Headers: content-type,x-tenant",
+            url,
+        ]))
+    };
+    for url in [&otlp, &zipkin] {
+        let ok = preflight(url, "https://shop.example.com");
+        assert!(
+            ok.contains(&"access-control-allow-origin: https://shop.example.com".to_owned()),
+            "{ok:?}"
+        );
+        assert!(
+            ok.iter()
+                .any(|l| l.starts_with("access-control-allow-headers:") && l.contains("x-tenant")),
+            "{ok:?}"
+        );
+        assert!(
+            ok.contains(&"access-control-max-age: 600".to_owned()),
+            "{ok:?}"
+        );
+        for other in [
+            "https://evil.com",
+            "https://example.com",
+            "http://localhost:3001",
+        ] {
+            let no = preflight(url, other);
+            assert!(
+                !no.iter()
+                    .any(|l| l.starts_with("access-control-allow-origin")),
+                "{other}: {no:?}"
+            );
+        }
+    }
+    // The request itself, from an allowed page: accepted, and the browser may read the answer.
+    let body = otlp_json_request(&random_trace_ids(1, 9), "browser", 1);
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, &body).unwrap();
+    let data = format!("@{}", file.path().display());
+    let a = common::curl(&[
+        "-i",
+        "-X",
+        "POST",
+        "--data-binary",
+        &data,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "Origin: http://localhost:3000",
+        &otlp,
+    ]);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(
+        header_lines(&a).contains(&"access-control-allow-origin: http://localhost:3000".to_owned()),
+        "{}",
+        a.text()
+    );
+    let bad = config.replace("https://*.example.com", "https://*.*.example.com");
+    let (code, _, err) = validate(dir.path(), &bad);
+    assert_ne!(code, 0);
+    assert!(err.contains("at most one *"), "{err}");
+    assert_eq!(c.terminate(), Some(0));
+}

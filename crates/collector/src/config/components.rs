@@ -40,6 +40,31 @@ pub struct ServerSettings {
     pub max_request_body_size: Option<u64>,
     /// TLS on this listener (plaintext when absent).
     pub tls: Option<Box<ServerTls>>,
+    /// HTTP only: which browser pages may send spans.
+    pub cors: Option<CorsSettings>,
+}
+
+/// An HTTP receiver's `cors` block, as the OTel Collector's `confighttp.CORSConfig`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsSettings {
+    /// Exact origins, `*`, or origins with one `*` (`https://*.example.com`).
+    pub allowed_origins: Vec<String>,
+    /// Request headers allowed besides the CORS-safelisted ones.
+    pub allowed_headers: Vec<String>,
+    /// Seconds a browser may cache a preflight answer.
+    pub max_age: Option<u64>,
+}
+
+impl CorsSettings {
+    /// The receiver crate's form.
+    pub fn to_cors(&self) -> receiver::cors::Cors {
+        receiver::cors::Cors {
+            allowed_origins: self.allowed_origins.clone(),
+            allowed_headers: self.allowed_headers.clone(),
+            max_age: self.max_age.map(Duration::from_secs),
+        }
+    }
 }
 
 /// A receiver's TLS settings, as the OTel Collector's `configtls.ServerConfig`.
@@ -74,6 +99,7 @@ pub struct ZipkinReceiver {
     pub endpoint: Option<String>,
     pub max_request_body_size: Option<u64>,
     pub tls: Option<Box<ServerTls>>,
+    pub cors: Option<CorsSettings>,
 }
 
 // ---------------------------------------------------------------- processors

@@ -36,6 +36,13 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                             );
                         }
                     }
+                    if let Some(cors) = s.as_ref().and_then(|s| s.cors.as_ref()) {
+                        if proto == "grpc" {
+                            err(at, format!("receivers.{id}.protocols.grpc.cors: CORS applies to the http protocol"));
+                        } else if let Err(e) = cors.to_cors().layer() {
+                            err(at, format!("receivers.{id}.protocols.http.cors: {e}"));
+                        }
+                    }
                 }
             }
             Receiver::Zipkin(z) => {
@@ -49,6 +56,9 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                 }
                 for problem in z.tls.iter().flat_map(|t| crate::server_tls::check(t)) {
                     err(at, format!("receivers.{id}.tls: {problem}"));
+                }
+                if let Some(Err(e)) = z.cors.as_ref().map(|c| c.to_cors().layer()) {
+                    err(at, format!("receivers.{id}.cors: {e}"));
                 }
             }
         }
