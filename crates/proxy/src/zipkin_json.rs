@@ -258,6 +258,24 @@ fn write_int(out: &mut Vec<u8>, n: u64) {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// What each byte becomes in a JSON string: 0 as it is, `u` as `\u00XX`, else `\` and this.
+const ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
 /// A JSON string, escaped as `serde_json` escapes it: `"` and `\`, control characters as
 /// `\n`-style escapes where JSON has one and `\u00XX` otherwise, everything else as it is.
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -265,24 +283,18 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
+        let escape = ESCAPE[usize::from(b)];
+        if escape == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
+        if escape == b'u' {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
             out.push(HEX[usize::from(b & 0x0f)]);
         } else {
-            out.extend_from_slice(escape);
+            out.push(b'\\');
+            out.push(escape);
         }
         start = i + 1;
     }
