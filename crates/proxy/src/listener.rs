@@ -4,9 +4,10 @@
 //! [`accept`] deals accepted connections out to the per-core workers in turn; each worker's
 //! [`Listener::serve`] then owns its connections, and its upstream pools, on its own thread.
 //!
-//! HTTP/2 requests go upstream over HTTP/2 (h2c), HTTP/1.1 over HTTP/1.1, each through its own
-//! pooled client. Failures the proxy answers itself: 404 (no route, `NR`), 502 (upstream connect
-//! or reset, `UF`/`UR`), 504 (no response headers within `timeouts.request`, `UT`).
+//! HTTP/2 requests go upstream over HTTP/2 (h2c), HTTP/1.1 over HTTP/1.1, on the worker's own
+//! upstream connections (`upstream`). Failures the proxy answers itself: 404 (no route, `NR`),
+//! 502 (upstream connect or reset, `UF`/`UR`), 504 (no response headers within
+//! `timeouts.request`, `UT`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ use crate::route::Router;
 use crate::span::{ActiveSpan, TagValue, Tracer};
 use crate::stats::Stats;
 use crate::upstream::Upstreams;
+
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Accepted connections on their way from the accept loop to one worker.
 pub type Accepted = mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>;
@@ -106,10 +109,12 @@ impl Listener {
                 }
             };
             let this = self.clone();
+            // The span tag, formatted once per connection.
+            let peer_ip: Arc<str> = peer.ip().to_string().into();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
-                    let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
+                    let (this, peer_ip) = (this.clone(), peer_ip.clone());
+                    async move { Ok::<_, Infallible>(this.handle(req, peer, peer_ip).await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
@@ -124,12 +129,13 @@ impl Listener {
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
+        peer_ip: Arc<str>,
     ) -> Response<TracedResponse> {
         Stats::inc(&self.stats.requests);
         if self.mode == Mode::Edge {
-            if !req.headers().contains_key("x-request-id") {
+            if !req.headers().contains_key(&X_REQUEST_ID) {
                 if let Ok(v) = HeaderValue::from_str(&new_request_id()) {
-                    req.headers_mut().insert("x-request-id", v);
+                    req.headers_mut().insert(X_REQUEST_ID.clone(), v);
                 }
             }
             forwarded_for(req.headers_mut(), peer);
@@ -154,7 +160,7 @@ impl Listener {
         if let Some(s) = span.as_mut() {
             if let Some(id) = req
                 .headers()
-                .get("x-request-id")
+                .get(&X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
             {
                 s.tag("guid:x-request-id", id.to_owned());
@@ -169,7 +175,7 @@ impl Listener {
             s.tag("http.url", url);
             s.tag("http.method", method_name(req.method()));
             s.tag("http.protocol", protocol_name(version));
-            s.tag("peer.address", peer.ip().to_string());
+            s.tag("peer.address", peer_ip);
             if let Some(user_agent) = req
                 .headers()
                 .get(header::USER_AGENT)
@@ -190,11 +196,11 @@ impl Listener {
             );
         };
         if let Some(s) = span.as_mut() {
-            s.tag("upstream_cluster", target.cluster.to_owned());
-            s.tag("upstream_cluster.name", target.cluster.to_owned());
-            s.tag("upstream_address", target.address.to_owned());
+            s.tag("upstream_cluster", target.cluster.clone());
+            s.tag("upstream_cluster.name", target.cluster.clone());
+            s.tag("upstream_address", target.address.clone());
         }
-        let Ok(authority) = Authority::try_from(target.address) else {
+        let Ok(authority) = Authority::try_from(&**target.address) else {
             return self.local(
                 span,
                 request_bytes,

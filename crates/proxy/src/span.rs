@@ -27,6 +27,8 @@ use crate::config::{Config, Mode, Sampling};
 use crate::report::SpanSink;
 use crate::stats::Stats;
 
+static X_CLIENT_TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-client-trace-id");
+
 enum TagSource {
     Value(String),
     Header(http::HeaderName, Option<String>),
@@ -81,6 +83,9 @@ pub struct ProxySpan {
 pub enum TagValue {
     Static(&'static str),
     Text(String),
+    /// Text shared by many spans (a cluster's name, an endpoint, a connection's peer): a
+    /// reference count instead of a copy per span.
+    Shared(Arc<str>),
     Int(i64),
     Bool(bool),
 }
@@ -94,6 +99,12 @@ impl From<&'static str> for TagValue {
 impl From<String> for TagValue {
     fn from(s: String) -> Self {
         TagValue::Text(s)
+    }
+}
+
+impl From<Arc<str>> for TagValue {
+    fn from(s: Arc<str>) -> Self {
+        TagValue::Shared(s)
     }
 }
 
@@ -114,6 +125,7 @@ impl From<TagValue> for AnyValue {
         match v {
             TagValue::Static(s) => AnyValue::String(s.to_owned()),
             TagValue::Text(s) => AnyValue::String(s),
+            TagValue::Shared(s) => AnyValue::String(s.as_ref().to_owned()),
             TagValue::Int(i) => AnyValue::Int(i),
             TagValue::Bool(b) => AnyValue::Bool(b),
         }
@@ -245,7 +257,7 @@ impl Tracer {
         headers: &HeaderMap,
         operation: impl FnOnce() -> String,
     ) -> Begun {
-        let client_trace_id = headers.contains_key("x-client-trace-id");
+        let client_trace_id = headers.contains_key(&X_CLIENT_TRACE_ID);
         let (trace_id, trace_id_64bit, span_id, parent, sampled, debug, trace_state) =
             match extract(headers) {
                 Extracted::Context(c) => {

@@ -594,6 +594,49 @@ mod tests {
         assert_eq!(app.accepted.load(Ordering::SeqCst), 4);
     }
 
+    /// An upstream that keeps connections alive as far as HTTP says, but closes each one 20 ms
+    /// after its first response, as a server with a short keep-alive timeout does.
+    async fn silently_closing_app() -> (SocketAddr, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = tcp.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+                    let _ = stream.write_all(answer).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_closed_while_idle_is_replaced() {
+        let (app, accepted) = silently_closing_app().await;
+        let p = pool(Duration::from_secs(60));
+        let addr = app.to_string();
+        for i in 1..=3 {
+            let resp = p.send(&addr, false, get(app, false)).await.unwrap();
+            assert_eq!(read(resp).await, "hello");
+            assert_eq!(pooled(&p), 1, "kept: HTTP said keep-alive");
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            assert_eq!(accepted.load(Ordering::SeqCst), i);
+        }
+    }
+
     #[tokio::test]
     async fn http2_requests_share_one_connection() {
         let app = app(Serve::Normal {

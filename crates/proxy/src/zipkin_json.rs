@@ -58,6 +58,7 @@ impl<'a> From<&'a TagValue> for Value<'a> {
         match v {
             TagValue::Static(s) => Value::Str(s),
             TagValue::Text(s) => Value::Str(s),
+            TagValue::Shared(s) => Value::Str(s),
             TagValue::Int(i) => Value::Int(*i),
             TagValue::Bool(b) => Value::Bool(*b),
         }
@@ -388,7 +389,7 @@ mod tests {
                 "user_agent".into(),
                 TagValue::Text("curl/8 \u{1}\u{7f}\t\n\r\u{8}\u{c}\\".into()),
             ),
-            ("upstream_cluster".into(), TagValue::Text("in".into())),
+            ("upstream_cluster".into(), TagValue::Shared("in".into())),
             ("upstream_cluster.name".into(), TagValue::Text("in".into())),
             (
                 "upstream_address".into(),
