@@ -151,6 +151,9 @@ pub fn local_body(text: String) -> ProxyBody {
         .boxed()
 }
 
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
 /// `te: trailers` is kept: gRPC needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -173,8 +176,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         header::PROXY_AUTHORIZATION,
         header::TRANSFER_ENCODING,
         header::UPGRADE,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
+        KEEP_ALIVE.clone(),
+        PROXY_CONNECTION.clone(),
     ] {
         headers.remove(n);
     }

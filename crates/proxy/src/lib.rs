@@ -20,6 +20,8 @@ mod route;
 pub mod sampling;
 mod span;
 pub mod stats;
+mod upstream;
+mod zipkin_json;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -133,6 +135,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             })?;
         admin = tcp.local_addr().ok();
         tasks.push(tokio::spawn(admin::serve(tcp, stats.clone())));
+    }
+    // Started: what only starting needed leaves the resident set (see `memory`).
+    match memory::release_startup_code() {
+        Ok(bytes) => tracing::debug!("released {} KiB of startup code", bytes / 1024),
+        Err(e) => tracing::debug!("startup code stays resident: {e}"),
     }
     Ok(Running {
         listeners,

@@ -4,9 +4,10 @@
 //! [`accept`] deals accepted connections out to the per-core workers in turn; each worker's
 //! [`Listener::serve`] then owns its connections, and its upstream pools, on its own thread.
 //!
-//! HTTP/2 requests go upstream over HTTP/2 (h2c), HTTP/1.1 over HTTP/1.1, each through its own
-//! pooled client. Failures the proxy answers itself: 404 (no route, `NR`), 502 (upstream connect
-//! or reset, `UF`/`UR`), 504 (no response headers within `timeouts.request`, `UT`).
+//! HTTP/2 requests go upstream over HTTP/2 (h2c), HTTP/1.1 over HTTP/1.1, on the worker's own
+//! upstream connections (`upstream`). Failures the proxy answers itself: 404 (no route, `NR`),
+//! 502 (upstream connect or reset, `UF`/`UR`), 504 (no response headers within
+//! `timeouts.request`, `UT`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,7 +19,6 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -29,8 +29,9 @@ use crate::forward::{local_body, strip_hop_by_hop, CountedRequest, Finish, Trace
 use crate::route::Router;
 use crate::span::{ActiveSpan, TagValue, Tracer};
 use crate::stats::Stats;
+use crate::upstream::Upstreams;
 
-type UpstreamClient = Client<HttpConnector, CountedRequest<Incoming>>;
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Accepted connections on their way from the accept loop to one worker.
 pub type Accepted = mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>;
@@ -79,29 +80,18 @@ pub struct Listener {
     tracer: Arc<Tracer>,
     stats: Arc<Stats>,
     deadlines: Arc<Deadlines>,
-    http1: UpstreamClient,
-    http2: UpstreamClient,
+    upstreams: Arc<Upstreams<CountedRequest<Incoming>>>,
 }
 
 impl Listener {
     pub fn new(config: &ListenerConfig, tracer: Arc<Tracer>, stats: Arc<Stats>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.timeouts.connect));
-        connector.set_nodelay(true);
-        let client = |h2: bool| {
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(config.timeouts.idle)
-                .http2_only(h2)
-                .build(connector.clone())
-        };
         Listener {
             mode: config.mode,
             router: Router::new(config),
             tracer,
             stats,
             deadlines: Deadlines::new(config.timeouts.request),
-            http1: client(false),
-            http2: client(true),
+            upstreams: Upstreams::new(config.timeouts.connect, config.timeouts.idle),
         }
     }
 
@@ -109,6 +99,7 @@ impl Listener {
     /// runtime.
     pub async fn serve(self: Arc<Self>, mut accepted: Accepted) {
         let sweeper = tokio::spawn(self.deadlines.clone().sweeper());
+        let reaper = tokio::spawn(self.upstreams.clone().reaper());
         while let Some((stream, peer)) = accepted.recv().await {
             let stream = match tokio::net::TcpStream::from_std(stream) {
                 Ok(s) => s,
@@ -118,10 +109,12 @@ impl Listener {
                 }
             };
             let this = self.clone();
+            // The span tag, formatted once per connection.
+            let peer_ip: Arc<str> = peer.ip().to_string().into();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
-                    let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
+                    let (this, peer_ip) = (this.clone(), peer_ip.clone());
+                    async move { Ok::<_, Infallible>(this.handle(req, peer, peer_ip).await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
@@ -129,18 +122,20 @@ impl Listener {
             });
         }
         sweeper.abort();
+        reaper.abort();
     }
 
     async fn handle(
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
+        peer_ip: Arc<str>,
     ) -> Response<TracedResponse> {
         Stats::inc(&self.stats.requests);
         if self.mode == Mode::Edge {
-            if !req.headers().contains_key("x-request-id") {
+            if !req.headers().contains_key(&X_REQUEST_ID) {
                 if let Ok(v) = HeaderValue::from_str(&new_request_id()) {
-                    req.headers_mut().insert("x-request-id", v);
+                    req.headers_mut().insert(X_REQUEST_ID.clone(), v);
                 }
             }
             forwarded_for(req.headers_mut(), peer);
@@ -165,7 +160,7 @@ impl Listener {
         if let Some(s) = span.as_mut() {
             if let Some(id) = req
                 .headers()
-                .get("x-request-id")
+                .get(&X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
             {
                 s.tag("guid:x-request-id", id.to_owned());
@@ -180,7 +175,7 @@ impl Listener {
             s.tag("http.url", url);
             s.tag("http.method", method_name(req.method()));
             s.tag("http.protocol", protocol_name(version));
-            s.tag("peer.address", peer.ip().to_string());
+            s.tag("peer.address", peer_ip);
             if let Some(user_agent) = req
                 .headers()
                 .get(header::USER_AGENT)
@@ -201,11 +196,11 @@ impl Listener {
             );
         };
         if let Some(s) = span.as_mut() {
-            s.tag("upstream_cluster", target.cluster.to_owned());
-            s.tag("upstream_cluster.name", target.cluster.to_owned());
-            s.tag("upstream_address", target.address.to_owned());
+            s.tag("upstream_cluster", target.cluster.clone());
+            s.tag("upstream_cluster.name", target.cluster.clone());
+            s.tag("upstream_address", target.address.clone());
         }
-        let Ok(authority) = Authority::try_from(target.address) else {
+        let Ok(authority) = Authority::try_from(&**target.address) else {
             return self.local(
                 span,
                 request_bytes,
@@ -216,12 +211,34 @@ impl Listener {
         };
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        // http://{upstream address}{the request's path and query}, reusing the parsed parts.
+        let http2 = version == Version::HTTP_2;
         let mut uri = std::mem::take(&mut parts.uri).into_parts();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(authority);
-        if uri.path_and_query.is_none() {
-            uri.path_and_query = Some(PathAndQuery::from_static("/"));
+        if http2 {
+            // http://{upstream address}{the request's path and query}: :scheme and :authority.
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(authority);
+            if uri.path_and_query.is_none() {
+                uri.path_and_query = Some(PathAndQuery::from_static("/"));
+            }
+        } else {
+            // HTTP/1.1 upstream: origin-form (authority-form for CONNECT), and a Host header
+            // naming the upstream when the request brought none.
+            if !parts.headers.contains_key(header::HOST) {
+                if let Ok(v) = HeaderValue::from_str(host_header(&authority)) {
+                    parts.headers.insert(header::HOST, v);
+                }
+            }
+            uri.scheme = None;
+            if parts.method == http::Method::CONNECT {
+                uri.authority = Some(authority);
+                uri.path_and_query = None;
+            } else {
+                uri.authority = None;
+                if uri.path_and_query.is_none() {
+                    uri.path_and_query = Some(PathAndQuery::from_static("/"));
+                }
+            }
+            parts.version = Version::HTTP_11;
         }
         parts.uri = match Uri::from_parts(uri) {
             Ok(u) => u,
@@ -235,18 +252,12 @@ impl Listener {
                 )
             }
         };
-        let client = if version == Version::HTTP_2 {
-            &self.http2
-        } else {
-            parts.version = Version::HTTP_11;
-            &self.http1
-        };
         let upstream_req =
             Request::from_parts(parts, CountedRequest::new(body, request_bytes.clone()));
         let expiry = self.deadlines.start();
         let answer = tokio::select! {
             biased;
-            answer = client.request(upstream_req) => Ok(answer),
+            answer = self.upstreams.send(target.address, http2, upstream_req) => Ok(answer),
             () = expiry => Err(()),
         };
         match answer {
@@ -318,6 +329,15 @@ impl Listener {
         r.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         r
+    }
+}
+
+/// The Host header for an upstream address: its port left out when it is HTTP's default (80), as
+/// HTTP clients write it.
+fn host_header(authority: &Authority) -> &str {
+    match authority.port_u16() {
+        Some(80) => authority.host(),
+        _ => authority.as_str(),
     }
 }
 

@@ -19,11 +19,13 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use model::{KeyValue, Resource, ResourceSpans, Scope, ScopeSpans, Span, TraceBatch};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::{oneshot, Notify};
 
 use crate::config::{Config, Protocol};
 use crate::span::{ProxySpan, SpanTags};
 use crate::stats::Stats;
+use crate::zipkin_json::JsonWriter;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -45,8 +47,6 @@ struct Queue {
     batch: usize,
     /// Wakes the reporter; a wake with no one waiting is kept for its next wait.
     full_batch: Notify,
-    /// What every span is given when it becomes a model span.
-    tags: SpanTags,
 }
 
 impl Queue {
@@ -54,18 +54,11 @@ impl Queue {
         self.spans.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Up to `max` of the oldest spans (none when empty), as model spans (built after the lock is
-    /// released).
-    fn take(&self, max: usize) -> Vec<Span> {
-        let taken: Vec<ProxySpan> = {
-            let mut q = self.lock();
-            let n = q.len().min(max);
-            q.drain(..n).collect()
-        };
-        taken
-            .into_iter()
-            .map(|s| s.into_model(&self.tags))
-            .collect()
+    /// Up to `max` of the oldest spans (none when empty).
+    fn take(&self, max: usize) -> Vec<ProxySpan> {
+        let mut q = self.lock();
+        let n = q.len().min(max);
+        q.drain(..n).collect()
     }
 
     fn len(&self) -> usize {
@@ -120,10 +113,59 @@ enum Exporter {
     Http {
         client: Box<Client<HttpConnector, Full<Bytes>>>,
         uri: http::Uri,
-        protocol: Protocol,
     },
     Grpc(TraceServiceClient<tonic::transport::Channel>),
 }
+
+/// Turns a batch of spans into what the exporter sends, once per batch (retries resend it).
+struct Encoder {
+    protocol: Protocol,
+    /// What every span is given when it becomes a model span.
+    tags: SpanTags,
+    resource: Resource,
+    json: JsonWriter,
+}
+
+/// One batch, encoded.
+enum Payload {
+    Http {
+        body: Bytes,
+        content_type: &'static str,
+    },
+    Grpc(ExportTraceServiceRequest),
+}
+
+impl Encoder {
+    fn encode(&self, spans: Vec<ProxySpan>) -> Payload {
+        if self.protocol == Protocol::ZipkinJson {
+            return Payload::Http {
+                body: Bytes::from(self.json.write(&spans)),
+                content_type: "application/json",
+            };
+        }
+        let spans = spans
+            .into_iter()
+            .map(|s| s.into_model(&self.tags))
+            .collect();
+        let batch = to_batch(&self.resource, SCOPE_NAME, SCOPE_VERSION, spans);
+        let (body, content_type) = match self.protocol {
+            Protocol::OtlpGrpc => return Payload::Grpc(wire::otlp::to_request(&batch)),
+            Protocol::ZipkinProto => (wire::zipkin::encode_proto(&batch), "application/x-protobuf"),
+            _ => (
+                wire::otlp::encode_protobuf(&batch),
+                "application/x-protobuf",
+            ),
+        };
+        Payload::Http {
+            body: Bytes::from(body),
+            content_type,
+        }
+    }
+}
+
+/// The instrumentation scope of the proxy's spans.
+const SCOPE_NAME: &str = "meshtrace-proxy";
+const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What one export attempt came to.
 enum Outcome {
@@ -153,7 +195,7 @@ pub fn start(
                 .timeout(Duration::from_secs(10));
             Exporter::Grpc(TraceServiceClient::new(endpoint.connect_lazy()))
         }
-        protocol => {
+        _ => {
             let uri: http::Uri = url
                 .parse()
                 .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
@@ -166,7 +208,6 @@ pub fn start(
             Exporter::Http {
                 client: Box::new(Client::builder(TokioExecutor::new()).build(connector)),
                 uri,
-                protocol,
             }
         }
     };
@@ -175,7 +216,6 @@ pub fn start(
         capacity: t.buffer_size,
         batch: t.flush.count,
         full_batch: Notify::new(),
-        tags: SpanTags::new(config),
     });
     let (close_tx, close_rx) = oneshot::channel();
     let resource = Resource {
@@ -188,11 +228,22 @@ pub fn start(
         .collect(),
         dropped_attributes_count: 0,
     };
+    let encoder = Encoder {
+        protocol: t.protocol,
+        tags: SpanTags::new(config),
+        json: JsonWriter::new(
+            SpanTags::new(config),
+            resource.clone(),
+            SCOPE_NAME,
+            SCOPE_VERSION,
+        ),
+        resource,
+    };
     let task = tokio::spawn(run(
         queue.clone(),
         close_rx,
         exporter,
-        resource,
+        encoder,
         t.flush.count,
         t.flush.interval,
         stats.clone(),
@@ -209,7 +260,7 @@ async fn run(
     queue: Arc<Queue>,
     mut close: oneshot::Receiver<()>,
     exporter: Exporter,
-    resource: Resource,
+    encoder: Encoder,
     count: usize,
     interval: Duration,
     stats: Arc<Stats>,
@@ -224,12 +275,14 @@ async fn run(
             _ = &mut close => break,
         };
         while everything || queue.len() >= count {
-            let mut buf = queue.take(count);
+            let buf = queue.take(count);
             if buf.is_empty() {
                 break;
             }
             let last = buf.len() < count;
-            if flush(&exporter, &resource, &mut buf, &stats, &mut close).await {
+            let n = buf.len() as u64;
+            let payload = encoder.encode(buf);
+            if flush(&exporter, &payload, n, &stats, &mut close).await {
                 return;
             }
             if last {
@@ -238,11 +291,13 @@ async fn run(
         }
     }
     // Closing: take what is queued and try once more, briefly.
-    let buf = queue.take(usize::MAX);
-    for chunk in buf.chunks(count) {
-        let batch = to_batch(&resource, chunk.to_vec());
+    let mut rest = queue.take(usize::MAX);
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(count));
+        let chunk = std::mem::replace(&mut rest, tail);
         let n = chunk.len() as u64;
-        match tokio::time::timeout(CLOSE_TIMEOUT, export(&exporter, &batch)).await {
+        let payload = encoder.encode(chunk);
+        match tokio::time::timeout(CLOSE_TIMEOUT, export(&exporter, &payload)).await {
             Ok(Outcome::Done) => Stats::add(&stats.spans_exported, n),
             _ => Stats::add(&stats.spans_export_failed, n),
         }
@@ -253,16 +308,14 @@ async fn run(
 /// (then the batch is counted as failed and `true` returned: the reporter stops).
 async fn flush(
     exporter: &Exporter,
-    resource: &Resource,
-    buf: &mut Vec<Span>,
+    payload: &Payload,
+    n: u64,
     stats: &Stats,
     close: &mut oneshot::Receiver<()>,
 ) -> bool {
-    let n = buf.len() as u64;
-    let batch = to_batch(resource, std::mem::take(buf));
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match export(exporter, &batch).await {
+        match export(exporter, payload).await {
             Outcome::Done => {
                 Stats::add(&stats.spans_exported, n);
                 return false;
@@ -288,15 +341,21 @@ async fn flush(
     }
 }
 
-fn to_batch(resource: &Resource, spans: Vec<Span>) -> TraceBatch {
+/// The batch the general encoders take: one resource, one scope.
+pub(crate) fn to_batch(
+    resource: &Resource,
+    scope_name: &str,
+    scope_version: &str,
+    spans: Vec<Span>,
+) -> TraceBatch {
     TraceBatch {
         resource_spans: vec![ResourceSpans {
             resource: resource.clone(),
             schema_url: String::new(),
             scope_spans: vec![ScopeSpans {
                 scope: Scope {
-                    name: "meshtrace-proxy".to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    name: scope_name.to_owned(),
+                    version: scope_version.to_owned(),
                     ..Default::default()
                 },
                 schema_url: String::new(),
@@ -306,11 +365,11 @@ fn to_batch(resource: &Resource, spans: Vec<Span>) -> TraceBatch {
     }
 }
 
-async fn export(exporter: &Exporter, batch: &TraceBatch) -> Outcome {
-    match exporter {
-        Exporter::Grpc(client) => {
+async fn export(exporter: &Exporter, payload: &Payload) -> Outcome {
+    match (exporter, payload) {
+        (Exporter::Grpc(client), Payload::Grpc(request)) => {
             let mut client = client.clone();
-            match client.export(wire::otlp::to_request(batch)).await {
+            match client.export(request.clone()).await {
                 Ok(_) => Outcome::Done,
                 Err(s) => match s.code() {
                     tonic::Code::InvalidArgument
@@ -321,21 +380,10 @@ async fn export(exporter: &Exporter, batch: &TraceBatch) -> Outcome {
                 },
             }
         }
-        Exporter::Http {
-            client,
-            uri,
-            protocol,
-        } => {
-            let (body, content_type) = match protocol {
-                Protocol::ZipkinJson => (wire::zipkin::encode_json(batch), "application/json"),
-                Protocol::ZipkinProto => {
-                    (wire::zipkin::encode_proto(batch), "application/x-protobuf")
-                }
-                _ => (wire::otlp::encode_protobuf(batch), "application/x-protobuf"),
-            };
+        (Exporter::Http { client, uri }, Payload::Http { body, content_type }) => {
             let req = http::Request::post(uri.clone())
-                .header(http::header::CONTENT_TYPE, content_type)
-                .body(Full::new(Bytes::from(body)));
+                .header(http::header::CONTENT_TYPE, *content_type)
+                .body(Full::new(body.clone()));
             let req = match req {
                 Ok(r) => r,
                 Err(e) => return Outcome::GiveUp(e.to_string()),
@@ -358,5 +406,7 @@ async fn export(exporter: &Exporter, batch: &TraceBatch) -> Outcome {
                 }
             }
         }
+        // `start` pairs each exporter with the encoding it sends.
+        _ => Outcome::GiveUp("the batch was encoded for another exporter".to_owned()),
     }
 }

@@ -2,30 +2,32 @@
 //! matching the Host header or path prefix, then the cluster's next endpoint round-robin.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::config::{ListenerConfig, Upstream};
 
 /// Where one request goes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target<'a> {
-    pub cluster: &'a str,
-    pub address: &'a str,
+    /// Shared, so that spans tag it without a copy.
+    pub cluster: &'a Arc<str>,
+    pub address: &'a Arc<str>,
     /// The route's operation name, if it has one.
     pub operation: Option<&'a str>,
 }
 
 pub struct Router {
-    listener_name: String,
-    single: Option<String>,
+    listener_name: Arc<str>,
+    single: Option<Arc<str>>,
     routes: Vec<Route>,
 }
 
 struct Route {
     host: Option<String>,
     path_prefix: Option<String>,
-    cluster: String,
+    cluster: Arc<str>,
     name: Option<String>,
-    endpoints: Vec<String>,
+    endpoints: Vec<Arc<str>>,
     next: AtomicUsize,
 }
 
@@ -33,12 +35,12 @@ impl Router {
     pub fn new(l: &ListenerConfig) -> Self {
         match &l.upstream {
             Upstream::Single(addr) => Router {
-                listener_name: l.name.clone(),
-                single: Some(addr.clone()),
+                listener_name: l.name.as_str().into(),
+                single: Some(addr.as_str().into()),
                 routes: Vec::new(),
             },
             Upstream::Routed(r) => Router {
-                listener_name: l.name.clone(),
+                listener_name: l.name.as_str().into(),
                 single: None,
                 routes: r
                     .routes
@@ -46,9 +48,13 @@ impl Router {
                     .map(|route| Route {
                         host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
                         path_prefix: route.path_prefix.clone(),
-                        cluster: route.cluster.clone(),
+                        cluster: route.cluster.as_str().into(),
                         name: route.name.clone(),
-                        endpoints: r.clusters.get(&route.cluster).cloned().unwrap_or_default(),
+                        endpoints: r
+                            .clusters
+                            .get(&route.cluster)
+                            .map(|e| e.iter().map(|a| a.as_str().into()).collect())
+                            .unwrap_or_default(),
                         next: AtomicUsize::new(0),
                     })
                     .collect(),
@@ -117,12 +123,12 @@ listeners:
         )
         .unwrap();
         let r = Router::new(&c.listeners[0]);
-        assert_eq!(r.pick(Some("SVC-B:8080"), "/x").unwrap().address, "b1:1");
-        assert_eq!(r.pick(Some("svc-b"), "/x").unwrap().address, "b2:2");
-        assert_eq!(r.pick(Some("svc-b"), "/x").unwrap().address, "b1:1");
+        assert_eq!(&**r.pick(Some("SVC-B:8080"), "/x").unwrap().address, "b1:1");
+        assert_eq!(&**r.pick(Some("svc-b"), "/x").unwrap().address, "b2:2");
+        assert_eq!(&**r.pick(Some("svc-b"), "/x").unwrap().address, "b1:1");
         let t = r.pick(Some("other"), "/api/v1").unwrap();
         assert_eq!(
-            (t.cluster, t.address, t.operation),
+            (&**t.cluster, &**t.address, t.operation),
             ("c", "c1:1", Some("api"))
         );
         assert!(r.pick(Some("other"), "/nope").is_none());

@@ -27,6 +27,8 @@ use crate::config::{Config, Mode, Sampling};
 use crate::report::SpanSink;
 use crate::stats::Stats;
 
+static X_CLIENT_TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-client-trace-id");
+
 enum TagSource {
     Value(String),
     Header(http::HeaderName, Option<String>),
@@ -61,24 +63,29 @@ pub struct ActiveSpan {
 /// request path instead of two per tag (`model::KeyValue` owns its key). The reporter turns it
 /// into a [`model::Span`] ([`ProxySpan::into_model`]) on its own thread, where the allocations
 /// are also freed (a block freed by another thread than the one that allocated it costs more).
+#[derive(Clone)]
 pub struct ProxySpan {
-    trace_id: TraceId,
-    span_id: SpanId,
-    parent_span_id: Option<SpanId>,
-    trace_state: String,
-    name: String,
-    kind: SpanKind,
-    start_unix_nano: u64,
-    end_unix_nano: u64,
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent_span_id: Option<SpanId>,
+    pub(crate) trace_state: String,
+    pub(crate) name: String,
+    pub(crate) kind: SpanKind,
+    pub(crate) start_unix_nano: u64,
+    pub(crate) end_unix_nano: u64,
     /// In the order they were recorded, after the tracer's own (see [`SpanTags`]).
-    tags: Vec<(Cow<'static, str>, TagValue)>,
-    status: Status,
+    pub(crate) tags: Vec<(Cow<'static, str>, TagValue)>,
+    pub(crate) status: Status,
 }
 
 /// A tag's value before it becomes a [`model::AnyValue`].
+#[derive(Clone)]
 pub enum TagValue {
     Static(&'static str),
     Text(String),
+    /// Text shared by many spans (a cluster's name, an endpoint, a connection's peer): a
+    /// reference count instead of a copy per span.
+    Shared(Arc<str>),
     Int(i64),
     Bool(bool),
 }
@@ -92,6 +99,12 @@ impl From<&'static str> for TagValue {
 impl From<String> for TagValue {
     fn from(s: String) -> Self {
         TagValue::Text(s)
+    }
+}
+
+impl From<Arc<str>> for TagValue {
+    fn from(s: Arc<str>) -> Self {
+        TagValue::Shared(s)
     }
 }
 
@@ -112,6 +125,7 @@ impl From<TagValue> for AnyValue {
         match v {
             TagValue::Static(s) => AnyValue::String(s.to_owned()),
             TagValue::Text(s) => AnyValue::String(s),
+            TagValue::Shared(s) => AnyValue::String(s.as_ref().to_owned()),
             TagValue::Int(i) => AnyValue::Int(i),
             TagValue::Bool(b) => AnyValue::Bool(b),
         }
@@ -133,17 +147,30 @@ impl SpanTags {
             zone: config.zone.clone(),
         }
     }
+
+    #[cfg(test)]
+    pub fn for_test(node_id: &str, zone: &str) -> Self {
+        SpanTags {
+            node_id: node_id.to_owned(),
+            zone: zone.to_owned(),
+        }
+    }
+
+    /// Calls `f` with each of these tags, in order.
+    pub fn each<'a>(&'a self, mut f: impl FnMut(&'static str, &'a str)) {
+        f("component", "proxy");
+        f("node_id", &self.node_id);
+        if !self.zone.is_empty() {
+            f("zone", &self.zone);
+        }
+    }
 }
 
 impl ProxySpan {
     /// The span as the exporters take it, with `tags`' own first.
     pub fn into_model(self, tags: &SpanTags) -> model::Span {
         let mut attributes = Vec::with_capacity(self.tags.len() + 3);
-        attributes.push(KeyValue::new("component", "proxy"));
-        attributes.push(KeyValue::new("node_id", tags.node_id.as_str()));
-        if !tags.zone.is_empty() {
-            attributes.push(KeyValue::new("zone", tags.zone.as_str()));
-        }
+        tags.each(|k, v| attributes.push(KeyValue::new(k, v)));
         attributes.extend(
             self.tags
                 .into_iter()
@@ -230,7 +257,7 @@ impl Tracer {
         headers: &HeaderMap,
         operation: impl FnOnce() -> String,
     ) -> Begun {
-        let client_trace_id = headers.contains_key("x-client-trace-id");
+        let client_trace_id = headers.contains_key(&X_CLIENT_TRACE_ID);
         let (trace_id, trace_id_64bit, span_id, parent, sampled, debug, trace_state) =
             match extract(headers) {
                 Extracted::Context(c) => {
