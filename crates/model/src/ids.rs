@@ -361,7 +361,7 @@ mod tests {
                 .map(|i| {
                     let r = x.rotate_left(i as u32 * 5) as usize;
                     // Mostly hex digits, so the valid and the zero cases are reached.
-                    if r % 8 == 0 {
+                    if r.is_multiple_of(8) {
                         alphabet[r / 8 % alphabet.len()] as char
                     } else {
                         alphabet[r % 16] as char

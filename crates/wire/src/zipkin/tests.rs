@@ -1358,7 +1358,7 @@ fn generated_span(x: &mut u32, i: u32) -> super::span::ZipkinSpan<'static> {
         })
         .collect();
     // Most spans carry the tags a sidecar writes, so resources and scopes repeat and group.
-    if next(x) % 4 != 0 {
+    if !next(x).is_multiple_of(4) {
         tags.push((
             "otel.scope.name".into(),
             ["lib", "other"][pick(x, 2)].into(),
