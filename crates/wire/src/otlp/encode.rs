@@ -81,7 +81,7 @@ pub(crate) fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-pub(crate) fn key_len(field: u32) -> usize {
+fn key_len(field: u32) -> usize {
     varint_len(u64::from(field << 3))
 }
 
@@ -105,7 +105,7 @@ pub(crate) fn uint_field(field: u32, v: u64) -> usize {
     }
 }
 
-pub(crate) fn fixed64_field(field: u32, v: u64) -> usize {
+fn fixed64_field(field: u32, v: u64) -> usize {
     if v == 0 {
         0
     } else {
@@ -113,7 +113,7 @@ pub(crate) fn fixed64_field(field: u32, v: u64) -> usize {
     }
 }
 
-pub(crate) fn kvs_len(field: u32, kvs: &[KeyValue]) -> usize {
+fn kvs_len(field: u32, kvs: &[KeyValue]) -> usize {
     kvs.iter().map(|kv| len_field(field, kv_len(kv))).sum()
 }
 
@@ -151,14 +151,14 @@ fn status_len(s: &Status) -> usize {
     string_field(2, &s.message) + uint_field(3, s.code as u64)
 }
 
-pub(crate) fn event_len(e: &Event) -> usize {
+fn event_len(e: &Event) -> usize {
     fixed64_field(1, e.time_unix_nano)
         + string_field(2, &e.name)
         + kvs_len(3, &e.attributes)
         + uint_field(4, e.dropped_attributes_count.into())
 }
 
-pub(crate) fn link_len(l: &Link) -> usize {
+fn link_len(l: &Link) -> usize {
     len_field(1, 16)
         + len_field(2, 8)
         + string_field(3, &l.trace_state)
@@ -249,7 +249,7 @@ fn put_fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
     }
 }
 
-pub(crate) fn put_kvs(out: &mut Vec<u8>, field: u32, kvs: &[KeyValue]) {
+fn put_kvs(out: &mut Vec<u8>, field: u32, kvs: &[KeyValue]) {
     for kv in kvs {
         put_key_len(out, field, kv_len(kv));
         put_kv(out, kv);

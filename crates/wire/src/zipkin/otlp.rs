@@ -6,7 +6,9 @@
 //!
 //! The bytes are exactly `encode_protobuf(&to_batch(spans))`'s (the differential tests hold it
 //! to that): resources and scopes grouped in first-seen order, attributes in mapping order, and
-//! every field sized and written by the model encoder's own helpers.
+//! every field sized and written by the model encoder's own helpers. One pass: each span is
+//! written as soon as it is mapped (into a scratch buffer the thread keeps, its length known
+//! once written), then copied into the request under its resource and scope.
 
 use std::net::Ipv4Addr;
 
@@ -15,17 +17,41 @@ use model::StatusCode;
 use super::mapping::{self, Attr, MappedSpan, ResourceTags, ScopeTags, Value};
 use super::span::ZipkinSpan;
 use crate::otlp::encode::{
-    event_len, fixed64_field, len_field, link_len, put_bytes, put_event, put_fixed64, put_key,
-    put_key_len, put_link, put_string, put_uint, put_varint, string_field, uint_field, varint_len,
-    VARINT,
+    len_field, put_bytes, put_event, put_fixed64, put_key, put_key_len, put_link, put_string,
+    put_uint, put_varint, string_field, uint_field, varint_len, VARINT,
 };
+
+thread_local! {
+    /// Spans are written here first, in report order, each as soon as it is mapped; the
+    /// buffer is kept by the thread for the next report (up to [`SCRATCH_KEEP`]), so its pages
+    /// are not taken fresh from the system (and zeroed) request after request.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most scratch capacity a thread keeps between reports.
+const SCRATCH_KEEP: usize = 16 << 20;
 
 /// The report as an OTLP request, and how many spans it holds.
 pub(crate) fn to_otlp(spans: Vec<ZipkinSpan<'_>>) -> (Vec<u8>, usize) {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.clear();
+            let out = write_request(spans, &mut scratch);
+            if scratch.capacity() > SCRATCH_KEEP {
+                *scratch = Vec::new();
+            }
+            out
+        }
+        // Not reachable (nothing here calls back into it), but a fresh buffer is as good.
+        Err(_) => write_request(spans, &mut Vec::new()),
+    })
+}
+
+/// Maps each span and writes it into `scratch` at once, noting where it went under its
+/// resource and scope (grouped in first-seen order, as `to_batch` groups them); then writes
+/// the request around the spans, in the order `encode_protobuf` writes a batch.
+fn write_request(spans: Vec<ZipkinSpan<'_>>, scratch: &mut Vec<u8>) -> (Vec<u8>, usize) {
     let count = spans.len();
-    // Map and group: one group per distinct resource, one scope group per (name, version)
-    // within it, both in first-seen order, as `to_batch` groups them.
-    let mut mapped: Vec<MappedSpan<'_>> = Vec::with_capacity(count);
     let mut groups: Vec<Group<'_>> = Vec::new();
     for zs in spans {
         let m = mapping::map_span(zs);
@@ -52,28 +78,24 @@ pub(crate) fn to_otlp(spans: Vec<ZipkinSpan<'_>>) -> (Vec<u8>, usize) {
                 scopes.len() - 1
             }
         };
-        scopes[s].spans.push(mapped.len());
-        mapped.push(m.span);
+        let at = scratch.len();
+        put_span(scratch, &m.span);
+        scopes[s].spans.push((at, scratch.len() - at));
     }
 
-    // Pass 1: the length of every span, scope and resource message.
-    let span_lens: Vec<usize> = mapped.iter().map(span_len).collect();
+    // The length of every scope and resource message.
     let mut total = 0;
     for g in &mut groups {
         let mut rs_len = len_field(1, resource_len(&g.resource));
         for s in &mut g.scopes {
             s.len = len_field(1, scope_len(&s.scope))
-                + s.spans
-                    .iter()
-                    .map(|&i| len_field(2, span_lens[i]))
-                    .sum::<usize>();
+                + s.spans.iter().map(|&(_, n)| len_field(2, n)).sum::<usize>();
             rs_len += len_field(2, s.len);
         }
         g.len = rs_len;
         total += len_field(1, rs_len);
     }
 
-    // Pass 2: write, in the order `encode_protobuf` writes a batch.
     let mut out = Vec::with_capacity(total);
     for g in &groups {
         put_key_len(&mut out, 1, g.len);
@@ -89,9 +111,8 @@ pub(crate) fn to_otlp(spans: Vec<ZipkinSpan<'_>>) -> (Vec<u8>, usize) {
             put_key_len(&mut out, 1, scope_len(&s.scope));
             put_string(&mut out, 1, &s.scope.0);
             put_string(&mut out, 2, &s.scope.1);
-            for &i in &s.spans {
-                put_key_len(&mut out, 2, span_lens[i]);
-                put_span(&mut out, &mapped[i]);
+            for &(at, n) in &s.spans {
+                put_bytes(&mut out, 2, &scratch[at..at + n]);
             }
         }
     }
@@ -106,10 +127,11 @@ struct Group<'a> {
     len: usize,
 }
 
-/// The spans (indices into the mapped spans) of one scope, and the `ScopeSpans` length.
+/// The spans of one scope (where each was written in the scratch buffer, and its length), and
+/// the `ScopeSpans` message's length.
 struct ScopeGroup<'a> {
     scope: ScopeTags<'a>,
-    spans: Vec<usize>,
+    spans: Vec<(usize, usize)>,
     len: usize,
 }
 
@@ -171,38 +193,6 @@ fn attr_len(a: &Attr<'_>) -> usize {
 
 fn status_len(code: StatusCode, message: &str) -> usize {
     string_field(2, message) + uint_field(3, code as u64)
-}
-
-fn span_len(s: &MappedSpan<'_>) -> usize {
-    len_field(1, 16)
-        + len_field(2, 8)
-        + string_field(3, &s.trace_state)
-        + if s.parent_span_id.is_some() {
-            len_field(4, 8)
-        } else {
-            0
-        }
-        + string_field(5, &s.name)
-        + uint_field(6, s.kind as u64)
-        + fixed64_field(7, s.start_unix_nano)
-        + fixed64_field(8, s.end_unix_nano)
-        + s.attributes
-            .iter()
-            .map(|a| len_field(9, attr_len(a)))
-            .sum::<usize>()
-        + s.events
-            .iter()
-            .map(|e| len_field(11, event_len(e)))
-            .sum::<usize>()
-        + s.links
-            .iter()
-            .map(|l| len_field(13, link_len(l)))
-            .sum::<usize>()
-        + if s.status_code == StatusCode::Unset && s.status_message.is_empty() {
-            0
-        } else {
-            len_field(15, status_len(s.status_code, &s.status_message))
-        }
 }
 
 fn put_attr(out: &mut Vec<u8>, a: &Attr<'_>) {
