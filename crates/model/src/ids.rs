@@ -145,7 +145,27 @@ impl SpanId {
     }
 }
 
+/// Each byte's value as a hex digit (either case), or `NOT_HEX`.
+const HEX_DIGITS: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+const NOT_HEX: u8 = 0xff;
+
 /// Parses 1..=2*N hex digits, left-padding with zeros (Jaeger accepts ids without leading zeros).
+/// One table look-up per digit into a big-endian integer (ids are parsed for every span a
+/// Zipkin or Jaeger report carries); accepts and refuses exactly what the `hex` crate did.
 fn parse_hex<const N: usize>(what: &'static str, s: &str) -> Result<[u8; N], IdError> {
     if s.is_empty() || s.len() > 2 * N {
         return Err(IdError::HexLength {
@@ -154,14 +174,24 @@ fn parse_hex<const N: usize>(what: &'static str, s: &str) -> Result<[u8; N], IdE
             got: s.len(),
         });
     }
-    let mut padded = [b'0'; 64];
-    let text = &mut padded[..2 * N];
-    text[2 * N - s.len()..].copy_from_slice(s.as_bytes());
+    // N is 8 or 16, so the digits fit in a u128; bytes that are not hex digits (including any
+    // byte of a multi-byte character) mark `bad`.
+    let mut value: u128 = 0;
+    let mut bad = 0u8;
+    for &b in s.as_bytes() {
+        let d = HEX_DIGITS[usize::from(b)];
+        bad |= d & 0xf0;
+        value = value << 4 | u128::from(d & 0x0f);
+    }
+    if bad != 0 {
+        return Err(IdError::NotHex {
+            what,
+            text: s.to_owned(),
+        });
+    }
+    let bytes = value.to_be_bytes();
     let mut out = [0u8; N];
-    hex::decode_to_slice(&*text, &mut out).map_err(|_| IdError::NotHex {
-        what,
-        text: s.to_owned(),
-    })?;
+    out.copy_from_slice(&bytes[16 - N..]);
     Ok(out)
 }
 
@@ -272,6 +302,86 @@ mod tests {
         ));
         let msg = "xyz".parse::<SpanId>().unwrap_err().to_string();
         assert!(msg.contains("span id") && msg.contains("xyz"), "{msg}");
+    }
+
+    /// The table parser must accept and refuse exactly what the `hex` crate decoding the
+    /// zero-padded text did, with the same errors.
+    fn hex_crate_parse<const N: usize>(what: &'static str, s: &str) -> Result<[u8; N], IdError> {
+        if s.is_empty() || s.len() > 2 * N {
+            return Err(IdError::HexLength {
+                what,
+                max: 2 * N,
+                got: s.len(),
+            });
+        }
+        let padded = format!("{}{s}", "0".repeat(2 * N - s.len()));
+        let mut out = [0u8; N];
+        hex::decode_to_slice(padded.as_bytes(), &mut out).map_err(|_| IdError::NotHex {
+            what,
+            text: s.to_owned(),
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn hex_parsing_answers_as_the_hex_crate() {
+        let mut cases: Vec<String> = vec![
+            String::new(),
+            "0".into(),
+            "f".into(),
+            "F".into(),
+            "g".into(),
+            "é".into(),
+            "0é".into(),
+            " 1".into(),
+            "1 ".into(),
+            "+1".into(),
+            "-1".into(),
+            "0x1".into(),
+            "0".repeat(16),
+            "f".repeat(16),
+            "f".repeat(17),
+            "F".repeat(32),
+            "0".repeat(33),
+            "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            "4BF92F3577B34DA6a3ce929d0e0e473G".into(),
+        ];
+        // Every single byte, and generated mixes of digits and near-digits.
+        for b in 0..=255u8 {
+            cases.push(String::from_utf8_lossy(&[b'1', b]).into_owned());
+        }
+        let alphabet = b"0123456789abcdefABCDEFgG/:@`xz \x7f";
+        let mut x: u32 = 0x2545_f491;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let len = x as usize % 35;
+            let text: String = (0..len)
+                .map(|i| {
+                    let r = x.rotate_left(i as u32 * 5) as usize;
+                    // Mostly hex digits, so the valid and the zero cases are reached.
+                    if r.is_multiple_of(8) {
+                        alphabet[r / 8 % alphabet.len()] as char
+                    } else {
+                        alphabet[r % 16] as char
+                    }
+                })
+                .collect();
+            cases.push(text);
+        }
+        for s in &cases {
+            assert_eq!(
+                parse_hex::<16>("trace id", s),
+                hex_crate_parse::<16>("trace id", s),
+                "{s:?}"
+            );
+            assert_eq!(
+                parse_hex::<8>("span id", s),
+                hex_crate_parse::<8>("span id", s),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

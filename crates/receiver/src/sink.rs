@@ -91,12 +91,13 @@ impl CheckedOtlp {
         }
     }
 
-    /// Encodes spans a decoder accepted (every id valid, as the model holds them), for a sink
-    /// that takes OTLP bytes, so other formats need not carry the model through its pipeline.
-    pub(crate) fn encode(batch: &TraceBatch) -> Self {
+    /// A Zipkin report written as an OTLP request, for a sink that takes OTLP bytes, so other
+    /// formats need not carry the model through its pipeline. A Zipkin report is all or
+    /// nothing, so every span in it has valid ids.
+    pub(crate) fn from_zipkin(request: wire::zipkin::OtlpRequest) -> Self {
         Self {
-            bytes: Bytes::from(wire::otlp::encode_protobuf(batch)),
-            spans: batch.span_count(),
+            bytes: Bytes::from(request.bytes),
+            spans: request.spans,
         }
     }
 }

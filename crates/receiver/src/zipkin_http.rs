@@ -1,8 +1,8 @@
 //! Zipkin v2: `POST /api/v2/spans` with a JSON list of spans (the default, as Envoy, FSM/Pipy and
 //! zipkin-js send) or a proto3 `ListOfSpans` (`application/x-protobuf`), optionally gzip- or
 //! deflate-encoded. Success is `202 Accepted` with an empty body, as Zipkin's own server answers;
-//! errors are plain text naming the problem. A sink that needs only OTLP bytes gets the decoded
-//! report encoded as an OTLP request.
+//! errors are plain text naming the problem. A sink that needs only OTLP bytes gets the report
+//! written straight as an OTLP request (`wire::zipkin::decode_json_to_otlp`), without the model.
 
 use std::sync::Arc;
 
@@ -48,26 +48,30 @@ async fn handle<S: Sink>(
             return (e.status(), e.to_string()).into_response();
         }
     };
-    let decoded = if proto {
-        wire::zipkin::decode_proto(&bytes)
-    } else {
-        wire::zipkin::decode_json(&bytes)
-    };
-    let decoded = match decoded {
-        Ok(d) => d,
-        Err(e) => {
-            ZIPKIN_HTTP.of(&*sink).bad_request();
-            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+    // A sink that takes OTLP bytes gets the report written straight as an OTLP request, here
+    // (no model in between); a Zipkin report is all or nothing, so each of its spans is valid.
+    let exported = if sink.needs() == Needs::OtlpBytes {
+        let request = if proto {
+            wire::zipkin::decode_proto_to_otlp(&bytes)
+        } else {
+            wire::zipkin::decode_json_to_otlp(&bytes)
+        };
+        drop(bytes);
+        match request {
+            Ok(r) => export_checked(&*sink, ZIPKIN_HTTP, CheckedOtlp::from_zipkin(r)).await,
+            Err(e) => return bad_request(&*sink, e),
         }
-    };
-    // A sink that takes OTLP bytes gets the spans encoded once, here (the model is dropped
-    // before the sink runs); a Zipkin report is all or nothing, so each of its spans is valid.
-    let exported = if sink.needs() == Needs::OtlpBytes && decoded.rejected_spans == 0 {
-        let checked = CheckedOtlp::encode(&decoded.batch);
-        drop(decoded);
-        export_checked(&*sink, ZIPKIN_HTTP, checked).await
     } else {
-        export(&*sink, ZIPKIN_HTTP, decoded, None).await
+        let decoded = if proto {
+            wire::zipkin::decode_proto(&bytes)
+        } else {
+            wire::zipkin::decode_json(&bytes)
+        };
+        drop(bytes);
+        match decoded {
+            Ok(d) => export(&*sink, ZIPKIN_HTTP, d, None).await,
+            Err(e) => return bad_request(&*sink, e),
+        }
     };
     match exported {
         Ok(accepted) => {
@@ -88,6 +92,11 @@ async fn handle<S: Sink>(
             retry_later(StatusCode::SERVICE_UNAVAILABLE, msg)
         }
     }
+}
+
+fn bad_request<S: Sink>(sink: &S, e: wire::WireError) -> Response {
+    ZIPKIN_HTTP.of(sink).bad_request();
+    (StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
 
 fn retry_later(status: StatusCode, msg: String) -> Response {

@@ -9,7 +9,7 @@
 
 use model::{AnyValue, Event, KeyValue, Link, Span, Status, TraceBatch};
 
-const VARINT: u32 = 0;
+pub(crate) const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
 const LEN: u32 = 2;
 const FIXED32: u32 = 5;
@@ -76,7 +76,7 @@ pub fn encode_protobuf(batch: &TraceBatch) -> Vec<u8> {
     out
 }
 
-fn varint_len(v: u64) -> usize {
+pub(crate) fn varint_len(v: u64) -> usize {
     // 1 byte per started group of 7 bits; 0 takes one byte.
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
@@ -85,11 +85,11 @@ fn key_len(field: u32) -> usize {
     varint_len(u64::from(field << 3))
 }
 
-fn len_field(field: u32, n: usize) -> usize {
+pub(crate) fn len_field(field: u32, n: usize) -> usize {
     key_len(field) + varint_len(n as u64) + n
 }
 
-fn string_field(field: u32, s: &str) -> usize {
+pub(crate) fn string_field(field: u32, s: &str) -> usize {
     if s.is_empty() {
         0
     } else {
@@ -97,7 +97,7 @@ fn string_field(field: u32, s: &str) -> usize {
     }
 }
 
-fn uint_field(field: u32, v: u64) -> usize {
+pub(crate) fn uint_field(field: u32, v: u64) -> usize {
     if v == 0 {
         0
     } else {
@@ -200,7 +200,7 @@ fn span_len(s: &Span) -> usize {
         + if s.flags == 0 { 0 } else { key_len(16) + 4 }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -208,34 +208,34 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_key(out: &mut Vec<u8>, field: u32, wire_type: u32) {
+pub(crate) fn put_key(out: &mut Vec<u8>, field: u32, wire_type: u32) {
     put_varint(out, u64::from(field << 3 | wire_type));
 }
 
-fn put_key_len(out: &mut Vec<u8>, field: u32, n: usize) {
+pub(crate) fn put_key_len(out: &mut Vec<u8>, field: u32, n: usize) {
     put_key(out, field, LEN);
     put_varint(out, n as u64);
 }
 
-fn put_bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
     put_key_len(out, field, b.len());
     out.extend_from_slice(b);
 }
 
-fn put_string(out: &mut Vec<u8>, field: u32, s: &str) {
+pub(crate) fn put_string(out: &mut Vec<u8>, field: u32, s: &str) {
     if !s.is_empty() {
         put_bytes(out, field, s.as_bytes());
     }
 }
 
-fn put_uint(out: &mut Vec<u8>, field: u32, v: u64) {
+pub(crate) fn put_uint(out: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
         put_key(out, field, VARINT);
         put_varint(out, v);
     }
 }
 
-fn put_fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
+pub(crate) fn put_fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
         put_key(out, field, FIXED64);
         out.extend_from_slice(&v.to_le_bytes());
@@ -333,6 +333,27 @@ fn put_span(out: &mut Vec<u8>, s: &Span) {
         put_uint(out, 3, s.status.code as u64);
     }
     put_fixed32(out, 16, s.flags);
+}
+
+/// Writes an event as span field 11 (what [`put_span`] writes for each of a span's events), for
+/// encoders of other span sources (`zipkin::otlp`).
+pub(crate) fn put_event(out: &mut Vec<u8>, e: &Event) {
+    put_key_len(out, 11, event_len(e));
+    put_fixed64(out, 1, e.time_unix_nano);
+    put_string(out, 2, &e.name);
+    put_kvs(out, 3, &e.attributes);
+    put_uint(out, 4, e.dropped_attributes_count.into());
+}
+
+/// Writes a link as span field 13 (what [`put_span`] writes for each of a span's links).
+pub(crate) fn put_link(out: &mut Vec<u8>, l: &Link) {
+    put_key_len(out, 13, link_len(l));
+    put_bytes(out, 1, l.trace_id.as_bytes());
+    put_bytes(out, 2, l.span_id.as_bytes());
+    put_string(out, 3, &l.trace_state);
+    put_kvs(out, 4, &l.attributes);
+    put_uint(out, 5, l.dropped_attributes_count.into());
+    put_fixed32(out, 6, l.flags);
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! OTLP/JSON, to and from the span model.
 
 mod convert;
-mod encode;
+pub(crate) mod encode;
 pub(crate) mod json;
 pub mod scan;
 

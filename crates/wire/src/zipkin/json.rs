@@ -510,11 +510,11 @@ fn string<'s>(
     }
 }
 
-/// The string, moved out when it was unescaped into an owned one; `""` when absent.
-fn owned_string(v: Option<Scalar<'_>>, path: Path, key: &str) -> Result<String, WireError> {
+/// The string as read (borrowed from the body when it needed no unescaping); `""` when absent.
+fn cow_string<'a>(v: Option<Scalar<'a>>, path: Path, key: &str) -> Result<Cow<'a, str>, WireError> {
     match v {
-        None | Some(Scalar::Null) => Ok(String::new()),
-        Some(Scalar::Str(s)) => Ok(s.into_owned()),
+        None | Some(Scalar::Null) => Ok(Cow::Borrowed("")),
+        Some(Scalar::Str(s)) => Ok(s),
         Some(v) => Err(expected(path.at(key), "a string", v.type_name())),
     }
 }
@@ -594,7 +594,7 @@ impl<'a> RawSpan<'a> {
             Some(other) => return Err(expected(path.at("tags"), "an object", other.type_name())),
         };
         let kind = string(&self.kind, path, "kind")?.and_then(Kind::parse);
-        let name = owned_string(self.name, path, "name")?;
+        let name = cow_string(self.name, path, "name")?;
         let timestamp_us = unsigned(&self.timestamp, path, "timestamp")?.filter(|t| *t != 0);
         let duration_us = unsigned(&self.duration, path, "duration")?;
         let local_endpoint = endpoint(self.local_endpoint, Path::Endpoint(i, "localEndpoint"))?;
@@ -630,11 +630,14 @@ fn annotation(a: Loose<RawAnnotation<'_>>, path: Path) -> Result<Annotation, Wir
     };
     Ok(Annotation {
         timestamp_us: unsigned(&a.timestamp, path, "timestamp")?.unwrap_or(0),
-        value: owned_string(a.value, path, "value")?,
+        value: cow_string(a.value, path, "value")?.into_owned(),
     })
 }
 
-fn endpoint(v: Option<Loose<RawEndpoint<'_>>>, path: Path) -> Result<Option<Endpoint>, WireError> {
+fn endpoint(
+    v: Option<Loose<RawEndpoint<'_>>>,
+    path: Path,
+) -> Result<Option<Endpoint<'_>>, WireError> {
     let e = match v {
         None | Some(Loose::Null) => return Ok(None),
         Some(Loose::Got(e)) => e,
@@ -669,7 +672,7 @@ fn endpoint(v: Option<Loose<RawEndpoint<'_>>>, path: Path) -> Result<Option<Endp
         })?),
     };
     Ok(Some(Endpoint {
-        service_name: owned_string(e.service_name, path, "serviceName")?,
+        service_name: cow_string(e.service_name, path, "serviceName")?,
         ipv4,
         ipv6,
         port,
@@ -810,7 +813,7 @@ impl<'a> SpanOut<'a> {
 }
 
 impl<'a> EndpointOut<'a> {
-    fn new(ep: &'a Endpoint) -> Self {
+    fn new(ep: &'a Endpoint<'a>) -> Self {
         EndpointOut {
             ipv4: ep.ipv4.map(Text),
             ipv6: ep.ipv6.map(Text),

@@ -19,7 +19,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use model::{
     AnyValue, Event, KeyValue, Link, Resource, ResourceSpans, Scope, ScopeSpans, Span, SpanId,
@@ -85,7 +85,12 @@ pub(crate) fn is_resource_key(key: &str) -> bool {
 pub(crate) fn to_batch(spans: Vec<ZipkinSpan<'_>>) -> TraceBatch {
     let mut batch = TraceBatch::default();
     for zs in spans {
-        let (resource, scope, span) = to_span(zs);
+        let Mapped {
+            resource,
+            scope,
+            span,
+        } = map_span(zs);
+        let span = span.into_model();
         // The resource and scope are compared as read; copied only when they are new.
         let rs = match batch
             .resource_spans
@@ -140,12 +145,110 @@ fn same_attributes(attrs: &[KeyValue], want: &[(Cow<'_, str>, Cow<'_, str>)]) ->
 }
 
 /// A span's resource attributes and scope (name, version) as read, before they are copied.
-type ResourceTags<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
-type ScopeTags<'a> = (Cow<'a, str>, Cow<'a, str>);
+pub(crate) type ResourceTags<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+pub(crate) type ScopeTags<'a> = (Cow<'a, str>, Cow<'a, str>);
 
-/// The span, with its resource attributes and scope. The tags are sorted with unique keys, so
-/// one pass over them sorts each into what it maps to; the attributes keep that order.
-fn to_span(zs: ZipkinSpan<'_>) -> (ResourceTags<'_>, ScopeTags<'_>, Span) {
+/// An attribute's value as the mapping makes it: tags stay text (borrowed from the report where
+/// it needs no unescaping), ports are ints, flags booleans. An IPv4 address stays the address:
+/// its text is written where it goes (the model's string, or straight into OTLP bytes).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Value<'a> {
+    Str(Cow<'a, str>),
+    Ipv4(Ipv4Addr),
+    Int(i64),
+    Bool(bool),
+}
+
+impl Value<'_> {
+    fn into_model(self) -> AnyValue {
+        match self {
+            Value::Str(s) => AnyValue::String(s.into_owned()),
+            Value::Ipv4(ip) => AnyValue::String(ip.to_string()),
+            Value::Int(i) => AnyValue::Int(i),
+            Value::Bool(b) => AnyValue::Bool(b),
+        }
+    }
+
+    /// The text of a value taken out as a tag, as the model's `AnyValue` displays it.
+    fn into_text(self) -> Cow<'static, str> {
+        match self {
+            Value::Str(s) => Cow::Owned(s.into_owned()),
+            Value::Ipv4(ip) => Cow::Owned(ip.to_string()),
+            Value::Int(i) => Cow::Owned(i.to_string()),
+            Value::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Attr<'a> {
+    pub key: Cow<'a, str>,
+    pub value: Value<'a>,
+}
+
+/// A span as the mapping rules make it, its strings still borrowed from the report: it becomes
+/// the model's [`Span`] ([`to_batch`]) or is written straight as OTLP (`otlp.rs`), so the rules
+/// exist once whichever way a report goes.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MappedSpan<'a> {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    pub trace_state: Cow<'a, str>,
+    pub name: Cow<'a, str>,
+    pub kind: SpanKind,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    pub attributes: Vec<Attr<'a>>,
+    pub events: Vec<Event>,
+    pub links: Vec<Link>,
+    pub status_code: StatusCode,
+    pub status_message: Cow<'a, str>,
+}
+
+impl MappedSpan<'_> {
+    fn into_model(self) -> Span {
+        Span {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent_span_id,
+            trace_state: self.trace_state.into_owned(),
+            flags: 0,
+            name: self.name.into_owned(),
+            kind: self.kind,
+            start_unix_nano: self.start_unix_nano,
+            end_unix_nano: self.end_unix_nano,
+            attributes: self
+                .attributes
+                .into_iter()
+                .map(|a| KeyValue {
+                    key: a.key.into_owned(),
+                    value: a.value.into_model(),
+                })
+                .collect(),
+            dropped_attributes_count: 0,
+            events: self.events,
+            dropped_events_count: 0,
+            links: self.links,
+            dropped_links_count: 0,
+            status: Status {
+                code: self.status_code,
+                message: self.status_message.into_owned(),
+            },
+        }
+    }
+}
+
+/// One Zipkin span mapped: its resource attributes, its scope and the span.
+pub(crate) struct Mapped<'a> {
+    pub resource: ResourceTags<'a>,
+    pub scope: ScopeTags<'a>,
+    pub span: MappedSpan<'a>,
+}
+
+/// The mapping rules (see the module doc). The tags are sorted with unique keys, so one pass
+/// over them sorts each into what it maps to; the attributes keep that order.
+pub(crate) fn map_span(zs: ZipkinSpan<'_>) -> Mapped<'_> {
     let mut source = None;
     let mut resource_tags: ResourceTags<'_> = Vec::new();
     let (mut scope_name, mut library_name, mut scope_version, mut library_version) =
@@ -154,7 +257,7 @@ fn to_span(zs: ZipkinSpan<'_>) -> (ResourceTags<'_>, ScopeTags<'_>, Span) {
     let mut span_kind = None;
     let mut status_code = None;
     let mut link_tags = false;
-    let mut attributes: Vec<KeyValue> = Vec::with_capacity(zs.tags.len() + 4);
+    let mut attributes: Vec<Attr<'_>> = Vec::with_capacity(zs.tags.len() + 4);
     for (key, value) in zs.tags {
         match &*key {
             SERVICE_NAME_SOURCE => source = Some(value),
@@ -169,7 +272,10 @@ fn to_span(zs: ZipkinSpan<'_>) -> (ResourceTags<'_>, ScopeTags<'_>, Span) {
             k if is_resource_key(k) => resource_tags.push((key, value)),
             k => {
                 link_tags |= k.starts_with(LINK_PREFIX);
-                attributes.push(KeyValue::new(key.into_owned(), value.into_owned()));
+                attributes.push(Attr {
+                    key,
+                    value: Value::Str(value),
+                });
             }
         }
     }
@@ -186,7 +292,7 @@ fn to_span(zs: ZipkinSpan<'_>) -> (ResourceTags<'_>, ScopeTags<'_>, Span) {
             .filter(|s| !s.is_empty())
             .unwrap_or(Cow::Borrowed(SERVICE_NAME));
         resource_tags.retain(|(k, _)| *k != key);
-        resource_tags.insert(0, (key, Cow::Owned(name)));
+        resource_tags.insert(0, (key, name));
     }
     let scope = (
         scope_name.or(library_name).unwrap_or_default(),
@@ -203,7 +309,7 @@ fn to_span(zs: ZipkinSpan<'_>) -> (ResourceTags<'_>, ScopeTags<'_>, Span) {
             _ => SpanKind::Unspecified,
         },
     };
-    let status = take_status(&mut attributes, status_code.as_deref());
+    let (status_code, status_message) = take_status(&mut attributes, status_code.as_deref());
     let links = if link_tags {
         take_links(&mut attributes)
     } else {
@@ -212,22 +318,22 @@ fn to_span(zs: ZipkinSpan<'_>) -> (ResourceTags<'_>, ScopeTags<'_>, Span) {
 
     if let Some(ep) = &local_endpoint {
         if let Some(ip) = endpoint_ip(ep) {
-            upsert(&mut attributes, NET_HOST_IP, ip.to_string().into());
+            upsert(&mut attributes, NET_HOST_IP, ip);
         }
         if let Some(port) = ep.port {
-            upsert(&mut attributes, NET_HOST_PORT, AnyValue::Int(port.into()));
+            upsert(&mut attributes, NET_HOST_PORT, Value::Int(port.into()));
         }
     }
     if let Some(mut ep) = zs.remote_endpoint {
         if !ep.service_name.is_empty() {
             let name = std::mem::take(&mut ep.service_name);
-            upsert(&mut attributes, PEER_SERVICE, name.into());
+            upsert(&mut attributes, PEER_SERVICE, Value::Str(name));
         }
         if let Some(ip) = endpoint_ip(&ep) {
-            upsert(&mut attributes, NET_PEER_IP, ip.to_string().into());
+            upsert(&mut attributes, NET_PEER_IP, ip);
         }
         if let Some(port) = ep.port {
-            upsert(&mut attributes, NET_PEER_PORT, AnyValue::Int(port.into()));
+            upsert(&mut attributes, NET_PEER_PORT, Value::Int(port.into()));
         }
     }
 
@@ -235,83 +341,92 @@ fn to_span(zs: ZipkinSpan<'_>) -> (ResourceTags<'_>, ScopeTags<'_>, Span) {
     let start_unix_nano = match zs.timestamp_us {
         Some(ts) => ts.saturating_mul(1000),
         None => {
-            upsert(&mut attributes, START_TIME_ABSENT, AnyValue::Bool(true));
+            upsert(&mut attributes, START_TIME_ABSENT, Value::Bool(true));
             0
         }
     };
     if zs.shared {
-        upsert(&mut attributes, SHARED, AnyValue::Bool(true));
+        upsert(&mut attributes, SHARED, Value::Bool(true));
     }
 
-    let span = Span {
+    let span = MappedSpan {
         trace_id: zs.trace_id,
         span_id: zs.id,
         parent_span_id: zs.parent_id.filter(|p| *p != zs.id),
-        trace_state: trace_state.map(Cow::into_owned).unwrap_or_default(),
-        flags: 0,
+        trace_state: trace_state.unwrap_or_default(),
         name: zs.name,
         kind,
         start_unix_nano,
         end_unix_nano: start_unix_nano.saturating_add(duration_ns),
         attributes,
-        dropped_attributes_count: 0,
         events: zs.annotations.into_iter().map(to_event).collect(),
-        dropped_events_count: 0,
         links,
-        dropped_links_count: 0,
-        status,
+        status_code,
+        status_message,
     };
-    (resource_tags, scope, span)
+    Mapped {
+        resource: resource_tags,
+        scope,
+        span,
+    }
 }
 
-/// ipv6 wins when both are given, as in the collector (it writes ipv4, then overwrites with ipv6).
-fn endpoint_ip(ep: &Endpoint) -> Option<IpAddr> {
-    ep.ipv6.map(IpAddr::V6).or_else(|| ep.ipv4.map(IpAddr::V4))
+/// ipv6 wins when both are given, as in the collector (it writes ipv4, then overwrites with
+/// ipv6). The text of an IPv6 address is made here; an IPv4 address is written where it goes.
+fn endpoint_ip(ep: &Endpoint) -> Option<Value<'static>> {
+    match (ep.ipv6, ep.ipv4) {
+        (Some(ip), _) => Some(Value::Str(Cow::Owned(ip.to_string()))),
+        (None, Some(ip)) => Some(Value::Ipv4(ip)),
+        (None, None) => None,
+    }
 }
 
-fn upsert(attrs: &mut Vec<KeyValue>, key: &str, value: AnyValue) {
-    match attrs.iter_mut().find(|kv| kv.key == key) {
-        Some(kv) => kv.value = value,
-        None => attrs.push(KeyValue::new(key, value)),
+fn upsert<'a>(attrs: &mut Vec<Attr<'a>>, key: &'static str, value: Value<'a>) {
+    match attrs.iter_mut().find(|a| a.key == key) {
+        Some(a) => a.value = value,
+        None => attrs.push(Attr {
+            key: Cow::Borrowed(key),
+            value,
+        }),
     }
 }
 
 /// The tag's text, taken out of the (tag) attributes.
-fn take_tag(attrs: &mut Vec<KeyValue>, key: &str) -> Option<String> {
-    let i = attrs.iter().position(|kv| kv.key == key)?;
+fn take_tag<'a>(attrs: &mut Vec<Attr<'a>>, key: &str) -> Option<Cow<'a, str>> {
+    let i = attrs.iter().position(|a| a.key == key)?;
     match attrs.remove(i).value {
-        AnyValue::String(s) => Some(s),
-        other => Some(other.to_string()),
+        Value::Str(s) => Some(s),
+        other => Some(other.into_text()),
     }
 }
 
-fn tag<'s>(attrs: &'s [KeyValue], key: &str) -> Option<&'s str> {
-    match &attrs.iter().find(|kv| kv.key == key)?.value {
-        AnyValue::String(s) => Some(s),
+fn tag<'s, 'a>(attrs: &'s [Attr<'a>], key: &str) -> Option<&'s Cow<'a, str>> {
+    match &attrs.iter().find(|a| a.key == key)?.value {
+        Value::Str(s) => Some(s),
         _ => None,
     }
 }
 
 /// `otel.status_code` (given as `code`, its tag already taken) with `otel.status_description`,
 /// then the `error` tag.
-fn take_status(attrs: &mut Vec<KeyValue>, code: Option<&str>) -> Status {
-    let mut status = Status::default();
+fn take_status<'a>(attrs: &mut Vec<Attr<'a>>, code: Option<&str>) -> (StatusCode, Cow<'a, str>) {
+    let mut status = (StatusCode::Unset, Cow::Borrowed(""));
     if let Some(code) = code {
-        status.code = parse_status_code(code);
+        status.0 = parse_status_code(code);
         if let Some(msg) = take_tag(attrs, STATUS_DESCRIPTION) {
-            status.message = msg;
+            status.1 = msg;
         }
     }
     match tag(attrs, ERROR) {
-        Some("true") => {
-            status.code = StatusCode::Error;
+        Some(v) if v == "true" => {
+            status.0 = StatusCode::Error;
             take_tag(attrs, ERROR);
         }
         Some(v) if !v.is_empty() && v != "false" => {
-            if status.message.is_empty() {
-                status.message = v.to_owned();
+            if status.1.is_empty() {
+                status.1 = v.clone();
             }
-            status.code = StatusCode::Error;
+            status.0 = StatusCode::Error;
         }
         _ => {}
     }
@@ -345,15 +460,15 @@ fn status_code_name(code: StatusCode) -> &'static str {
 
 /// `otlp.link.0`, `otlp.link.1`, ... (stopping at the first gap, as the collector does) in the
 /// form `traceid|spanid|tracestate|{json attributes}|dropped`. A tag that does not parse stays a tag.
-fn take_links(attrs: &mut Vec<KeyValue>) -> Vec<Link> {
+fn take_links(attrs: &mut Vec<Attr<'_>>) -> Vec<Link> {
     let mut links = Vec::new();
     for i in 0..128 {
         let key = format!("{LINK_PREFIX}{i}");
-        let Some(pos) = attrs.iter().position(|kv| kv.key == key) else {
+        let Some(pos) = attrs.iter().position(|a| a.key == key) else {
             break;
         };
         let link = match &attrs[pos].value {
-            AnyValue::String(value) => parse_link(value),
+            Value::Str(value) => parse_link(value),
             _ => None,
         };
         if let Some(link) = link {
@@ -491,7 +606,7 @@ fn from_span(resource: &Resource, scope: &Scope, span: &Span) -> ZipkinSpan<'sta
     }
 
     let mut local = Endpoint {
-        service_name: local_service,
+        service_name: Cow::Owned(local_service),
         ..Default::default()
     };
     let mut remote = Endpoint::default();
@@ -503,7 +618,7 @@ fn from_span(resource: &Resource, scope: &Scope, span: &Span) -> ZipkinSpan<'sta
             NET_HOST_IP => set_ip(&mut local, &text()),
             NET_HOST_PORT => set_port(&mut local, &kv.value),
             PEER_SERVICE => {
-                remote.service_name = text();
+                remote.service_name = Cow::Owned(text());
                 true
             }
             NET_PEER_IP => set_ip(&mut remote, &text()),
@@ -601,7 +716,7 @@ fn from_span(resource: &Resource, scope: &Scope, span: &Span) -> ZipkinSpan<'sta
         id: span.span_id,
         parent_id: span.parent_span_id,
         kind,
-        name: span.name.clone(),
+        name: Cow::Owned(span.name.clone()),
         timestamp_us,
         duration_us,
         local_endpoint: (local != Endpoint::default()).then_some(local),
@@ -617,7 +732,7 @@ fn from_span(resource: &Resource, scope: &Scope, span: &Span) -> ZipkinSpan<'sta
 }
 
 /// Puts a textual IP into the endpoint; a value that is not an IP stays a tag (returns false).
-fn set_ip(ep: &mut Endpoint, text: &str) -> bool {
+fn set_ip(ep: &mut Endpoint<'_>, text: &str) -> bool {
     match text.parse::<IpAddr>() {
         Ok(IpAddr::V4(ip)) => ep.ipv4 = Some(ip),
         Ok(IpAddr::V6(ip)) => ep.ipv6 = Some(ip),
@@ -626,7 +741,7 @@ fn set_ip(ep: &mut Endpoint, text: &str) -> bool {
     true
 }
 
-fn set_port(ep: &mut Endpoint, value: &AnyValue) -> bool {
+fn set_port(ep: &mut Endpoint<'_>, value: &AnyValue) -> bool {
     let port = match value {
         AnyValue::Int(i) => u16::try_from(*i).ok(),
         AnyValue::String(s) => s.parse::<u16>().ok(),

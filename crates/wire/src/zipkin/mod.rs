@@ -5,9 +5,12 @@
 //! addresses into a format-neutral Zipkin span, and `mapping.rs` maps that onto the model the way
 //! the OpenTelemetry Collector's Zipkin receiver does (see its module doc for every decision).
 //! A Zipkin report is all or nothing: any invalid span fails the whole report with its index.
+//! For a consumer that needs only OTLP bytes, `otlp.rs` writes the mapped spans straight as an
+//! OTLP request, without the model in between.
 
 mod json;
 mod mapping;
+mod otlp;
 mod proto;
 #[cfg(test)]
 mod reference;
@@ -26,6 +29,32 @@ pub fn decode_json(body: &[u8]) -> Result<Decoded, WireError> {
 /// Decodes a Zipkin v2 proto3 report (`zipkin.proto3.ListOfSpans`).
 pub fn decode_proto(body: &[u8]) -> Result<Decoded, WireError> {
     Ok(decoded(proto::parse(body)?))
+}
+
+/// A Zipkin report as an OTLP protobuf `ExportTraceServiceRequest`: byte for byte what
+/// `otlp::encode_protobuf` writes for the batch [`decode_json`] or [`decode_proto`] gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtlpRequest {
+    pub bytes: Vec<u8>,
+    /// The spans it holds (a Zipkin report is all or nothing, so every span of the report).
+    pub spans: usize,
+}
+
+/// Decodes a Zipkin v2 JSON report straight into an OTLP request, with the same errors as
+/// [`decode_json`].
+pub fn decode_json_to_otlp(body: &[u8]) -> Result<OtlpRequest, WireError> {
+    Ok(otlp_request(json::parse(body)?))
+}
+
+/// Decodes a Zipkin v2 proto3 report straight into an OTLP request, with the same errors as
+/// [`decode_proto`].
+pub fn decode_proto_to_otlp(body: &[u8]) -> Result<OtlpRequest, WireError> {
+    Ok(otlp_request(proto::parse(body)?))
+}
+
+fn otlp_request(spans: Vec<span::ZipkinSpan<'_>>) -> OtlpRequest {
+    let (bytes, spans) = otlp::to_otlp(spans);
+    OtlpRequest { bytes, spans }
 }
 
 /// Encodes the batch as a Zipkin v2 JSON list of spans.

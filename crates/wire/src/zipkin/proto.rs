@@ -56,7 +56,7 @@ fn parse_span(s: pb::Span, path: &str) -> Result<ZipkinSpan<'static>, WireError>
         id,
         parent_id,
         kind,
-        name: s.name,
+        name: Cow::Owned(s.name),
         timestamp_us: (s.timestamp != 0).then_some(s.timestamp),
         duration_us: (s.duration != 0).then_some(s.duration),
         local_endpoint: s
@@ -86,7 +86,7 @@ fn parse_span(s: pb::Span, path: &str) -> Result<ZipkinSpan<'static>, WireError>
     })
 }
 
-fn endpoint(e: pb::Endpoint, path: &str) -> Result<Endpoint, WireError> {
+fn endpoint(e: pb::Endpoint, path: &str) -> Result<Endpoint<'static>, WireError> {
     let ipv4 = match e.ipv4.len() {
         0 => None,
         4 => Some(Ipv4Addr::new(e.ipv4[0], e.ipv4[1], e.ipv4[2], e.ipv4[3])),
@@ -114,7 +114,7 @@ fn endpoint(e: pb::Endpoint, path: &str) -> Result<Endpoint, WireError> {
         })?),
     };
     Ok(Endpoint {
-        service_name: e.service_name,
+        service_name: Cow::Owned(e.service_name),
         ipv4,
         ipv6,
         port,
@@ -131,7 +131,7 @@ pub(crate) fn write(spans: &[ZipkinSpan]) -> Vec<u8> {
 
 fn to_pb(s: &ZipkinSpan) -> pb::Span {
     let ep = |e: &Endpoint| pb::Endpoint {
-        service_name: e.service_name.clone(),
+        service_name: e.service_name.to_string(),
         ipv4: e.ipv4.map(|ip| ip.octets().to_vec()).unwrap_or_default(),
         ipv6: e.ipv6.map(|ip| ip.octets().to_vec()).unwrap_or_default(),
         port: e.port.map(i32::from).unwrap_or(0),
@@ -156,7 +156,7 @@ fn to_pb(s: &ZipkinSpan) -> pb::Span {
             .unwrap_or_default(),
         id: s.id.as_bytes().to_vec(),
         kind: kind as i32,
-        name: s.name.clone(),
+        name: s.name.to_string(),
         timestamp: s.timestamp_us.unwrap_or(0),
         duration: s.duration_us.unwrap_or(0),
         local_endpoint: s.local_endpoint.as_ref().map(ep),

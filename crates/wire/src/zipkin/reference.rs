@@ -136,7 +136,7 @@ fn parse_span(obj: &Obj, path: &str) -> Result<ZipkinSpan<'static>, WireError> {
         id,
         parent_id,
         kind: string(obj, "kind", path)?.and_then(Kind::parse),
-        name: string(obj, "name", path)?.unwrap_or_default().to_owned(),
+        name: Cow::Owned(string(obj, "name", path)?.unwrap_or_default().to_owned()),
         timestamp_us: unsigned(obj, "timestamp", path)?.filter(|t| *t != 0),
         duration_us: unsigned(obj, "duration", path)?,
         local_endpoint: endpoint(obj, "localEndpoint", path)?,
@@ -171,7 +171,7 @@ fn parse_annotation(v: &Value, path: &str) -> Result<Annotation, WireError> {
     })
 }
 
-fn endpoint(obj: &Obj, key: &str, path: &str) -> Result<Option<Endpoint>, WireError> {
+fn endpoint(obj: &Obj, key: &str, path: &str) -> Result<Option<Endpoint<'static>>, WireError> {
     let path = format!("{path}.{key}");
     let Some(v) = member(obj, key) else {
         return Ok(None);
@@ -208,9 +208,11 @@ fn endpoint(obj: &Obj, key: &str, path: &str) -> Result<Option<Endpoint>, WireEr
         })?),
     };
     Ok(Some(Endpoint {
-        service_name: string(obj, "serviceName", &path)?
-            .unwrap_or_default()
-            .to_owned(),
+        service_name: Cow::Owned(
+            string(obj, "serviceName", &path)?
+                .unwrap_or_default()
+                .to_owned(),
+        ),
         ipv4,
         ipv6,
         port,
@@ -294,7 +296,7 @@ fn to_span(zs: ZipkinSpan<'_>) -> (Resource, Scope, Span) {
             upsert(
                 &mut attributes,
                 PEER_SERVICE,
-                ep.service_name.clone().into(),
+                ep.service_name.to_string().into(),
             );
         }
         if let Some(ip) = endpoint_ip(ep) {
@@ -323,7 +325,7 @@ fn to_span(zs: ZipkinSpan<'_>) -> (Resource, Scope, Span) {
         parent_span_id: zs.parent_id.filter(|p| *p != zs.id),
         trace_state,
         flags: 0,
-        name: zs.name,
+        name: zs.name.into_owned(),
         kind,
         start_unix_nano,
         end_unix_nano: start_unix_nano.saturating_add(duration_ns),
@@ -363,7 +365,7 @@ fn take_resource(tags: &mut BTreeMap<String, String>, local: Option<&Endpoint>) 
         let key = source
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| SERVICE_NAME.to_owned());
-        attributes.push(KeyValue::new(key, name.clone()));
+        attributes.push(KeyValue::new(key, name.to_string()));
     }
     let keys: Vec<String> = tags
         .keys()

@@ -33,8 +33,8 @@ impl Kind {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Endpoint {
-    pub service_name: String,
+pub(crate) struct Endpoint<'a> {
+    pub service_name: Cow<'a, str>,
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
     /// `None` when absent or 0.
@@ -56,13 +56,13 @@ pub(crate) struct ZipkinSpan<'a> {
     pub id: SpanId,
     pub parent_id: Option<SpanId>,
     pub kind: Option<Kind>,
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// Epoch microseconds; `None` when absent or 0.
     pub timestamp_us: Option<u64>,
     /// Microseconds; `None` when absent.
     pub duration_us: Option<u64>,
-    pub local_endpoint: Option<Endpoint>,
-    pub remote_endpoint: Option<Endpoint>,
+    pub local_endpoint: Option<Endpoint<'a>>,
+    pub remote_endpoint: Option<Endpoint<'a>>,
     pub annotations: Vec<Annotation>,
     pub tags: Tags<'a>,
     pub debug: bool,

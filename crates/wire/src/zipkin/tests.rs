@@ -786,9 +786,13 @@ mod value_writer {
 
 /// The typed reader must answer exactly as the `serde_json::Value` reader it replaced: the same
 /// spans, or the same error message.
+///
+/// The direct OTLP path is held to the model path the same way: the same bytes, or the same
+/// error.
 fn same_as_reference(body: &[u8]) {
     let new = json::parse(body);
     let old = reference::parse(body);
+    same_otlp_as_through_the_model(body);
     match (&new, &old) {
         (Ok(a), Ok(b)) => {
             assert_eq!(a, b, "body {:?}", String::from_utf8_lossy(body));
@@ -826,7 +830,7 @@ fn direct_writer_matches_the_value_tree() {
         timestamp_us: Some(1),
         duration_us: Some(0),
         local_endpoint: Some(Endpoint {
-            service_name: String::new(),
+            service_name: "".into(),
             ipv4: None,
             ipv6: Some("2001:db8::1".parse().unwrap()),
             port: None,
@@ -860,7 +864,7 @@ fn direct_writer_matches_the_value_tree() {
         id: SpanId::from_u64(2),
         parent_id: None,
         kind: None,
-        name: String::new(),
+        name: "".into(),
         timestamp_us: None,
         duration_us: None,
         local_endpoint: Some(Endpoint::default()),
@@ -1190,7 +1194,7 @@ fn tag_mapping_builds_what_the_map_based_mapping_built() {
                 tags.dedup_by(|a, b| a.0 == b.0);
                 let endpoint = |x: &mut u32| {
                     (!next(x).is_multiple_of(3)).then(|| Endpoint {
-                        service_name: ["", "svc-a", "svc-b"][next(x) as usize % 3].to_owned(),
+                        service_name: ["", "svc-a", "svc-b"][next(x) as usize % 3].into(),
                         ipv4: next(x).is_multiple_of(2).then(|| [10, 0, 0, 1].into()),
                         ipv6: next(x)
                             .is_multiple_of(3)
@@ -1221,5 +1225,360 @@ fn tag_mapping_builds_what_the_map_based_mapping_built() {
             reference::to_batch(spans.clone()),
             "{spans:#?}"
         );
+    }
+}
+
+/// A JSON report straight to OTLP bytes must give exactly what the model path gives
+/// (`encode_protobuf(&to_batch(..))`), or exactly its error.
+fn same_otlp_as_through_the_model(body: &[u8]) {
+    let direct = decode_json_to_otlp(body);
+    let through = decode_json(body);
+    match (&direct, &through) {
+        (Ok(d), Ok(t)) => {
+            assert_eq!(
+                d.bytes,
+                crate::otlp::encode_protobuf(&t.batch),
+                "body {:?}",
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(d.spans, t.batch.span_count());
+        }
+        (Err(d), Err(t)) => assert_eq!(d.to_string(), t.to_string()),
+        _ => panic!(
+            "body {:?}\n direct: {direct:?}\n model: {through:?}",
+            String::from_utf8_lossy(body)
+        ),
+    }
+}
+
+/// The same for a proto3 report.
+fn same_otlp_from_proto_as_through_the_model(body: &[u8]) {
+    let direct = decode_proto_to_otlp(body);
+    let through = decode_proto(body);
+    match (&direct, &through) {
+        (Ok(d), Ok(t)) => {
+            assert_eq!(d.bytes, crate::otlp::encode_protobuf(&t.batch));
+            assert_eq!(d.spans, t.batch.span_count());
+        }
+        (Err(d), Err(t)) => assert_eq!(d.to_string(), t.to_string()),
+        _ => panic!("direct: {direct:?}\n model: {through:?}"),
+    }
+}
+
+/// Generated Zipkin spans with every kind of tag the mapping treats specially (resource keys,
+/// scope and library tags, status, error, span.kind, links, tracestate, endpoint attribute
+/// names), endpoints of each shape, shared, missing timestamps and annotations of each form.
+fn generated_span(x: &mut u32, i: u32) -> super::span::ZipkinSpan<'static> {
+    use std::borrow::Cow;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::span::{Annotation, Endpoint, Kind, ZipkinSpan};
+
+    const KEYS: &[&str] = &[
+        "service.name",
+        "service.namespace",
+        "service.version",
+        "otlp.service.name.source",
+        "host.name",
+        "k8s.pod.name",
+        "telemetry.sdk.language",
+        "faas.id",
+        "opencensus.starttime",
+        "aws.ecs.task.arn",
+        "otel.scope.name",
+        "otel.library.name",
+        "otel.scope.version",
+        "otel.library.version",
+        "w3c.tracestate",
+        "span.kind",
+        "otel.status_code",
+        "otel.status_description",
+        "error",
+        "otlp.link.0",
+        "otlp.link.1",
+        "otlp.link.2",
+        "otlp.link.10",
+        "net.host.ip",
+        "net.host.port",
+        "net.peer.ip",
+        "net.peer.port",
+        "peer.service",
+        "zipkin.shared",
+        "otel.zipkin.absentField.startTime",
+        "http.method",
+        "http.url",
+        "",
+        "a",
+        "z",
+        "k\u{e9}y \"q\"",
+    ];
+    const VALUES: &[&str] = &[
+        "",
+        "true",
+        "false",
+        "internal",
+        "INTERNAL",
+        "ERROR",
+        "STATUS_CODE_ERROR",
+        "STATUS_CODE_OK",
+        "ok",
+        " Ok ",
+        "host.name",
+        "service.name",
+        "java.io.IOException: reset",
+        "1.2.3.4",
+        "8080",
+        "5b8efff798038103d269b633813fc60c|0000000000000001|k=v|{\"n\":1,\"s\":\"x|y\",\"f\":0.5,\"b\":true}|2",
+        "1|2||{}|0",
+        "1|2|a=b|{}",
+        "zz|2||{}|0",
+        "x|y",
+        "svc-a",
+        "caf\u{e9} \"q\" \\ \n \u{1F680}",
+        "http://h:8080/api/items?limit=10",
+    ];
+    const ANNOTATIONS: &[&str] = &[
+        "cs",
+        "",
+        "exception|{\"exception.type\":\"E\",\"n\":2,\"f\":1.5,\"b\":false,\"o\":{}}|3",
+        "a|b",
+        "x|not json|1",
+        "{\"cache miss\": {\"cache.key\": \"cart:42\", \"n\": 3, \"big\": 1e300}}",
+        "{\"a\": 1}",
+        "{\"a\": {}, \"b\": {}}",
+        "n|{}|18446744073709551615",
+    ];
+    let pick = |x: &mut u32, n: usize| next(x) as usize % n;
+    let mut tags: Vec<(Cow<'static, str>, Cow<'static, str>)> = (0..next(x) % 12)
+        .map(|_| {
+            (
+                Cow::Borrowed(KEYS[pick(x, KEYS.len())]),
+                Cow::Borrowed(VALUES[pick(x, VALUES.len())]),
+            )
+        })
+        .collect();
+    // Most spans carry the tags a sidecar writes, so resources and scopes repeat and group.
+    if !next(x).is_multiple_of(4) {
+        tags.push((
+            "otel.scope.name".into(),
+            ["lib", "other"][pick(x, 2)].into(),
+        ));
+        tags.push(("host.name".into(), ["node-1", "node-2"][pick(x, 2)].into()));
+    }
+    tags.sort_by(|a, b| a.0.cmp(&b.0));
+    tags.dedup_by(|a, b| a.0 == b.0);
+    let endpoint = |x: &mut u32| -> Option<Endpoint<'static>> {
+        (!next(x).is_multiple_of(4)).then(|| Endpoint {
+            service_name: ["", "svc-a", "svc-b", "s\u{e9}rvice \"q\""][pick(x, 4)].into(),
+            ipv4: [
+                None,
+                Some(Ipv4Addr::new(10, 0, 0, 1)),
+                Some(Ipv4Addr::new(0, 0, 0, 0)),
+                Some(Ipv4Addr::new(255, 255, 255, 255)),
+                Some(Ipv4Addr::new(192, 168, 100, 9)),
+                Some(Ipv4Addr::new(1, 20, 199, 250)),
+            ][pick(x, 6)],
+            ipv6: [
+                None,
+                None,
+                Some(Ipv6Addr::LOCALHOST),
+                Some("2001:db8::1".parse().unwrap_or(Ipv6Addr::UNSPECIFIED)),
+                Some("::ffff:10.0.0.1".parse().unwrap_or(Ipv6Addr::UNSPECIFIED)),
+            ][pick(x, 5)],
+            port: [None, Some(80), Some(9411), Some(65535)][pick(x, 4)],
+        })
+    };
+    let id = u64::from(i) + 1;
+    ZipkinSpan {
+        trace_id: if next(x).is_multiple_of(2) {
+            TraceId::from_halves(0, u64::from(next(x)) + 1)
+        } else {
+            TraceId::from_halves(u64::from(next(x)) + 1, u64::from(next(x)))
+        },
+        id: SpanId::from_u64(id),
+        parent_id: [None, Some(SpanId::from_u64(id)), Some(SpanId::from_u64(99))][pick(x, 3)],
+        kind: [
+            None,
+            None,
+            Some(Kind::Client),
+            Some(Kind::Server),
+            Some(Kind::Producer),
+            Some(Kind::Consumer),
+        ][pick(x, 6)],
+        name: ["", "GET /items", "caf\u{e9} \"q\""][pick(x, 3)].into(),
+        timestamp_us: [None, Some(1), Some(1_700_000_000_000_000), Some(u64::MAX)][pick(x, 4)],
+        duration_us: [None, Some(0), Some(5), Some(u64::MAX)][pick(x, 4)],
+        local_endpoint: endpoint(x),
+        remote_endpoint: endpoint(x),
+        annotations: (0..next(x) % 3)
+            .map(|_| Annotation {
+                timestamp_us: [0, 7, u64::MAX][pick(x, 3)],
+                value: ANNOTATIONS[pick(x, ANNOTATIONS.len())].to_owned(),
+            })
+            .collect(),
+        tags,
+        debug: next(x).is_multiple_of(2),
+        shared: next(x).is_multiple_of(2),
+    }
+}
+
+/// Thousands of generated reports, as JSON and as proto3: the direct OTLP bytes are the model
+/// path's bytes.
+#[test]
+fn direct_otlp_matches_the_model_path_on_generated_reports() {
+    let mut x = 0x0dd_ba11;
+    let mut spans_seen = 0;
+    for _ in 0..4000 {
+        let spans: Vec<_> = (0..next(&mut x) % 9)
+            .map(|i| generated_span(&mut x, i))
+            .collect();
+        spans_seen += spans.len();
+        // Straight from the spans, as the mapping gets them.
+        let (bytes, count) = otlp::to_otlp(spans.clone());
+        assert_eq!(
+            bytes,
+            crate::otlp::encode_protobuf(&mapping::to_batch(spans.clone())),
+            "{spans:#?}"
+        );
+        assert_eq!(count, spans.len());
+        // And through both readers.
+        same_otlp_as_through_the_model(&json::write(&spans));
+        same_otlp_from_proto_as_through_the_model(&proto::write(&spans));
+    }
+    assert!(spans_seen > 10_000);
+}
+
+/// The tags of the one-pass mapping test, unsorted and repeated in the JSON, through both paths.
+#[test]
+fn direct_otlp_matches_the_model_path_on_repeated_and_unsorted_tags() {
+    let mut x = 0x7a65_1e55;
+    for _ in 0..1000 {
+        let mut body = String::from("[");
+        for i in 0..next(&mut x) % 4 {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(
+                r#"{{"traceId":"a1","id":"{}","localEndpoint":{{"serviceName":"s{}","ipv4":"10.0.0.{}"}},"tags":{{"#,
+                i + 1,
+                next(&mut x) % 2,
+                next(&mut x) % 256
+            ));
+            for j in 0..next(&mut x) % 8 {
+                if j > 0 {
+                    body.push(',');
+                }
+                let key = [
+                    "host.name",
+                    "error",
+                    "otel.status_code",
+                    "a",
+                    "span.kind",
+                    "otel.scope.name",
+                    "net.peer.ip",
+                ][next(&mut x) as usize % 7];
+                let value = [
+                    r#""x""#,
+                    r#""true""#,
+                    r#""ERROR""#,
+                    "1",
+                    "true",
+                    r#""internal""#,
+                    "-2.5",
+                ][next(&mut x) as usize % 7];
+                body.push_str(&format!("{key:?}:{value}"));
+            }
+            body.push_str("}}");
+        }
+        body.push(']');
+        same_otlp_as_through_the_model(body.as_bytes());
+    }
+}
+
+/// A report shaped like `meshtrace loadgen`'s (what the issue's benchmark sends).
+#[test]
+fn direct_otlp_matches_the_model_path_on_a_loadgen_shaped_report() {
+    use model::{Resource, ResourceSpans, Scope, ScopeSpans, Span, Status};
+    let services = ["frontend", "cart", "checkout"];
+    let batch = TraceBatch {
+        resource_spans: services
+            .iter()
+            .enumerate()
+            .map(|(s, svc)| ResourceSpans {
+                resource: Resource {
+                    attributes: vec![
+                        KeyValue::new("service.name", *svc),
+                        KeyValue::new("service.namespace", "shop"),
+                        KeyValue::new("host.name", format!("node-{s}")),
+                        KeyValue::new("k8s.pod.name", format!("{svc}-7d9f8b-x2k4q")),
+                        KeyValue::new("telemetry.sdk.language", "rust"),
+                    ],
+                    dropped_attributes_count: 0,
+                },
+                schema_url: String::new(),
+                scope_spans: vec![ScopeSpans {
+                    scope: Scope {
+                        name: "meshtrace-loadgen".into(),
+                        version: "0.1.0".into(),
+                        ..Default::default()
+                    },
+                    schema_url: String::new(),
+                    spans: (0..40u64)
+                        .map(|i| Span {
+                            trace_id: TraceId::from_halves(i + 1, i * 7 + 1),
+                            span_id: SpanId::from_u64(i + 1),
+                            parent_span_id: (i % 3 != 0).then(|| SpanId::from_u64(i)),
+                            name: "router /api/cart".into(),
+                            kind: if i % 2 == 0 {
+                                SpanKind::Server
+                            } else {
+                                SpanKind::Client
+                            },
+                            start_unix_nano: 1_700_000_000_000_000_000 + i * 1000,
+                            end_unix_nano: 1_700_000_000_000_050_000 + i * 1000,
+                            attributes: vec![
+                                KeyValue::new("http.method", "GET"),
+                                KeyValue::new("http.route", "/api/cart"),
+                                KeyValue::new("http.status_code", 200i64),
+                                KeyValue::new("http.url", format!("http://{svc}:8080/api/cart")),
+                                KeyValue::new("component", "proxy"),
+                                KeyValue::new("upstream_cluster", "outbound|8080||cart"),
+                                KeyValue::new("net.peer.ip", format!("10.0.{s}.{}", i * 6)),
+                                KeyValue::new("guid:x-request-id", format!("{i:032x}")),
+                            ],
+                            status: Status {
+                                code: if i % 9 == 8 {
+                                    StatusCode::Error
+                                } else {
+                                    StatusCode::Unset
+                                },
+                                message: String::new(),
+                            },
+                            ..Default::default()
+                        })
+                        .collect(),
+                }],
+            })
+            .collect(),
+    };
+    let body = encode_json(&batch);
+    same_otlp_as_through_the_model(&body);
+    assert_eq!(decode_json_to_otlp(&body).unwrap().spans, 120);
+}
+
+/// IPv4 addresses written straight into OTLP bytes read as `Ipv4Addr`'s own text.
+#[test]
+fn ipv4_text_is_what_display_writes() {
+    let mut x = 0x1b4_f00d;
+    let edge = [0u8, 1, 9, 10, 42, 99, 100, 199, 200, 255];
+    for a in edge {
+        for b in 0..=255u8 {
+            let ip = std::net::Ipv4Addr::new(a, b, edge[b as usize % edge.len()], 255 - b);
+            assert_eq!(otlp::ipv4_text(ip), ip.to_string());
+        }
+    }
+    for _ in 0..10_000 {
+        let ip = std::net::Ipv4Addr::from(next(&mut x));
+        assert_eq!(otlp::ipv4_text(ip), ip.to_string());
     }
 }
