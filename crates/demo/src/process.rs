@@ -286,9 +286,11 @@ mod tests {
     #[tokio::test]
     async fn a_child_is_ready_when_it_announced_every_listener_and_stops_on_sigterm() {
         let dir = tempfile::tempdir().unwrap();
-        let script = "echo 'meshtrace: a listening on 127.0.0.1:5 (x)'; echo noise; \
+        // The trap comes first: the child is stopped as soon as it has announced itself.
+        let script = "trap 'exit 0' TERM; \
+                      echo 'meshtrace: a listening on 127.0.0.1:5 (x)'; echo noise; \
                       echo 'meshtrace: b listening on 127.0.0.1:6 (y)'; \
-                      trap 'exit 0' TERM; while :; do sleep 0.05; done";
+                      while :; do sleep 0.05; done";
         let child = Child::start(
             Path::new("/bin/sh"),
             "two",
