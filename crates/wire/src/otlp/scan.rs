@@ -62,7 +62,25 @@ pub struct SpanRef<'a> {
     pub keyed: bool,
 }
 
-impl SpanRef<'_> {
+impl<'a> SpanRef<'a> {
+    /// A span not read yet: where it stands (index and body of its `ResourceSpans` and
+    /// `ScopeSpans`) and its body.
+    fn at(resource: (usize, &'a [u8]), scope: (usize, &'a [u8]), body: &'a [u8]) -> Self {
+        Self {
+            resource_index: resource.0,
+            resource_spans: resource.1,
+            scope_index: scope.0,
+            scope_spans: scope.1,
+            body,
+            trace_id: &[],
+            span_id: &[],
+            parent_span_id: &[],
+            trace_state: "",
+            valid: false,
+            keyed: false,
+        }
+    }
+
     /// Whether some attribute of the span has this key (any occurrence of a `KeyValue.key`).
     pub fn has_attribute_key(&self, key: &str) -> bool {
         let mut found = false;
@@ -151,19 +169,7 @@ pub fn walk_spans<'a>(
                 let (2, Value::Bytes(body)) = (field, value) else {
                     return Ok(());
                 };
-                let mut span = SpanRef {
-                    resource_index,
-                    resource_spans: rs,
-                    scope_index,
-                    scope_spans: ss,
-                    body,
-                    trace_id: &[],
-                    span_id: &[],
-                    parent_span_id: &[],
-                    trace_state: "",
-                    valid: false,
-                    keyed: false,
-                };
+                let mut span = SpanRef::at((resource_index, rs), (scope_index, ss), body);
                 walk_span_fields(&mut span, attribute_key)?;
                 span.valid = ids_valid(&span);
                 f(&span);
@@ -253,19 +259,7 @@ fn resource_spans<'a>(
                 return check_field(Msg::ScopeSpans, field, value, 2);
             }
             let body = expect_bytes(Msg::ScopeSpans, field, value)?;
-            let mut span = SpanRef {
-                resource_index,
-                resource_spans: rs,
-                scope_index,
-                scope_spans: ss,
-                body,
-                trace_id: &[],
-                span_id: &[],
-                parent_span_id: &[],
-                trace_state: "",
-                valid: false,
-                keyed: false,
-            };
+            let mut span = SpanRef::at((resource_index, rs), (scope_index, ss), body);
             span_fields(&mut span)?;
             span.valid = ids_valid(&span);
             out.spans += 1;
