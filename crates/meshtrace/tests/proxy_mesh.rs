@@ -389,6 +389,89 @@ fn proxy_h2c_and_grpc_pass_through() {
     trace_with(&server, &hex(&trace_id), 1);
 }
 
+/// The WebSocket app of tests/python/websocket_peer.py (the `websockets` library), announced as
+/// `ws`.
+fn websocket_app() -> Proc {
+    let dir = python_dir();
+    let mut cmd = Command::new(dir.join(".venv/bin/python"));
+    cmd.arg(dir.join("websocket_peer.py")).arg("server");
+    Proc::start(cmd, &["ws"])
+}
+
+#[test]
+fn proxy_websocket_upgrade_tunnels_through_the_chain_and_spans_cover_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = websocket_app();
+    let (edge, _outbound, _inbound) = chain(
+        app.addr("ws").parse().unwrap(),
+        server.addr("zipkin"),
+        "b3multi",
+    );
+    // A real WebSocket client through edge → outbound → inbound → app: text and binary messages
+    // up to 1 MiB echoed, a message the app pushes unprompted, held open 0.6 s, closed normally.
+    let url = format!("ws://{}/api/chat", edge.addr("edge"));
+    let out = python(".venv", "websocket_peer.py", &["client", &url, "0.6"]);
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["echoed"], 4, "{summary}");
+    let payload = summary["payload_bytes"].as_u64().unwrap();
+    assert!(payload > 1 << 20, "{summary}");
+
+    // The app got the handshake with its upgrade headers and the trace headers of the last hop.
+    let saw = &summary["app_saw"]["headers"];
+    assert_eq!(saw["upgrade"], "websocket", "{saw}");
+    assert!(
+        saw["connection"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case("upgrade"),
+        "{saw}"
+    );
+    assert!(saw["sec-websocket-key"].is_string(), "{saw}");
+    let trace_id = saw["x-b3-traceid"].as_str().expect("trace id at the app");
+    let app_parent = saw["x-b3-spanid"].as_str().unwrap();
+
+    // One span per hop, each covering the whole connection, with the bytes carried each way.
+    let trace = trace_with(&server, trace_id, 3);
+    let spans = trace["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 3, "{trace:#}");
+    for s in spans {
+        assert_eq!(tag_str(s, "http.status_code"), "101", "{s:#}");
+        assert!(tag(s, "error").is_none(), "{s:#}");
+        let duration = s["duration"].as_u64().unwrap();
+        assert!(
+            duration >= 600_000,
+            "span ended before the connection: {s:#}"
+        );
+        for size in ["request_size", "response_size"] {
+            let n: u64 = tag_str(s, size).parse().unwrap();
+            assert!(n > payload, "{size} {n} < {payload}: {s:#}");
+        }
+    }
+    let ids: Vec<&str> = spans
+        .iter()
+        .map(|s| s["spanID"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&app_parent),
+        "the app's parent is a proxy span: {ids:?}"
+    );
+    let roots = spans.iter().filter(|s| parent_of(s).is_none()).count();
+    assert_eq!(roots, 1, "{trace:#}");
+
+    // A handshake the app refuses is an ordinary response, and so is a plain request.
+    let url = format!("ws://{}/api/reject", edge.addr("edge"));
+    let out = python(".venv", "websocket_peer.py", &["reject", &url]);
+    assert_eq!(out.trim(), r#"{"status": 403}"#);
+    let plain = get(&format!("http://{}/api/plain", edge.addr("edge")));
+    assert_eq!(
+        plain.status,
+        426,
+        "the app wants an upgrade: {}",
+        plain.text()
+    );
+}
+
 #[test]
 fn proxy_upstream_down_is_502_and_timeout_is_504_with_error_spans() {
     let dir = tempfile::tempdir().unwrap();

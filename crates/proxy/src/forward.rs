@@ -65,6 +65,13 @@ pub struct Finish {
 }
 
 impl Finish {
+    /// For an upgraded connection: `sent` bytes went upstream, `received` came back.
+    pub fn tunnel_done(mut self, sent: u64, received: u64, failed: Option<String>) {
+        self.request_bytes.fetch_add(sent, Ordering::Relaxed);
+        self.response_bytes = received;
+        self.done(failed);
+    }
+
     fn done(mut self, failed: Option<String>) {
         self.span.tag(
             "request_size",

@@ -20,6 +20,7 @@ mod route;
 pub mod sampling;
 mod span;
 pub mod stats;
+mod tunnel;
 mod upstream;
 mod zipkin_json;
 

@@ -7,7 +7,8 @@
 //! HTTP/2 requests go upstream over HTTP/2 (h2c), HTTP/1.1 over HTTP/1.1, on the worker's own
 //! upstream connections (`upstream`). Failures the proxy answers itself: 404 (no route, `NR`),
 //! 502 (upstream connect or reset, `UF`/`UR`), 504 (no response headers within
-//! `timeouts.request`, `UT`).
+//! `timeouts.request`, `UT`). An HTTP/1.1 request to switch protocols (WebSocket) becomes a
+//! tunnel once the upstream agrees (`tunnel`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,7 +30,8 @@ use crate::forward::{local_body, strip_hop_by_hop, CountedRequest, Finish, Trace
 use crate::route::Router;
 use crate::span::{ActiveSpan, TagValue, Tracer};
 use crate::stats::Stats;
-use crate::upstream::Upstreams;
+use crate::tunnel;
+use crate::upstream::{UpstreamError, Upstreams};
 
 static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -117,7 +119,7 @@ impl Listener {
                     async move { Ok::<_, Infallible>(this.handle(req, peer, peer_ip).await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                     .await;
             });
         }
@@ -186,6 +188,10 @@ impl Listener {
         }
         wire::propagation::inject(&begun.outgoing, &self.tracer.formats, req.headers_mut());
         let request_bytes = Arc::new(AtomicU64::new(0));
+        let upgrade = match version {
+            Version::HTTP_11 => tunnel::requested(req.headers()),
+            _ => None,
+        };
         let Some(target) = target else {
             return self.local(
                 span,
@@ -209,6 +215,18 @@ impl Listener {
                 "bad upstream address\n",
             );
         };
+        if let Some(protocol) = upgrade {
+            return self
+                .upgrade(
+                    req,
+                    protocol,
+                    target.address,
+                    authority,
+                    span,
+                    request_bytes,
+                )
+                .await;
+        }
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let http2 = version == Version::HTTP_2;
@@ -264,43 +282,111 @@ impl Listener {
             Ok(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                let finish = span.map(|mut s| {
-                    s.tag("http.status_code", i64::from(parts.status.as_u16()));
-                    s.tag("response_flags", "-");
-                    if parts.status.is_server_error() {
-                        s.error(&format!("upstream answered {}", parts.status));
-                    }
-                    Finish {
-                        span: s,
-                        request_bytes,
-                        response_bytes: 0,
-                    }
-                });
+                let finish = answered(span, parts.status, request_bytes);
                 Response::from_parts(parts, TracedResponse::new(body.boxed(), finish))
             }
-            Ok(Err(e)) => {
-                Stats::inc(&self.stats.upstream_errors);
-                let flag = if e.is_connect() { "UF" } else { "UR" };
-                tracing::debug!("upstream {} failed: {e}", target.address);
-                self.local(
-                    span,
-                    request_bytes,
-                    StatusCode::BAD_GATEWAY,
-                    flag,
-                    "upstream connect error or disconnect/reset before headers\n",
-                )
-            }
-            Err(_) => {
-                Stats::inc(&self.stats.upstream_timeouts);
-                self.local(
-                    span,
-                    request_bytes,
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "UT",
-                    "upstream request timeout\n",
-                )
+            Ok(Err(e)) => self.unanswered(span, request_bytes, target.address, e),
+            Err(_) => self.timed_out(span, request_bytes),
+        }
+    }
+
+    /// 502 when the upstream could not be reached or reset before answering.
+    fn unanswered(
+        &self,
+        span: Option<ActiveSpan>,
+        request_bytes: Arc<AtomicU64>,
+        address: &str,
+        e: UpstreamError,
+    ) -> Response<TracedResponse> {
+        Stats::inc(&self.stats.upstream_errors);
+        let flag = if e.is_connect() { "UF" } else { "UR" };
+        tracing::debug!("upstream {address} failed: {e}");
+        self.local(
+            span,
+            request_bytes,
+            StatusCode::BAD_GATEWAY,
+            flag,
+            "upstream connect error or disconnect/reset before headers\n",
+        )
+    }
+
+    /// 504 when the upstream's response headers did not come within `timeouts.request`.
+    fn timed_out(
+        &self,
+        span: Option<ActiveSpan>,
+        request_bytes: Arc<AtomicU64>,
+    ) -> Response<TracedResponse> {
+        Stats::inc(&self.stats.upstream_timeouts);
+        self.local(
+            span,
+            request_bytes,
+            StatusCode::GATEWAY_TIMEOUT,
+            "UT",
+            "upstream request timeout\n",
+        )
+    }
+
+    /// A request to switch protocols (see `tunnel`): the handshake goes to the upstream on a
+    /// connection of its own; a `101` answer is passed back and both connections become a
+    /// tunnel, which finishes the span when it closes. Any other answer is an ordinary response.
+    async fn upgrade(
+        &self,
+        mut req: Request<Incoming>,
+        protocol: HeaderValue,
+        address: &str,
+        authority: Authority,
+        span: Option<ActiveSpan>,
+        request_bytes: Arc<AtomicU64>,
+    ) -> Response<TracedResponse> {
+        let downstream = hyper::upgrade::on(&mut req);
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        tunnel::restore(&mut parts.headers, protocol);
+        if !parts.headers.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(host_header(&authority)) {
+                parts.headers.insert(header::HOST, v);
             }
         }
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        parts.uri = match Uri::try_from(path) {
+            Ok(u) => u,
+            Err(_) => Uri::from_static("/"),
+        };
+        let upstream_req =
+            Request::from_parts(parts, CountedRequest::new(body, request_bytes.clone()));
+        let expiry = self.deadlines.start();
+        let answer = tokio::select! {
+            biased;
+            answer = self.upstreams.send_upgrade(address, upstream_req) => answer,
+            () = expiry => return self.timed_out(span, request_bytes),
+        };
+        let mut resp = match answer {
+            Ok(resp) => resp,
+            Err(e) => return self.unanswered(span, request_bytes, address, e),
+        };
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            let finish = answered(span, parts.status, request_bytes);
+            return Response::from_parts(parts, TracedResponse::new(body.boxed(), finish));
+        }
+        let Some(protocol) = resp.headers().get(header::UPGRADE).cloned() else {
+            Stats::inc(&self.stats.upstream_errors);
+            return self.local(
+                span,
+                request_bytes,
+                StatusCode::BAD_GATEWAY,
+                "UPE",
+                "upstream switched protocols without naming one\n",
+            );
+        };
+        let upstream = hyper::upgrade::on(&mut resp);
+        let (mut parts, _) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        tunnel::restore(&mut parts.headers, protocol);
+        let finish = answered(span, parts.status, request_bytes);
+        tokio::spawn(tunnel::run(downstream, upstream, finish));
+        Response::from_parts(parts, TracedResponse::new(local_body(String::new()), None))
     }
 
     /// An answer of the proxy's own, with the span finished as failed for 5xx.
@@ -330,6 +416,26 @@ impl Listener {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         r
     }
+}
+
+/// What is left to record of a span once the upstream answered with `status`.
+fn answered(
+    span: Option<ActiveSpan>,
+    status: StatusCode,
+    request_bytes: Arc<AtomicU64>,
+) -> Option<Finish> {
+    span.map(|mut s| {
+        s.tag("http.status_code", i64::from(status.as_u16()));
+        s.tag("response_flags", "-");
+        if status.is_server_error() {
+            s.error(&format!("upstream answered {status}"));
+        }
+        Finish {
+            span: s,
+            request_bytes,
+            response_bytes: 0,
+        }
+    })
 }
 
 /// The Host header for an upstream address: its port left out when it is HTTP's default (80), as

@@ -197,6 +197,32 @@ where
         Ok(self.give_back_after(resp, host, sender))
     }
 
+    /// Sends a protocol-upgrade request (see `tunnel`) on a new HTTP/1.1 connection of its own,
+    /// never pooled: once the upstream switches protocols, the connection belongs to the tunnel.
+    pub async fn send_upgrade(
+        &self,
+        address: &str,
+        req: Request<B>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let io = self.connect(address).await?;
+        let (mut sender, conn) =
+            http1::handshake(io)
+                .await
+                .map_err(|source| UpstreamError::Handshake {
+                    address: address.to_owned(),
+                    source,
+                })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream connection ended: {e}");
+            }
+        });
+        sender
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::Request)
+    }
+
     /// The most recently used idle connection that can take a request now. Closed ones are
     /// dropped on the way; ones not ready yet (still finishing their last exchange) are kept.
     fn checkout_http1(&self, host: usize) -> Option<http1::SendRequest<B>> {

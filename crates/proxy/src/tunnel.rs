@@ -1,0 +1,118 @@
+//! Protocol upgrades (WebSocket, and any other HTTP/1.1 `Upgrade`): the handshake is proxied as a
+//! request, and once the upstream answers `101 Switching Protocols` both connections are handed
+//! to a tunnel that copies bytes each way until either side closes.
+//!
+//! `Upgrade` and `Connection` are hop-by-hop, so a proxy drops them unless it takes part in the
+//! upgrade, as Envoy does for the protocols in its `upgrade_configs` (WebSocket by default). Here
+//! every protocol a client asks for is passed on except `h2c`: upgrading a cleartext connection to
+//! HTTP/2 concerns this hop only, and the proxy already speaks HTTP/2 with prior knowledge.
+//!
+//! The handshake goes out on a connection of its own, never pooled: after a `101` it belongs to
+//! the tunnel. The span covers the whole exchange, handshake to close, as Envoy's does (its
+//! stream lasts as long as the upgraded connection): `http.status_code` 101, `request_size` and
+//! `response_size` the bytes carried each way.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::forward::Finish;
+
+/// The protocol an HTTP/1.1 request asks to switch to (its `Upgrade` header), when it asks for
+/// one this proxy tunnels: `Connection` must list `upgrade`, and `h2c` is not tunnelled.
+pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if !asks {
+        return None;
+    }
+    let protocol = headers.get(header::UPGRADE)?;
+    let first = protocol.to_str().ok()?.split(',').next()?.trim();
+    if first.is_empty() || first.eq_ignore_ascii_case("h2c") {
+        return None;
+    }
+    Some(protocol.clone())
+}
+
+/// Puts back the two headers of an upgrade after the hop-by-hop ones were removed.
+pub fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
+/// Copies bytes both ways between the client's and the upstream's upgraded connections until
+/// both directions are closed (or one fails), then finishes the span with what was carried.
+pub async fn run(downstream: OnUpgrade, upstream: OnUpgrade, finish: Option<Finish>) {
+    let (down, up) = match tokio::try_join!(downstream, upstream) {
+        Ok(both) => both,
+        Err(e) => {
+            if let Some(f) = finish {
+                f.tunnel_done(0, 0, Some(format!("protocol upgrade failed: {e}")));
+            }
+            return;
+        }
+    };
+    let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
+    let (sent, received, failed) = match tokio::io::copy_bidirectional(&mut down, &mut up).await {
+        Ok((sent, received)) => (sent, received, None),
+        Err(e) => (0, 0, Some(format!("upgraded connection failed: {e}"))),
+    };
+    if let Some(f) = finish {
+        f.tunnel_done(sent, received, failed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn websocket_and_other_protocols_are_tunnelled_h2c_and_half_requests_are_not() {
+        let ws = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(requested(&ws).unwrap(), "websocket");
+        // `upgrade` among other tokens, in another of several Connection headers.
+        let listed = headers(&[
+            ("connection", "keep-alive"),
+            ("connection", "foo, UPGRADE"),
+            ("upgrade", "custom/1, websocket"),
+        ]);
+        assert_eq!(requested(&listed).unwrap(), "custom/1, websocket");
+        for refused in [
+            headers(&[("connection", "upgrade"), ("upgrade", "h2c")]),
+            headers(&[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", "H2C"),
+            ]),
+            headers(&[("upgrade", "websocket")]),
+            headers(&[("connection", "upgrade")]),
+            headers(&[("connection", "upgrade"), ("upgrade", "")]),
+            headers(&[("connection", "keep-alive"), ("upgrade", "websocket")]),
+        ] {
+            assert_eq!(requested(&refused), None, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn restore_puts_back_exactly_the_upgrade_headers() {
+        let mut h = headers(&[("host", "x")]);
+        restore(&mut h, HeaderValue::from_static("websocket"));
+        assert_eq!(h.len(), 3);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+    }
+}
