@@ -389,6 +389,70 @@ fn proxy_h2c_and_grpc_pass_through() {
     trace_with(&server, &hex(&trace_id), 1);
 }
 
+#[test]
+fn proxy_upstream_protocol_converts_between_http1_and_http2_keeping_the_authority() {
+    let app = App::start();
+    let curl_version = |proxy: &Proxy, args: &[&str], path: &str| {
+        let url = format!("http://{}{path}", proxy.addr("in"));
+        let out = Command::new("curl")
+            .args(["-sS", "-H", "Host: shop.example:8080"])
+            .args(args)
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Default: the request's own version.
+    let same = single(app.addr, None, "");
+    assert_eq!(
+        curl_version(&same, &[], "/version"),
+        "HTTP/1.1 shop.example:8080"
+    );
+    assert_eq!(
+        curl_version(&same, &["--http2-prior-knowledge"], "/version"),
+        "HTTP/2.0 shop.example:8080"
+    );
+    // http1: an HTTP/2 client reaches an HTTP/1.1 upstream, `:authority` becoming Host.
+    let h1 = single(app.addr, None, "    upstream_protocol: http1\n");
+    assert_eq!(
+        curl_version(&h1, &["--http2-prior-knowledge"], "/version"),
+        "HTTP/1.1 shop.example:8080"
+    );
+    // http2: HTTP/1.1 requests go out as HTTP/2, Host becoming `:authority`; a chunked upload
+    // streams through.
+    let h2 = single(app.addr, None, "    upstream_protocol: http2\n");
+    assert_eq!(
+        curl_version(&h2, &[], "/version"),
+        "HTTP/2.0 shop.example:8080"
+    );
+    let big = vec![b'q'; 3 * 1024 * 1024];
+    let a = post(
+        &format!("http://{}/count", h2.addr("in")),
+        &["Transfer-Encoding: chunked"],
+        &big,
+    );
+    assert_eq!((a.status, a.text()), (200, big.len().to_string()));
+    // A value the listener does not know is refused by name.
+    let bad = format!(
+        "node_id: x\nlisteners:\n  - {{name: in, mode: inbound, listen: '127.0.0.1:0', upstream: '{}', upstream_protocol: http3}}\n",
+        app.addr
+    );
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    config.write_all(bad.as_bytes()).unwrap();
+    let out = Proc::command(&["proxy", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("http3") && err.contains("http1"), "{err}");
+}
+
 /// The WebSocket app of tests/python/websocket_peer.py (the `websockets` library), announced as
 /// `ws`.
 fn websocket_app() -> Proc {

@@ -54,8 +54,26 @@ pub struct ListenerConfig {
     pub mode: Mode,
     pub listen: String,
     pub upstream: Upstream,
+    /// The HTTP version spoken to the upstream.
+    #[serde(default)]
+    pub upstream_protocol: UpstreamProtocol,
     #[serde(default)]
     pub timeouts: Timeouts,
+}
+
+/// Which HTTP version a listener speaks to its upstream (Envoy: a cluster's protocol options).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// The request's own: HTTP/2 (cleartext) for HTTP/2 requests, so gRPC passes through
+    /// unconfigured, HTTP/1.1 for the rest (Envoy's `USE_DOWNSTREAM_PROTOCOL`).
+    #[default]
+    Downstream,
+    /// HTTP/1.1 always: an app that only speaks HTTP/1.1 behind a sidecar that takes HTTP/2.
+    Http1,
+    /// Cleartext HTTP/2 always (prior knowledge), e.g. between sidecars: HTTP/1.1 requests
+    /// share one multiplexed connection per upstream.
+    Http2,
 }
 
 /// Edge and inbound: one `host:port`. Outbound: routes to named clusters.

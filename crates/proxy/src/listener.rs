@@ -4,11 +4,12 @@
 //! [`accept`] deals accepted connections out to the per-core workers in turn; each worker's
 //! [`Listener::serve`] then owns its connections, and its upstream pools, on its own thread.
 //!
-//! HTTP/2 requests go upstream over HTTP/2 (h2c), HTTP/1.1 over HTTP/1.1, on the worker's own
-//! upstream connections (`upstream`). Failures the proxy answers itself: 404 (no route, `NR`),
-//! 502 (upstream connect or reset, `UF`/`UR`), 504 (no response headers within
-//! `timeouts.request`, `UT`). An HTTP/1.1 request to switch protocols (WebSocket) becomes a
-//! tunnel once the upstream agrees (`tunnel`).
+//! HTTP/2 requests go upstream over HTTP/2 (h2c), HTTP/1.1 over HTTP/1.1 (or all over one of
+//! them: `upstream_protocol`), on the worker's own upstream connections (`upstream`); the
+//! request's authority (`Host`, `:authority`) goes with it, converted between the two. Failures
+//! the proxy answers itself: 404 (no route, `NR`), 502 (upstream connect or reset, `UF`/`UR`),
+//! 504 (no response headers within `timeouts.request`, `UT`). An HTTP/1.1 request to switch
+//! protocols (WebSocket) becomes a tunnel once the upstream agrees (`tunnel`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::config::{ListenerConfig, Mode};
+use crate::config::{ListenerConfig, Mode, UpstreamProtocol};
 use crate::deadline::Deadlines;
 use crate::forward::{local_body, strip_hop_by_hop, CountedRequest, Finish, TracedResponse};
 use crate::route::Router;
@@ -78,6 +79,7 @@ pub async fn accept(
 
 pub struct Listener {
     mode: Mode,
+    upstream_protocol: UpstreamProtocol,
     router: Router,
     tracer: Arc<Tracer>,
     stats: Arc<Stats>,
@@ -89,6 +91,7 @@ impl Listener {
     pub fn new(config: &ListenerConfig, tracer: Arc<Tracer>, stats: Arc<Stats>) -> Self {
         Listener {
             mode: config.mode,
+            upstream_protocol: config.upstream_protocol,
             router: Router::new(config),
             tracer,
             stats,
@@ -229,20 +232,34 @@ impl Listener {
         }
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let http2 = version == Version::HTTP_2;
+        let http2 = match self.upstream_protocol {
+            UpstreamProtocol::Downstream => version == Version::HTTP_2,
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::Http2 => true,
+        };
         let mut uri = std::mem::take(&mut parts.uri).into_parts();
         if http2 {
-            // http://{upstream address}{the request's path and query}: :scheme and :authority.
+            // :scheme http, :authority the request's own (HTTP/2's, or an HTTP/1.1 request's
+            // Host), else the upstream's address.
             uri.scheme = Some(Scheme::HTTP);
-            uri.authority = Some(authority);
+            let own = uri.authority.take().or_else(|| {
+                let host = parts.headers.get(header::HOST)?;
+                Authority::try_from(host.as_bytes()).ok()
+            });
+            uri.authority = Some(own.unwrap_or(authority));
             if uri.path_and_query.is_none() {
                 uri.path_and_query = Some(PathAndQuery::from_static("/"));
             }
         } else {
             // HTTP/1.1 upstream: origin-form (authority-form for CONNECT), and a Host header
-            // naming the upstream when the request brought none.
+            // when the request brought none: its HTTP/2 `:authority` (or absolute-form URI's),
+            // else the upstream's address.
             if !parts.headers.contains_key(header::HOST) {
-                if let Ok(v) = HeaderValue::from_str(host_header(&authority)) {
+                let value = match &uri.authority {
+                    Some(a) => HeaderValue::from_str(a.as_str()),
+                    None => HeaderValue::from_str(host_header(&authority)),
+                };
+                if let Ok(v) = value {
                     parts.headers.insert(header::HOST, v);
                 }
             }

@@ -30,7 +30,8 @@ pub struct App {
 }
 
 impl App {
-    /// `/echo` answers "ok"; `/slow` answers after 3 s; `/stream?n=N` streams N chunks of 64 KiB,
+    /// `/echo` answers "ok"; `/version` the request's HTTP version and authority; `/slow` answers
+    /// after 3 s; `/stream?n=N` streams N chunks of 64 KiB,
     /// one every 20 ms; `/count` reads the request body as it comes and answers its length;
     /// `/gate` sends one chunk, then waits for a byte-count request... see tests.
     pub fn start() -> App {
@@ -123,6 +124,17 @@ pub async fn app(
                 }
             }
             full(format!("{n}"))
+        }
+        "/version" => {
+            // The HTTP version the request came in, and its authority as the app sees it.
+            let authority = req
+                .headers()
+                .get(hyper::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| req.uri().authority().map(|a| a.to_string()))
+                .unwrap_or_default();
+            full(format!("{:?} {authority}", req.version()))
         }
         _ => full("ok".into()),
     };
