@@ -76,8 +76,52 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("meshtrace: error: {e:#}");
+            eprintln!("meshtrace: error: {}", explain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause whose text the message before
+/// it already ends with (many error types print their source in their own message too).
+fn explain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = || std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot listen on 127.0.0.1:1: {source}")]
+        struct Bind {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Bind { source: io() }).context("cannot start");
+        assert_eq!(
+            explain(&e),
+            "cannot start: cannot listen on 127.0.0.1:1: Address already in use"
+        );
+        // Causes not in the message are all there, in order.
+        let e = anyhow::Error::new(io())
+            .context("cannot bind")
+            .context("cannot start");
+        assert_eq!(
+            explain(&e),
+            "cannot start: cannot bind: Address already in use"
+        );
     }
 }
