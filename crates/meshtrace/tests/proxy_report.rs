@@ -331,3 +331,98 @@ fn proxy_flushes_buffered_spans_on_sigterm() {
     });
     assert!(t.is_some(), "the buffered span was flushed on shutdown");
 }
+
+/// A proxy in front of `app` whose span buffer only a shutdown flush empties.
+fn draining(app: SocketAddr, collector: &str, drain: &str) -> Proxy {
+    Proxy::start(
+        &format!(
+            "node_id: side\ndrain_timeout: {drain}\nlisteners:\n  - {{name: in, mode: inbound, listen: '127.0.0.1:0', upstream: '{app}'}}\ntracing:\n  collector: http://{collector}/api/v2/spans\n  flush: {{ count: 1000, interval: 1h }}\n"
+        ),
+        &["in"],
+    )
+}
+
+/// Starts `GET /slow` (answered after 3 s) through `proxy` in a thread, returns once the app
+/// has it; the thread gives curl's exit code and output.
+fn slow_request(
+    proxy: &Proxy,
+    app: &App,
+    trace: &str,
+) -> std::thread::JoinHandle<(Option<i32>, String)> {
+    let url = format!("http://{}/slow", proxy.addr("in"));
+    let tp = format!("traceparent: 00-{trace}-00f067aa0ba902b7-01");
+    let before = app.seen.lock().unwrap().len();
+    let request = std::thread::spawn(move || {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "30",
+                "-w",
+                " %{http_code}",
+                "-H",
+                &tp,
+                &url,
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    });
+    let arrived = eventually(Duration::from_secs(10), || {
+        (app.seen.lock().unwrap().len() > before).then_some(())
+    });
+    assert!(arrived.is_some(), "the app never got the request");
+    request
+}
+
+#[test]
+fn proxy_drains_requests_in_flight_on_sigterm_and_refuses_new_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    let proxy = draining(app.addr, server.addr("zipkin"), "10s");
+    let addr = proxy.addr("in").to_owned();
+    let trace = "7a0c63257de34c927a0c63257de34c92";
+    let request = slow_request(&proxy, &app, trace);
+    let stopping = std::time::Instant::now();
+    let exit = std::thread::spawn(move || proxy.terminate());
+    // While it drains, the listening socket is closed: new connections are refused.
+    let refused = eventually(Duration::from_secs(2), || {
+        std::net::TcpStream::connect(&addr).is_err().then_some(())
+    });
+    assert!(refused.is_some(), "still accepting after SIGTERM");
+    // The request in flight is answered in full, then the proxy exits cleanly.
+    assert_eq!(request.join().unwrap(), (Some(0), "late 200".to_owned()));
+    assert_eq!(exit.join().unwrap(), Some(0));
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(8), "drain took {took:?}");
+    // And its span, finished during the drain, was flushed.
+    let t = eventually(Duration::from_secs(10), || {
+        let a = get(&server.query_url(&format!("/api/traces/{trace}")));
+        (a.status == 200).then(|| a.json())
+    });
+    let t = t.expect("the drained request's span was flushed on shutdown");
+    assert_eq!(
+        tag_str(&t["data"][0]["spans"][0], "http.status_code"),
+        "200"
+    );
+}
+
+#[test]
+fn proxy_drain_timeout_bounds_how_long_a_slow_request_holds_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    let proxy = draining(app.addr, server.addr("zipkin"), "300ms");
+    let request = slow_request(&proxy, &app, "8b0c63257de34c928b0c63257de34c92");
+    let stopping = std::time::Instant::now();
+    assert_eq!(proxy.terminate(), Some(0));
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_millis(2500), "exit took {took:?}");
+    // The request still waiting for the app is cut: curl gets no answer.
+    let (code, out) = request.join().unwrap();
+    assert_ne!(code, Some(0), "{out}");
+}

@@ -35,6 +35,11 @@ pub struct Config {
     #[serde(default)]
     pub admin: Option<String>,
     pub listeners: Vec<ListenerConfig>,
+    /// On SIGTERM, how long requests in flight (and open WebSocket tunnels) may take to finish
+    /// once the listeners stopped accepting, before the proxy closes what is left (Istio's
+    /// `terminationDrainDuration`). Default 5s.
+    #[serde(default = "default_drain_timeout", with = "dur")]
+    pub drain_timeout: Duration,
     #[serde(default)]
     pub tracing: TracingConfig,
 }
@@ -259,6 +264,10 @@ impl Default for Flush {
             interval: Duration::from_secs(1),
         }
     }
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 mod dur {

@@ -48,17 +48,27 @@ pub struct Running {
     pub listeners: Vec<(String, SocketAddr)>,
     pub admin: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
     reporter: report::ReporterHandle,
 }
 
 impl Running {
-    /// Stops accepting, then flushes what the reporter holds (bounded by its timeout).
+    /// Stops accepting (the listening sockets close), lets the requests in flight and open
+    /// tunnels finish for up to `drain_timeout`, then flushes what the reporter holds (bounded by
+    /// its timeout), the drained requests' spans included.
     pub async fn shutdown(self) {
-        self.stop.send_replace(true);
         for t in &self.tasks {
             t.abort();
         }
+        self.stop.send_replace(true);
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
         self.reporter.close().await;
     }
 }
@@ -78,8 +88,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let tracer = Arc::new(span::Tracer::new(&config, sink, stats.clone()));
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let drain = config.drain_timeout;
     let mut listeners = Vec::new();
     let mut tasks = Vec::new();
+    let mut threads = Vec::new();
     for l in &config.listeners {
         let bind_error = |source| StartError::Bind {
             name: l.name.clone(),
@@ -96,8 +108,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             handoff.push(tx);
             let (config, tracer, stats) = (l.clone(), tracer.clone(), stats.clone());
-            let mut stop = stop_rx.clone();
-            std::thread::Builder::new()
+            let stop = stop_rx.clone();
+            let thread = std::thread::Builder::new()
                 .name(format!("proxy-{worker}"))
                 .spawn(move || {
                     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -115,13 +127,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     };
                     runtime.block_on(async move {
                         let listener = Arc::new(listener::Listener::new(&config, tracer, stats));
-                        tokio::select! {
-                            _ = listener.serve(rx) => {}
-                            _ = stop.wait_for(|stop| *stop) => {}
-                        }
+                        listener.serve(rx, stop, drain).await;
                     });
                 })
                 .map_err(bind_error)?;
+            threads.push(thread);
         }
         tasks.push(tokio::spawn(listener::accept(tcp, handoff)));
     }
@@ -146,6 +156,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         listeners,
         admin,
         tasks,
+        workers: threads,
         stop: stop_tx,
         reporter,
     })

@@ -15,6 +15,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -22,8 +23,9 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::{ListenerConfig, Mode, UpstreamProtocol};
 use crate::deadline::Deadlines;
@@ -85,6 +87,8 @@ pub struct Listener {
     stats: Arc<Stats>,
     deadlines: Arc<Deadlines>,
     upstreams: Arc<Upstreams<CountedRequest<Incoming>>>,
+    /// How many upgraded connections are open (the drain waits for none).
+    tunnels: Arc<watch::Sender<usize>>,
 }
 
 impl Listener {
@@ -97,15 +101,31 @@ impl Listener {
             stats,
             deadlines: Deadlines::new(config.timeouts.request),
             upstreams: Upstreams::new(config.timeouts.connect, config.timeouts.idle),
+            tunnels: Arc::new(watch::channel(0).0),
         }
     }
 
     /// Serves the connections [`accept`] hands to this worker, on the current (single-threaded)
-    /// runtime.
-    pub async fn serve(self: Arc<Self>, mut accepted: Accepted) {
+    /// runtime, until `stop`; then drains: every connection is told to finish (HTTP/1.1 closes
+    /// after the request in flight, HTTP/2 sends GOAWAY), and the worker waits for them and for
+    /// open tunnels, up to `drain`.
+    pub async fn serve(
+        self: Arc<Self>,
+        mut accepted: Accepted,
+        mut stop: watch::Receiver<bool>,
+        drain: Duration,
+    ) {
         let sweeper = tokio::spawn(self.deadlines.clone().sweeper());
         let reaper = tokio::spawn(self.upstreams.clone().reaper());
-        while let Some((stream, peer)) = accepted.recv().await {
+        let connections = GracefulShutdown::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                next = accepted.recv() => match next {
+                    Some(next) => next,
+                    None => break,
+                },
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
             let stream = match tokio::net::TcpStream::from_std(stream) {
                 Ok(s) => s,
                 Err(e) => {
@@ -116,15 +136,25 @@ impl Listener {
             let this = self.clone();
             // The span tag, formatted once per connection.
             let peer_ip: Arc<str> = peer.ip().to_string().into();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let (this, peer_ip) = (this.clone(), peer_ip.clone());
-                    async move { Ok::<_, Infallible>(this.handle(req, peer, peer_ip).await) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
+            let svc = hyper::service::service_fn(move |req| {
+                let (this, peer_ip) = (this.clone(), peer_ip.clone());
+                async move { Ok::<_, Infallible>(this.handle(req, peer, peer_ip).await) }
             });
+            let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .into_owned();
+            let conn = connections.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        let mut tunnels = self.tunnels.subscribe();
+        let drained = async {
+            connections.shutdown().await;
+            let _ = tunnels.wait_for(|open| *open == 0).await;
+        };
+        if tokio::time::timeout(drain, drained).await.is_err() {
+            tracing::info!("drain timeout ({drain:?}) reached: closing what is still open");
         }
         sweeper.abort();
         reaper.abort();
@@ -402,7 +432,11 @@ impl Listener {
         strip_hop_by_hop(&mut parts.headers);
         tunnel::restore(&mut parts.headers, protocol);
         let finish = answered(span, parts.status, request_bytes);
-        tokio::spawn(tunnel::run(downstream, upstream, finish));
+        tokio::spawn(tunnel::run(
+            downstream,
+            upstream,
+            tunnel::Open::new(&self.tunnels, finish),
+        ));
         Response::from_parts(parts, TracedResponse::new(local_body(String::new()), None))
     }
 

@@ -12,9 +12,12 @@
 //! stream lasts as long as the upgraded connection): `http.status_code` 101, `request_size` and
 //! `response_size` the bytes carried each way.
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderMap, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
 
 use crate::forward::Finish;
 
@@ -44,25 +47,55 @@ pub fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
+/// An upgraded connection counted as open while it lives, with its span: finished with the
+/// bytes carried when the tunnel closes, or, when the proxy stops first and the tunnel is dropped
+/// mid-way, as cut short.
+pub struct Open {
+    count: Arc<watch::Sender<usize>>,
+    finish: Option<Finish>,
+}
+
+impl Open {
+    pub fn new(count: &Arc<watch::Sender<usize>>, finish: Option<Finish>) -> Open {
+        count.send_modify(|open| *open += 1);
+        Open {
+            count: count.clone(),
+            finish,
+        }
+    }
+
+    fn done(mut self, sent: u64, received: u64, failed: Option<String>) {
+        if let Some(f) = self.finish.take() {
+            f.tunnel_done(sent, received, failed);
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(f) = self.finish.take() {
+            f.tunnel_done(
+                0,
+                0,
+                Some("the proxy stopped with the connection open".into()),
+            );
+        }
+        self.count
+            .send_modify(|open| *open = open.saturating_sub(1));
+    }
+}
+
 /// Copies bytes both ways between the client's and the upstream's upgraded connections until
 /// both directions are closed (or one fails), then finishes the span with what was carried.
-pub async fn run(downstream: OnUpgrade, upstream: OnUpgrade, finish: Option<Finish>) {
+pub async fn run(downstream: OnUpgrade, upstream: OnUpgrade, open: Open) {
     let (down, up) = match tokio::try_join!(downstream, upstream) {
         Ok(both) => both,
-        Err(e) => {
-            if let Some(f) = finish {
-                f.tunnel_done(0, 0, Some(format!("protocol upgrade failed: {e}")));
-            }
-            return;
-        }
+        Err(e) => return open.done(0, 0, Some(format!("protocol upgrade failed: {e}"))),
     };
     let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
-    let (sent, received, failed) = match tokio::io::copy_bidirectional(&mut down, &mut up).await {
-        Ok((sent, received)) => (sent, received, None),
-        Err(e) => (0, 0, Some(format!("upgraded connection failed: {e}"))),
-    };
-    if let Some(f) = finish {
-        f.tunnel_done(sent, received, failed);
+    match tokio::io::copy_bidirectional(&mut down, &mut up).await {
+        Ok((sent, received)) => open.done(sent, received, None),
+        Err(e) => open.done(0, 0, Some(format!("upgraded connection failed: {e}"))),
     }
 }
 
