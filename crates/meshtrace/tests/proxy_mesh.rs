@@ -453,6 +453,139 @@ fn proxy_upstream_protocol_converts_between_http1_and_http2_keeping_the_authorit
     assert!(err.contains("http3") && err.contains("http1"), "{err}");
 }
 
+/// curl over HTTPS with `args`; its exit code and output (`-w` appends the status).
+fn curl_tls(args: &[&str], url: &str) -> (i32, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            " %{http_code} %{http_version}",
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn proxy_edge_terminates_tls_with_http1_and_http2_and_mutual_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    let edge = Proxy::start(
+        &format!(
+            "node_id: edge-tls\nlisteners:\n  - name: edge\n    mode: edge\n    listen: 127.0.0.1:0\n    upstream: '{}'\n    tls: {{ cert_file: '{}', key_file: '{}' }}\n{}",
+            app.addr,
+            file("server.pem"),
+            file("server.key"),
+            tracing_block(server.addr("zipkin"), "b3multi"),
+        ),
+        &["edge"],
+    );
+    let port = edge.addr("edge").rsplit(':').next().unwrap().to_owned();
+    let url = format!("https://localhost:{port}/version");
+    let ca = file("ca.pem");
+    // HTTP/1.1 and HTTP/2 (by ALPN) over TLS, the private CA trusted; the app is told https.
+    let (code, out) = curl_tls(&["--cacert", &ca, "--http1.1"], &url);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, format!("HTTP/1.1 localhost:{port} 200 1.1").as_str())
+    );
+    assert_eq!(header(&app.last(), "x-forwarded-proto"), Some("https"));
+    let (code, out) = curl_tls(&["--cacert", &ca, "--http2"], &url);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, format!("HTTP/2.0 localhost:{port} 200 2").as_str())
+    );
+    // The span names the URL as the client asked for it.
+    let trace_id = header(&app.last(), "x-b3-traceid").unwrap().to_owned();
+    let trace = trace_with(&server, &trace_id, 1);
+    let span = &trace["spans"][0];
+    assert_eq!(
+        tag_str(span, "http.url"),
+        format!("https://localhost:{port}/version")
+    );
+    assert_eq!(tag_str(span, "http.protocol"), "HTTP/2");
+    // Another CA's trust, and plain HTTP on the TLS port, get nothing.
+    let (code, _) = curl_tls(&["--cacert", &file("other-ca.pem")], &url);
+    assert_eq!(code, 60, "certificate not trusted");
+    let (code, _) = curl_tls(&[], &format!("http://127.0.0.1:{port}/version"));
+    assert_ne!(code, 0, "plain HTTP on the TLS port");
+
+    // Mutual TLS: a client certificate from the CA is required.
+    let mutual = Proxy::start(
+        &format!(
+            "node_id: in-mtls\nlisteners:\n  - name: in\n    mode: inbound\n    listen: 127.0.0.1:0\n    upstream: '{}'\n    tls: {{ cert_file: '{}', key_file: '{}', client_ca_file: '{}', min_version: '1.3' }}\n",
+            app.addr,
+            file("server.pem"),
+            file("server.key"),
+            ca,
+        ),
+        &["in"],
+    );
+    let port = mutual.addr("in").rsplit(':').next().unwrap().to_owned();
+    let url = format!("https://localhost:{port}/version");
+    let (code, _) = curl_tls(&["--cacert", &ca], &url);
+    assert_ne!(code, 0, "no client certificate");
+    let (code, out) = curl_tls(
+        &[
+            "--cacert",
+            &ca,
+            "--cert",
+            &file("client.pem"),
+            "--key",
+            &file("client.key"),
+        ],
+        &url,
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, format!("HTTP/2.0 localhost:{port} 200 2").as_str())
+    );
+    let (code, _) = curl_tls(
+        &[
+            "--cacert",
+            &ca,
+            "--tls-max",
+            "1.2",
+            "--cert",
+            &file("client.pem"),
+            "--key",
+            &file("client.key"),
+        ],
+        &url,
+    );
+    assert_eq!(code, 35, "TLS 1.2 refused by min_version 1.3");
+
+    // A certificate file that is not there is named before anything starts.
+    let bad = format!(
+        "node_id: x\nlisteners:\n  - {{name: edge, mode: edge, listen: '127.0.0.1:0', upstream: '{}', tls: {{cert_file: /nonexistent/cert.pem, key_file: '{}'}}}}\n",
+        app.addr,
+        file("server.key"),
+    );
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    config.write_all(bad.as_bytes()).unwrap();
+    let out = Proc::command(&["proxy", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("listener \"edge\"") && err.contains("tls.cert_file /nonexistent/cert.pem"),
+        "{err}"
+    );
+}
+
 /// The WebSocket app of tests/python/websocket_peer.py (the `websockets` library), announced as
 /// `ws`.
 fn websocket_app() -> Proc {

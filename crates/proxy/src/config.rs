@@ -62,8 +62,29 @@ pub struct ListenerConfig {
     /// The HTTP version spoken to the upstream.
     #[serde(default)]
     pub upstream_protocol: UpstreamProtocol,
+    /// HTTPS on this listener (an edge terminating TLS): HTTP/1.1 and HTTP/2 by ALPN.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
     #[serde(default)]
     pub timeouts: Timeouts,
+}
+
+/// A listener's certificate, in the keys the collector's receivers use for theirs.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// PEM certificate chain.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
+    /// When set, clients must present a certificate signed by one of these CAs (mutual TLS).
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// `"1.2"` or `"1.3"`.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    #[serde(default)]
+    pub max_version: Option<String>,
 }
 
 /// Which HTTP version a listener speaks to its upstream (Envoy: a cluster's protocol options).

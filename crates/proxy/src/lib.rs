@@ -20,6 +20,7 @@ mod route;
 pub mod sampling;
 mod span;
 pub mod stats;
+mod tls;
 mod tunnel;
 mod upstream;
 mod zipkin_json;
@@ -38,6 +39,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("listener {name:?}: {reason}")]
+    Tls { name: String, reason: String },
     #[error("cannot set up the reporter: {0}")]
     Report(#[from] report::ReportError),
 }
@@ -98,6 +101,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             addr: l.listen.clone(),
             source,
         };
+        let tls = match &l.tls {
+            Some(tls) => Some(tls::acceptor(tls).map_err(|reason| StartError::Tls {
+                name: l.name.clone(),
+                reason,
+            })?),
+            None => None,
+        };
         let tcp = tokio::net::TcpListener::bind(&l.listen)
             .await
             .map_err(bind_error)?;
@@ -107,7 +117,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         for worker in 0..workers {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             handoff.push(tx);
-            let (config, tracer, stats) = (l.clone(), tracer.clone(), stats.clone());
+            let (config, tracer, stats, tls) =
+                (l.clone(), tracer.clone(), stats.clone(), tls.clone());
             let stop = stop_rx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("proxy-{worker}"))
@@ -126,7 +137,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                         }
                     };
                     runtime.block_on(async move {
-                        let listener = Arc::new(listener::Listener::new(&config, tracer, stats));
+                        let listener =
+                            Arc::new(listener::Listener::new(&config, tracer, stats, tls));
                         listener.serve(rx, stop, drain).await;
                     });
                 })

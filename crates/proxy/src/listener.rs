@@ -23,9 +23,10 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ListenerConfig, Mode, UpstreamProtocol};
 use crate::deadline::Deadlines;
@@ -33,6 +34,7 @@ use crate::forward::{local_body, strip_hop_by_hop, CountedRequest, Finish, Trace
 use crate::route::Router;
 use crate::span::{ActiveSpan, TagValue, Tracer};
 use crate::stats::Stats;
+use crate::tls;
 use crate::tunnel;
 use crate::upstream::{UpstreamError, Upstreams};
 
@@ -89,10 +91,17 @@ pub struct Listener {
     upstreams: Arc<Upstreams<CountedRequest<Incoming>>>,
     /// How many upgraded connections are open (the drain waits for none).
     tunnels: Arc<watch::Sender<usize>>,
+    /// HTTPS: each connection's handshake first.
+    tls: Option<TlsAcceptor>,
 }
 
 impl Listener {
-    pub fn new(config: &ListenerConfig, tracer: Arc<Tracer>, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        config: &ListenerConfig,
+        tracer: Arc<Tracer>,
+        stats: Arc<Stats>,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
         Listener {
             mode: config.mode,
             upstream_protocol: config.upstream_protocol,
@@ -102,6 +111,7 @@ impl Listener {
             deadlines: Deadlines::new(config.timeouts.request),
             upstreams: Upstreams::new(config.timeouts.connect, config.timeouts.idle),
             tunnels: Arc::new(watch::channel(0).0),
+            tls,
         }
     }
 
@@ -134,18 +144,18 @@ impl Listener {
                 }
             };
             let this = self.clone();
-            // The span tag, formatted once per connection.
-            let peer_ip: Arc<str> = peer.ip().to_string().into();
-            let svc = hyper::service::service_fn(move |req| {
-                let (this, peer_ip) = (this.clone(), peer_ip.clone());
-                async move { Ok::<_, Infallible>(this.handle(req, peer, peer_ip).await) }
-            });
-            let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .into_owned();
-            let conn = connections.watch(conn);
+            let watcher = connections.watcher();
             tokio::spawn(async move {
-                let _ = conn.await;
+                match &this.tls {
+                    None => this.serve_connection(stream, peer, false, watcher).await,
+                    Some(acceptor) => {
+                        if let Some(tls) = tls::handshake(acceptor, stream, peer).await {
+                            this.clone()
+                                .serve_connection(tls, peer, true, watcher)
+                                .await;
+                        }
+                    }
+                }
             });
         }
         let mut tunnels = self.tunnels.subscribe();
@@ -160,11 +170,33 @@ impl Listener {
         reaper.abort();
     }
 
+    /// Serves one connection (`secure`: over TLS) until it closes or the drain tells it to.
+    async fn serve_connection<I>(
+        self: Arc<Self>,
+        io: I,
+        peer: SocketAddr,
+        secure: bool,
+        watcher: Watcher,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        // The span tag, formatted once per connection.
+        let peer_ip: Arc<str> = peer.ip().to_string().into();
+        let svc = hyper::service::service_fn(move |req| {
+            let (this, peer_ip) = (self.clone(), peer_ip.clone());
+            async move { Ok::<_, Infallible>(this.handle(req, peer, peer_ip, secure).await) }
+        });
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+        let _ = watcher.watch(conn).await;
+    }
+
     async fn handle(
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
         peer_ip: Arc<str>,
+        secure: bool,
     ) -> Response<TracedResponse> {
         Stats::inc(&self.stats.requests);
         if self.mode == Mode::Edge {
@@ -173,7 +205,7 @@ impl Listener {
                     req.headers_mut().insert(X_REQUEST_ID.clone(), v);
                 }
             }
-            forwarded_for(req.headers_mut(), peer);
+            forwarded_for(req.headers_mut(), peer, secure);
         }
         let version = req.version();
         let host = req
@@ -202,9 +234,9 @@ impl Listener {
             }
             let host = host.unwrap_or("");
             let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-            let mut url =
-                String::with_capacity("http://".len() + host.len() + path_and_query.len());
-            url.push_str("http://");
+            let scheme = if secure { "https://" } else { "http://" };
+            let mut url = String::with_capacity(scheme.len() + host.len() + path_and_query.len());
+            url.push_str(scheme);
             url.push_str(host);
             url.push_str(path_and_query);
             s.tag("http.url", url);
@@ -543,8 +575,9 @@ fn new_request_id() -> String {
 
 /// At the edge, as Envoy with `use_remote_address`: the client's address is appended to
 /// `x-forwarded-for` (after any the request brought, in order) and `x-forwarded-proto` says
-/// `http` unless the request said otherwise. Sidecars leave both as they come.
-fn forwarded_for(headers: &mut hyper::HeaderMap, peer: SocketAddr) {
+/// `https` on a TLS listener, else `http` unless the request said otherwise. Sidecars leave
+/// both as they come.
+fn forwarded_for(headers: &mut hyper::HeaderMap, peer: SocketAddr, secure: bool) {
     let ip = peer.ip().to_string();
     let before: Vec<&str> = headers
         .get_all("x-forwarded-for")
@@ -561,7 +594,9 @@ fn forwarded_for(headers: &mut hyper::HeaderMap, peer: SocketAddr) {
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert("x-forwarded-for", v);
     }
-    if !headers.contains_key("x-forwarded-proto") {
+    if secure {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    } else if !headers.contains_key("x-forwarded-proto") {
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
 }
