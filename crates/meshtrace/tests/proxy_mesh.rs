@@ -600,16 +600,40 @@ fn proxy_websocket_upgrade_tunnels_through_the_chain_and_spans_cover_the_connect
     let dir = tempfile::tempdir().unwrap();
     let server = AllInOne::start(dir.path(), &[]);
     let app = websocket_app();
-    let (edge, _outbound, _inbound) = chain(
+    let (edge, outbound, _inbound) = chain(
         app.addr("ws").parse().unwrap(),
         server.addr("zipkin"),
         "b3multi",
     );
+    let tunnels_open = || {
+        let m = get(&format!("http://{}/metrics", outbound.addr("admin"))).text();
+        m.lines()
+            .find_map(|l| l.strip_prefix("meshtrace_proxy_tunnels_open "))
+            .map(|n| n.to_owned())
+    };
+    assert_eq!(tunnels_open().as_deref(), Some("0"));
     // A real WebSocket client through edge → outbound → inbound → app: text and binary messages
     // up to 1 MiB echoed, a message the app pushes unprompted, held open 0.6 s, closed normally.
     let url = format!("ws://{}/api/chat", edge.addr("edge"));
-    let out = python(".venv", "websocket_peer.py", &["client", &url, "0.6"]);
-    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let dir = python_dir();
+    let client = Command::new(dir.join(".venv/bin/python"))
+        .arg(dir.join("websocket_peer.py"))
+        .args(["client", &url, "0.6"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While the client holds the connection, each proxy counts it as an open tunnel.
+    let open = eventually(Duration::from_secs(10), || {
+        (tunnels_open().as_deref() == Some("1")).then_some(())
+    });
+    assert!(open.is_some(), "the tunnel was never counted open");
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let closed = eventually(Duration::from_secs(10), || {
+        (tunnels_open().as_deref() == Some("0")).then_some(())
+    });
+    assert!(closed.is_some(), "the closed tunnel is still counted");
     assert_eq!(summary["echoed"], 4, "{summary}");
     let payload = summary["payload_bytes"].as_u64().unwrap();
     assert!(payload > 1 << 20, "{summary}");

@@ -336,9 +336,9 @@ fn proxy_flushes_buffered_spans_on_sigterm() {
 fn draining(app: SocketAddr, collector: &str, drain: &str) -> Proxy {
     Proxy::start(
         &format!(
-            "node_id: side\ndrain_timeout: {drain}\nlisteners:\n  - {{name: in, mode: inbound, listen: '127.0.0.1:0', upstream: '{app}'}}\ntracing:\n  collector: http://{collector}/api/v2/spans\n  flush: {{ count: 1000, interval: 1h }}\n"
+            "node_id: side\nadmin: 127.0.0.1:0\ndrain_timeout: {drain}\nlisteners:\n  - {{name: in, mode: inbound, listen: '127.0.0.1:0', upstream: '{app}'}}\ntracing:\n  collector: http://{collector}/api/v2/spans\n  flush: {{ count: 1000, interval: 1h }}\n"
         ),
-        &["in"],
+        &["in", "admin"],
     )
 }
 
@@ -385,15 +385,23 @@ fn proxy_drains_requests_in_flight_on_sigterm_and_refuses_new_connections() {
     let app = App::start();
     let proxy = draining(app.addr, server.addr("zipkin"), "10s");
     let addr = proxy.addr("in").to_owned();
+    let health = format!("http://{}/healthz", proxy.addr("admin"));
+    assert_eq!(get(&health).status, 200);
     let trace = "7a0c63257de34c927a0c63257de34c92";
     let request = slow_request(&proxy, &app, trace);
     let stopping = std::time::Instant::now();
     let exit = std::thread::spawn(move || proxy.terminate());
-    // While it drains, the listening socket is closed: new connections are refused.
+    // While it drains, the listening socket is closed: new connections are refused, and the
+    // admin port says so.
     let refused = eventually(Duration::from_secs(2), || {
         std::net::TcpStream::connect(&addr).is_err().then_some(())
     });
     assert!(refused.is_some(), "still accepting after SIGTERM");
+    let draining = get(&health);
+    assert_eq!(
+        (draining.status, draining.text()),
+        (503, "draining\n".to_owned())
+    );
     // The request in flight is answered in full, then the proxy exits cleanly.
     assert_eq!(request.join().unwrap(), (Some(0), "late 200".to_owned()));
     assert_eq!(exit.join().unwrap(), Some(0));

@@ -1,4 +1,5 @@
-//! The admin port: `/metrics` (Prometheus text) and `/healthz`.
+//! The admin port: `/metrics` (Prometheus text) and `/healthz` (503 while draining, so a load
+//! balancer or Kubernetes stops sending new requests; the port stays up through the drain).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub async fn serve(tcp: TcpListener, stats: Arc<Stats>) {
 fn answer(path: &str, stats: &Stats) -> Response<Full<Bytes>> {
     let (status, body) = match path {
         "/metrics" => (StatusCode::OK, stats.render()),
+        "/healthz" if stats.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned())
+        }
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
         _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
     };

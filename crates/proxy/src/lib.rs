@@ -26,6 +26,7 @@ mod upstream;
 mod zipkin_json;
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub use config::{Config, ConfigError};
@@ -50,8 +51,12 @@ pub struct Running {
     /// `(listener name, bound address)`, in configuration order.
     pub listeners: Vec<(String, SocketAddr)>,
     pub admin: Option<SocketAddr>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The accept loops (stopped first: the listening sockets close).
+    accepting: Vec<tokio::task::JoinHandle<()>>,
+    /// The admin port (stopped last: it answers through the drain).
+    admin_task: Option<tokio::task::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    stats: Arc<stats::Stats>,
     stop: tokio::sync::watch::Sender<bool>,
     reporter: report::ReporterHandle,
 }
@@ -61,7 +66,8 @@ impl Running {
     /// tunnels finish for up to `drain_timeout`, then flushes what the reporter holds (bounded by
     /// its timeout), the drained requests' spans included.
     pub async fn shutdown(self) {
-        for t in &self.tasks {
+        self.stats.draining.store(true, Ordering::Relaxed);
+        for t in &self.accepting {
             t.abort();
         }
         self.stop.send_replace(true);
@@ -73,6 +79,9 @@ impl Running {
         })
         .await;
         self.reporter.close().await;
+        if let Some(admin) = self.admin_task {
+            admin.abort();
+        }
     }
 }
 
@@ -93,7 +102,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let drain = config.drain_timeout;
     let mut listeners = Vec::new();
-    let mut tasks = Vec::new();
+    let mut accepting = Vec::new();
     let mut threads = Vec::new();
     for l in &config.listeners {
         let bind_error = |source| StartError::Bind {
@@ -145,9 +154,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .map_err(bind_error)?;
             threads.push(thread);
         }
-        tasks.push(tokio::spawn(listener::accept(tcp, handoff)));
+        accepting.push(tokio::spawn(listener::accept(tcp, handoff)));
     }
     let mut admin = None;
+    let mut admin_task = None;
     if let Some(addr) = &config.admin {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
@@ -157,7 +167,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 source,
             })?;
         admin = tcp.local_addr().ok();
-        tasks.push(tokio::spawn(admin::serve(tcp, stats.clone())));
+        admin_task = Some(tokio::spawn(admin::serve(tcp, stats.clone())));
     }
     // Started: what only starting needed leaves the resident set (see `memory`).
     match memory::release_startup_code() {
@@ -167,8 +177,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running {
         listeners,
         admin,
-        tasks,
+        accepting,
+        admin_task,
         workers: threads,
+        stats,
         stop: stop_tx,
         reporter,
     })

@@ -467,7 +467,7 @@ impl Listener {
         tokio::spawn(tunnel::run(
             downstream,
             upstream,
-            tunnel::Open::new(&self.tunnels, finish),
+            tunnel::Open::new(&self.tunnels, &self.stats, finish),
         ));
         Response::from_parts(parts, TracedResponse::new(local_body(String::new()), None))
     }

@@ -1,7 +1,7 @@
 //! The proxy's own counters, rendered as Prometheus text on the admin port.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -15,6 +15,10 @@ pub struct Stats {
     /// Spans given up on after the export retries ran out.
     pub spans_export_failed: AtomicU64,
     pub export_retries: AtomicU64,
+    /// Upgraded connections (WebSocket) open now: a gauge.
+    pub tunnels_open: AtomicU64,
+    /// Set on SIGTERM: `/healthz` answers 503 while requests in flight drain.
+    pub draining: AtomicBool,
 }
 
 impl Stats {
@@ -76,6 +80,11 @@ impl Stats {
                 c.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP meshtrace_proxy_tunnels_open Upgraded connections (WebSocket) open.\n# TYPE meshtrace_proxy_tunnels_open gauge\nmeshtrace_proxy_tunnels_open {}",
+            self.tunnels_open.load(Ordering::Relaxed)
+        );
         out
     }
 }

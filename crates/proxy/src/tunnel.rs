@@ -12,6 +12,7 @@
 //! stream lasts as long as the upgraded connection): `http.status_code` 101, `request_size` and
 //! `response_size` the bytes carried each way.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -20,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use crate::forward::Finish;
+use crate::stats::Stats;
 
 /// The protocol an HTTP/1.1 request asks to switch to (its `Upgrade` header), when it asks for
 /// one this proxy tunnels: `Connection` must list `upgrade`, and `h2c` is not tunnelled.
@@ -52,14 +54,21 @@ pub fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
 /// mid-way, as cut short.
 pub struct Open {
     count: Arc<watch::Sender<usize>>,
+    stats: Arc<Stats>,
     finish: Option<Finish>,
 }
 
 impl Open {
-    pub fn new(count: &Arc<watch::Sender<usize>>, finish: Option<Finish>) -> Open {
+    pub fn new(
+        count: &Arc<watch::Sender<usize>>,
+        stats: &Arc<Stats>,
+        finish: Option<Finish>,
+    ) -> Open {
         count.send_modify(|open| *open += 1);
+        stats.tunnels_open.fetch_add(1, Ordering::Relaxed);
         Open {
             count: count.clone(),
+            stats: stats.clone(),
             finish,
         }
     }
@@ -82,6 +91,7 @@ impl Drop for Open {
         }
         self.count
             .send_modify(|open| *open = open.saturating_sub(1));
+        self.stats.tunnels_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
