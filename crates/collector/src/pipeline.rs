@@ -382,6 +382,12 @@ impl Collector {
             let Ok(id) = name.parse::<ComponentId>() else {
                 continue;
             };
+            if let Some(Extension::GoDebugPages(_)) = config.extension(&id) {
+                tracing::warn!(
+                    "extension {id}: the Go collector's debugging pages have nothing to show in \
+                     meshtrace (see /metrics for its telemetry); not started"
+                );
+            }
             if let Some(Extension::HealthCheck(h)) = config.extension(&id) {
                 let addr = listen_addr(h.endpoint.as_deref().unwrap_or("0.0.0.0:13133"));
                 let lname = listener_name(&id, None);

@@ -379,6 +379,16 @@ pub struct HealthCheck {
     pub path: Option<String>,
 }
 
+/// The settings of `pprof` and `zpages` (both have an `endpoint`; `pprof` its profile knobs).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GoDebugPages {
+    pub endpoint: Option<String>,
+    pub block_profile_fraction: Option<i64>,
+    pub mutex_profile_fraction: Option<i64>,
+    pub save_to_file: Option<String>,
+}
+
 mod duration_serde {
     pub use super::duration::deserialize;
 }

@@ -1,9 +1,11 @@
-//! A short, plain description of what each pipeline does, for `meshtrace collector validate`.
+//! A short, plain description of what each pipeline does (and the extensions the service
+//! enables), for `meshtrace collector validate`.
 
 use std::fmt::Write;
 
 use super::{
-    ComponentId, Config, Exporter, Processor, Receiver, RetryOnFailure, SamplerMode, SendingQueue,
+    ComponentId, Config, Exporter, Extension, Processor, Receiver, RetryOnFailure, SamplerMode,
+    SendingQueue,
 };
 
 /// Default listen addresses, as the OpenTelemetry Collector has them.
@@ -54,6 +56,24 @@ pub fn explain(config: &Config) -> String {
         .as_deref()
         .unwrap_or(super::DEFAULT_METRICS_ADDRESS);
     let _ = writeln!(out, "self-metrics: http://{metrics}/metrics");
+    for eid in ids(&config.service.extensions) {
+        let what = match config.extension(&eid) {
+            Some(Extension::HealthCheck(h)) => format!(
+                "health check on {}{}",
+                h.endpoint.as_deref().unwrap_or("0.0.0.0:13133"),
+                h.path.as_deref().unwrap_or("/")
+            ),
+            Some(Extension::FileStorage(f)) => format!(
+                "persistent queues in {}",
+                f.directory.as_deref().unwrap_or_default()
+            ),
+            Some(Extension::GoDebugPages(_)) => {
+                "the Go collector's debugging pages: nothing to show here, not started".into()
+            }
+            None => continue,
+        };
+        let _ = writeln!(out, "extension {eid}: {what}");
+    }
     for var in &config.unset_env {
         let _ = writeln!(
             out,

@@ -91,6 +91,10 @@ pub enum Exporter {
 pub enum Extension {
     FileStorage(FileStorage),
     HealthCheck(HealthCheck),
+    /// `pprof` and `zpages`: the Go collector's own debugging pages, in the default config
+    /// users start from. Accepted so that config runs; they have nothing to show here, and
+    /// the collector says so when it starts.
+    GoDebugPages(GoDebugPages),
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -245,11 +249,12 @@ impl Kind for Exporter {
 
 impl Kind for Extension {
     const SECTION: &'static str = "extensions";
-    const TYPES: &'static [&'static str] = &["file_storage", "health_check"];
+    const TYPES: &'static [&'static str] = &["file_storage", "health_check", "pprof", "zpages"];
     fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
         Ok(match ty {
             "file_storage" => Extension::FileStorage(settings(d)?),
-            _ => Extension::HealthCheck(settings(d)?),
+            "health_check" => Extension::HealthCheck(settings(d)?),
+            _ => Extension::GoDebugPages(settings(d)?),
         })
     }
 }

@@ -246,3 +246,32 @@ service:
     assert!(text.contains("keeps 1% of traces"), "{text}");
     assert!(text.contains("insert datacenter = eu-1"), "{text}");
 }
+
+#[test]
+fn the_go_collectors_debug_page_extensions_are_accepted_with_their_keys_only() {
+    let text = format!(
+        "{SEED}  extensions: [pprof, zpages/ui]\nextensions:\n  pprof:\n    endpoint: localhost:1777\n    block_profile_fraction: 3\n  zpages/ui:\n    endpoint: localhost:55679\n"
+    );
+    let c = Config::parse(&text, &no_env).unwrap();
+    assert_eq!(
+        c.extension(&"pprof".parse().unwrap()),
+        Some(&Extension::GoDebugPages(GoDebugPages {
+            endpoint: Some("localhost:1777".into()),
+            block_profile_fraction: Some(3),
+            ..GoDebugPages::default()
+        }))
+    );
+    assert!(matches!(
+        c.extension(&"zpages/ui".parse().unwrap()),
+        Some(Extension::GoDebugPages(_))
+    ));
+    let e = errors(&format!(
+        "{SEED}extensions:\n  zpages:\n    endpoint: localhost:55679\n    enpoint: x\n"
+    ));
+    assert!(e[0].message.contains("enpoint"), "{e:?}");
+    let e = errors(&format!("{SEED}extensions:\n  memory_ballast:\n"));
+    assert!(
+        e[0].message.contains("memory_ballast") && e[0].message.contains("pprof, zpages"),
+        "{e:?}"
+    );
+}
