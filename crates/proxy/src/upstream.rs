@@ -177,19 +177,7 @@ where
                 },
             }
         }
-        let io = self.connect(address).await?;
-        let (mut sender, conn) =
-            http1::handshake(io)
-                .await
-                .map_err(|source| UpstreamError::Handshake {
-                    address: address.to_owned(),
-                    source,
-                })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("upstream connection ended: {e}");
-            }
-        });
+        let mut sender = self.new_http1(address).await?;
         let resp = sender
             .send_request(req)
             .await
@@ -197,15 +185,11 @@ where
         Ok(self.give_back_after(resp, host, sender))
     }
 
-    /// Sends a protocol-upgrade request (see `tunnel`) on a new HTTP/1.1 connection of its own,
-    /// never pooled: once the upstream switches protocols, the connection belongs to the tunnel.
-    pub async fn send_upgrade(
-        &self,
-        address: &str,
-        req: Request<B>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    /// A new HTTP/1.1 connection to `address`, driven by a task of its own (able to switch
+    /// protocols, for `send_upgrade`; a pooled connection never does).
+    async fn new_http1(&self, address: &str) -> Result<http1::SendRequest<B>, UpstreamError> {
         let io = self.connect(address).await?;
-        let (mut sender, conn) =
+        let (sender, conn) =
             http1::handshake(io)
                 .await
                 .map_err(|source| UpstreamError::Handshake {
@@ -217,7 +201,18 @@ where
                 tracing::debug!("upstream connection ended: {e}");
             }
         });
-        sender
+        Ok(sender)
+    }
+
+    /// Sends a protocol-upgrade request (see `tunnel`) on a new HTTP/1.1 connection of its own,
+    /// never pooled: once the upstream switches protocols, the connection belongs to the tunnel.
+    pub async fn send_upgrade(
+        &self,
+        address: &str,
+        req: Request<B>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        self.new_http1(address)
+            .await?
             .send_request(req)
             .await
             .map_err(UpstreamError::Request)
