@@ -483,13 +483,13 @@ fn proxy_edge_terminates_tls_with_http1_and_http2_and_mutual_tls() {
     let app = App::start();
     let edge = Proxy::start(
         &format!(
-            "node_id: edge-tls\nlisteners:\n  - name: edge\n    mode: edge\n    listen: 127.0.0.1:0\n    upstream: '{}'\n    tls: {{ cert_file: '{}', key_file: '{}' }}\n{}",
+            "node_id: edge-tls\nadmin: 127.0.0.1:0\nlisteners:\n  - name: edge\n    mode: edge\n    listen: 127.0.0.1:0\n    upstream: '{}'\n    tls: {{ cert_file: '{}', key_file: '{}' }}\n{}",
             app.addr,
             file("server.pem"),
             file("server.key"),
             tracing_block(server.addr("zipkin"), "b3multi"),
         ),
-        &["edge"],
+        &["edge", "admin"],
     );
     let port = edge.addr("edge").rsplit(':').next().unwrap().to_owned();
     let url = format!("https://localhost:{port}/version");
@@ -520,6 +520,13 @@ fn proxy_edge_terminates_tls_with_http1_and_http2_and_mutual_tls() {
     assert_eq!(code, 60, "certificate not trusted");
     let (code, _) = curl_tls(&[], &format!("http://127.0.0.1:{port}/version"));
     assert_ne!(code, 0, "plain HTTP on the TLS port");
+    // Both failed handshakes are counted (and nothing else was).
+    let counted = eventually(Duration::from_secs(5), || {
+        let m = get(&format!("http://{}/metrics", edge.addr("admin"))).text();
+        m.contains("meshtrace_proxy_tls_handshake_failures_total 2\n")
+            .then_some(())
+    });
+    assert!(counted.is_some(), "handshake failures not counted");
 
     // Mutual TLS: a client certificate from the CA is required.
     let mutual = Proxy::start(

@@ -150,7 +150,8 @@ impl Listener {
                 match &this.tls {
                     None => this.serve_connection(stream, peer, false, watcher).await,
                     Some(acceptor) => {
-                        if let Some(tls) = tls::handshake(acceptor, stream, peer).await {
+                        if let Some(tls) = tls::handshake(acceptor, stream, peer, &this.stats).await
+                        {
                             this.clone()
                                 .serve_connection(tls, peer, true, watcher)
                                 .await;

@@ -15,6 +15,9 @@ pub struct Stats {
     /// Spans given up on after the export retries ran out.
     pub spans_export_failed: AtomicU64,
     pub export_retries: AtomicU64,
+    /// TLS handshakes that failed or timed out (untrusted or missing certificates, plain HTTP
+    /// on an HTTPS port, scanners).
+    pub tls_handshake_failures: AtomicU64,
     /// Upgraded connections (WebSocket) open now: a gauge.
     pub tunnels_open: AtomicU64,
     /// Set on SIGTERM: `/healthz` answers 503 while requests in flight drain.
@@ -47,6 +50,11 @@ impl Stats {
                 "meshtrace_proxy_upstream_timeouts_total",
                 "Requests answered 504.",
                 &self.upstream_timeouts,
+            ),
+            (
+                "meshtrace_proxy_tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out.",
+                &self.tls_handshake_failures,
             ),
             (
                 "meshtrace_proxy_spans_started_total",

@@ -11,6 +11,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerTls;
+use crate::stats::Stats;
 
 /// How long a client has to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,22 +43,20 @@ pub(crate) fn acceptor(tls: &ListenerTls) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(config))
 }
 
-/// The server side of the handshake, or `None` (logged at debug level: scanners and health
-/// checks fail many) when it fails or takes longer than the deadline.
+/// The server side of the handshake, or `None` when it fails or takes longer than the deadline
+/// (counted; logged at debug level only, since scanners and health checks fail many).
 pub(crate) async fn handshake(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
     peer: std::net::SocketAddr,
+    stats: &Stats,
 ) -> Option<TlsStream<TcpStream>> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Some(tls),
-        Ok(Err(e)) => {
-            tracing::debug!("TLS handshake with {peer} failed: {e}");
-            None
-        }
-        Err(_) => {
-            tracing::debug!("TLS handshake with {peer} timed out");
-            None
-        }
-    }
+    let failed = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    tracing::debug!("TLS handshake with {peer} failed: {failed}");
+    Stats::inc(&stats.tls_handshake_failures);
+    None
 }
