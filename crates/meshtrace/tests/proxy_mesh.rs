@@ -442,14 +442,7 @@ fn proxy_upstream_protocol_converts_between_http1_and_http2_keeping_the_authorit
         "node_id: x\nlisteners:\n  - {{name: in, mode: inbound, listen: '127.0.0.1:0', upstream: '{}', upstream_protocol: http3}}\n",
         app.addr
     );
-    let mut config = tempfile::NamedTempFile::new().unwrap();
-    config.write_all(bad.as_bytes()).unwrap();
-    let out = Proc::command(&["proxy", "--config"])
-        .arg(config.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused(&bad);
     assert!(err.contains("http3") && err.contains("http1"), "{err}");
 }
 
@@ -579,14 +572,7 @@ fn proxy_edge_terminates_tls_with_http1_and_http2_and_mutual_tls() {
         app.addr,
         file("server.key"),
     );
-    let mut config = tempfile::NamedTempFile::new().unwrap();
-    config.write_all(bad.as_bytes()).unwrap();
-    let out = Proc::command(&["proxy", "--config"])
-        .arg(config.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused(&bad);
     assert!(
         err.contains("listener \"edge\"") && err.contains("tls.cert_file /nonexistent/cert.pem"),
         "{err}"

@@ -172,6 +172,18 @@ impl Proxy {
     }
 }
 
+/// Runs `meshtrace proxy` on `yaml`, which it must refuse to start with; returns its stderr.
+pub fn refused(yaml: &str) -> String {
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    config.write_all(yaml.as_bytes()).unwrap();
+    let out = Proc::command(&["proxy", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the proxy started with {yaml}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub fn tracing_block(collector: &str, propagation: &str) -> String {
     format!(
         r#"tracing:
