@@ -18,6 +18,7 @@
 mod body;
 pub mod cors;
 mod export;
+mod grpc_message;
 mod metrics;
 pub mod otlp_grpc;
 pub mod otlp_http;

@@ -24,6 +24,7 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use crate::export::{export, export_checked, ExportError};
+use crate::grpc_message::{self, ReadAhead};
 use crate::metrics::{Origin, OTLP_GRPC};
 use crate::{CheckedOtlp, Limits, Needs, Sink, SinkError};
 
@@ -121,11 +122,16 @@ where
                 Ok(Status::unimplemented(format!("no such method {path}")).into_http())
             });
         }
-        let method = ExportMethod(Arc::clone(&self.sink));
         let max = self.limits.max_body_bytes;
         let needs = self.sink.needs();
         let origin = OTLP_GRPC.of(&*self.sink);
+        let method = ExportMethod {
+            sink: Arc::clone(&self.sink),
+            needs,
+            origin: origin.clone(),
+        };
         Box::pin(async move {
+            let req = grpc_message::read_ahead(req, max).await;
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
             let mut grpc = Grpc::new(ExportCodec { needs, origin })
@@ -136,7 +142,11 @@ where
     }
 }
 
-struct ExportMethod<S>(Arc<S>);
+struct ExportMethod<S> {
+    sink: Arc<S>,
+    needs: Needs,
+    origin: Origin,
+}
 
 /// A request as the codec read it.
 enum RawExport {
@@ -154,9 +164,18 @@ impl<S: Sink> UnaryService<RawExport> for ExportMethod<S> {
     type Future = BoxFuture<Response<Self::Response>, Status>;
 
     fn call(&mut self, request: Request<RawExport>) -> Self::Future {
-        let sink = Arc::clone(&self.0);
+        let sink = Arc::clone(&self.sink);
+        // A message read ahead of tonic: what tonic decoded was the placeholder.
+        let read_ahead = request
+            .extensions()
+            .get::<ReadAhead>()
+            .map(|ReadAhead(bytes)| read_export(bytes.clone(), self.needs, &self.origin));
         Box::pin(async move {
-            let accepted = match request.into_inner() {
+            let raw = match read_ahead {
+                Some(read) => read?,
+                None => request.into_inner(),
+            };
+            let accepted = match raw {
                 RawExport::Decoded { bytes, request } => {
                     let decoded = wire::otlp::from_request(request);
                     export(&*sink, OTLP_GRPC, decoded, Some(bytes)).await
@@ -216,24 +235,29 @@ impl Decoder for ExportDecoder {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        let mut bytes = buf.copy_to_bytes(buf.remaining());
-        if self.needs == Needs::OtlpBytes {
-            match CheckedOtlp::check(bytes) {
-                Ok(checked) => return Ok(Some(RawExport::Checked(checked))),
-                Err(unchecked) => bytes = unchecked,
-            }
-        }
-        <ExportTraceServiceRequest as prost::Message>::decode(bytes.clone())
-            .map(|request| Some(RawExport::Decoded { bytes, request }))
-            .map_err(|e| {
-                self.origin.bad_request();
-                Status::invalid_argument(format!(
-                    "request is not a valid OTLP ExportTraceServiceRequest: {e}"
-                ))
-            })
+        read_export(buf.copy_to_bytes(buf.remaining()), self.needs, &self.origin).map(Some)
     }
 
     fn buffer_settings(&self) -> BufferSettings {
         BufferSettings::default()
     }
+}
+
+/// A request's protobuf bytes as the service takes them: checked by the scan for a sink that
+/// needs only bytes (when the scan vouches for every span), else decoded.
+fn read_export(mut bytes: Bytes, needs: Needs, origin: &Origin) -> Result<RawExport, Status> {
+    if needs == Needs::OtlpBytes {
+        match CheckedOtlp::check(bytes) {
+            Ok(checked) => return Ok(RawExport::Checked(checked)),
+            Err(unchecked) => bytes = unchecked,
+        }
+    }
+    <ExportTraceServiceRequest as prost::Message>::decode(bytes.clone())
+        .map(|request| RawExport::Decoded { bytes, request })
+        .map_err(|e| {
+            origin.bad_request();
+            Status::invalid_argument(format!(
+                "request is not a valid OTLP ExportTraceServiceRequest: {e}"
+            ))
+        })
 }

@@ -91,15 +91,76 @@ fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
 }
 
 async fn grpc_server(sink: Arc<TestSink>) -> String {
+    grpc_server_with(sink, Limits::default()).await
+}
+
+async fn grpc_server_with(sink: Arc<TestSink>, limits: Limits) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(receiver::otlp_grpc::serve(
         listener,
         sink,
-        Limits::default(),
+        limits,
         std::future::pending(),
     ));
     format!("http://{addr}")
+}
+
+/// Requests of every size the receiver reads differently (one HTTP/2 frame, many frames, gzip,
+/// over the limit) reach the sink whole, or are refused with nothing delivered.
+#[tokio::test]
+async fn grpc_requests_of_any_size_and_encoding_arrive_whole() {
+    let sink = TestSink::new(Mode::Accept);
+    let limit = 1 << 20;
+    let url = grpc_server_with(
+        Arc::clone(&sink),
+        Limits {
+            max_body_bytes: limit,
+        },
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(url).await.unwrap();
+    // Spans of ≈1 KiB: 8 fit one 256 KiB frame, 600 need several, 1,100 pass the 1 MiB limit.
+    let spans = |n: usize| -> Vec<Span> {
+        (0..n)
+            .map(|i| {
+                let mut s = span(vec![9; 16], &format!("{i:01000}"));
+                s.span_id = (i as u64 + 1).to_be_bytes().to_vec();
+                s
+            })
+            .collect()
+    };
+    let mut delivered = 0;
+    for n in [8, 600] {
+        let sent = request(spans(n));
+        assert!(n < 10 || sent.encoded_len() > 256 << 10);
+        client.export(sent).await.unwrap();
+        delivered += n;
+        assert_eq!(sink.spans(), delivered, "{n} spans");
+    }
+    let mut gzip = client
+        .clone()
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    gzip.export(request(spans(300))).await.unwrap();
+    delivered += 300;
+    assert_eq!(sink.spans(), delivered, "gzip");
+
+    let too_big = request(spans(1_100));
+    assert!(too_big.encoded_len() > limit);
+    let err = client.export(too_big).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
+    assert!(err.message().contains("too large"), "{err}");
+    assert_eq!(sink.spans(), delivered, "nothing of the refused request");
+    {
+        let got = sink.got.lock().unwrap();
+        let sizes: Vec<usize> = got
+            .iter()
+            .flat_map(|r| r.batch.resource_spans.iter())
+            .flat_map(|rs| rs.scope_spans.iter())
+            .map(|ss| ss.spans.len())
+            .collect();
+        assert_eq!(sizes, [8, 600, 300]);
+    }
 }
 
 #[tokio::test]
