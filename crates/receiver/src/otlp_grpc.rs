@@ -4,7 +4,9 @@
 //! `TraceServiceServer` for one reason: a request that is not valid protobuf must be answered
 //! `INVALID_ARGUMENT` (the client's fault, not to be retried), where the generated server's
 //! codec answers `INTERNAL`. Gzip-compressed requests are accepted. For a sink that needs only
-//! OTLP bytes ([`Needs::OtlpBytes`]) the request is checked by a scan rather than decoded.
+//! OTLP bytes ([`Needs::OtlpBytes`]) the request is checked by a scan rather than decoded. An
+//! uncompressed request's message is read ahead of tonic's decoder, which would copy it twice
+//! (`crate::grpc_message`).
 
 use std::convert::Infallible;
 use std::future::Future;
