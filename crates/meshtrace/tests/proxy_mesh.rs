@@ -579,6 +579,127 @@ fn proxy_edge_terminates_tls_with_http1_and_http2_and_mutual_tls() {
     );
 }
 
+/// Sidecar to sidecar over mutual TLS: the outbound sidecar's `upstream_tls` presents the client
+/// certificate the inbound sidecar's listener requires, checks the inbound's certificate against
+/// the mesh CA (by the address's IP, or `server_name`), and speaks HTTP/1.1 or HTTP/2 by ALPN.
+#[test]
+fn proxy_outbound_originates_mutual_tls_to_an_inbound_sidecar() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let app = App::start();
+    let inbound = Proxy::start(
+        &format!(
+            "node_id: in-mtls\nlisteners:\n  - name: in\n    mode: inbound\n    listen: 127.0.0.1:0\n    upstream: '{}'\n    tls: {{ cert_file: '{}', key_file: '{}', client_ca_file: '{}' }}\n",
+            app.addr,
+            file("server.pem"),
+            file("server.key"),
+            file("ca.pem"),
+        ),
+        &["in"],
+    );
+    let target = inbound.addr("in");
+    // One outbound listener per case: (name, cluster endpoint, upstream_tls, upstream_protocol).
+    let client = format!(
+        "cert_file: '{}', key_file: '{}'",
+        file("client.pem"),
+        file("client.key")
+    );
+    let port = target.rsplit(':').next().unwrap();
+    let cases = [
+        (
+            "h1",
+            target.to_owned(),
+            format!("ca_file: '{}', {client}", file("ca.pem")),
+            "http1",
+        ),
+        (
+            "h2",
+            target.to_owned(),
+            format!("ca_file: '{}', {client}", file("ca.pem")),
+            "http2",
+        ),
+        (
+            "named",
+            format!("127.0.0.1:{port}"),
+            format!(
+                "ca_file: '{}', server_name: localhost, {client}",
+                file("ca.pem")
+            ),
+            "http1",
+        ),
+        (
+            "nocert",
+            target.to_owned(),
+            format!("ca_file: '{}'", file("ca.pem")),
+            "http1",
+        ),
+        (
+            "otherca",
+            target.to_owned(),
+            format!("ca_file: '{}', {client}", file("other-ca.pem")),
+            "http1",
+        ),
+        (
+            "wrongname",
+            target.to_owned(),
+            format!(
+                "ca_file: '{}', server_name: reviews.mesh, {client}",
+                file("ca.pem")
+            ),
+            "http1",
+        ),
+    ];
+    let mut yaml = "node_id: caller-sidecar\nlisteners:\n".to_owned();
+    for (name, endpoint, tls, protocol) in &cases {
+        yaml += &format!(
+            "  - name: {name}\n    mode: outbound\n    listen: 127.0.0.1:0\n    upstream_protocol: {protocol}\n    upstream_tls: {{ {tls} }}\n    upstream:\n      routes: [{{ path_prefix: /, cluster: reviews }}]\n      clusters:\n        reviews: ['{endpoint}']\n"
+        );
+    }
+    let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let outbound = Proxy::start(&yaml, &names);
+    // The app answers with the HTTP version it was spoken to and the Host it got.
+    for (name, version) in [
+        ("h1", "HTTP/1.1"),
+        ("h2", "HTTP/2.0"),
+        ("named", "HTTP/1.1"),
+    ] {
+        let r = get(&format!("http://{}/version", outbound.addr(name)));
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert!(r.text().starts_with(version), "{name}: {}", r.text());
+    }
+    // A refused handshake answers as an unreachable upstream does (502), whichever side refuses
+    // (TLS 1.3: a missing client certificate is refused after the client's half of the
+    // handshake, on the first request). Nothing reaches the app.
+    let before = app.seen.lock().unwrap().len();
+    for name in ["otherca", "wrongname", "nocert"] {
+        let r = get(&format!("http://{}/version", outbound.addr(name)));
+        assert_eq!(r.status, 502, "{name}: {}", r.text());
+    }
+    assert_eq!(
+        app.seen.lock().unwrap().len(),
+        before,
+        "a refused handshake reached the app"
+    );
+
+    // A CA file that is not there is named before anything starts.
+    let bad = format!(
+        "node_id: x\nlisteners:\n  - {{name: out, mode: outbound, listen: '127.0.0.1:0', upstream_tls: {{ca_file: /nonexistent/ca.pem}}, upstream: {{routes: [{{path_prefix: /, cluster: c}}], clusters: {{c: ['{target}']}}}}}}\n"
+    );
+    let err = refused(&bad);
+    assert!(
+        err.contains("listener \"out\"")
+            && err.contains("upstream_tls.ca_file /nonexistent/ca.pem"),
+        "{err}"
+    );
+    let bad = bad.replace(
+        "ca_file: /nonexistent/ca.pem",
+        &format!("cert_file: '{}'", file("client.pem")),
+    );
+    let err = refused(&bad);
+    assert!(err.contains("needs both"), "{err}");
+}
+
 /// The WebSocket app of tests/python/websocket_peer.py (the `websockets` library), announced as
 /// `ws`.
 fn websocket_app() -> Proc {

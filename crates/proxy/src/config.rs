@@ -65,8 +65,31 @@ pub struct ListenerConfig {
     /// HTTPS on this listener (an edge terminating TLS): HTTP/1.1 and HTTP/2 by ALPN.
     #[serde(default)]
     pub tls: Option<ListenerTls>,
+    /// TLS to this listener's upstreams (all of them), e.g. mutual TLS from an outbound sidecar
+    /// to other services' inbound sidecars (Envoy: a cluster's upstream TLS context).
+    #[serde(default)]
+    pub upstream_tls: Option<UpstreamTls>,
     #[serde(default)]
     pub timeouts: Timeouts,
+}
+
+/// How a listener's upstream connections are made over TLS. The upstream's certificate is
+/// always verified.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM CA certificates the upstreams' certificates must chain to; without it, the system's.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// PEM client certificate chain and key, presented for mutual TLS (both or neither).
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// The name the upstream's certificate must hold; without it, the upstream address's host
+    /// (a DNS name or an IP address).
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 /// A listener's certificate, in the keys the collector's receivers use for theirs.

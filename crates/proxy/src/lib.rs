@@ -117,6 +117,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             })?),
             None => None,
         };
+        let upstream_tls = match &l.upstream_tls {
+            Some(tls) => Some(Arc::new(tls::originate(tls).map_err(|reason| {
+                StartError::Tls {
+                    name: l.name.clone(),
+                    reason,
+                }
+            })?)),
+            None => None,
+        };
         let tcp = tokio::net::TcpListener::bind(&l.listen)
             .await
             .map_err(bind_error)?;
@@ -126,8 +135,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         for worker in 0..workers {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             handoff.push(tx);
-            let (config, tracer, stats, tls) =
-                (l.clone(), tracer.clone(), stats.clone(), tls.clone());
+            let (config, tracer, stats, tls, upstream_tls) = (
+                l.clone(),
+                tracer.clone(),
+                stats.clone(),
+                tls.clone(),
+                upstream_tls.clone(),
+            );
             let stop = stop_rx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("proxy-{worker}"))
@@ -146,8 +160,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                         }
                     };
                     runtime.block_on(async move {
-                        let listener =
-                            Arc::new(listener::Listener::new(&config, tracer, stats, tls));
+                        let listener = Arc::new(listener::Listener::new(
+                            &config,
+                            tracer,
+                            stats,
+                            tls,
+                            upstream_tls,
+                        ));
                         listener.serve(rx, stop, drain).await;
                     });
                 })

@@ -102,6 +102,7 @@ impl Listener {
         tracer: Arc<Tracer>,
         stats: Arc<Stats>,
         tls: Option<TlsAcceptor>,
+        upstream_tls: Option<Arc<crate::tls::Originate>>,
     ) -> Self {
         Listener {
             mode: config.mode,
@@ -110,7 +111,7 @@ impl Listener {
             tracer,
             stats,
             deadlines: Deadlines::new(config.timeouts.request),
-            upstreams: Upstreams::new(config.timeouts.connect, config.timeouts.idle),
+            upstreams: Upstreams::new(config.timeouts.connect, config.timeouts.idle, upstream_tls),
             tunnels: Arc::new(watch::channel(0).0),
             tls,
         }

@@ -1,16 +1,21 @@
-//! HTTPS on a listener: the certificate files of its `tls` block read once at start (a missing
-//! or unreadable file, a key that does not fit the certificate, an unknown version are start-up
-//! errors naming the listener and the key), and each accepted connection's handshake, with a
-//! deadline, on the worker that serves it. ALPN offers `h2` and `http/1.1`.
+//! TLS on both sides of a listener. Downstream, HTTPS: the certificate files of its `tls` block
+//! read once at start (a missing or unreadable file, a key that does not fit the certificate, an
+//! unknown version are start-up errors naming the listener and the key), and each accepted
+//! connection's handshake, with a deadline, on the worker that serves it; ALPN offers `h2` and
+//! `http/1.1`. Upstream, its `upstream_tls` block ([`Originate`]): connections to the upstreams
+//! made over TLS (mutual when a client certificate is set), ALPN naming the protocol the
+//! connection will speak.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use receiver::tls::{Alpn, ServerTls};
+use receiver::tls::{Alpn, ClientTls, ServerTls};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::config::ListenerTls;
+use crate::config::{ListenerTls, UpstreamTls};
 use crate::stats::Stats;
 
 /// How long a client has to complete the handshake.
@@ -59,4 +64,96 @@ pub(crate) async fn handshake(
     tracing::debug!("TLS handshake with {peer} failed: {failed}");
     Stats::inc(&stats.tls_handshake_failures);
     None
+}
+
+/// A listener's TLS to its upstreams: one connector per protocol (ALPN `h2` or `http/1.1`), and
+/// the name to check when the configuration fixes one.
+pub(crate) struct Originate {
+    http1: TlsConnector,
+    http2: TlsConnector,
+    server_name: Option<ServerName<'static>>,
+}
+
+/// The upstream side of a listener's `upstream_tls` block; the error names the key at fault.
+pub(crate) fn originate(tls: &UpstreamTls) -> Result<Originate, String> {
+    let read = |key: &str, path: &Option<String>| {
+        path.as_deref()
+            .map(|p| std::fs::read(p).map_err(|e| format!("upstream_tls.{key} {p}: {e}")))
+            .transpose()
+    };
+    let settings = ClientTls {
+        ca_pem: read("ca_file", &tls.ca_file)?,
+        system_roots: tls.ca_file.is_none(),
+        cert_pem: read("cert_file", &tls.cert_file)?,
+        key_pem: read("key_file", &tls.key_file)?,
+    };
+    let connector = |alpn: &[u8]| {
+        settings
+            .config(&[alpn])
+            .map(|c| TlsConnector::from(Arc::new(c)))
+            .map_err(|e| format!("upstream_tls: {e}"))
+    };
+    let server_name = tls
+        .server_name
+        .as_deref()
+        .map(|n| {
+            ServerName::try_from(n.to_owned())
+                .map_err(|e| format!("upstream_tls.server_name {n:?}: {e}"))
+        })
+        .transpose()?;
+    Ok(Originate {
+        http1: connector(b"http/1.1")?,
+        http2: connector(b"h2")?,
+        server_name,
+    })
+}
+
+impl Originate {
+    /// The client side of the handshake with the upstream at `address` (`host:port`), for a
+    /// connection that will speak HTTP/2 (`http2`) or HTTP/1.1.
+    pub(crate) async fn connect(
+        &self,
+        stream: TcpStream,
+        address: &str,
+        http2: bool,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => host_name(address)?,
+        };
+        let connector = if http2 { &self.http2 } else { &self.http1 };
+        connector.connect(name, stream).await
+    }
+}
+
+/// The host of a `host:port` address (`[v6]:port` too), as the name its certificate must hold.
+fn host_name(address: &str) -> std::io::Result<ServerName<'static>> {
+    let host = match address.rsplit_once(':') {
+        Some((host, _port)) => host.trim_start_matches('[').trim_end_matches(']'),
+        None => address,
+    };
+    ServerName::try_from(host.to_owned()).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{host:?} cannot be checked against a certificate ({e}); set upstream_tls.server_name"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_checked_is_the_address_host() {
+        for (address, name) in [
+            ("reviews.default:9080", "reviews.default"),
+            ("127.0.0.1:8443", "127.0.0.1"),
+            ("[::1]:8443", "::1"),
+        ] {
+            let got = host_name(address).map(|n| n.to_str().into_owned());
+            assert_eq!(got.ok().as_deref(), Some(name), "{address}");
+        }
+        assert!(host_name("bad host:80").is_err());
+    }
 }

@@ -16,7 +16,9 @@
 //! - `timeouts.connect` on connecting, and `timeouts.idle` for connections left unused: a reaper
 //!   task closes them between `idle` and 1.5 × `idle` (it sleeps without a timer while the pool
 //!   is empty);
-//! - errors that tell a failed connect (`UF`) from a failed request (`UR`).
+//! - errors that tell a failed connect (`UF`) from a failed request (`UR`);
+//! - and, with the listener's `upstream_tls`, connections made over TLS (ALPN `h2` for an
+//!   HTTP/2 connection, `http/1.1` otherwise; a failed handshake is a failed connect).
 
 use std::error::Error as StdError;
 use std::pin::Pin;
@@ -30,8 +32,12 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::tls::Originate;
 
 /// Why a request could not be sent upstream or got no response.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +49,11 @@ pub enum UpstreamError {
     },
     #[error("connecting to {address} timed out")]
     ConnectTimeout { address: String },
+    #[error("TLS with {address} failed: {source}")]
+    Tls {
+        address: String,
+        source: std::io::Error,
+    },
     #[error("handshake with {address} failed: {source}")]
     Handshake {
         address: String,
@@ -63,6 +74,8 @@ impl UpstreamError {
 pub struct Upstreams<B> {
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// TLS to every upstream (the listener's `upstream_tls`).
+    tls: Option<Arc<Originate>>,
     state: Mutex<State<B>>,
     /// Wakes the reaper when a connection is pooled while it sleeps.
     pooled: Notify,
@@ -132,10 +145,15 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        tls: Option<Arc<Originate>>,
+    ) -> Arc<Self> {
         Arc::new(Upstreams {
             connect_timeout,
             idle_timeout,
+            tls,
             state: Mutex::new(State {
                 hosts: Vec::new(),
                 pooled: 0,
@@ -188,7 +206,7 @@ where
     /// A new HTTP/1.1 connection to `address`, driven by a task of its own (able to switch
     /// protocols, for `send_upgrade`; a pooled connection never does).
     async fn new_http1(&self, address: &str) -> Result<http1::SendRequest<B>, UpstreamError> {
-        let io = self.connect(address).await?;
+        let io = self.connect(address, false).await?;
         let (sender, conn) =
             http1::handshake(io)
                 .await
@@ -282,7 +300,7 @@ where
                 },
             }
         }
-        let io = self.connect(address).await?;
+        let io = self.connect(address, true).await?;
         let (mut sender, conn) =
             http2::handshake(TokioExecutor::new(), io)
                 .await
@@ -312,24 +330,38 @@ where
         Ok(resp.map(UpstreamBody::unpooled))
     }
 
+    /// A connection to `address` for HTTP/2 (`http2`) or HTTP/1.1, over TLS when the listener
+    /// has `upstream_tls`; the TCP connect and the handshake share the connect timeout.
     async fn connect(
         &self,
         address: &str,
-    ) -> Result<TokioIo<tokio::net::TcpStream>, UpstreamError> {
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect(address),
-        )
-        .await
-        .map_err(|_| UpstreamError::ConnectTimeout {
-            address: address.to_owned(),
-        })?
-        .map_err(|source| UpstreamError::Connect {
-            address: address.to_owned(),
-            source,
-        })?;
-        let _ = stream.set_nodelay(true);
-        Ok(TokioIo::new(stream))
+        http2: bool,
+    ) -> Result<TokioIo<UpstreamIo>, UpstreamError> {
+        let connect = async {
+            let stream = tokio::net::TcpStream::connect(address)
+                .await
+                .map_err(|source| UpstreamError::Connect {
+                    address: address.to_owned(),
+                    source,
+                })?;
+            let _ = stream.set_nodelay(true);
+            match &self.tls {
+                None => Ok(UpstreamIo::Plain(stream)),
+                Some(tls) => match tls.connect(stream, address, http2).await {
+                    Ok(stream) => Ok(UpstreamIo::Tls(Box::new(stream))),
+                    Err(source) => Err(UpstreamError::Tls {
+                        address: address.to_owned(),
+                        source,
+                    }),
+                },
+            }
+        };
+        let io = tokio::time::timeout(self.connect_timeout, connect)
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout {
+                address: address.to_owned(),
+            })??;
+        Ok(TokioIo::new(io))
     }
 
     /// Runs for as long as the worker does: while connections are pooled, closes those unused for
@@ -446,6 +478,70 @@ impl<B> Drop for UpstreamBody<B> {
     }
 }
 
+/// An upstream connection: plain TCP, or TLS over it (`upstream_tls`).
+pub(crate) enum UpstreamIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            UpstreamIo::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpstreamIo::Plain(s) => s.is_write_vectored(),
+            UpstreamIo::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpstreamIo::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamIo::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
@@ -521,7 +617,7 @@ mod tests {
     type Pool = Arc<Upstreams<Empty<Bytes>>>;
 
     fn pool(idle: Duration) -> Pool {
-        let p = Upstreams::new(Duration::from_secs(2), idle);
+        let p = Upstreams::new(Duration::from_secs(2), idle, None);
         tokio::spawn(p.clone().reaper());
         p
     }

@@ -77,6 +77,75 @@ pub enum Alpn {
     H2AndHttp11,
 }
 
+/// TLS for connections this process opens (an exporter's, a proxy's to its upstreams), with the
+/// PEM texts already read. The server's certificate is always verified; there is no switch to
+/// skip that.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls {
+    /// CAs trusted for the server's certificate.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Trust the system's CA certificates as well.
+    pub system_roots: bool,
+    /// A client certificate chain and its key, for mutual TLS.
+    pub cert_pem: Option<Vec<u8>>,
+    pub key_pem: Option<Vec<u8>>,
+}
+
+impl ClientTls {
+    /// The rustls client configuration, offering `alpn` (none when empty).
+    pub fn config(&self, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        if let Some(ca) = &self.ca_pem {
+            for cert in CertificateDer::pem_slice_iter(ca) {
+                let cert = cert.map_err(|e| TlsError(format!("CA certificate: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| TlsError(format!("a CA certificate rustls refuses: {e}")))?;
+            }
+        }
+        if self.system_roots {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 && self.ca_pem.is_none() {
+                return Err(TlsError(format!(
+                    "no system CA certificates could be loaded ({} errors); set ca_file",
+                    native.errors.len()
+                )));
+            }
+        }
+        if roots.is_empty() {
+            return Err(TlsError(
+                "no CA certificate to check the server's certificate with".into(),
+            ));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError(e.to_string()))?
+            .with_root_certificates(roots);
+        let mut config = match (&self.cert_pem, &self.key_pem) {
+            (Some(cert), Some(key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| TlsError(format!("client certificate: {e}")))?;
+                let key = PrivateKeyDer::from_pem_slice(key)
+                    .map_err(|e| TlsError(format!("client key: {e}")))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| TlsError(format!("client certificate and key: {e}")))?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => {
+                return Err(TlsError(
+                    "a client certificate needs both the certificate and its key".into(),
+                ))
+            }
+        };
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
+    }
+}
+
 impl ServerTls {
     /// The rustls server configuration.
     pub fn config(&self, alpn: Alpn) -> Result<Arc<rustls::ServerConfig>, TlsError> {

@@ -7,10 +7,7 @@
 //! URL's scheme decides. A server's certificate is always verified (rustls); there is no switch
 //! to skip that.
 
-use std::sync::Arc;
-
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::config::Tls;
@@ -96,46 +93,14 @@ pub fn https_client_config(
     if let Some(problem) = check(tls).into_iter().next() {
         return Err(format!("tls: {problem}"));
     }
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = pem(&tls.ca_file, &tls.ca_pem, "ca_file")?;
-    if let Some(ca) = &ca {
-        for cert in CertificateDer::pem_slice_iter(ca) {
-            let cert = cert.map_err(|e| format!("tls.ca_file: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("tls.ca_file: a CA certificate rustls refuses: {e}"))?;
-        }
-    }
-    if ca.is_none() || tls.include_system_ca_certs_pool {
-        let native = rustls_native_certs::load_native_certs();
-        let (added, _) = roots.add_parsable_certificates(native.certs);
-        if added == 0 && ca.is_none() {
-            return Err(format!(
-                "tls: no system CA certificates could be loaded ({} errors); set tls.ca_file",
-                native.errors.len()
-            ));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls: {e}"))?
-        .with_root_certificates(roots);
-    let cert = pem(&tls.cert_file, &tls.cert_pem, "cert_file")?;
-    let key = pem(&tls.key_file, &tls.key_pem, "key_file")?;
-    let config = match (cert, key) {
-        (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_slice_iter(&cert)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("tls.cert_file: {e}"))?;
-            let key =
-                PrivateKeyDer::from_pem_slice(&key).map_err(|e| format!("tls.key_file: {e}"))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("tls: client certificate and key: {e}"))?
-        }
-        _ => builder.with_no_client_auth(),
+    let ca_pem = pem(&tls.ca_file, &tls.ca_pem, "ca_file")?;
+    let settings = receiver::tls::ClientTls {
+        system_roots: ca_pem.is_none() || tls.include_system_ca_certs_pool,
+        ca_pem,
+        cert_pem: pem(&tls.cert_file, &tls.cert_pem, "cert_file")?,
+        key_pem: pem(&tls.key_file, &tls.key_pem, "key_file")?,
     };
+    let config = settings.config(&[]).map_err(|e| format!("tls: {e}"))?;
     let name = match &tls.server_name_override {
         Some(n) => Some(
             ServerName::try_from(n.clone())
