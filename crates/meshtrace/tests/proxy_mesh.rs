@@ -700,6 +700,115 @@ fn proxy_outbound_originates_mutual_tls_to_an_inbound_sidecar() {
     assert!(err.contains("needs both"), "{err}");
 }
 
+/// Certificates rotated on disk are picked up without a restart, on both sides: the listener
+/// presents the new certificate, and `upstream_tls` trusts the new CA, for new connections.
+#[test]
+fn proxy_reloads_certificates_rotated_on_disk() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    certificates(dir);
+    let path = |name: &str| dir.join(name).display().to_string();
+    for (from, to) in [
+        ("server.pem", "live.pem"),
+        ("server.key", "live.key"),
+        ("ca.pem", "trust.pem"),
+    ] {
+        std::fs::copy(dir.join(from), dir.join(to)).unwrap();
+    }
+    let app = App::start();
+    let edge = Proxy::start(
+        &format!(
+            "node_id: edge-rotating\nlisteners:\n  - name: edge\n    mode: edge\n    listen: 127.0.0.1:0\n    upstream: '{}'\n    tls: {{ cert_file: '{}', key_file: '{}' }}\n",
+            app.addr,
+            path("live.pem"),
+            path("live.key"),
+        ),
+        &["edge"],
+    );
+    // Idle upstream connections close after 100 ms, so each request below, 300 ms apart, makes
+    // a new one (and a new handshake).
+    let outbound = Proxy::start(
+        &format!(
+            "node_id: out-rotating\nlisteners:\n  - name: out\n    mode: outbound\n    listen: 127.0.0.1:0\n    upstream_tls: {{ ca_file: '{}' }}\n    timeouts: {{ idle: 100ms }}\n    upstream:\n      routes: [{{ path_prefix: /, cluster: edge }}]\n      clusters:\n        edge: ['{}']\n",
+            path("trust.pem"),
+            edge.addr("edge"),
+        ),
+        &["out"],
+    );
+    let port = edge.addr("edge").rsplit(':').next().unwrap().to_owned();
+    let url = format!("https://localhost:{port}/version");
+    let through = || {
+        std::thread::sleep(Duration::from_millis(300));
+        get(&format!("http://{}/version", outbound.addr("out"))).status
+    };
+    assert_eq!(curl_tls(&["--cacert", &path("ca.pem")], &url).0, 0);
+    assert_eq!(through(), 200);
+
+    // A new server certificate from the other CA, moved into place as a secret's volume would.
+    openssl(
+        dir,
+        &[
+            "req",
+            "-subj",
+            "/CN=localhost",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "next.key",
+            "-out",
+            "next.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            "next.csr",
+            "-CA",
+            "other-ca.pem",
+            "-CAkey",
+            "other-ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "next.pem",
+        ],
+    );
+    std::fs::rename(dir.join("next.key"), dir.join("live.key")).unwrap();
+    std::fs::rename(dir.join("next.pem"), dir.join("live.pem")).unwrap();
+    let rotated = eventually(Duration::from_secs(10), || {
+        (curl_tls(&["--cacert", &path("other-ca.pem")], &url).0 == 0).then_some(())
+    });
+    assert!(
+        rotated.is_some(),
+        "the listener never presented the new certificate"
+    );
+    assert_eq!(
+        curl_tls(&["--cacert", &path("ca.pem")], &url).0,
+        60,
+        "old CA still trusted"
+    );
+    // The outbound side still trusts only the old CA: its new connections are refused...
+    assert_eq!(through(), 502);
+    // ...until its CA file is rotated too.
+    std::fs::copy(dir.join("other-ca.pem"), dir.join("trust.tmp")).unwrap();
+    std::fs::rename(dir.join("trust.tmp"), dir.join("trust.pem")).unwrap();
+    let trusted = eventually(Duration::from_secs(10), || (through() == 200).then_some(()));
+    assert!(trusted.is_some(), "upstream_tls never trusted the new CA");
+    // A certificate file that changes into something unusable keeps the one in use.
+    std::fs::write(dir.join("live.pem"), "-----BEGIN CERTIFICATE-----\njunk\n").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(curl_tls(&["--cacert", &path("other-ca.pem")], &url).0, 0);
+}
+
 /// The WebSocket app of tests/python/websocket_peer.py (the `websockets` library), announced as
 /// `ws`.
 fn websocket_app() -> Proc {

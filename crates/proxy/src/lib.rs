@@ -55,6 +55,8 @@ pub struct Running {
     accepting: Vec<tokio::task::JoinHandle<()>>,
     /// The admin port (stopped last: it answers through the drain).
     admin_task: Option<tokio::task::JoinHandle<()>>,
+    /// The tasks reloading certificates that changed on disk.
+    reloading: Vec<tokio::task::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     stats: Arc<stats::Stats>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -67,7 +69,7 @@ impl Running {
     /// its timeout), the drained requests' spans included.
     pub async fn shutdown(self) {
         self.stats.draining.store(true, Ordering::Relaxed);
-        for t in &self.accepting {
+        for t in self.accepting.iter().chain(&self.reloading) {
             t.abort();
         }
         self.stop.send_replace(true);
@@ -104,26 +106,39 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mut listeners = Vec::new();
     let mut accepting = Vec::new();
     let mut threads = Vec::new();
+    let mut reloading = Vec::new();
     for l in &config.listeners {
         let bind_error = |source| StartError::Bind {
             name: l.name.clone(),
             addr: l.listen.clone(),
             source,
         };
+        let tls_error = |reason| StartError::Tls {
+            name: l.name.clone(),
+            reason,
+        };
         let tls = match &l.tls {
-            Some(tls) => Some(tls::acceptor(tls).map_err(|reason| StartError::Tls {
-                name: l.name.clone(),
-                reason,
-            })?),
+            Some(cfg) => {
+                let files = tls::listener_files(cfg);
+                let cfg = cfg.clone();
+                let what = format!("listener {:?} tls", l.name);
+                let (acceptor, reload) =
+                    tls::watched(what, files, move || tls::acceptor(&cfg)).map_err(tls_error)?;
+                reloading.push(tokio::spawn(reload));
+                Some(acceptor)
+            }
             None => None,
         };
         let upstream_tls = match &l.upstream_tls {
-            Some(tls) => Some(Arc::new(tls::originate(tls).map_err(|reason| {
-                StartError::Tls {
-                    name: l.name.clone(),
-                    reason,
-                }
-            })?)),
+            Some(cfg) => {
+                let files = tls::upstream_files(cfg);
+                let cfg = cfg.clone();
+                let what = format!("listener {:?} upstream_tls", l.name);
+                let (originate, reload) =
+                    tls::watched(what, files, move || tls::originate(&cfg)).map_err(tls_error)?;
+                reloading.push(tokio::spawn(reload));
+                Some(originate)
+            }
             None => None,
         };
         let tcp = tokio::net::TcpListener::bind(&l.listen)
@@ -198,6 +213,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         admin,
         accepting,
         admin_task,
+        reloading,
         workers: threads,
         stats,
         stop: stop_tx,

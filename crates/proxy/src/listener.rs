@@ -93,7 +93,7 @@ pub struct Listener {
     /// How many upgraded connections are open (the drain waits for none).
     tunnels: Arc<watch::Sender<usize>>,
     /// HTTPS: each connection's handshake first.
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<tls::Watched<TlsAcceptor>>>,
 }
 
 impl Listener {
@@ -101,8 +101,8 @@ impl Listener {
         config: &ListenerConfig,
         tracer: Arc<Tracer>,
         stats: Arc<Stats>,
-        tls: Option<TlsAcceptor>,
-        upstream_tls: Option<Arc<crate::tls::Originate>>,
+        tls: Option<Arc<tls::Watched<TlsAcceptor>>>,
+        upstream_tls: Option<Arc<tls::Watched<tls::Originate>>>,
     ) -> Self {
         Listener {
             mode: config.mode,
@@ -150,8 +150,10 @@ impl Listener {
             tokio::spawn(async move {
                 match &this.tls {
                     None => this.serve_connection(stream, peer, false, watcher).await,
-                    Some(acceptor) => {
-                        if let Some(tls) = tls::handshake(acceptor, stream, peer, &this.stats).await
+                    Some(watched) => {
+                        let acceptor = watched.get();
+                        if let Some(tls) =
+                            tls::handshake(&acceptor, stream, peer, &this.stats).await
                         {
                             this.clone()
                                 .serve_connection(tls, peer, true, watcher)

@@ -5,9 +5,14 @@
 //! `http/1.1`. Upstream, its `upstream_tls` block ([`Originate`]): connections to the upstreams
 //! made over TLS (mutual when a client certificate is set), ALPN naming the protocol the
 //! connection will speak.
+//!
+//! Both are [`Watched`]: certificates are rotated on disk (cert-manager, a mesh CA, a Kubernetes
+//! secret's volume), so the files are looked at every [`RELOAD_CHECK`] and the settings rebuilt
+//! when one changed; new connections use the new ones, open connections keep theirs.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
 
 use receiver::tls::{Alpn, ClientTls, ServerTls};
 use tokio::net::TcpStream;
@@ -20,6 +25,92 @@ use crate::stats::Stats;
 
 /// How long a client has to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the certificate files are looked at for changes.
+pub(crate) const RELOAD_CHECK: Duration = Duration::from_secs(2);
+
+/// TLS settings kept in step with the files they were read from.
+pub(crate) struct Watched<T> {
+    current: RwLock<Arc<T>>,
+}
+
+impl<T> Watched<T> {
+    /// The settings as of the last successful (re)load.
+    pub(crate) fn get(&self) -> Arc<T> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Builds the settings now (an error stops the start), and returns the task that rebuilds them
+/// whenever one of `files` changes. A rebuild that fails (a file half written, a key that does
+/// not match the new certificate yet) keeps the settings in use and is logged; the next change
+/// is tried again. `what` names them in the log.
+pub(crate) fn watched<T: Send + Sync + 'static>(
+    what: String,
+    files: Vec<String>,
+    build: impl Fn() -> Result<T, String> + Send + 'static,
+) -> Result<(Arc<Watched<T>>, impl Future<Output = ()> + Send), String> {
+    let mut seen = modified(&files);
+    let watched = Arc::new(Watched {
+        current: RwLock::new(Arc::new(build()?)),
+    });
+    let current = watched.clone();
+    let task = async move {
+        loop {
+            tokio::time::sleep(RELOAD_CHECK).await;
+            let now = modified(&files);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match build() {
+                Ok(settings) => {
+                    *current.current.write().unwrap_or_else(PoisonError::into_inner) =
+                        Arc::new(settings);
+                    tracing::info!("{what}: certificate files changed, reloaded");
+                }
+                Err(e) => tracing::warn!(
+                    "{what}: certificate files changed but cannot be used, keeping the previous: {e}"
+                ),
+            }
+        }
+    };
+    Ok((watched, task))
+}
+
+/// When each file was last modified (following symbolic links, as a Kubernetes secret's
+/// volume swaps them); `None` for one that cannot be read now.
+fn modified(files: &[String]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// The files a listener's `tls` block reads.
+pub(crate) fn listener_files(tls: &ListenerTls) -> Vec<String> {
+    [
+        Some(&tls.cert_file),
+        Some(&tls.key_file),
+        tls.client_ca_file.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect()
+}
+
+/// The files an `upstream_tls` block reads.
+pub(crate) fn upstream_files(tls: &UpstreamTls) -> Vec<String> {
+    [&tls.ca_file, &tls.cert_file, &tls.key_file]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+}
 
 /// The acceptor for a listener's `tls` block; the error names the key at fault.
 pub(crate) fn acceptor(tls: &ListenerTls) -> Result<TlsAcceptor, String> {

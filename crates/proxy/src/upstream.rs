@@ -37,7 +37,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::tls::Originate;
+use crate::tls::{Originate, Watched};
 
 /// Why a request could not be sent upstream or got no response.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,7 @@ pub struct Upstreams<B> {
     connect_timeout: Duration,
     idle_timeout: Duration,
     /// TLS to every upstream (the listener's `upstream_tls`).
-    tls: Option<Arc<Originate>>,
+    tls: Option<Arc<Watched<Originate>>>,
     state: Mutex<State<B>>,
     /// Wakes the reaper when a connection is pooled while it sleeps.
     pooled: Notify,
@@ -148,7 +148,7 @@ where
     pub fn new(
         connect_timeout: Duration,
         idle_timeout: Duration,
-        tls: Option<Arc<Originate>>,
+        tls: Option<Arc<Watched<Originate>>>,
     ) -> Arc<Self> {
         Arc::new(Upstreams {
             connect_timeout,
@@ -347,7 +347,7 @@ where
             let _ = stream.set_nodelay(true);
             match &self.tls {
                 None => Ok(UpstreamIo::Plain(stream)),
-                Some(tls) => match tls.connect(stream, address, http2).await {
+                Some(tls) => match tls.get().connect(stream, address, http2).await {
                     Ok(stream) => Ok(UpstreamIo::Tls(Box::new(stream))),
                     Err(source) => Err(UpstreamError::Tls {
                         address: address.to_owned(),
