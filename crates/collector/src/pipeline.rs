@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use model::TraceBatch;
-use receiver::tls::{Alpn, TlsListener};
+use receiver::tls::{Alpn, ListenerTls, TlsListener};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -492,7 +492,7 @@ fn spawn_http(
     servers: &mut JoinSet<Result<(), String>>,
     name: String,
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<ListenerTls>,
     app: axum::Router,
     stopped: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
@@ -545,16 +545,25 @@ fn tls_config(
     name: &str,
     tls: Option<&crate::config::ServerTls>,
     alpn: Alpn,
-) -> Result<Option<Arc<rustls::ServerConfig>>, StartError> {
+) -> Result<Option<ListenerTls>, StartError> {
     let Some(tls) = tls else {
         return Ok(None);
     };
-    let settings =
-        crate::server_tls::load(tls).map_err(|e| StartError::Tls(format!("{name}: {e}")))?;
-    settings
-        .config(alpn)
-        .map(Some)
-        .map_err(|e| StartError::Tls(format!("{name}: tls: {e}")))
+    let read = {
+        let (tls, name) = (tls.clone(), name.to_owned());
+        move || {
+            let settings = crate::server_tls::load(&tls).map_err(|e| format!("{name}: {e}"))?;
+            settings
+                .config(alpn)
+                .map_err(|e| format!("{name}: tls: {e}"))
+        }
+    };
+    let config = read().map_err(StartError::Tls)?;
+    let reload = tls
+        .reload_interval
+        .filter(|every| !every.is_zero())
+        .map(|every| (every, Box::new(read) as receiver::tls::Reload));
+    Ok(Some(ListenerTls { config, reload }))
 }
 
 fn local(l: &TcpListener) -> SocketAddr {

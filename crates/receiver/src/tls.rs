@@ -202,19 +202,48 @@ impl ServerTls {
     }
 }
 
+/// Reads a listener's TLS configuration again (its certificate files, say).
+pub type Reload = Box<dyn Fn() -> Result<Arc<rustls::ServerConfig>, String> + Send>;
+
+/// A listener's TLS configuration, and how often to read it again (the OTel Collector's
+/// `reload_interval`: rotated certificates are taken up without a restart).
+pub struct ListenerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub reload: Option<(Duration, Reload)>,
+}
+
 /// Accepts TLS connections on a TCP listener (see the module doc).
 pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     handshakes: JoinSet<Option<(TlsConn, SocketAddr)>>,
+    /// When set, the configuration is read again on each tick; new handshakes use it, and a
+    /// configuration that cannot be read keeps the one in use (logged).
+    reload: Option<(tokio::time::Interval, Reload)>,
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> Self {
+    pub fn new(tcp: TcpListener, tls: ListenerTls) -> Self {
+        let reload = tls.reload.map(|(every, reload)| {
+            let every = every.max(Duration::from_millis(100));
+            let ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            (ticks, reload)
+        });
         Self {
             tcp,
-            acceptor: TlsAcceptor::from(config),
+            acceptor: TlsAcceptor::from(tls.config),
             handshakes: JoinSet::new(),
+            reload,
+        }
+    }
+
+    /// The next reload tick, or never without `reload_interval`.
+    async fn reload_due(reload: &mut Option<(tokio::time::Interval, Reload)>) {
+        match reload {
+            Some((ticks, _)) => {
+                ticks.tick().await;
+            }
+            None => std::future::pending().await,
         }
     }
 
@@ -246,6 +275,16 @@ impl TlsListener {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
+                () = Self::reload_due(&mut self.reload) => {
+                    if let Some((_, reload)) = &self.reload {
+                        match reload() {
+                            Ok(config) => self.acceptor = TlsAcceptor::from(config),
+                            Err(e) => tracing::warn!(
+                                "TLS settings not reloaded, the ones in use stay: {e}"
+                            ),
+                        }
+                    }
+                }
                 Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
                     if let Ok(Some(conn)) = done {
                         return conn;

@@ -82,6 +82,10 @@ pub struct ServerTls {
     /// `"1.2"` (default) or `"1.3"`.
     pub min_version: Option<String>,
     pub max_version: Option<String>,
+    /// Read the certificate, key and client CA files again this often (rotated certificates
+    /// without a restart); never when unset.
+    #[serde(default, with = "opt_duration_serde")]
+    pub reload_interval: Option<Duration>,
 }
 
 /// Deserializes a key that may be present with a null value into `Some(default)`.
