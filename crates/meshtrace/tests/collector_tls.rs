@@ -467,45 +467,7 @@ fn receivers_reload_rotated_certificates_with_reload_interval() {
         assert_eq!(get_tls(url, &ca), 0, "{url}");
     }
     // The next certificate, from the other CA, moved into place.
-    common::openssl(
-        dir.path(),
-        &[
-            "req",
-            "-subj",
-            "/CN=localhost",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "next.key",
-            "-out",
-            "next.csr",
-        ],
-    );
-    common::openssl(
-        dir.path(),
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-in",
-            "next.csr",
-            "-CA",
-            "other-ca.pem",
-            "-CAkey",
-            "other-ca.key",
-            "-CAcreateserial",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "next.pem",
-        ],
-    );
-    std::fs::rename(dir.path().join("next.key"), dir.path().join("server.key")).unwrap();
-    std::fs::rename(dir.path().join("next.pem"), dir.path().join("server.pem")).unwrap();
+    common::rotate_server_certificate(dir.path(), "other-ca", "server.pem", "server.key");
     for url in &urls {
         let rotated = common::eventually(Duration::from_secs(10), || {
             (get_tls(url, &other) == 0).then_some(())

@@ -744,46 +744,8 @@ fn proxy_reloads_certificates_rotated_on_disk() {
     assert_eq!(curl_tls(&["--cacert", &path("ca.pem")], &url).0, 0);
     assert_eq!(through(), 200);
 
-    // A new server certificate from the other CA, moved into place as a secret's volume would.
-    openssl(
-        dir,
-        &[
-            "req",
-            "-subj",
-            "/CN=localhost",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "next.key",
-            "-out",
-            "next.csr",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-in",
-            "next.csr",
-            "-CA",
-            "other-ca.pem",
-            "-CAkey",
-            "other-ca.key",
-            "-CAcreateserial",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "next.pem",
-        ],
-    );
-    std::fs::rename(dir.join("next.key"), dir.join("live.key")).unwrap();
-    std::fs::rename(dir.join("next.pem"), dir.join("live.pem")).unwrap();
+    // A new server certificate from the other CA, moved into place.
+    rotate_server_certificate(dir, "other-ca", "live.pem", "live.key");
     let rotated = eventually(Duration::from_secs(10), || {
         (curl_tls(&["--cacert", &path("other-ca.pem")], &url).0 == 0).then_some(())
     });

@@ -87,6 +87,25 @@ impl Running {
     }
 }
 
+/// A listener's TLS settings from `build`, kept in step with `files` by a task pushed on
+/// `reloading`; `key` (`tls`, `upstream_tls`) names them in errors and logs.
+fn watch<T: Send + Sync + 'static>(
+    listener: &str,
+    key: &str,
+    files: Vec<String>,
+    reloading: &mut Vec<tokio::task::JoinHandle<()>>,
+    build: impl Fn() -> Result<T, String> + Send + 'static,
+) -> Result<Arc<tls::Watched<T>>, StartError> {
+    let what = format!("listener {listener:?} {key}");
+    let (settings, reload) =
+        tls::watched(what, files, build).map_err(|reason| StartError::Tls {
+            name: listener.to_owned(),
+            reason,
+        })?;
+    reloading.push(tokio::spawn(reload));
+    Ok(settings)
+}
+
 /// Binds every listener and the admin port, starts the reporter, and serves in the background.
 ///
 /// Requests are served thread-per-core, as nginx's workers do: one single-threaded runtime per
@@ -113,31 +132,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             addr: l.listen.clone(),
             source,
         };
-        let tls_error = |reason| StartError::Tls {
-            name: l.name.clone(),
-            reason,
-        };
         let tls = match &l.tls {
             Some(cfg) => {
-                let files = tls::listener_files(cfg);
                 let cfg = cfg.clone();
-                let what = format!("listener {:?} tls", l.name);
-                let (acceptor, reload) =
-                    tls::watched(what, files, move || tls::acceptor(&cfg)).map_err(tls_error)?;
-                reloading.push(tokio::spawn(reload));
-                Some(acceptor)
+                let files = tls::listener_files(&cfg);
+                Some(watch(&l.name, "tls", files, &mut reloading, move || {
+                    tls::acceptor(&cfg)
+                })?)
             }
             None => None,
         };
         let upstream_tls = match &l.upstream_tls {
             Some(cfg) => {
-                let files = tls::upstream_files(cfg);
                 let cfg = cfg.clone();
-                let what = format!("listener {:?} upstream_tls", l.name);
-                let (originate, reload) =
-                    tls::watched(what, files, move || tls::originate(&cfg)).map_err(tls_error)?;
-                reloading.push(tokio::spawn(reload));
-                Some(originate)
+                let files = tls::upstream_files(&cfg);
+                Some(watch(
+                    &l.name,
+                    "upstream_tls",
+                    files,
+                    &mut reloading,
+                    move || tls::originate(&cfg),
+                )?)
             }
             None => None,
         };

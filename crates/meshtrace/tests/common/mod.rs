@@ -354,22 +354,24 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// openssl's arguments for a new P-256 key, unencrypted.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 /// A CA, a server certificate for localhost/127.0.0.1 and a client certificate, all signed by
 /// it, plus a second CA that signed nothing here.
 pub fn certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
     for ca in ["ca", "other-ca"] {
         let mut args = vec!["req", "-x509", "-days", "2", "-subj"];
         let subject = format!("/CN=meshtrace test {ca}");
         let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
         args.push(&subject);
-        args.extend(ec);
+        args.extend(EC_KEY);
         args.extend(["-keyout", &key, "-out", &pem]);
         openssl(dir, &args);
     }
@@ -379,37 +381,50 @@ pub fn certificates(dir: &Path) {
     )
     .unwrap();
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, cn) in [("server", "localhost"), ("client", "meshtrace collector")] {
-        let subject = format!("/CN={cn}");
-        let (key, csr, pem, ext) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-        );
-        let mut args = vec!["req", "-subj", &subject];
-        args.extend(ec);
-        args.extend(["-keyout", &key, "-out", &csr]);
-        openssl(dir, &args);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "2",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-extfile",
-                &ext,
-                "-out",
-                &pem,
-            ],
-        );
-    }
+    signed(dir, "server", "localhost", "server.ext", "ca");
+    signed(dir, "client", "meshtrace collector", "client.ext", "ca");
+}
+
+/// `NAME.key` and `NAME.pem`: a new key and its certificate for `cn`, with the extensions of
+/// `ext`, signed by the CA `ca` (`ca.pem`/`ca.key`).
+fn signed(dir: &Path, name: &str, cn: &str, ext: &str, ca: &str) {
+    let subject = format!("/CN={cn}");
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    let mut args = vec!["req", "-subj", &subject];
+    args.extend(EC_KEY);
+    args.extend(["-keyout", &key, "-out", &csr]);
+    openssl(dir, &args);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-extfile",
+            ext,
+            "-out",
+            &pem,
+        ],
+    );
+}
+
+/// Rotates the server certificate in `pem` and `key` (files in `dir` made by [`certificates`])
+/// to a new one for the same names signed by `ca`, moved into place as a secret's volume would.
+pub fn rotate_server_certificate(dir: &Path, ca: &str, pem: &str, key: &str) {
+    signed(dir, "next", "localhost", "server.ext", ca);
+    std::fs::rename(dir.join("next.key"), dir.join(key)).unwrap();
+    std::fs::rename(dir.join("next.pem"), dir.join(pem)).unwrap();
 }
