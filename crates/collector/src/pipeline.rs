@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use model::TraceBatch;
 use receiver::tls::{Alpn, ListenerTls, TlsListener};
@@ -540,7 +541,12 @@ fn with_cors(
     })
 }
 
-/// The TLS configuration of listener `name`, when its receiver has a `tls` block.
+/// How often `client_ca_file_reload` looks at the client CA file.
+const CA_FILE_CHECK: Duration = Duration::from_secs(2);
+
+/// The TLS configuration of listener `name`, when its receiver has a `tls` block, and how it is
+/// looked at again: every file read anew each `reload_interval`, and with
+/// `client_ca_file_reload` the settings rebuilt as soon as the client CA file changed.
 fn tls_config(
     name: &str,
     tls: Option<&crate::config::ServerTls>,
@@ -559,11 +565,39 @@ fn tls_config(
         }
     };
     let config = read().map_err(StartError::Tls)?;
-    let reload = tls
-        .reload_interval
-        .filter(|every| !every.is_zero())
-        .map(|every| (every, Box::new(read) as receiver::tls::Reload));
-    Ok(Some(ListenerTls { config, reload }))
+    let every = tls.reload_interval.filter(|every| !every.is_zero());
+    let ca_file: Vec<String> = match &tls.client_ca_file {
+        Some(file) if tls.client_ca_file_reload => vec![file.clone()],
+        _ => Vec::new(),
+    };
+    let tick = match (every, ca_file.is_empty()) {
+        (None, true) => {
+            return Ok(Some(ListenerTls {
+                config,
+                reload: None,
+            }))
+        }
+        (Some(every), true) => every,
+        (None, false) => CA_FILE_CHECK,
+        (Some(every), false) => every.min(CA_FILE_CHECK),
+    };
+    let mut ca_seen = receiver::tls::modified(&ca_file);
+    let mut last_read = Instant::now();
+    let reload = move || {
+        // Half a tick of slack: the ticks and this clock are read at slightly different times.
+        let due = every.is_some_and(|every| last_read.elapsed() + tick / 2 >= every);
+        let ca_now = receiver::tls::modified(&ca_file);
+        if !due && ca_now == ca_seen {
+            return Ok(None);
+        }
+        ca_seen = ca_now;
+        last_read = Instant::now();
+        read().map(Some)
+    };
+    Ok(Some(ListenerTls {
+        config,
+        reload: Some((tick, Box::new(reload) as receiver::tls::Reload)),
+    }))
 }
 
 fn local(l: &TcpListener) -> SocketAddr {

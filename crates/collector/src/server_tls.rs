@@ -2,7 +2,7 @@
 //! receiver crate's settings: what can be checked without files for `validate`, then the PEM
 //! files read, each named when it cannot be.
 
-use receiver::tls::{ServerTls as Settings, TlsVersion};
+use receiver::tls::{Params, ServerTls as Settings};
 
 use crate::config::ServerTls;
 use crate::exporter::tls::pem;
@@ -22,15 +22,22 @@ pub fn check(tls: &ServerTls) -> Vec<String> {
             _ => {}
         }
     }
-    for (key, v) in [
-        ("min_version", &tls.min_version),
-        ("max_version", &tls.max_version),
-    ] {
-        if let Some(Err(e)) = v.as_deref().map(str::parse::<TlsVersion>) {
-            problems.push(format!("{key}: {e}"));
-        }
+    if let Err(e) = params(tls) {
+        problems.push(e.to_string());
+    }
+    if tls.client_ca_file_reload && tls.client_ca_file.is_none() {
+        problems.push("client_ca_file_reload needs client_ca_file".to_owned());
     }
     problems
+}
+
+fn params(tls: &ServerTls) -> Result<Params, receiver::tls::TlsError> {
+    Params::from_names(
+        tls.min_version.as_deref(),
+        tls.max_version.as_deref(),
+        &tls.cipher_suites,
+        &tls.curve_preferences,
+    )
 }
 
 /// Reads the files; an error names the first problem.
@@ -38,13 +45,11 @@ pub fn load(tls: &ServerTls) -> Result<Settings, String> {
     if let Some(problem) = check(tls).into_iter().next() {
         return Err(format!("tls: {problem}"));
     }
-    let version = |v: &Option<String>| v.as_deref().map(str::parse).transpose();
     Ok(Settings {
         cert_pem: pem(&tls.cert_file, &tls.cert_pem, "cert_file")?.unwrap_or_default(),
         key_pem: pem(&tls.key_file, &tls.key_pem, "key_file")?.unwrap_or_default(),
         client_ca_pem: pem(&tls.client_ca_file, &None, "client_ca_file")?,
-        min_version: version(&tls.min_version).map_err(|e| format!("tls.min_version: {e}"))?,
-        max_version: version(&tls.max_version).map_err(|e| format!("tls.max_version: {e}"))?,
+        params: params(tls).map_err(|e| format!("tls.{e}"))?,
     })
 }
 
@@ -62,13 +67,32 @@ mod tests {
             cert_pem: Some("b".into()),
             key_file: Some("k".into()),
             min_version: Some("1.0".into()),
-            max_version: Some("2".into()),
+            client_ca_file_reload: true,
             ..ServerTls::default()
         };
         let p = check(&t).join("; ");
         assert!(p.contains("set cert_file or cert_pem, not both"), "{p}");
         assert!(p.contains("min_version: TLS 1.0 is not supported"), "{p}");
+        assert!(
+            p.contains("client_ca_file_reload needs client_ca_file"),
+            "{p}"
+        );
+        let t = ServerTls {
+            max_version: Some("2".into()),
+            cipher_suites: vec!["TLS_RSA_WITH_RC4_128_SHA".into()],
+            ..ServerTls::default()
+        };
+        let p = check(&t).join("; ");
         assert!(p.contains("max_version: unknown TLS version"), "{p}");
+        let t = ServerTls {
+            cipher_suites: vec!["TLS_RSA_WITH_RC4_128_SHA".into()],
+            ..ServerTls::default()
+        };
+        let p = check(&t).join("; ");
+        assert!(
+            p.contains("cipher_suites: \"TLS_RSA_WITH_RC4_128_SHA\" is not offered"),
+            "{p}"
+        );
     }
 
     #[test]

@@ -90,6 +90,17 @@ pub struct UpstreamTls {
     /// (a DNS name or an IP address).
     #[serde(default)]
     pub server_name: Option<String>,
+    /// `"1.2"` or `"1.3"`; both allowed by default.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    #[serde(default)]
+    pub max_version: Option<String>,
+    /// Cipher suites (Go's names, as the collector's `tls` blocks) and key-exchange groups
+    /// (`X25519`, `P256`, `P384`) allowed, in order of preference; all by default.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    #[serde(default)]
+    pub curve_preferences: Vec<String>,
 }
 
 /// A listener's certificate, in the keys the collector's receivers use for theirs.
@@ -108,6 +119,11 @@ pub struct ListenerTls {
     pub min_version: Option<String>,
     #[serde(default)]
     pub max_version: Option<String>,
+    /// Cipher suites and key-exchange groups allowed, as in `upstream_tls`.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    #[serde(default)]
+    pub curve_preferences: Vec<String>,
 }
 
 /// Which HTTP version a listener speaks to its upstream (Envoy: a cluster's protocol options).

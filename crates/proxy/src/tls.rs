@@ -12,9 +12,9 @@
 
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use receiver::tls::{Alpn, ClientTls, ServerTls};
+use receiver::tls::{Alpn, ClientTls, Params, ServerTls};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::server::TlsStream;
@@ -53,7 +53,7 @@ pub(crate) fn watched<T: Send + Sync + 'static>(
     files: Vec<String>,
     build: impl Fn() -> Result<T, String> + Send + 'static,
 ) -> Result<(Arc<Watched<T>>, impl Future<Output = ()> + Send), String> {
-    let mut seen = modified(&files);
+    let mut seen = receiver::tls::modified(&files);
     let watched = Arc::new(Watched {
         current: RwLock::new(Arc::new(build()?)),
     });
@@ -61,7 +61,7 @@ pub(crate) fn watched<T: Send + Sync + 'static>(
     let task = async move {
         loop {
             tokio::time::sleep(RELOAD_CHECK).await;
-            let now = modified(&files);
+            let now = receiver::tls::modified(&files);
             if now == seen {
                 continue;
             }
@@ -79,15 +79,6 @@ pub(crate) fn watched<T: Send + Sync + 'static>(
         }
     };
     Ok((watched, task))
-}
-
-/// When each file was last modified (following symbolic links, as a Kubernetes secret's
-/// volume swaps them); `None` for one that cannot be read now.
-fn modified(files: &[String]) -> Vec<Option<SystemTime>> {
-    files
-        .iter()
-        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-        .collect()
 }
 
 /// The files a listener's `tls` block reads.
@@ -116,12 +107,6 @@ pub(crate) fn upstream_files(tls: &UpstreamTls) -> Vec<String> {
 pub(crate) fn acceptor(tls: &ListenerTls) -> Result<TlsAcceptor, String> {
     let read =
         |key: &str, path: &str| std::fs::read(path).map_err(|e| format!("tls.{key} {path}: {e}"));
-    let version = |key: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e| format!("tls.{key}: {e}"))
-    };
     let settings = ServerTls {
         cert_pem: read("cert_file", &tls.cert_file)?,
         key_pem: read("key_file", &tls.key_file)?,
@@ -130,8 +115,13 @@ pub(crate) fn acceptor(tls: &ListenerTls) -> Result<TlsAcceptor, String> {
             .as_deref()
             .map(|path| read("client_ca_file", path))
             .transpose()?,
-        min_version: version("min_version", &tls.min_version)?,
-        max_version: version("max_version", &tls.max_version)?,
+        params: Params::from_names(
+            tls.min_version.as_deref(),
+            tls.max_version.as_deref(),
+            &tls.cipher_suites,
+            &tls.curve_preferences,
+        )
+        .map_err(|e| format!("tls.{e}"))?,
     };
     let config = settings
         .config(Alpn::H2AndHttp11)
@@ -177,6 +167,13 @@ pub(crate) fn originate(tls: &UpstreamTls) -> Result<Originate, String> {
         system_roots: tls.ca_file.is_none(),
         cert_pem: read("cert_file", &tls.cert_file)?,
         key_pem: read("key_file", &tls.key_file)?,
+        params: Params::from_names(
+            tls.min_version.as_deref(),
+            tls.max_version.as_deref(),
+            &tls.cipher_suites,
+            &tls.curve_preferences,
+        )
+        .map_err(|e| format!("upstream_tls.{e}"))?,
     };
     let connector = |alpn: &[u8]| {
         settings

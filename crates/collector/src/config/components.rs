@@ -79,9 +79,14 @@ pub struct ServerTls {
     pub key_pem: Option<String>,
     /// When set, clients must present a certificate signed by one of these CAs (mutual TLS).
     pub client_ca_file: Option<String>,
+    /// Read the client CA file again whenever it changes (looked at every 2 s).
+    pub client_ca_file_reload: bool,
     /// `"1.2"` (default) or `"1.3"`.
     pub min_version: Option<String>,
     pub max_version: Option<String>,
+    /// Cipher suites (Go's names) and key-exchange groups allowed; all on offer by default.
+    pub cipher_suites: Vec<String>,
+    pub curve_preferences: Vec<String>,
     /// Read the certificate, key and client CA files again this often (rotated certificates
     /// without a restart); never when unset.
     #[serde(default, with = "opt_duration_serde")]
@@ -243,6 +248,16 @@ pub struct Tls {
     pub key_pem: Option<String>,
     /// The name checked against the server's certificate, instead of the endpoint's host.
     pub server_name_override: Option<String>,
+    /// `"1.2"` or `"1.3"`; both allowed by default.
+    pub min_version: Option<String>,
+    pub max_version: Option<String>,
+    /// Cipher suites (Go's names) and key-exchange groups allowed; all on offer by default.
+    pub cipher_suites: Vec<String>,
+    pub curve_preferences: Vec<String>,
+    /// Read the CA, certificate and key files again when a connection is made this long after
+    /// they were last read (rotated certificates without a restart); never when unset.
+    #[serde(default, with = "opt_duration_serde")]
+    pub reload_interval: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

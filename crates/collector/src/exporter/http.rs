@@ -4,24 +4,22 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::connect::Connector;
 use super::ExportError;
 use crate::config::Tls;
 
 #[derive(Clone)]
 pub struct Poster {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     uri: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
     content_type: &'static str,
@@ -54,38 +52,10 @@ impl Poster {
                 ))
             })
             .collect::<Result<_, String>>()?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
-        let connector = match super::tls::https_client_config(url, tls)? {
-            Some((config, name)) => {
-                let builder = HttpsConnectorBuilder::new()
-                    .with_tls_config(config)
-                    .https_only();
-                match name {
-                    Some(name) => builder
-                        .with_server_name_resolver(FixedServerNameResolver::new(name))
-                        .enable_http1()
-                        .wrap_connector(connector),
-                    None => builder.enable_http1().wrap_connector(connector),
-                }
-            }
-            // Plain HTTP: the TLS settings are never used, the connector only passes through.
-            None => HttpsConnectorBuilder::new()
-                .with_tls_config(
-                    rustls::ClientConfig::builder_with_provider(Arc::new(
-                        rustls::crypto::ring::default_provider(),
-                    ))
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| format!("tls: {e}"))?
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth(),
-                )
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(connector),
-        };
+        let tls = (uri.scheme_str() == Some("https"))
+            .then(|| super::tls::ClientTlsSource::new(tls, b"http/1.1"))
+            .transpose()?;
+        let connector = Connector::new(tls, timeout);
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             uri,

@@ -4,6 +4,7 @@
 //! attempt and whether its failure is worth retrying. [`retry`] adds `retry_on_failure` and
 //! [`queue`] the `sending_queue`, the same way for all of them.
 
+pub mod connect;
 pub mod debug;
 pub mod http;
 pub mod loadbalancing;

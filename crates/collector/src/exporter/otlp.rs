@@ -45,23 +45,20 @@ pub struct OtlpExporter {
 impl OtlpExporter {
     pub fn new(cfg: &Config) -> Result<Self, String> {
         let endpoint = cfg.endpoint.as_deref().ok_or("endpoint must be set")?;
-        let tls = super::tls::client_config(endpoint, &cfg.tls)?;
+        let tls = super::tls::uses_tls(endpoint, &cfg.tls)
+            .then(|| super::tls::ClientTlsSource::new(&cfg.tls, b"h2"))
+            .transpose()?;
         let host_port = endpoint
             .strip_prefix("http://")
             .or_else(|| endpoint.strip_prefix("https://"))
             .unwrap_or(endpoint);
         let scheme = if tls.is_some() { "https" } else { "http" };
         let timeout = cfg.timeout.unwrap_or(Duration::from_secs(5));
-        let mut channel = Endpoint::from_str(&format!("{scheme}://{host_port}"))
-            .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
-        if let Some(tls) = tls {
-            channel = channel.tls_config(tls).map_err(|e| format!("tls: {e}"))?;
-        }
-        let channel = channel
+        let channel = Endpoint::from_str(&format!("{scheme}://{host_port}"))
+            .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
             .connect_timeout(timeout)
             .timeout(timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .connect_with_connector_lazy(super::connect::Connector::new(tls, timeout));
         let mut raw =
             tonic::client::Grpc::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
         let mut client =

@@ -5,10 +5,14 @@
 //! an `https://` endpoint uses TLS, an `http://` one does not, and a bare `host:port` uses TLS
 //! unless `tls.insecure: true`. HTTP exporters (`otlphttp`, `zipkin`), as its HTTP client: the
 //! URL's scheme decides. A server's certificate is always verified (rustls); there is no switch
-//! to skip that.
+//! to skip that. The settings are read again when `reload_interval` has passed
+//! ([`ClientTlsSource`]); [`super::connect`] uses them for each new connection.
 
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use receiver::tls::Params;
 use rustls_pki_types::ServerName;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::config::Tls;
 
@@ -47,68 +51,105 @@ pub fn check(tls: &Tls) -> Vec<String> {
     if has_cert != has_key {
         problems.push("a client certificate needs both cert_file and key_file".to_owned());
     }
+    if let Err(e) = params(tls) {
+        problems.push(e.to_string());
+    }
     problems
 }
 
-/// The tonic TLS settings for a connection to `endpoint`, or `None` when it is plaintext.
-/// Reads the PEM files named in `tls`.
-pub fn client_config(endpoint: &str, tls: &Tls) -> Result<Option<ClientTlsConfig>, String> {
-    if !uses_tls(endpoint, tls) {
-        return Ok(None);
-    }
-    if let Some(problem) = check(tls).into_iter().next() {
-        return Err(format!("tls: {problem}"));
-    }
-    let mut config = ClientTlsConfig::new();
-    match pem(&tls.ca_file, &tls.ca_pem, "ca_file")? {
-        Some(ca) => {
-            config = config.ca_certificate(Certificate::from_pem(ca));
-            if tls.include_system_ca_certs_pool {
-                config = config.with_native_roots();
-            }
-        }
-        None => config = config.with_native_roots(),
-    }
-    let cert = pem(&tls.cert_file, &tls.cert_pem, "cert_file")?;
-    let key = pem(&tls.key_file, &tls.key_pem, "key_file")?;
-    if let (Some(cert), Some(key)) = (cert, key) {
-        config = config.identity(Identity::from_pem(cert, key));
-    }
-    if let Some(name) = &tls.server_name_override {
-        config = config.domain_name(name.clone());
-    }
-    Ok(Some(config))
+/// An exporter's TLS settings: the rustls configuration built from its `tls` block, read again
+/// from the files when a connection is made `reload_interval` or more after the last read (the
+/// only moment the settings are used). A read that fails keeps the settings in use (logged).
+pub struct ClientTlsSource {
+    tls: Tls,
+    alpn: &'static [u8],
+    server_name: Option<ServerName<'static>>,
+    current: Mutex<Loaded>,
 }
 
-/// The rustls settings for an HTTP exporter's `https://` URL, with the name its certificate must
-/// hold when `server_name_override` sets one; `None` for an `http://` URL (no TLS). Reads the PEM
-/// files named in `tls`.
-pub fn https_client_config(
-    url: &str,
-    tls: &Tls,
-) -> Result<Option<(rustls::ClientConfig, Option<ServerName<'static>>)>, String> {
-    if !url.starts_with("https://") {
-        return Ok(None);
+struct Loaded {
+    config: Arc<rustls::ClientConfig>,
+    read_at: Instant,
+}
+
+impl ClientTlsSource {
+    /// Reads the files now; offers `alpn` (`h2` for gRPC, `http/1.1` for the HTTP exporters).
+    pub fn new(tls: &Tls, alpn: &'static [u8]) -> Result<Self, String> {
+        if let Some(problem) = check(tls).into_iter().next() {
+            return Err(format!("tls: {problem}"));
+        }
+        let server_name = match &tls.server_name_override {
+            Some(n) => Some(
+                ServerName::try_from(n.clone())
+                    .map_err(|e| format!("tls.server_name_override {n:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        let config = read(tls, alpn)?;
+        Ok(Self {
+            tls: tls.clone(),
+            alpn,
+            server_name,
+            current: Mutex::new(Loaded {
+                config,
+                read_at: Instant::now(),
+            }),
+        })
     }
-    if let Some(problem) = check(tls).into_iter().next() {
-        return Err(format!("tls: {problem}"));
+
+    /// The settings for a connection made now (read again first when they are due).
+    pub fn config(&self) -> Arc<rustls::ClientConfig> {
+        let mut loaded = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let every = self.tls.reload_interval.filter(|every| !every.is_zero());
+        if every.is_some_and(|every| loaded.read_at.elapsed() >= every) {
+            loaded.read_at = Instant::now();
+            match read(&self.tls, self.alpn) {
+                Ok(config) => loaded.config = config,
+                Err(e) => {
+                    tracing::warn!("exporter TLS settings not reloaded, the ones in use stay: {e}")
+                }
+            }
+        }
+        loaded.config.clone()
     }
+
+    /// The name the server's certificate must hold: `server_name_override`, else the host
+    /// connected to.
+    pub fn server_name(&self, host: &str) -> std::io::Result<ServerName<'static>> {
+        if let Some(name) = &self.server_name {
+            return Ok(name.clone());
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        ServerName::try_from(host.to_owned()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{host:?} cannot be checked against a certificate ({e}); set tls.server_name_override"),
+            )
+        })
+    }
+}
+
+/// The rustls settings of a `tls` block, its files read now.
+fn read(tls: &Tls, alpn: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
     let ca_pem = pem(&tls.ca_file, &tls.ca_pem, "ca_file")?;
     let settings = receiver::tls::ClientTls {
         system_roots: ca_pem.is_none() || tls.include_system_ca_certs_pool,
         ca_pem,
         cert_pem: pem(&tls.cert_file, &tls.cert_pem, "cert_file")?,
         key_pem: pem(&tls.key_file, &tls.key_pem, "key_file")?,
+        params: params(tls).map_err(|e| format!("tls.{e}"))?,
     };
-    let config = settings.config(&[]).map_err(|e| format!("tls: {e}"))?;
-    let name = match &tls.server_name_override {
-        Some(n) => Some(
-            ServerName::try_from(n.clone())
-                .map_err(|e| format!("tls.server_name_override {n:?}: {e}"))?,
-        ),
-        None => None,
-    };
-    Ok(Some((config, name)))
+    let config = settings.config(&[alpn]).map_err(|e| format!("tls: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+fn params(tls: &Tls) -> Result<Params, receiver::tls::TlsError> {
+    Params::from_names(
+        tls.min_version.as_deref(),
+        tls.max_version.as_deref(),
+        &tls.cipher_suites,
+        &tls.curve_preferences,
+    )
 }
 
 /// The PEM text of `file` or `inline`; checks it holds a PEM block so a wrong file is named
@@ -176,7 +217,7 @@ mod tests {
             ca_file: Some(missing.clone()),
             ..Tls::default()
         };
-        let e = client_config("backend:4317", &t).unwrap_err();
+        let e = ClientTlsSource::new(&t, b"h2").err().unwrap();
         assert!(e.contains("tls.ca_file") && e.contains(&missing), "{e}");
 
         let junk = dir.path().join("junk.pem");
@@ -185,30 +226,76 @@ mod tests {
             ca_file: Some(junk.display().to_string()),
             ..Tls::default()
         };
-        let e = client_config("backend:4317", &t).unwrap_err();
+        let e = ClientTlsSource::new(&t, b"h2").err().unwrap();
         assert!(e.contains("is not PEM"), "{e}");
-        // Plaintext endpoints never read the files.
-        assert!(client_config("http://backend:4317", &t).unwrap().is_none());
-        // HTTP exporters: the scheme decides; files are read and named the same way.
-        assert!(https_client_config("http://backend:4318", &t)
-            .unwrap()
-            .is_none());
-        let e = https_client_config("https://backend:4318", &t).unwrap_err();
-        assert!(e.contains("is not PEM"), "{e}");
-        let t = Tls {
-            ca_file: Some(missing.clone()),
-            ..Tls::default()
-        };
-        let e = https_client_config("https://backend:4318", &t).unwrap_err();
-        assert!(e.contains("tls.ca_file") && e.contains(&missing), "{e}");
         let t = Tls {
             server_name_override: Some("not a name!".into()),
             ..Tls::default()
         };
-        let e = https_client_config("https://backend:4318", &t).unwrap_err();
+        let e = ClientTlsSource::new(&t, b"http/1.1").err().unwrap();
         assert!(
             e.contains("server_name_override") || e.contains("system CA"),
             "{e}"
         );
+        let t = Tls {
+            min_version: Some("1.3".into()),
+            cipher_suites: vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()],
+            ..Tls::default()
+        };
+        assert!(check(&t).is_empty(), "TLS 1.3 keeps its own suites");
+        let t = Tls {
+            max_version: Some("1.2".into()),
+            cipher_suites: vec!["TLS_AES_128_GCM_SHA256".into()],
+            ..Tls::default()
+        };
+        let p = check(&t).join("; ");
+        assert!(p.contains("cipher_suites lists none"), "{p}");
+    }
+
+    #[test]
+    fn settings_are_read_again_once_reload_interval_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        ca_certificate(dir.path());
+        let ca = dir.path().join("ca.pem");
+        let mut t = Tls {
+            ca_file: Some(ca.display().to_string()),
+            ..Tls::default()
+        };
+        let fixed = ClientTlsSource::new(&t, b"h2").unwrap();
+        t.reload_interval = Some(std::time::Duration::from_millis(1));
+        let reloading = ClientTlsSource::new(&t, b"h2").unwrap();
+        let (a, b) = (fixed.config(), reloading.config());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(
+            Arc::ptr_eq(&a, &fixed.config()),
+            "no reload_interval: never read again"
+        );
+        let c = reloading.config();
+        assert!(!Arc::ptr_eq(&b, &c), "read again once due");
+        // A file that cannot be used now keeps the settings in use.
+        std::fs::write(&ca, "half written").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(Arc::ptr_eq(&c, &reloading.config()));
+    }
+
+    /// A self-signed CA certificate as `dir/ca.pem` (any certificate rustls takes as a root).
+    fn ca_certificate(dir: &std::path::Path) {
+        let status = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+            ])
+            .args(["-subj", "/CN=test CA"])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{status:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! TLS on the receivers' listeners (the OTel Collector's `tls` block under a receiver): a server
 //! certificate, optionally a client CA that every client certificate must chain to (mutual
-//! TLS), and the protocol versions allowed.
+//! TLS), and the versions, suites and curves allowed ([`Params`]). [`ClientTls`] is the other
+//! side, shared by the collector's exporters and the proxy's upstream connections.
 //!
 //! [`TlsListener`] accepts TCP connections and runs each handshake in its own task with a
 //! deadline, so a slow or silent client never holds up the next one; connections that fail the
@@ -23,6 +24,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+mod params;
+
+pub use params::{Params, CIPHER_SUITES, CURVES};
 
 /// How long a client has to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,8 +66,8 @@ pub struct ServerTls {
     pub key_pem: Vec<u8>,
     /// When set, clients must present a certificate signed by one of these CAs.
     pub client_ca_pem: Option<Vec<u8>>,
-    pub min_version: Option<TlsVersion>,
-    pub max_version: Option<TlsVersion>,
+    /// Versions, cipher suites and curves allowed.
+    pub params: Params,
 }
 
 /// Why TLS settings cannot be used.
@@ -89,6 +94,8 @@ pub struct ClientTls {
     /// A client certificate chain and its key, for mutual TLS.
     pub cert_pem: Option<Vec<u8>>,
     pub key_pem: Option<Vec<u8>>,
+    /// Versions, cipher suites and curves allowed.
+    pub params: Params,
 }
 
 impl ClientTls {
@@ -118,9 +125,9 @@ impl ClientTls {
                 "no CA certificate to check the server's certificate with".into(),
             ));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (provider, versions) = self.params.provider()?;
         let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&versions)
             .map_err(|e| TlsError(e.to_string()))?
             .with_root_certificates(roots);
         let mut config = match (&self.cert_pem, &self.key_pem) {
@@ -157,21 +164,7 @@ impl ServerTls {
         }
         let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
             .map_err(|e| TlsError(format!("private key: {e}")))?;
-        let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
-            (TlsVersion::V1_2, &rustls::version::TLS12),
-            (TlsVersion::V1_3, &rustls::version::TLS13),
-        ]
-        .into_iter()
-        .filter(|(v, _)| self.min_version.is_none_or(|min| *v >= min))
-        .filter(|(v, _)| self.max_version.is_none_or(|max| *v <= max))
-        .map(|(_, p)| p)
-        .collect();
-        if versions.is_empty() {
-            return Err(TlsError(
-                "min_version is above max_version: no TLS version is left".into(),
-            ));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (provider, versions) = self.params.provider()?;
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions)
             .map_err(|e| TlsError(e.to_string()))?;
@@ -202,11 +195,23 @@ impl ServerTls {
     }
 }
 
-/// Reads a listener's TLS configuration again (its certificate files, say).
-pub type Reload = Box<dyn Fn() -> Result<Arc<rustls::ServerConfig>, String> + Send>;
+/// Looks at a listener's TLS settings again (its certificate files, say): a new configuration,
+/// `None` when nothing changed, or why what changed cannot be used.
+pub type Reload = Box<dyn FnMut() -> Result<Option<Arc<rustls::ServerConfig>>, String> + Send>;
 
-/// A listener's TLS configuration, and how often to read it again (the OTel Collector's
-/// `reload_interval`: rotated certificates are taken up without a restart).
+/// When each file was last modified (following symbolic links, as a Kubernetes secret's volume
+/// swaps them), `None` for one that cannot be read now: two looks that differ mean certificate
+/// files changed.
+pub fn modified(files: &[String]) -> Vec<Option<std::time::SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// A listener's TLS configuration, and how often to look at it again (the OTel Collector's
+/// `reload_interval` and `client_ca_file_reload`: rotated certificates are taken up without a
+/// restart).
 pub struct ListenerTls {
     pub config: Arc<rustls::ServerConfig>,
     pub reload: Option<(Duration, Reload)>,
@@ -276,9 +281,10 @@ impl TlsListener {
                     }
                 },
                 () = Self::reload_due(&mut self.reload) => {
-                    if let Some((_, reload)) = &self.reload {
+                    if let Some((_, reload)) = &mut self.reload {
                         match reload() {
-                            Ok(config) => self.acceptor = TlsAcceptor::from(config),
+                            Ok(Some(config)) => self.acceptor = TlsAcceptor::from(config),
+                            Ok(None) => {}
                             Err(e) => tracing::warn!(
                                 "TLS settings not reloaded, the ones in use stay: {e}"
                             ),
