@@ -3,11 +3,14 @@ OTLP/HTTP protobuf at /v1/traces (gzip or not) and Zipkin v2 JSON at /api/v2/spa
 with the given certificate, optionally requiring a client certificate signed by CLIENT_CA.
 
 Usage: http_tls_sink.py CERT KEY [CLIENT_CA]
+Environment, to narrow what the server accepts: SINK_TLS_MAX=1.2 (no TLS 1.3), SINK_TLS_CIPHERS
+(an OpenSSL cipher list for TLS 1.2), SINK_TLS_CURVE (the one key-exchange curve, OpenSSL's name).
 Prints "listening on PORT", then for every request "spans N trace_ids ID,ID,...".
 Runs until killed.
 """
 import gzip
 import json
+import os
 import ssl
 import sys
 import threading
@@ -57,6 +60,12 @@ def main():
     if len(sys.argv) > 3:
         context.load_verify_locations(sys.argv[3])
         context.verify_mode = ssl.CERT_REQUIRED
+    if os.environ.get("SINK_TLS_MAX") == "1.2":
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+    if "SINK_TLS_CIPHERS" in os.environ:
+        context.set_ciphers(os.environ["SINK_TLS_CIPHERS"])
+    if "SINK_TLS_CURVE" in os.environ:
+        context.set_ecdh_curve(os.environ["SINK_TLS_CURVE"])
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     print(f"listening on {server.server_address[1]}", flush=True)

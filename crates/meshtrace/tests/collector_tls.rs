@@ -27,8 +27,14 @@ struct Sink {
 
 impl Sink {
     fn start(script: &str, dir: &Path, mutual: bool) -> Sink {
+        Self::start_with(script, dir, mutual, &[])
+    }
+
+    /// A sink started with `env` (`http_tls_sink.py` narrows its TLS with it).
+    fn start_with(script: &str, dir: &Path, mutual: bool, env: &[(&str, &str)]) -> Sink {
         let py = common::python_dir();
         let mut cmd = Command::new(py.join(".venv/bin/python"));
+        cmd.envs(env.iter().copied());
         cmd.arg(py.join(script))
             .arg(dir.join("server.pem"))
             .arg(dir.join("server.key"));
@@ -253,6 +259,87 @@ fn http_exporters_present_a_client_certificate_for_mutual_tls() {
     presents_a_client_certificate(Exporter::Zipkin, &sink, dir.path());
 }
 
+/// An exporter keeps to its `tls` block's versions, cipher suites and curves: against a server
+/// that speaks TLS 1.2 only, with one suite and one key-exchange curve (P-384), the exports whose
+/// settings leave nothing in common fail, the ones that allow what the server speaks get
+/// through. (TLS 1.2 also checks the certificate's curve, P-256, against the client's list.)
+#[test]
+fn exporters_keep_to_their_versions_suites_and_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let narrow = [
+        ("SINK_TLS_MAX", "1.2"),
+        ("SINK_TLS_CIPHERS", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+        ("SINK_TLS_CURVE", "secp384r1"),
+    ];
+    let sink = Sink::start_with("http_tls_sink.py", dir.path(), false, &narrow);
+    let ca = format!("      ca_file: {}\n", dir.path().join("ca.pem").display());
+    let with = |lines: &str| format!("{ca}{lines}");
+    delivered(Exporter::OtlpHttp, &sink, &with(""));
+    refused(
+        Exporter::OtlpHttp,
+        &sink,
+        &with("      min_version: \"1.3\"\n"),
+    );
+    refused(
+        Exporter::OtlpHttp,
+        &sink,
+        &with("      cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n"),
+    );
+    refused(
+        Exporter::OtlpHttp,
+        &sink,
+        &with("      curve_preferences: [X25519, P256]\n"),
+    );
+    delivered(
+        Exporter::OtlpHttp,
+        &sink,
+        &with(
+            "      max_version: \"1.2\"\n      \
+             cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n      \
+             curve_preferences: [P384, P256]\n",
+        ),
+    );
+}
+
+/// With `reload_interval`, an exporter whose CA file is rotated on disk uses it for its next
+/// connection, without a restart: spans refused while the file held another CA are delivered
+/// (retried) once it holds the one that signed the server's certificate. gRPC and HTTP.
+#[test]
+fn exporters_reload_rotated_certificates_with_reload_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let grpc = Sink::start("grpc_tls_sink.py", dir.path(), false);
+    let http = Sink::start("http_tls_sink.py", dir.path(), false);
+    let trusted = dir.path().join("trusted.pem");
+    for (exporter, sink) in [(Exporter::Otlp, &grpc), (Exporter::OtlpHttp, &http)] {
+        std::fs::copy(dir.path().join("other-ca.pem"), &trusted).unwrap();
+        let tls = format!(
+            "      ca_file: {}\n      reload_interval: 200ms\n",
+            trusted.display()
+        );
+        let d = tempfile::tempdir().unwrap();
+        let c = collector(
+            d.path(),
+            &config(exporter, sink.port, &tls, true),
+            &["otlp-grpc", "metrics"],
+        );
+        let id = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "tls-reload");
+        assert_eq!(
+            sink.spans_of(&id, 1, Duration::from_secs(2)),
+            0,
+            "delivered while trusting another CA"
+        );
+        // The right CA moved into place, as a secret's volume would.
+        let next = dir.path().join("next-trusted.pem");
+        std::fs::copy(dir.path().join("ca.pem"), &next).unwrap();
+        std::fs::rename(&next, &trusted).unwrap();
+        let got = sink.spans_of(&id, 4, Duration::from_secs(30));
+        assert_eq!(got, 4, "after the rotation: {}", exporter_metrics(&c));
+        assert_eq!(c.terminate(), Some(0));
+    }
+}
+
 #[test]
 fn tls_mistakes_are_named_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
@@ -271,6 +358,25 @@ fn tls_mistakes_are_named_before_anything_starts() {
         "{err}"
     );
     assert!(err.contains("needs both cert_file and key_file"), "{err}");
+    // Suites and curves not on offer are named, and so is the first of them per block.
+    for (tls, named) in [
+        (
+            "      cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n",
+            "exporters.otlp/tls.tls: cipher_suites: \"TLS_RSA_WITH_AES_128_CBC_SHA\" is not offered",
+        ),
+        (
+            "      curve_preferences: [P521]\n",
+            "curve_preferences: \"P521\" is not offered",
+        ),
+        (
+            "      max_version: \"1.2\"\n      cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
+            "cipher_suites lists none for the TLS versions allowed",
+        ),
+    ] {
+        let (code, _, err) = validate(dir.path(), &config(Exporter::Otlp, 4317, tls, true));
+        assert_ne!(code, 0);
+        assert!(err.contains(named), "{err}");
+    }
 
     let missing = dir.path().join("nowhere/ca.pem");
     let text = config(
@@ -428,21 +534,14 @@ fn receivers_require_a_client_certificate_with_client_ca_file() {
     assert_eq!(c.terminate(), Some(0));
 }
 
-/// curl's exit code for a GET of `url` over HTTP/2 trusting `ca` (0 whatever the status: the
-/// handshake and the exchange went through).
-fn get_tls(url: &str, ca: &str) -> i32 {
+/// curl's exit code for a GET of `url` over HTTP/2 trusting `ca`, with `args` (0 whatever the
+/// status: the handshake and the exchange went through).
+fn get_tls(url: &str, ca: &str, args: &[&str]) -> i32 {
     Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            "10",
-            "--http2",
-            "--cacert",
-            ca,
-            url,
-        ])
+        .args(["-sS", "-o", "/dev/null", "--max-time", "10", "--http2"])
+        .args(["--cacert", ca])
+        .args(args)
+        .arg(url)
         .status()
         .expect("run curl")
         .code()
@@ -464,16 +563,16 @@ fn receivers_reload_rotated_certificates_with_reload_interval() {
         format!("https://{}/", c.addr("otlp-grpc")),
     ];
     for url in &urls {
-        assert_eq!(get_tls(url, &ca), 0, "{url}");
+        assert_eq!(get_tls(url, &ca, &[]), 0, "{url}");
     }
     // The next certificate, from the other CA, moved into place.
     common::rotate_server_certificate(dir.path(), "other-ca", "server.pem", "server.key");
     for url in &urls {
         let rotated = common::eventually(Duration::from_secs(10), || {
-            (get_tls(url, &other) == 0).then_some(())
+            (get_tls(url, &other, &[]) == 0).then_some(())
         });
         assert!(rotated.is_some(), "{url} kept the old certificate");
-        assert_eq!(get_tls(url, &ca), 60, "{url}: old CA still trusted");
+        assert_eq!(get_tls(url, &ca, &[]), 60, "{url}: old CA still trusted");
     }
     std::fs::write(
         dir.path().join("server.pem"),
@@ -482,8 +581,79 @@ fn receivers_reload_rotated_certificates_with_reload_interval() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(1200));
     for url in &urls {
-        assert_eq!(get_tls(url, &other), 0, "{url}");
+        assert_eq!(get_tls(url, &other, &[]), 0, "{url}");
     }
+    assert_eq!(c.terminate(), Some(0));
+}
+
+/// Receivers keep to their versions, cipher suites and curves: a client that offers only what
+/// the block leaves out is refused in the handshake, on every receiver.
+#[test]
+fn receivers_keep_to_their_versions_suites_and_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let c = tls_receivers(
+        dir.path(),
+        "max_version: \"1.2\"\ncipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n\
+         curve_preferences: [P384]",
+    );
+    for url in [
+        format!("https://{}/v1/traces", c.addr("otlp-http")),
+        format!("https://{}/api/v2/spans", c.addr("zipkin")),
+        format!("https://{}/", c.addr("otlp-grpc")),
+    ] {
+        assert_eq!(get_tls(&url, &ca, &[]), 0, "{url}");
+        let refused = [
+            ["--tlsv1.3"].as_slice(),
+            &["--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+            &["--curves", "X25519:P-256"],
+        ];
+        for args in refused {
+            assert_eq!(get_tls(&url, &ca, args), 35, "{url}: {args:?}");
+        }
+        let allowed = [
+            "--ciphers",
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+            "--curves",
+            "P-384:P-256",
+        ];
+        assert_eq!(get_tls(&url, &ca, &allowed), 0, "{url}");
+    }
+    assert_eq!(c.terminate(), Some(0));
+}
+
+/// With `client_ca_file_reload`, the client CA file is read again when it changes: a client
+/// certificate refused while the file held another CA is accepted once it holds the right one.
+#[test]
+fn receivers_reload_the_client_ca_with_client_ca_file_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let (ca, cert, key, clients) = (
+        p("ca.pem"),
+        p("client.pem"),
+        p("client.key"),
+        p("clients.pem"),
+    );
+    std::fs::copy(p("other-ca.pem"), &clients).unwrap();
+    let c = tls_receivers(
+        dir.path(),
+        &format!("client_ca_file: {clients}\nclient_ca_file_reload: true"),
+    );
+    let http = format!("https://{}/v1/traces", c.addr("otlp-http"));
+    let mutual = ["--cacert", &ca, "--cert", &cert, "--key", &key, "--fail"];
+    assert_ne!(
+        curl(&http, &mutual),
+        0,
+        "a client certificate of another CA"
+    );
+    std::fs::copy(&ca, p("next-clients.pem")).unwrap();
+    std::fs::rename(p("next-clients.pem"), &clients).unwrap();
+    let reloaded = common::eventually(Duration::from_secs(10), || {
+        (curl(&http, &mutual) == 0).then_some(())
+    });
+    assert!(reloaded.is_some(), "the new client CA was not taken up");
     assert_eq!(c.terminate(), Some(0));
 }
 

@@ -577,6 +577,18 @@ fn proxy_edge_terminates_tls_with_http1_and_http2_and_mutual_tls() {
         err.contains("listener \"edge\"") && err.contains("tls.cert_file /nonexistent/cert.pem"),
         "{err}"
     );
+    let bad = bad.replace(
+        "cert_file: /nonexistent/cert.pem",
+        &format!(
+            "cert_file: '{}', cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]",
+            file("server.pem")
+        ),
+    );
+    let err = refused(&bad);
+    assert!(
+        err.contains("tls.cipher_suites: \"TLS_RSA_WITH_AES_128_CBC_SHA\" is not offered"),
+        "{err}"
+    );
 }
 
 /// Sidecar to sidecar over mutual TLS: the outbound sidecar's `upstream_tls` presents the client
@@ -698,6 +710,16 @@ fn proxy_outbound_originates_mutual_tls_to_an_inbound_sidecar() {
     );
     let err = refused(&bad);
     assert!(err.contains("needs both"), "{err}");
+    // Suites and curves are the collector's (Go's names); ones not on offer are named.
+    let bad = bad.replace(
+        &format!("cert_file: '{}'", file("client.pem")),
+        "curve_preferences: [P521]",
+    );
+    let err = refused(&bad);
+    assert!(
+        err.contains("upstream_tls.curve_preferences: \"P521\" is not offered"),
+        "{err}"
+    );
 }
 
 /// Certificates rotated on disk are picked up without a restart, on both sides: the listener

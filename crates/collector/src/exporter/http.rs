@@ -117,7 +117,16 @@ impl Poster {
                     self.uri, self.timeout
                 )))
             }
-            Ok(Err(e)) => return Err(ExportError::retryable(format!("POST {}: {e}", self.uri))),
+            Ok(Err(e)) => {
+                // hyper's error says only "client error (Connect)"; the causes say why.
+                let mut message = format!("POST {}: {e}", self.uri);
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    message.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                return Err(ExportError::retryable(message));
+            }
             Ok(Ok(a)) => a,
         };
         if status.is_success() {
