@@ -122,7 +122,11 @@ impl Poster {
                 let mut message = format!("POST {}: {e}", self.uri);
                 let mut source = std::error::Error::source(&e);
                 while let Some(cause) = source {
-                    message.push_str(&format!(": {cause}"));
+                    let text = cause.to_string();
+                    if !message.contains(&text) {
+                        message.push_str(": ");
+                        message.push_str(&text);
+                    }
                     source = cause.source();
                 }
                 return Err(ExportError::retryable(message));
