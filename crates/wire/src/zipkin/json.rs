@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use model::{SpanId, TraceId};
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Serialize, Serializer};
 use serde_json::Number;
 
@@ -26,22 +26,47 @@ use crate::WireError;
 const FORMAT: &str = "Zipkin";
 
 pub(crate) fn parse(body: &[u8]) -> Result<Vec<ZipkinSpan<'_>>, WireError> {
+    // Spans written by the usual encoders take 300 bytes or more of JSON each.
+    let mut spans = Vec::with_capacity(body.len() / 300);
+    parse_each(body, |span| spans.push(span))?;
+    Ok(spans)
+}
+
+/// Reads the report, handing each span to `each` as soon as it is read and checked (so spans
+/// are used while they are in cache, and no list of them is built for a consumer that does not
+/// need one). On an error, the spans already handed on are the ones before it.
+pub(crate) fn parse_each<'a>(
+    body: &'a [u8],
+    each: impl FnMut(ZipkinSpan<'a>),
+) -> Result<(), WireError> {
     // A body that is UTF-8 as a whole (nearly every one) is read as text, so that serde_json
     // does not check each string again; any other takes the byte reader, which finds and names
     // where it is not. The two readers answer alike otherwise (serde_json's `StrRead` is its
     // `SliceRead` without the per-string check).
-    let root: Loose<SpanList<'_>> = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(body),
+    let list = SpanList(each);
+    let root = match std::str::from_utf8(body) {
+        Ok(text) => read_root(serde_json::Deserializer::from_str(text), list),
+        Err(_) => read_root(serde_json::Deserializer::from_slice(body), list),
     }
     .map_err(|e| WireError::json_syntax(FORMAT, &e))?;
     match root {
-        Loose::Got(SpanList(spans)) => spans,
+        Loose::Got(outcome) => outcome,
         other => Err(WireError::invalid(
             "(root)",
             format!("expected a JSON list of spans, got {}", other.type_name()),
         )),
     }
+}
+
+/// The whole body as `seed` reads it, and nothing after it but whitespace (as
+/// `serde_json::from_str` reads a value).
+fn read_root<'de, R: serde_json::de::Read<'de>, S: DeserializeSeed<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    seed: S,
+) -> Result<S::Value, serde_json::Error> {
+    let value = seed.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
 }
 
 /// Where a value sits in the report; formatted only for an error message.
@@ -194,57 +219,96 @@ trait Compound<'de>: Sized {
     }
 }
 
-impl<'de, T: Compound<'de>> Deserialize<'de> for Loose<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Compound<'de>> Visitor<'de> for V<T> {
-            type Value = Loose<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Loose::Null)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Loose::Other("a boolean"))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Loose::Other("a number"))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Loose::Other("a number"))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(if v.is_finite() {
-                    Loose::Other("a number")
-                } else {
-                    Loose::Null
-                })
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Loose::Other("a string"))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                T::from_seq(seq)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                T::from_map(map)
-            }
-        }
-        d.deserialize_any(V(PhantomData))
+/// How [`LooseVisitor`] reads a list or an object into `Out`: a [`Compound`] type, or (for the
+/// report's list) each span handed on.
+trait ReadCompound<'de>: Sized {
+    type Out;
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Loose<Self::Out>, A::Error>;
+    fn seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Loose<Self::Out>, A::Error>;
+}
+
+/// Reads a [`Compound`] type.
+struct Plain<T>(PhantomData<T>);
+
+impl<'de, T: Compound<'de>> ReadCompound<'de> for Plain<T> {
+    type Out = T;
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Loose<T>, A::Error> {
+        T::from_map(map)
+    }
+    fn seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Loose<T>, A::Error> {
+        T::from_seq(seq)
     }
 }
 
-/// The report: the spans, or the first invalid span's error.
-struct SpanList<'a>(Result<Vec<ZipkinSpan<'a>>, WireError>);
+/// Any JSON value as a [`Loose`]: the list or object `R` reads, `null`, or the name of what
+/// came instead.
+struct LooseVisitor<R>(R);
 
-impl<'de> Compound<'de> for SpanList<'de> {
-    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Loose<Self>, A::Error> {
-        let mut spans = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+impl<'de, R: ReadCompound<'de>> Visitor<'de> for LooseVisitor<R> {
+    type Value = Loose<R::Out>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Loose::Other("a boolean"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Loose::Other("a number"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Loose::Other("a number"))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(if v.is_finite() {
+            Loose::Other("a number")
+        } else {
+            Loose::Null
+        })
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Loose::Other("a string"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.0.seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.map(map)
+    }
+}
+
+impl<'de, T: Compound<'de>> Deserialize<'de> for Loose<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LooseVisitor(Plain(PhantomData)))
+    }
+}
+
+impl<'de, R: ReadCompound<'de>> DeserializeSeed<'de> for LooseVisitor<R> {
+    type Value = Loose<R::Out>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// The report's list: each span checked and handed to the function as soon as it is read; the
+/// outcome is the first invalid span's error (the rest of the list is read through).
+struct SpanList<F>(F);
+
+impl<'de, F: FnMut(ZipkinSpan<'de>)> ReadCompound<'de> for SpanList<F> {
+    type Out = Result<(), WireError>;
+
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Loose<Self::Out>, A::Error> {
+        drain_map(map)?;
+        Ok(Loose::Other("an object"))
+    }
+
+    fn seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Loose<Self::Out>, A::Error> {
         let mut i = 0;
-        while let Some(raw) = seq.next_element::<Loose<RawSpan<'de>>>()? {
-            let checked = match raw {
-                Loose::Got(raw) => raw.check(i),
+        while let Some(span) = seq.next_element_seed(LooseVisitor(CheckedSpan(i)))? {
+            let checked = match span {
+                Loose::Got(checked) => checked,
                 other => Err(expected(
                     Path::Span(i).to_string(),
                     "a span object",
@@ -252,15 +316,42 @@ impl<'de> Compound<'de> for SpanList<'de> {
                 )),
             };
             match checked {
-                Ok(span) => spans.push(span),
+                Ok(span) => (self.0)(span),
                 Err(e) => {
                     drain_seq(seq)?;
-                    return Ok(Loose::Got(SpanList(Err(e))));
+                    return Ok(Loose::Got(Err(e)));
                 }
             }
             i += 1;
         }
-        Ok(Loose::Got(SpanList(Ok(spans))))
+        Ok(Loose::Got(Ok(())))
+    }
+}
+
+impl<'de, F: FnMut(ZipkinSpan<'de>)> DeserializeSeed<'de> for SpanList<F> {
+    type Value = Loose<Result<(), WireError>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(LooseVisitor(self))
+    }
+}
+
+/// Span `.0` of the list, read and checked where its members were read.
+struct CheckedSpan(usize);
+
+impl<'de> ReadCompound<'de> for CheckedSpan {
+    type Out = Result<ZipkinSpan<'de>, WireError>;
+
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Loose<Self::Out>, A::Error> {
+        Ok(match RawSpan::from_map(map)? {
+            Loose::Got(raw) => Loose::Got(raw.check(self.0)),
+            Loose::Null => Loose::Null,
+            Loose::Other(t) => Loose::Other(t),
+        })
+    }
+
+    fn seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Loose<Self::Out>, A::Error> {
+        drain_seq(seq)?;
+        Ok(Loose::Other("an array"))
     }
 }
 

@@ -250,7 +250,9 @@ pub(crate) struct Mapped<'a> {
 /// over them sorts each into what it maps to; the attributes keep that order.
 pub(crate) fn map_span(zs: ZipkinSpan<'_>) -> Mapped<'_> {
     let mut source = None;
-    let mut resource_tags: ResourceTags<'_> = Vec::new();
+    // service.name and the few tags a resource usually has (host, pod, namespace, SDK): room
+    // for them at once rather than growing twice per span.
+    let mut resource_tags: ResourceTags<'_> = Vec::with_capacity(8);
     let (mut scope_name, mut library_name, mut scope_version, mut library_version) =
         (None, None, None, None);
     let mut trace_state = None;

@@ -43,7 +43,9 @@ pub struct OtlpRequest {
 /// Decodes a Zipkin v2 JSON report straight into an OTLP request, with the same errors as
 /// [`decode_json`].
 pub fn decode_json_to_otlp(body: &[u8]) -> Result<OtlpRequest, WireError> {
-    Ok(otlp_request(json::parse(body)?))
+    let mut parsed = Ok(());
+    let (bytes, spans) = otlp::with_writer(|w| parsed = json::parse_each(body, |zs| w.push(zs)));
+    parsed.map(|()| OtlpRequest { bytes, spans })
 }
 
 /// Decodes a Zipkin v2 proto3 report straight into an OTLP request, with the same errors as

@@ -2,7 +2,8 @@
 //! that needs only those (the collector's byte pipelines): the spans go through the same
 //! mapping rules as for the model ([`mapping::map_span`]), but their strings stay borrowed from
 //! the report and are copied once, into the output, instead of into a `TraceBatch` that would
-//! be encoded and thrown away.
+//! be encoded and thrown away. The JSON reader pushes each span into the [`Writer`] as soon as
+//! it is read, so no list of spans is built.
 //!
 //! The bytes are exactly `encode_protobuf(&to_batch(spans))`'s (the differential tests hold it
 //! to that): resources and scopes grouped in first-seen order, attributes in mapping order, and
@@ -33,28 +34,57 @@ const SCRATCH_KEEP: usize = 16 << 20;
 
 /// The report as an OTLP request, and how many spans it holds.
 pub(crate) fn to_otlp(spans: Vec<ZipkinSpan<'_>>) -> (Vec<u8>, usize) {
+    with_writer(|w| spans.into_iter().for_each(|zs| w.push(zs)))
+}
+
+/// The request `fill` makes by pushing spans into a [`Writer`] (on this thread's scratch
+/// buffer), and how many spans it holds.
+pub(crate) fn with_writer<'a>(fill: impl FnOnce(&mut Writer<'a, '_>)) -> (Vec<u8>, usize) {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut scratch) => {
             scratch.clear();
-            let out = write_request(spans, &mut scratch);
+            let mut writer = Writer::new(&mut scratch);
+            fill(&mut writer);
+            let out = writer.finish();
             if scratch.capacity() > SCRATCH_KEEP {
                 *scratch = Vec::new();
             }
             out
         }
         // Not reachable (nothing here calls back into it), but a fresh buffer is as good.
-        Err(_) => write_request(spans, &mut Vec::new()),
+        Err(_) => {
+            let mut scratch = Vec::new();
+            let mut writer = Writer::new(&mut scratch);
+            fill(&mut writer);
+            writer.finish()
+        }
     })
 }
 
-/// Maps each span and writes it into `scratch` at once, noting where it went under its
-/// resource and scope (grouped in first-seen order, as `to_batch` groups them); then writes
-/// the request around the spans, in the order `encode_protobuf` writes a batch.
-fn write_request(spans: Vec<ZipkinSpan<'_>>, scratch: &mut Vec<u8>) -> (Vec<u8>, usize) {
-    let count = spans.len();
-    let mut groups: Vec<Group<'_>> = Vec::new();
-    for zs in spans {
+/// Writes an OTLP request from spans pushed one by one: each is mapped and written into the
+/// scratch buffer at once, noting where it went under its resource and scope (grouped in
+/// first-seen order, as `to_batch` groups them); [`Writer::finish`] writes the request around
+/// the spans, in the order `encode_protobuf` writes a batch.
+pub(crate) struct Writer<'a, 's> {
+    scratch: &'s mut Vec<u8>,
+    groups: Vec<Group<'a>>,
+    count: usize,
+}
+
+impl<'a, 's> Writer<'a, 's> {
+    fn new(scratch: &'s mut Vec<u8>) -> Self {
+        Self {
+            scratch,
+            groups: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Maps the span and writes it.
+    pub(crate) fn push(&mut self, zs: ZipkinSpan<'a>) {
+        self.count += 1;
         let m = mapping::map_span(zs);
+        let groups = &mut self.groups;
         let g = match groups.iter().position(|g| g.resource == m.resource) {
             Some(g) => g,
             None => {
@@ -78,46 +108,49 @@ fn write_request(spans: Vec<ZipkinSpan<'_>>, scratch: &mut Vec<u8>) -> (Vec<u8>,
                 scopes.len() - 1
             }
         };
-        let at = scratch.len();
-        put_span(scratch, &m.span);
-        scopes[s].spans.push((at, scratch.len() - at));
+        let at = self.scratch.len();
+        put_span(self.scratch, &m.span);
+        scopes[s].spans.push((at, self.scratch.len() - at));
     }
 
-    // The length of every scope and resource message.
-    let mut total = 0;
-    for g in &mut groups {
-        let mut rs_len = len_field(1, resource_len(&g.resource));
-        for s in &mut g.scopes {
-            s.len = len_field(1, scope_len(&s.scope))
-                + s.spans.iter().map(|&(_, n)| len_field(2, n)).sum::<usize>();
-            rs_len += len_field(2, s.len);
+    /// The request, and how many spans it holds.
+    fn finish(mut self) -> (Vec<u8>, usize) {
+        // The length of every scope and resource message.
+        let mut total = 0;
+        for g in &mut self.groups {
+            let mut rs_len = len_field(1, resource_len(&g.resource));
+            for s in &mut g.scopes {
+                s.len = len_field(1, scope_len(&s.scope))
+                    + s.spans.iter().map(|&(_, n)| len_field(2, n)).sum::<usize>();
+                rs_len += len_field(2, s.len);
+            }
+            g.len = rs_len;
+            total += len_field(1, rs_len);
         }
-        g.len = rs_len;
-        total += len_field(1, rs_len);
-    }
 
-    let mut out = Vec::with_capacity(total);
-    for g in &groups {
-        put_key_len(&mut out, 1, g.len);
-        put_key_len(&mut out, 1, resource_len(&g.resource));
-        for (k, v) in &g.resource {
-            put_key_len(&mut out, 1, string_kv_len(k, v));
-            put_string(&mut out, 1, k);
-            put_key_len(&mut out, 2, len_field(1, v.len()));
-            put_bytes(&mut out, 1, v.as_bytes());
-        }
-        for s in &g.scopes {
-            put_key_len(&mut out, 2, s.len);
-            put_key_len(&mut out, 1, scope_len(&s.scope));
-            put_string(&mut out, 1, &s.scope.0);
-            put_string(&mut out, 2, &s.scope.1);
-            for &(at, n) in &s.spans {
-                put_bytes(&mut out, 2, &scratch[at..at + n]);
+        let mut out = Vec::with_capacity(total);
+        for g in &self.groups {
+            put_key_len(&mut out, 1, g.len);
+            put_key_len(&mut out, 1, resource_len(&g.resource));
+            for (k, v) in &g.resource {
+                put_key_len(&mut out, 1, string_kv_len(k, v));
+                put_string(&mut out, 1, k);
+                put_key_len(&mut out, 2, len_field(1, v.len()));
+                put_bytes(&mut out, 1, v.as_bytes());
+            }
+            for s in &g.scopes {
+                put_key_len(&mut out, 2, s.len);
+                put_key_len(&mut out, 1, scope_len(&s.scope));
+                put_string(&mut out, 1, &s.scope.0);
+                put_string(&mut out, 2, &s.scope.1);
+                for &(at, n) in &s.spans {
+                    put_bytes(&mut out, 2, &self.scratch[at..at + n]);
+                }
             }
         }
+        debug_assert_eq!(out.len(), total);
+        (out, self.count)
     }
-    debug_assert_eq!(out.len(), total);
-    (out, count)
 }
 
 /// The spans of one resource: their scopes, and the `ResourceSpans` message's length.
