@@ -53,10 +53,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The proxy serves requests on worker threads of its own (one single-threaded runtime per
+    // core); this runtime only runs its admin port, span reporter and certificate watchers, for
+    // which the main thread is enough: two threads fewer (their stacks, allocator heaps and
+    // wake-ups) in a process that must stay small beside every pod.
+    let mut builder = match cli.command {
+        Command::Proxy(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("meshtrace: cannot start the async runtime: {e}");

@@ -32,7 +32,7 @@ pub use params::{Params, CIPHER_SUITES, CURVES};
 /// How long a client has to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A TLS protocol version a receiver may be limited to.
+/// A TLS protocol version a side may be limited to (`min_version`, `max_version`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TlsVersion {
     V1_2,
