@@ -722,6 +722,81 @@ fn proxy_outbound_originates_mutual_tls_to_an_inbound_sidecar() {
     );
 }
 
+/// An outbound cluster chooses its own TLS: one listener reaches a mesh peer over mutual TLS and
+/// an external service in cleartext, whether the TLS is the cluster's (`tls: {...}`) or the
+/// listener's (`upstream_tls`, with `tls: false` for the external one). Connections are pooled
+/// by address and TLS together: a cleartext cluster to the peer's TLS port never borrows the
+/// TLS connection another cluster pooled there.
+#[test]
+fn proxy_outbound_clusters_choose_their_own_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let app = App::start();
+    let inbound = Proxy::start(
+        &format!(
+            "node_id: in-mtls\nlisteners:\n  - name: in\n    mode: inbound\n    listen: 127.0.0.1:0\n    upstream: '{}'\n    tls: {{ cert_file: '{}', key_file: '{}', client_ca_file: '{}' }}\n",
+            app.addr,
+            file("server.pem"),
+            file("server.key"),
+            file("ca.pem"),
+        ),
+        &["in"],
+    );
+    let peer = inbound.addr("in");
+    let mtls = format!(
+        "{{ ca_file: '{}', cert_file: '{}', key_file: '{}' }}",
+        file("ca.pem"),
+        file("client.pem"),
+        file("client.key")
+    );
+    let routes = "routes: [{ path_prefix: /mesh, cluster: mesh }, { path_prefix: /raw, cluster: raw }, { path_prefix: /, cluster: external }]";
+    let yaml = format!(
+        "node_id: caller-sidecar\nlisteners:\n\
+         \x20 - name: own\n    mode: outbound\n    listen: 127.0.0.1:0\n    upstream:\n      {routes}\n      clusters:\n\
+         \x20       mesh: {{ endpoints: ['{peer}'], tls: {mtls} }}\n\
+         \x20       raw: ['{peer}']\n\
+         \x20       external: ['{app}']\n\
+         \x20 - name: inherited\n    mode: outbound\n    listen: 127.0.0.1:0\n    upstream_tls: {mtls}\n    upstream:\n      {routes}\n      clusters:\n\
+         \x20       mesh: ['{peer}']\n\
+         \x20       raw: {{ endpoints: ['{peer}'], tls: false }}\n\
+         \x20       external: {{ endpoints: ['{app}'], tls: false }}\n",
+        app = app.addr,
+    );
+    let outbound = Proxy::start(&yaml, &["own", "inherited"]);
+    for listener in ["own", "inherited"] {
+        let base = format!("http://{}", outbound.addr(listener));
+        for round in 0..3 {
+            // The peer over mutual TLS, then the app in cleartext, then the peer's TLS port in
+            // cleartext: refused however many TLS connections to it are pooled by then.
+            let r = get(&format!("{base}/mesh/version"));
+            assert_eq!(r.status, 200, "{listener} mesh #{round}: {}", r.text());
+            let r = get(&format!("{base}/version"));
+            assert_eq!(r.status, 200, "{listener} external #{round}: {}", r.text());
+            let r = get(&format!("{base}/raw/version"));
+            assert_eq!(r.status, 502, "{listener} raw #{round}: {}", r.text());
+        }
+    }
+
+    // A cluster's tls block is read as upstream_tls is, and named by its place.
+    let bad = format!(
+        "node_id: x\nlisteners:\n  - {{name: out, mode: outbound, listen: '127.0.0.1:0', upstream: {{routes: [{{path_prefix: /, cluster: c}}], clusters: {{c: {{endpoints: ['{peer}'], tls: {{ca_file: /nonexistent/ca.pem}}}}}}}}}}\n"
+    );
+    let err = refused(&bad);
+    assert!(
+        err.contains("listener \"out\"")
+            && err.contains("clusters.c.tls.ca_file /nonexistent/ca.pem"),
+        "{err}"
+    );
+    let err = refused(&bad.replace("{ca_file: /nonexistent/ca.pem}", "true"));
+    assert!(
+        err.contains("tls: true says nothing of whom to trust"),
+        "{err}"
+    );
+    let err = refused(&bad.replace("tls:", "tsl:"));
+    assert!(err.contains("unknown field `tsl`"), "{err}");
+}
+
 /// Certificates rotated on disk are picked up without a restart, on both sides: the listener
 /// presents the new certificate, and `upstream_tls` trusts the new CA, for new connections.
 #[test]

@@ -65,8 +65,9 @@ pub struct ListenerConfig {
     /// HTTPS on this listener (an edge terminating TLS): HTTP/1.1 and HTTP/2 by ALPN.
     #[serde(default)]
     pub tls: Option<ListenerTls>,
-    /// TLS to this listener's upstreams (all of them), e.g. mutual TLS from an outbound sidecar
-    /// to other services' inbound sidecars (Envoy: a cluster's upstream TLS context).
+    /// TLS to this listener's upstreams, e.g. mutual TLS from an outbound sidecar to other
+    /// services' inbound sidecars (Envoy: a cluster's upstream TLS context); an outbound
+    /// cluster's own `tls` takes precedence.
     #[serde(default)]
     pub upstream_tls: Option<UpstreamTls>,
     #[serde(default)]
@@ -153,8 +154,89 @@ pub enum Upstream {
 pub struct RoutedUpstream {
     /// Tried in order; the first match wins.
     pub routes: Vec<RouteConfig>,
-    /// Cluster name → endpoints (`host:port`), used round-robin.
-    pub clusters: BTreeMap<String, Vec<String>>,
+    /// Cluster name → its endpoints, used round-robin (and, optionally, its own TLS).
+    pub clusters: BTreeMap<String, Cluster>,
+}
+
+/// An outbound cluster: a list of endpoints (`host:port`); or a map with `endpoints` and `tls`,
+/// the cluster's own upstream TLS (a block as the listener's `upstream_tls`), or `tls: false`
+/// for cleartext even when the listener has `upstream_tls` (Envoy: each cluster's transport
+/// socket). One outbound listener can so reach mesh peers over mutual TLS and an external
+/// service in cleartext.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cluster {
+    pub endpoints: Vec<String>,
+    pub tls: ClusterTls,
+}
+
+/// How a cluster's connections are made.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum ClusterTls {
+    /// As the listener's `upstream_tls` says (cleartext without one).
+    #[default]
+    Listener,
+    /// Cleartext (`tls: false`).
+    Off,
+    /// Over TLS with these settings.
+    On(UpstreamTls),
+}
+
+impl<'de> Deserialize<'de> for Cluster {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            endpoints: Vec<String>,
+            #[serde(default)]
+            tls: ClusterTls,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Cluster;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of host:port endpoints, or a map with endpoints and tls")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Cluster, A::Error> {
+                let endpoints = Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Cluster {
+                    endpoints,
+                    tls: ClusterTls::Listener,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cluster, A::Error> {
+                let Full { endpoints, tls } =
+                    Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Cluster { endpoints, tls })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClusterTls {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ClusterTls;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a TLS block (ca_file, cert_file, key_file, ...) or false")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ClusterTls, E> {
+                if v {
+                    Err(E::custom(
+                        "tls: true says nothing of whom to trust; give a block (ca_file, cert_file, key_file, server_name), or {} for the system's CAs",
+                    ))
+                } else {
+                    Ok(ClusterTls::Off)
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ClusterTls, A::Error> {
+                UpstreamTls::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(ClusterTls::On)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -387,7 +469,7 @@ impl Config {
                                     l.name, route.cluster
                                 ))
                             }
-                            Some(eps) if eps.is_empty() => {
+                            Some(c) if c.endpoints.is_empty() => {
                                 return bad(format!(
                                     "listener {:?}: cluster {:?} has no endpoints",
                                     l.name, route.cluster
@@ -499,6 +581,8 @@ listeners:
         - { path_prefix: /api, cluster: b, name: api }
       clusters:
         b: [127.0.0.1:9001, 127.0.0.1:9002]
+        c: { endpoints: [reviews:9080], tls: { ca_file: /etc/mesh/ca.pem, server_name: reviews } }
+        d: { endpoints: [api.example.com:80], tls: false }
 tracing:
   collector: http://127.0.0.1:9411/api/v2/spans
   protocol: zipkin-proto
@@ -525,7 +609,13 @@ tracing:
         let Upstream::Routed(r) = &c.listeners[1].upstream else {
             panic!("routed")
         };
-        assert_eq!(r.clusters["b"].len(), 2);
+        assert_eq!(r.clusters["b"].endpoints.len(), 2);
+        assert_eq!(r.clusters["b"].tls, ClusterTls::Listener);
+        let ClusterTls::On(tls) = &r.clusters["c"].tls else {
+            panic!("cluster c has its own tls")
+        };
+        assert_eq!(tls.server_name.as_deref(), Some("reviews"));
+        assert_eq!(r.clusters["d"].tls, ClusterTls::Off);
         assert_eq!(r.routes[1].name.as_deref(), Some("api"));
         let t = &c.tracing;
         assert_eq!(t.protocol, Protocol::ZipkinProto);
@@ -594,7 +684,13 @@ tracing:
             ("protocol: zipkin-proto", "protocol: thrift", "thrift"),
             ("[b3multi, b3, tracecontext]", "[b3multi, jaeger]", "jaeger"),
             ("random: 10", "random: 120", "sampling.random"),
-            ("cluster: b }", "cluster: c }", "unknown cluster"),
+            ("cluster: b }", "cluster: nope }", "unknown cluster"),
+            ("tls: false", "tls: true", "says nothing of whom to trust"),
+            (
+                "tls: false",
+                "tls: false, weight: 2",
+                "unknown field `weight`",
+            ),
             ("250ms", "soon", "soon"),
             ("{ tag: env, literal: prod }", "{ tag: env }", "exactly one"),
         ] {

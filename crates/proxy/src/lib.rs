@@ -142,20 +142,32 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
             None => None,
         };
-        let upstream_tls = match &l.upstream_tls {
-            Some(cfg) => {
-                let cfg = cfg.clone();
-                let files = tls::upstream_files(&cfg);
-                Some(watch(
-                    &l.name,
-                    "upstream_tls",
-                    files,
-                    &mut reloading,
-                    move || tls::originate(&cfg),
-                )?)
-            }
-            None => None,
+        let originate = |key: String, cfg: &config::UpstreamTls, reloading: &mut Vec<_>| {
+            let cfg = cfg.clone();
+            let files = tls::upstream_files(&cfg);
+            let block = key.clone();
+            watch(&l.name, &key, files, reloading, move || {
+                tls::originate(&cfg, &block)
+            })
         };
+        let mut upstream_tls = route::TlsByCluster::default();
+        if let Some(cfg) = &l.upstream_tls {
+            upstream_tls.listener = Some(originate("upstream_tls".into(), cfg, &mut reloading)?);
+        }
+        if let config::Upstream::Routed(routed) = &l.upstream {
+            for (name, cluster) in &routed.clusters {
+                let own = match &cluster.tls {
+                    config::ClusterTls::Listener => continue,
+                    config::ClusterTls::Off => None,
+                    config::ClusterTls::On(cfg) => Some(originate(
+                        format!("clusters.{name}.tls"),
+                        cfg,
+                        &mut reloading,
+                    )?),
+                };
+                upstream_tls.clusters.insert(name.clone(), own);
+            }
+        }
         let tcp = tokio::net::TcpListener::bind(&l.listen)
             .await
             .map_err(bind_error)?;
@@ -195,7 +207,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                             tracer,
                             stats,
                             tls,
-                            upstream_tls,
+                            &upstream_tls,
                         ));
                         listener.serve(rx, stop, drain).await;
                     });

@@ -102,16 +102,16 @@ impl Listener {
         tracer: Arc<Tracer>,
         stats: Arc<Stats>,
         tls: Option<Arc<tls::Watched<TlsAcceptor>>>,
-        upstream_tls: Option<Arc<tls::Watched<tls::Originate>>>,
+        upstream_tls: &crate::route::TlsByCluster,
     ) -> Self {
         Listener {
             mode: config.mode,
             upstream_protocol: config.upstream_protocol,
-            router: Router::new(config),
+            router: Router::new(config, upstream_tls),
             tracer,
             stats,
             deadlines: Deadlines::new(config.timeouts.request),
-            upstreams: Upstreams::new(config.timeouts.connect, config.timeouts.idle, upstream_tls),
+            upstreams: Upstreams::new(config.timeouts.connect, config.timeouts.idle),
             tunnels: Arc::new(watch::channel(0).0),
             tls,
         }
@@ -290,7 +290,7 @@ impl Listener {
                 .upgrade(
                     req,
                     protocol,
-                    target.address,
+                    (target.address, target.tls),
                     authority,
                     span,
                     request_bytes,
@@ -359,7 +359,7 @@ impl Listener {
         let expiry = self.deadlines.start();
         let answer = tokio::select! {
             biased;
-            answer = self.upstreams.send(target.address, http2, upstream_req) => Ok(answer),
+            answer = self.upstreams.send(target.address, target.tls, http2, upstream_req) => Ok(answer),
             () = expiry => Err(()),
         };
         match answer {
@@ -417,7 +417,7 @@ impl Listener {
         &self,
         mut req: Request<Incoming>,
         protocol: HeaderValue,
-        address: &str,
+        (address, tls): (&str, &crate::route::UpstreamTls),
         authority: Authority,
         span: Option<ActiveSpan>,
         request_bytes: Arc<AtomicU64>,
@@ -441,7 +441,7 @@ impl Listener {
         let expiry = self.deadlines.start();
         let answer = tokio::select! {
             biased;
-            answer = self.upstreams.send_upgrade(address, upstream_req) => answer,
+            answer = self.upstreams.send_upgrade(address, tls, upstream_req) => answer,
             () = expiry => return self.timed_out(span, request_bytes),
         };
         let mut resp = match answer {

@@ -1,24 +1,50 @@
 //! Picking the upstream of a request: the listener's one address, or (outbound) the first route
-//! matching the Host header or path prefix, then the cluster's next endpoint round-robin.
+//! matching the Host header or path prefix, then the cluster's next endpoint round-robin; and
+//! the TLS settings its connections are made with (the cluster's own, else the listener's).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{ListenerConfig, Upstream};
+use crate::tls::{Originate, Watched};
+
+/// TLS settings for connections to an upstream (`None`: cleartext).
+pub type UpstreamTls = Option<Arc<Watched<Originate>>>;
+
+/// The TLS a listener's upstreams are reached with.
+#[derive(Clone, Default)]
+pub struct TlsByCluster {
+    /// The listener's `upstream_tls`.
+    pub listener: UpstreamTls,
+    /// The clusters that set their own `tls` (`None` for `tls: false`).
+    pub clusters: BTreeMap<String, UpstreamTls>,
+}
+
+impl TlsByCluster {
+    fn of(&self, cluster: &str) -> UpstreamTls {
+        match self.clusters.get(cluster) {
+            Some(own) => own.clone(),
+            None => self.listener.clone(),
+        }
+    }
+}
 
 /// Where one request goes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
 pub struct Target<'a> {
     /// Shared, so that spans tag it without a copy.
     pub cluster: &'a Arc<str>,
     pub address: &'a Arc<str>,
+    /// The TLS its connections are made with.
+    pub tls: &'a UpstreamTls,
     /// The route's operation name, if it has one.
     pub operation: Option<&'a str>,
 }
 
 pub struct Router {
     listener_name: Arc<str>,
-    single: Option<Arc<str>>,
+    single: Option<(Arc<str>, UpstreamTls)>,
     routes: Vec<Route>,
 }
 
@@ -28,15 +54,16 @@ struct Route {
     cluster: Arc<str>,
     name: Option<String>,
     endpoints: Vec<Arc<str>>,
+    tls: UpstreamTls,
     next: AtomicUsize,
 }
 
 impl Router {
-    pub fn new(l: &ListenerConfig) -> Self {
+    pub fn new(l: &ListenerConfig, tls: &TlsByCluster) -> Self {
         match &l.upstream {
             Upstream::Single(addr) => Router {
                 listener_name: l.name.as_str().into(),
-                single: Some(addr.as_str().into()),
+                single: Some((addr.as_str().into(), tls.listener.clone())),
                 routes: Vec::new(),
             },
             Upstream::Routed(r) => Router {
@@ -53,8 +80,9 @@ impl Router {
                         endpoints: r
                             .clusters
                             .get(&route.cluster)
-                            .map(|e| e.iter().map(|a| a.as_str().into()).collect())
+                            .map(|c| c.endpoints.iter().map(|a| a.as_str().into()).collect())
                             .unwrap_or_default(),
+                        tls: tls.of(&route.cluster),
                         next: AtomicUsize::new(0),
                     })
                     .collect(),
@@ -64,10 +92,11 @@ impl Router {
 
     /// `host`: the Host header or authority, with or without a port. `None` when no route matches.
     pub fn pick(&self, host: Option<&str>, path: &str) -> Option<Target<'_>> {
-        if let Some(addr) = &self.single {
+        if let Some((addr, tls)) = &self.single {
             return Some(Target {
                 cluster: &self.listener_name,
                 address: addr,
+                tls,
                 operation: None,
             });
         }
@@ -83,6 +112,7 @@ impl Router {
         Some(Target {
             cluster: &route.cluster,
             address: &route.endpoints[i],
+            tls: &route.tls,
             operation: route.name.as_deref(),
         })
     }
@@ -122,7 +152,7 @@ listeners:
 "#,
         )
         .unwrap();
-        let r = Router::new(&c.listeners[0]);
+        let r = Router::new(&c.listeners[0], &TlsByCluster::default());
         assert_eq!(&**r.pick(Some("SVC-B:8080"), "/x").unwrap().address, "b1:1");
         assert_eq!(&**r.pick(Some("svc-b"), "/x").unwrap().address, "b2:2");
         assert_eq!(&**r.pick(Some("svc-b"), "/x").unwrap().address, "b1:1");

@@ -4,7 +4,7 @@
 //! connection's handshake, with a deadline, on the worker that serves it; ALPN offers `h2` and
 //! `http/1.1`. Upstream, its `upstream_tls` block ([`Originate`]): connections to the upstreams
 //! made over TLS (mutual when a client certificate is set), ALPN naming the protocol the
-//! connection will speak.
+//! connection will speak; an outbound cluster's own `tls` block is read the same way.
 //!
 //! Both are [`Watched`]: certificates are rotated on disk (cert-manager, a mesh CA, a Kubernetes
 //! secret's volume), so the files are looked at every [`RELOAD_CHECK`] and the settings rebuilt
@@ -155,11 +155,12 @@ pub(crate) struct Originate {
     server_name: Option<ServerName<'static>>,
 }
 
-/// The upstream side of a listener's `upstream_tls` block; the error names the key at fault.
-pub(crate) fn originate(tls: &UpstreamTls) -> Result<Originate, String> {
+/// The upstream side of an `upstream_tls` block (or a cluster's `tls`, named by `block`); the
+/// error names the key at fault.
+pub(crate) fn originate(tls: &UpstreamTls, block: &str) -> Result<Originate, String> {
     let read = |key: &str, path: &Option<String>| {
         path.as_deref()
-            .map(|p| std::fs::read(p).map_err(|e| format!("upstream_tls.{key} {p}: {e}")))
+            .map(|p| std::fs::read(p).map_err(|e| format!("{block}.{key} {p}: {e}")))
             .transpose()
     };
     let settings = ClientTls {
@@ -173,20 +174,20 @@ pub(crate) fn originate(tls: &UpstreamTls) -> Result<Originate, String> {
             &tls.cipher_suites,
             &tls.curve_preferences,
         )
-        .map_err(|e| format!("upstream_tls.{e}"))?,
+        .map_err(|e| format!("{block}.{e}"))?,
     };
     let connector = |alpn: &[u8]| {
         settings
             .config(&[alpn])
             .map(|c| TlsConnector::from(Arc::new(c)))
-            .map_err(|e| format!("upstream_tls: {e}"))
+            .map_err(|e| format!("{block}: {e}"))
     };
     let server_name = tls
         .server_name
         .as_deref()
         .map(|n| {
             ServerName::try_from(n.to_owned())
-                .map_err(|e| format!("upstream_tls.server_name {n:?}: {e}"))
+                .map_err(|e| format!("{block}.server_name {n:?}: {e}"))
         })
         .transpose()?;
     Ok(Originate {

@@ -17,8 +17,10 @@
 //!   task closes them between `idle` and 1.5 × `idle` (it sleeps without a timer while the pool
 //!   is empty);
 //! - errors that tell a failed connect (`UF`) from a failed request (`UR`);
-//! - and, with the listener's `upstream_tls`, connections made over TLS (ALPN `h2` for an
-//!   HTTP/2 connection, `http/1.1` otherwise; a failed handshake is a failed connect).
+//! - and connections made over TLS when the route's cluster or the listener says so (ALPN `h2`
+//!   for an HTTP/2 connection, `http/1.1` otherwise; a failed handshake is a failed connect).
+//!   Connections are pooled by address and TLS settings together, so a cluster in cleartext
+//!   and one over TLS never share one.
 
 use std::error::Error as StdError;
 use std::pin::Pin;
@@ -37,7 +39,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::tls::{Originate, Watched};
+use crate::route::UpstreamTls;
 
 /// Why a request could not be sent upstream or got no response.
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +76,6 @@ impl UpstreamError {
 pub struct Upstreams<B> {
     connect_timeout: Duration,
     idle_timeout: Duration,
-    /// TLS to every upstream (the listener's `upstream_tls`).
-    tls: Option<Arc<Watched<Originate>>>,
     state: Mutex<State<B>>,
     /// Wakes the reaper when a connection is pooled while it sleeps.
     pooled: Notify,
@@ -92,6 +92,7 @@ struct State<B> {
 
 struct Host<B> {
     address: Box<str>,
+    tls: UpstreamTls,
     /// Idle HTTP/1.1 connections, the most recently used last.
     idle: Vec<(http1::SendRequest<B>, Instant)>,
     /// The HTTP/2 connection and when it was last given a request.
@@ -99,12 +100,22 @@ struct Host<B> {
 }
 
 impl<B> State<B> {
-    fn host(&mut self, address: &str) -> usize {
-        match self.hosts.iter().position(|h| &*h.address == address) {
+    fn host(&mut self, address: &str, tls: &UpstreamTls) -> usize {
+        let same_tls = |h: &Host<B>| match (&h.tls, tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        match self
+            .hosts
+            .iter()
+            .position(|h| &*h.address == address && same_tls(h))
+        {
             Some(i) => i,
             None => {
                 self.hosts.push(Host {
                     address: address.into(),
+                    tls: tls.clone(),
                     idle: Vec::new(),
                     http2: None,
                 });
@@ -145,15 +156,10 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    pub fn new(
-        connect_timeout: Duration,
-        idle_timeout: Duration,
-        tls: Option<Arc<Watched<Originate>>>,
-    ) -> Arc<Self> {
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Upstreams {
             connect_timeout,
             idle_timeout,
-            tls,
             state: Mutex::new(State {
                 hosts: Vec::new(),
                 pooled: 0,
@@ -163,28 +169,30 @@ where
         })
     }
 
-    /// Sends `req` to `address` over HTTP/2 (`http2`) or HTTP/1.1, on a pooled connection when
-    /// there is one. The request must already be in the form the protocol wants (origin-form
-    /// with a `Host` header for HTTP/1.1, absolute for HTTP/2).
+    /// Sends `req` to `address` (over TLS with `tls`) over HTTP/2 (`http2`) or HTTP/1.1, on a
+    /// pooled connection when there is one. The request must already be in the form the
+    /// protocol wants (origin-form with a `Host` header for HTTP/1.1, absolute for HTTP/2).
     pub async fn send(
         self: &Arc<Self>,
         address: &str,
+        tls: &UpstreamTls,
         http2: bool,
         req: Request<B>,
     ) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
         if http2 {
-            self.send_http2(address, req).await
+            self.send_http2(address, tls, req).await
         } else {
-            self.send_http1(address, req).await
+            self.send_http1(address, tls, req).await
         }
     }
 
     async fn send_http1(
         self: &Arc<Self>,
         address: &str,
+        tls: &UpstreamTls,
         mut req: Request<B>,
     ) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
-        let host = self.lock().host(address);
+        let host = self.lock().host(address, tls);
         while let Some(mut sender) = self.checkout_http1(host) {
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok(self.give_back_after(resp, host, sender)),
@@ -195,7 +203,7 @@ where
                 },
             }
         }
-        let mut sender = self.new_http1(address).await?;
+        let mut sender = self.new_http1(address, tls).await?;
         let resp = sender
             .send_request(req)
             .await
@@ -205,8 +213,12 @@ where
 
     /// A new HTTP/1.1 connection to `address`, driven by a task of its own (able to switch
     /// protocols, for `send_upgrade`; a pooled connection never does).
-    async fn new_http1(&self, address: &str) -> Result<http1::SendRequest<B>, UpstreamError> {
-        let io = self.connect(address, false).await?;
+    async fn new_http1(
+        &self,
+        address: &str,
+        tls: &UpstreamTls,
+    ) -> Result<http1::SendRequest<B>, UpstreamError> {
+        let io = self.connect(address, tls, false).await?;
         let (sender, conn) =
             http1::handshake(io)
                 .await
@@ -227,9 +239,10 @@ where
     pub async fn send_upgrade(
         &self,
         address: &str,
+        tls: &UpstreamTls,
         req: Request<B>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        self.new_http1(address)
+        self.new_http1(address, tls)
             .await?
             .send_request(req)
             .await
@@ -278,11 +291,12 @@ where
     async fn send_http2(
         self: &Arc<Self>,
         address: &str,
+        tls: &UpstreamTls,
         mut req: Request<B>,
     ) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
         let pooled = {
             let mut state = self.lock();
-            let host = state.host(address);
+            let host = state.host(address, tls);
             match &mut state.hosts[host].http2 {
                 Some((sender, used)) if !sender.is_closed() => {
                     *used = Instant::now();
@@ -300,7 +314,7 @@ where
                 },
             }
         }
-        let io = self.connect(address, true).await?;
+        let io = self.connect(address, tls, true).await?;
         let (mut sender, conn) =
             http2::handshake(TokioExecutor::new(), io)
                 .await
@@ -315,7 +329,7 @@ where
         });
         {
             let mut state = self.lock();
-            let host = state.host(address);
+            let host = state.host(address, tls);
             let before = state.hosts[host]
                 .http2
                 .replace((sender.clone(), Instant::now()));
@@ -330,11 +344,12 @@ where
         Ok(resp.map(UpstreamBody::unpooled))
     }
 
-    /// A connection to `address` for HTTP/2 (`http2`) or HTTP/1.1, over TLS when the listener
-    /// has `upstream_tls`; the TCP connect and the handshake share the connect timeout.
+    /// A connection to `address` for HTTP/2 (`http2`) or HTTP/1.1, over TLS with `tls`; the TCP
+    /// connect and the handshake share the connect timeout.
     async fn connect(
         &self,
         address: &str,
+        tls: &UpstreamTls,
         http2: bool,
     ) -> Result<TokioIo<UpstreamIo>, UpstreamError> {
         let connect = async {
@@ -345,7 +360,7 @@ where
                     source,
                 })?;
             let _ = stream.set_nodelay(true);
-            match &self.tls {
+            match tls {
                 None => Ok(UpstreamIo::Plain(stream)),
                 Some(tls) => match tls.get().connect(stream, address, http2).await {
                     Ok(stream) => Ok(UpstreamIo::Tls(Box::new(stream))),
@@ -617,7 +632,7 @@ mod tests {
     type Pool = Arc<Upstreams<Empty<Bytes>>>;
 
     fn pool(idle: Duration) -> Pool {
-        let p = Upstreams::new(Duration::from_secs(2), idle, None);
+        let p = Upstreams::new(Duration::from_secs(2), idle);
         tokio::spawn(p.clone().reaper());
         p
     }
@@ -651,7 +666,10 @@ mod tests {
         let p = pool(Duration::from_secs(60));
         let addr = app.addr.to_string();
         for _ in 0..5 {
-            let resp = p.send(&addr, false, get(app.addr, false)).await.unwrap();
+            let resp = p
+                .send(&addr, &None, false, get(app.addr, false))
+                .await
+                .unwrap();
             assert_eq!(read(resp).await, "hello");
         }
         assert_eq!(app.accepted.load(Ordering::SeqCst), 1);
@@ -659,8 +677,8 @@ mod tests {
 
         // Two at once need two connections; both are kept.
         let (a, b) = tokio::join!(
-            p.send(&addr, false, get(app.addr, false)),
-            p.send(&addr, false, get(app.addr, false))
+            p.send(&addr, &None, false, get(app.addr, false)),
+            p.send(&addr, &None, false, get(app.addr, false))
         );
         let (a, b) = tokio::join!(read(a.unwrap()), read(b.unwrap()));
         assert_eq!((a, b), ("hello".into(), "hello".into()));
@@ -676,10 +694,16 @@ mod tests {
         .await;
         let p = pool(Duration::from_secs(60));
         let addr = app.addr.to_string();
-        let resp = p.send(&addr, false, get(app.addr, false)).await.unwrap();
+        let resp = p
+            .send(&addr, &None, false, get(app.addr, false))
+            .await
+            .unwrap();
         drop(resp);
         assert_eq!(pooled(&p), 0);
-        let resp = p.send(&addr, false, get(app.addr, false)).await.unwrap();
+        let resp = p
+            .send(&addr, &None, false, get(app.addr, false))
+            .await
+            .unwrap();
         assert_eq!(read(resp).await, "hello");
         assert_eq!(app.accepted.load(Ordering::SeqCst), 2);
         for _ in 0..100 {
@@ -701,12 +725,18 @@ mod tests {
         let p = pool(Duration::from_secs(60));
         let addr = app.addr.to_string();
         for _ in 0..3 {
-            let resp = p.send(&addr, false, get(app.addr, false)).await.unwrap();
+            let resp = p
+                .send(&addr, &None, false, get(app.addr, false))
+                .await
+                .unwrap();
             assert_eq!(read(resp).await, "hello");
             // Let the closing reach the pooled connection, or not: either way the next works.
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let resp = p.send(&addr, false, get(app.addr, false)).await.unwrap();
+        let resp = p
+            .send(&addr, &None, false, get(app.addr, false))
+            .await
+            .unwrap();
         assert_eq!(read(resp).await, "hello");
         assert_eq!(app.accepted.load(Ordering::SeqCst), 4);
     }
@@ -746,7 +776,7 @@ mod tests {
         let p = pool(Duration::from_secs(60));
         let addr = app.to_string();
         for i in 1..=3 {
-            let resp = p.send(&addr, false, get(app, false)).await.unwrap();
+            let resp = p.send(&addr, &None, false, get(app, false)).await.unwrap();
             assert_eq!(read(resp).await, "hello");
             assert_eq!(pooled(&p), 1, "kept: HTTP said keep-alive");
             tokio::time::sleep(Duration::from_millis(60)).await;
@@ -763,13 +793,16 @@ mod tests {
         let p = pool(Duration::from_secs(60));
         let addr = app.addr.to_string();
         // The first makes the connection; the next ten run on it at the same time.
-        let resp = p.send(&addr, true, get(app.addr, true)).await.unwrap();
+        let resp = p
+            .send(&addr, &None, true, get(app.addr, true))
+            .await
+            .unwrap();
         assert_eq!(read(resp).await, "hello");
         let started = Instant::now();
         let answers = (0..10).map(|_| {
             let (p, addr) = (p.clone(), addr.clone());
             let req = get(app.addr, true);
-            tokio::spawn(async move { read(p.send(&addr, true, req).await.unwrap()).await })
+            tokio::spawn(async move { read(p.send(&addr, &None, true, req).await.unwrap()).await })
         });
         for a in answers.collect::<Vec<_>>() {
             assert_eq!(a.await.unwrap(), "hello");
@@ -789,9 +822,15 @@ mod tests {
         .await;
         let p = pool(Duration::from_millis(200));
         let addr = app.addr.to_string();
-        let resp = p.send(&addr, false, get(app.addr, false)).await.unwrap();
+        let resp = p
+            .send(&addr, &None, false, get(app.addr, false))
+            .await
+            .unwrap();
         assert_eq!(read(resp).await, "hello");
-        let resp = p.send(&addr, true, get(app.addr, true)).await.unwrap();
+        let resp = p
+            .send(&addr, &None, true, get(app.addr, true))
+            .await
+            .unwrap();
         assert_eq!(read(resp).await, "hello");
         assert_eq!(app.open.load(Ordering::SeqCst), 2);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -809,7 +848,10 @@ mod tests {
         assert!(!p.lock().reaping, "the reaper sleeps with nothing pooled");
 
         // And the pool works again afterwards.
-        let resp = p.send(&addr, false, get(app.addr, false)).await.unwrap();
+        let resp = p
+            .send(&addr, &None, false, get(app.addr, false))
+            .await
+            .unwrap();
         assert_eq!(read(resp).await, "hello");
         assert_eq!(app.accepted.load(Ordering::SeqCst), 3);
     }
@@ -821,7 +863,10 @@ mod tests {
         drop(tcp);
         let p = pool(Duration::from_secs(60));
         for http2 in [false, true] {
-            match p.send(&addr.to_string(), http2, get(addr, http2)).await {
+            match p
+                .send(&addr.to_string(), &None, http2, get(addr, http2))
+                .await
+            {
                 Err(e) => assert!(e.is_connect(), "{e}"),
                 Ok(_) => panic!("answered by a closed port"),
             }
