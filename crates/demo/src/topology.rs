@@ -243,7 +243,10 @@ mod tests {
         match &proxy::Config::from_yaml(&out).unwrap().listeners[0].upstream {
             proxy::config::Upstream::Routed(r) => {
                 assert_eq!(r.routes[0].host.as_deref(), Some("service-b"));
-                assert_eq!(r.clusters["service-b"].endpoints, vec!["127.0.0.1:3".to_owned()]);
+                assert_eq!(
+                    r.clusters["service-b"].endpoints,
+                    vec!["127.0.0.1:3".to_owned()]
+                );
             }
             other => panic!("outbound must route by host: {other:?}"),
         }
