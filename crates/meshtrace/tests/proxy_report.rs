@@ -3,6 +3,7 @@
 //! sampling knobs (random, client, overall, hash_seed), 64-bit trace ids and shared span context
 //! as the app behind an inbound sidecar sees them.
 
+mod collector_harness;
 mod common;
 mod proxy_support;
 
@@ -423,4 +424,115 @@ fn proxy_drain_timeout_bounds_how_long_a_slow_request_holds_the_exit() {
     // The request still waiting for the app is cut: curl gets no answer.
     let (code, out) = request.join().unwrap();
     assert_ne!(code, Some(0), "{out}");
+}
+
+/// Accepted spans of one receiver transport, from a collector's metrics.
+fn collector_accepted(c: &Proc, receiver: &str, transport: &str) -> u64 {
+    let text = get(&format!("http://{}/metrics", c.addr("metrics"))).text();
+    let series = format!(
+        "otelcol_receiver_accepted_spans_total{{receiver=\"{receiver}\",transport=\"{transport}\"}}"
+    );
+    text.lines()
+        .find(|l| l.starts_with(&series))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Spans reported over mutual TLS: a collector whose Zipkin and OTLP gRPC receivers require a
+/// client certificate from the mesh CA gets the proxy's spans from an `https://` collector URL
+/// with `tracing.tls` (that CA, a client certificate), in Zipkin JSON and in OTLP gRPC; without
+/// the client certificate, or trusting another CA, nothing arrives and the failures are counted.
+#[test]
+fn proxy_reports_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let tls = format!(
+        "tls: {{ cert_file: '{}', key_file: '{}', client_ca_file: '{}' }}",
+        file("server.pem"),
+        file("server.key"),
+        file("ca.pem")
+    );
+    let config = format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n        {tls}\n\
+         \x20 zipkin:\n    endpoint: 127.0.0.1:0\n    {tls}\n\
+         exporters:\n  debug:\n\
+         service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n\
+         \x20 pipelines:\n    traces:\n      receivers: [otlp, zipkin]\n      exporters: [debug]\n"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let c = collector_harness::collector(work.path(), &config, &["otlp-grpc", "zipkin", "metrics"]);
+    let port = |name: &str| c.addr(name).rsplit(':').next().unwrap().to_owned();
+    let app = App::start();
+    let client = format!(
+        "cert_file: '{}', key_file: '{}'",
+        file("client.pem"),
+        file("client.key")
+    );
+    for (protocol, url, receiver, transport) in [
+        (
+            "zipkin-json",
+            format!("https://localhost:{}/api/v2/spans", port("zipkin")),
+            "zipkin",
+            "http",
+        ),
+        (
+            "otlp-grpc",
+            format!("https://localhost:{}", port("otlp-grpc")),
+            "otlp",
+            "grpc",
+        ),
+    ] {
+        let tracing = |tls: &str| {
+            format!(
+                "  collector: {url}\n  protocol: {protocol}\n  flush: {{ count: 1, interval: 100ms }}\n  tls: {{ {tls} }}\n"
+            )
+        };
+        // The mesh CA and a client certificate: every span arrives.
+        let proxy = inbound(
+            app.addr,
+            &tracing(&format!("ca_file: '{}', {client}", file("ca.pem"))),
+        );
+        let before = collector_accepted(&c, receiver, transport);
+        for _ in 0..3 {
+            assert_eq!(get(&format!("http://{}/", proxy.addr("in"))).status, 200);
+        }
+        let arrived = eventually(Duration::from_secs(10), || {
+            (collector_accepted(&c, receiver, transport) >= before + 3).then_some(())
+        });
+        assert!(
+            arrived.is_some(),
+            "{protocol}: spans not delivered over TLS"
+        );
+        drop(proxy);
+        // No client certificate, or another CA trusted: nothing arrives, failures counted.
+        for tls in [
+            format!("ca_file: '{}'", file("ca.pem")),
+            format!("ca_file: '{}', {client}", file("other-ca.pem")),
+        ] {
+            let proxy = inbound(app.addr, &tracing(&tls));
+            let before = collector_accepted(&c, receiver, transport);
+            assert_eq!(get(&format!("http://{}/", proxy.addr("in"))).status, 200);
+            let failed = eventually(Duration::from_secs(10), || {
+                let failed = metric(&proxy, "meshtrace_proxy_spans_export_failed_total")
+                    + metric(&proxy, "meshtrace_proxy_export_retries_total");
+                (failed > 0).then_some(())
+            });
+            assert!(
+                failed.is_some(),
+                "{protocol} with {tls}: no failure counted"
+            );
+            assert_eq!(collector_accepted(&c, receiver, transport), before, "{tls}");
+        }
+    }
+    // tracing.tls with an http:// collector is a mistake, named at start.
+    let err = refused(
+        "node_id: x\nlisteners:\n  - {name: in, mode: inbound, listen: '127.0.0.1:0', upstream: '127.0.0.1:1'}\ntracing:\n  collector: http://127.0.0.1:9411/api/v2/spans\n  tls: { ca_file: /x.pem }\n",
+    );
+    assert!(
+        err.contains("tracing.tls is set but the collector URL"),
+        "{err}"
+    );
+    assert_eq!(c.terminate(), Some(0));
 }

@@ -314,9 +314,13 @@ pub enum Protocol {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracingConfig {
-    /// Where spans go, e.g. `http://127.0.0.1:9411/api/v2/spans`; no collector = spans are not reported.
+    /// Where spans go, e.g. `http://127.0.0.1:9411/api/v2/spans`; no collector = spans are not
+    /// reported. An `https://` URL reports over TLS.
     pub collector: Option<String>,
     pub protocol: Protocol,
+    /// TLS to an `https://` collector (a block as `upstream_tls`: `ca_file`, else the system's
+    /// CAs; `cert_file`/`key_file` for mutual TLS; `server_name`; versions, suites, curves).
+    pub tls: Option<UpstreamTls>,
     /// Header formats written to the next hop (all three are always read).
     #[serde(deserialize_with = "formats")]
     pub propagation: Vec<Format>,
@@ -335,6 +339,7 @@ impl Default for TracingConfig {
         TracingConfig {
             collector: None,
             protocol: Protocol::ZipkinJson,
+            tls: None,
             propagation: vec![Format::B3Multi],
             trace_id_128bit: true,
             shared_span_context: false,

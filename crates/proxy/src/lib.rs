@@ -16,6 +16,7 @@ mod forward;
 mod listener;
 pub mod memory;
 pub mod report;
+mod report_conn;
 mod route;
 pub mod sampling;
 mod span;
@@ -117,7 +118,8 @@ fn watch<T: Send + Sync + 'static>(
 /// admin port run on the caller's runtime.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let stats = Arc::new(stats::Stats::default());
-    let (reporter, sink) = report::start(&config, stats.clone())?;
+    let mut reloading = Vec::new();
+    let (reporter, sink) = report::start(&config, stats.clone(), &mut reloading)?;
     let tracer = Arc::new(span::Tracer::new(&config, sink, stats.clone()));
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -125,7 +127,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mut listeners = Vec::new();
     let mut accepting = Vec::new();
     let mut threads = Vec::new();
-    let mut reloading = Vec::new();
     for l in &config.listeners {
         let bind_error = |source| StartError::Bind {
             name: l.name.clone(),

@@ -15,14 +15,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use model::{KeyValue, Resource, ResourceSpans, Scope, ScopeSpans, Span, TraceBatch};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::{oneshot, Notify};
 
-use crate::config::{Config, Protocol};
+use crate::config::{Config, Protocol, UpstreamTls};
+use crate::report_conn::Connect;
 use crate::span::{ProxySpan, SpanTags};
 use crate::stats::Stats;
 use crate::zipkin_json::JsonWriter;
@@ -36,6 +37,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum ReportError {
     #[error("collector URL {url:?} is invalid: {reason}")]
     Url { url: String, reason: String },
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The spans waiting for the reporter, shared by the request threads and the reporter task.
@@ -111,7 +114,7 @@ impl ReporterHandle {
 
 enum Exporter {
     Http {
-        client: Box<Client<HttpConnector, Full<Bytes>>>,
+        client: Box<Client<Connect, Full<Bytes>>>,
         uri: http::Uri,
     },
     Grpc(TraceServiceClient<tonic::transport::Channel>),
@@ -175,9 +178,11 @@ enum Outcome {
 }
 
 /// Starts the reporter; no sink when no collector is configured (spans are then not recorded).
+/// The task keeping `tracing.tls` in step with its files is pushed on `reloading`.
 pub fn start(
     config: &Config,
     stats: Arc<Stats>,
+    reloading: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<(ReporterHandle, Option<SpanSink>), ReportError> {
     let t = &config.tracing;
     let Some(url) = &t.collector else {
@@ -187,29 +192,55 @@ pub fn start(
         url: url.clone(),
         reason,
     };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(bad("an http:// or https:// URL is needed".to_owned())),
+    };
+    if uri.host().is_none() {
+        return Err(bad("the URL has no host".to_owned()));
+    }
+    let tls = match (https, &t.tls) {
+        (false, Some(_)) => {
+            return Err(ReportError::Tls(format!(
+                "tracing.tls is set but the collector URL {url:?} is http://; use https://"
+            )))
+        }
+        (false, None) => None,
+        (true, settings) => {
+            // An https:// URL without a block trusts the system's CAs.
+            let settings = settings.clone().unwrap_or_else(UpstreamTls::default);
+            let files = crate::tls::upstream_files(&settings);
+            let (watched, reload) =
+                crate::tls::watched("tracing.tls".to_owned(), files, move || {
+                    crate::tls::originate(&settings, "tracing.tls")
+                })
+                .map_err(ReportError::Tls)?;
+            reloading.push(tokio::spawn(reload));
+            Some(watched)
+        }
+    };
+    let connect = |http2| Connect {
+        tls: tls.clone(),
+        http2,
+        timeout: Duration::from_secs(5),
+    };
     let exporter = match t.protocol {
         Protocol::OtlpGrpc => {
             let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
                 .map_err(|e| bad(e.to_string()))?
-                .connect_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(10));
-            Exporter::Grpc(TraceServiceClient::new(endpoint.connect_lazy()))
+            Exporter::Grpc(TraceServiceClient::new(
+                endpoint.connect_with_connector_lazy(connect(true)),
+            ))
         }
-        _ => {
-            let uri: http::Uri = url
-                .parse()
-                .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
-            if uri.scheme_str() != Some("http") || uri.host().is_none() {
-                return Err(bad("an http:// URL with a host is needed".to_owned()));
-            }
-            let mut connector = HttpConnector::new();
-            connector.set_connect_timeout(Some(Duration::from_secs(5)));
-            connector.set_nodelay(true);
-            Exporter::Http {
-                client: Box::new(Client::builder(TokioExecutor::new()).build(connector)),
-                uri,
-            }
-        }
+        _ => Exporter::Http {
+            client: Box::new(Client::builder(TokioExecutor::new()).build(connect(false))),
+            uri,
+        },
     };
     let queue = Arc::new(Queue {
         spans: Mutex::new(VecDeque::new()),
