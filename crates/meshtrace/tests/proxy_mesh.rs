@@ -591,6 +591,22 @@ fn proxy_edge_terminates_tls_with_http1_and_http2_and_mutual_tls() {
     );
 }
 
+/// An inbound sidecar in front of `app` whose listener `in` requires a client certificate from
+/// the test CA (certificates in `dir`, made by `certificates`).
+fn mutual_tls_inbound(app: &App, dir: &std::path::Path) -> Proxy {
+    let file = |name: &str| dir.join(name).display().to_string();
+    Proxy::start(
+        &format!(
+            "node_id: in-mtls\nlisteners:\n  - name: in\n    mode: inbound\n    listen: 127.0.0.1:0\n    upstream: '{}'\n    tls: {{ cert_file: '{}', key_file: '{}', client_ca_file: '{}' }}\n",
+            app.addr,
+            file("server.pem"),
+            file("server.key"),
+            file("ca.pem"),
+        ),
+        &["in"],
+    )
+}
+
 /// Sidecar to sidecar over mutual TLS: the outbound sidecar's `upstream_tls` presents the client
 /// certificate the inbound sidecar's listener requires, checks the inbound's certificate against
 /// the mesh CA (by the address's IP, or `server_name`), and speaks HTTP/1.1 or HTTP/2 by ALPN.
@@ -600,16 +616,7 @@ fn proxy_outbound_originates_mutual_tls_to_an_inbound_sidecar() {
     certificates(certs.path());
     let file = |name: &str| certs.path().join(name).display().to_string();
     let app = App::start();
-    let inbound = Proxy::start(
-        &format!(
-            "node_id: in-mtls\nlisteners:\n  - name: in\n    mode: inbound\n    listen: 127.0.0.1:0\n    upstream: '{}'\n    tls: {{ cert_file: '{}', key_file: '{}', client_ca_file: '{}' }}\n",
-            app.addr,
-            file("server.pem"),
-            file("server.key"),
-            file("ca.pem"),
-        ),
-        &["in"],
-    );
+    let inbound = mutual_tls_inbound(&app, certs.path());
     let target = inbound.addr("in");
     // One outbound listener per case: (name, cluster endpoint, upstream_tls, upstream_protocol).
     let client = format!(
@@ -733,16 +740,7 @@ fn proxy_outbound_clusters_choose_their_own_tls() {
     certificates(certs.path());
     let file = |name: &str| certs.path().join(name).display().to_string();
     let app = App::start();
-    let inbound = Proxy::start(
-        &format!(
-            "node_id: in-mtls\nlisteners:\n  - name: in\n    mode: inbound\n    listen: 127.0.0.1:0\n    upstream: '{}'\n    tls: {{ cert_file: '{}', key_file: '{}', client_ca_file: '{}' }}\n",
-            app.addr,
-            file("server.pem"),
-            file("server.key"),
-            file("ca.pem"),
-        ),
-        &["in"],
-    );
+    let inbound = mutual_tls_inbound(&app, certs.path());
     let peer = inbound.addr("in");
     let mtls = format!(
         "{{ ca_file: '{}', cert_file: '{}', key_file: '{}' }}",

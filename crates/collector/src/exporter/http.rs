@@ -118,17 +118,7 @@ impl Poster {
                 )))
             }
             Ok(Err(e)) => {
-                // hyper's error says only "client error (Connect)"; the causes say why.
-                let mut message = format!("POST {}: {e}", self.uri);
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    let text = cause.to_string();
-                    if !message.contains(&text) {
-                        message.push_str(": ");
-                        message.push_str(&text);
-                    }
-                    source = cause.source();
-                }
+                let message = super::with_causes(format!("POST {}: {e}", self.uri), &e);
                 return Err(ExportError::retryable(message));
             }
             Ok(Ok(a)) => a,

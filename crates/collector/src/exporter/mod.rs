@@ -49,6 +49,22 @@ impl ExportError {
     }
 }
 
+/// `message`, then each cause of `error` whose text it does not hold yet, `: `-separated:
+/// connection and TLS failures say why only in their sources ("client error (Connect)", then
+/// "invalid peer certificate: UnknownIssuer").
+pub(crate) fn with_causes(mut message: String, error: &dyn std::error::Error) -> String {
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
+}
+
 /// One attempt at sending a batch.
 pub trait Export: Send + Sync + 'static {
     fn export<'a>(&'a self, batch: &'a TraceBatch) -> BoxFuture<'a, Result<(), ExportError>>;

@@ -206,18 +206,10 @@ impl Decoder for RawCodec {
 }
 
 fn classify(target: &str, status: &tonic::Status) -> ExportError {
-    let mut message = format!("{target}: {:?}: {}", status.code(), status.message());
-    // Connection and TLS failures carry their cause (e.g. "invalid peer certificate:
-    // UnknownIssuer") only in the source chain.
-    let mut cause = std::error::Error::source(status);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = c.source();
-    }
+    let message = super::with_causes(
+        format!("{target}: {:?}: {}", status.code(), status.message()),
+        status,
+    );
     let retry_after = retry_delay(status.details());
     match status.code() {
         Code::Cancelled
