@@ -480,3 +480,90 @@ fn collector_http_receivers_answer_cors_for_the_allowed_origins() {
     assert!(err.contains("at most one *"), "{err}");
     assert_eq!(c.terminate(), Some(0));
 }
+
+/// zstd between collectors, as the OTel Collector's `compression: zstd` sends it: an agent's
+/// `otlp` (gRPC) and `otlphttp` exporters compress with zstd and a gateway's receivers take
+/// both; the `zstd` command line tool (the reference implementation) reads what the HTTP
+/// exporter sent, and a body it compressed is accepted by the OTLP/HTTP receiver.
+#[test]
+fn collectors_speak_zstd_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["gateway", "agent"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let gateway = collector(
+        &dir.path().join("gateway"),
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n      http:\n        endpoint: 127.0.0.1:0\n\
+         exporters:\n  debug:\n\
+         service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n",
+        &["otlp-grpc", "otlp-http", "metrics"],
+    );
+    let capture = Capture::start();
+    let agent = collector(
+        &dir.path().join("agent"),
+        &format!(
+            "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\n\
+             exporters:\n\
+             \x20 otlp:\n    endpoint: {grpc}\n    compression: zstd\n    tls:\n      insecure: true\n\
+             \x20 otlphttp/gateway:\n    endpoint: http://{http}\n    compression: zstd\n\
+             \x20 otlphttp/capture:\n    traces_endpoint: http://{capture}/zstd\n    encoding: json\n    compression: zstd\n\
+             service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp, otlphttp/gateway, otlphttp/capture]\n",
+            grpc = gateway.addr("otlp-grpc"),
+            http = gateway.addr("otlp-http"),
+            capture = capture.addr,
+        ),
+        &["otlp-http"],
+    );
+    let trace = "5b8efff798038103d269b633813fc60c";
+    let body = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"zstd"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{trace}","spanId":"eee19b7ec3c1b174","name":"op","kind":2,"startTimeUnixNano":"1","endTimeUnixNano":"2"}}]}}]}}]}}"#
+    );
+    let url = |c: &Proc| format!("http://{}/v1/traces", c.addr("otlp-http"));
+    let a = common::post(
+        &url(&agent),
+        &["Content-Type: application/json"],
+        body.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    let arrived = common::eventually(Duration::from_secs(10), || {
+        (accepted_spans(&gateway, "otlp", "grpc") == 1
+            && accepted_spans(&gateway, "otlp", "http") == 1)
+            .then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "the gateway got the span over gRPC and HTTP, zstd both"
+    );
+    // What the HTTP exporter sent is zstd (its magic number), and the zstd tool reads it.
+    let sent = common::eventually(Duration::from_secs(10), || capture.bodies("/zstd").pop())
+        .expect("the capture got a request");
+    assert_eq!(&sent[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd frame");
+    let json = zstd_tool(&["-d", "-c"], &sent);
+    assert!(String::from_utf8_lossy(&json).contains(trace));
+    // A body the zstd tool compressed is taken by the receiver.
+    let packed = zstd_tool(&["-c", "-3"], body.as_bytes());
+    let a = common::post(
+        &url(&gateway),
+        &["Content-Type: application/json", "Content-Encoding: zstd"],
+        &packed,
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(accepted_spans(&gateway, "otlp", "http"), 2);
+    assert_eq!(agent.terminate(), Some(0));
+    assert_eq!(gateway.terminate(), Some(0));
+}
+
+/// The `zstd` command line tool run with `args` on `input`.
+fn zstd_tool(args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("zstd")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run zstd (apt-get install zstd)");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "zstd {args:?} failed");
+    out.stdout
+}

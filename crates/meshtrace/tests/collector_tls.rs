@@ -434,18 +434,6 @@ fn tls_receivers(dir: &Path, extra: &str) -> Proc {
     )
 }
 
-/// Spans each receiver transport accepted, from the collector's metrics.
-fn accepted(c: &Proc, receiver: &str, transport: &str) -> u64 {
-    let text = common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
-    let series =
-        format!("otelcol_receiver_accepted_spans_total{{receiver=\"{receiver}\",transport=\"{transport}\"}}");
-    text.lines()
-        .find(|l| l.starts_with(&series))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// curl's exit code for a POST of an empty OTLP/JSON request to `url` with `args`.
 fn curl(url: &str, args: &[&str]) -> i32 {
     Command::new("curl")
@@ -473,9 +461,9 @@ fn receivers_take_tls_from_the_sdk_exporters() {
     send_sdk_trace_with("otlp-http", &http, "tls-http", &["--ca", &ca]);
     let zipkin = format!("https://{}/api/v2/spans", c.addr("zipkin"));
     send_sdk_trace_with("zipkin-json", &zipkin, "tls-zipkin", &["--ca", &ca]);
-    assert_eq!(accepted(&c, "otlp", "grpc"), 4);
-    assert_eq!(accepted(&c, "otlp", "http"), 4);
-    assert_eq!(accepted(&c, "zipkin", "http"), 4);
+    assert_eq!(accepted_spans(&c, "otlp", "grpc"), 4);
+    assert_eq!(accepted_spans(&c, "otlp", "http"), 4);
+    assert_eq!(accepted_spans(&c, "zipkin", "http"), 4);
     // HTTP/2 over TLS (ALPN) as well as HTTP/1.1 on the HTTP receivers.
     assert_eq!(curl(&http, &["--cacert", &ca, "--http2", "--fail"]), 0);
     assert_eq!(curl(&http, &["--cacert", &ca, "--http1.1", "--fail"]), 0);
@@ -496,7 +484,7 @@ fn receivers_take_tls_from_the_sdk_exporters() {
         "handshake refused"
     );
     send_sdk_trace_with("otlp-http", &http, "tls-http-again", &["--ca", &ca]);
-    assert_eq!(accepted(&c, "otlp", "http"), 8);
+    assert_eq!(accepted_spans(&c, "otlp", "http"), 8);
     assert_eq!(c.terminate(), Some(0));
 }
 
@@ -514,9 +502,9 @@ fn receivers_require_a_client_certificate_with_client_ca_file() {
     send_sdk_trace_with("otlp-http", &http, "mtls-http", &mutual);
     let zipkin = format!("https://{}/api/v2/spans", c.addr("zipkin"));
     send_sdk_trace_with("zipkin-json", &zipkin, "mtls-zipkin", &mutual);
-    assert_eq!(accepted(&c, "otlp", "grpc"), 4);
-    assert_eq!(accepted(&c, "otlp", "http"), 4);
-    assert_eq!(accepted(&c, "zipkin", "http"), 4);
+    assert_eq!(accepted_spans(&c, "otlp", "grpc"), 4);
+    assert_eq!(accepted_spans(&c, "otlp", "http"), 4);
+    assert_eq!(accepted_spans(&c, "zipkin", "http"), 4);
     // Without a client certificate the handshake fails; curl with one gets through.
     assert_ne!(curl(&http, &["--cacert", &ca]), 0);
     assert_eq!(
@@ -527,7 +515,7 @@ fn receivers_require_a_client_certificate_with_client_ca_file() {
         0
     );
     assert_eq!(
-        accepted(&c, "otlp", "http"),
+        accepted_spans(&c, "otlp", "http"),
         4,
         "the empty request holds no spans"
     );

@@ -426,19 +426,6 @@ fn proxy_drain_timeout_bounds_how_long_a_slow_request_holds_the_exit() {
     assert_ne!(code, Some(0), "{out}");
 }
 
-/// Accepted spans of one receiver transport, from a collector's metrics.
-fn collector_accepted(c: &Proc, receiver: &str, transport: &str) -> u64 {
-    let text = get(&format!("http://{}/metrics", c.addr("metrics"))).text();
-    let series = format!(
-        "otelcol_receiver_accepted_spans_total{{receiver=\"{receiver}\",transport=\"{transport}\"}}"
-    );
-    text.lines()
-        .find(|l| l.starts_with(&series))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Spans reported over mutual TLS: a collector whose Zipkin and OTLP gRPC receivers require a
 /// client certificate from the mesh CA gets the proxy's spans from an `https://` collector URL
 /// with `tracing.tls` (that CA, a client certificate), in Zipkin JSON and in OTLP gRPC; without
@@ -494,12 +481,12 @@ fn proxy_reports_over_mutual_tls() {
             app.addr,
             &tracing(&format!("ca_file: '{}', {client}", file("ca.pem"))),
         );
-        let before = collector_accepted(&c, receiver, transport);
+        let before = collector_harness::accepted_spans(&c, receiver, transport);
         for _ in 0..3 {
             assert_eq!(get(&format!("http://{}/", proxy.addr("in"))).status, 200);
         }
         let arrived = eventually(Duration::from_secs(10), || {
-            (collector_accepted(&c, receiver, transport) >= before + 3).then_some(())
+            (collector_harness::accepted_spans(&c, receiver, transport) >= before + 3).then_some(())
         });
         assert!(
             arrived.is_some(),
@@ -512,7 +499,7 @@ fn proxy_reports_over_mutual_tls() {
             format!("ca_file: '{}', {client}", file("other-ca.pem")),
         ] {
             let proxy = inbound(app.addr, &tracing(&tls));
-            let before = collector_accepted(&c, receiver, transport);
+            let before = collector_harness::accepted_spans(&c, receiver, transport);
             assert_eq!(get(&format!("http://{}/", proxy.addr("in"))).status, 200);
             let failed = eventually(Duration::from_secs(10), || {
                 let failed = metric(&proxy, "meshtrace_proxy_spans_export_failed_total")
@@ -523,7 +510,11 @@ fn proxy_reports_over_mutual_tls() {
                 failed.is_some(),
                 "{protocol} with {tls}: no failure counted"
             );
-            assert_eq!(collector_accepted(&c, receiver, transport), before, "{tls}");
+            assert_eq!(
+                collector_harness::accepted_spans(&c, receiver, transport),
+                before,
+                "{tls}"
+            );
         }
     }
     // tracing.tls with an http:// collector is a mistake, named at start.

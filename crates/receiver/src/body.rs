@@ -1,5 +1,5 @@
 //! Reading an HTTP request body safely: size limits before and after decompression,
-//! `Content-Encoding` (gzip, deflate, identity) and `Content-Type` essence.
+//! `Content-Encoding` (gzip, deflate or zlib, zstd, identity) and `Content-Type` essence.
 
 use std::io::Read;
 
@@ -15,7 +15,7 @@ pub(crate) enum BodyError {
     DecompressedTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     Read(String),
-    #[error("unsupported Content-Encoding {0:?} (supported: gzip, deflate, identity)")]
+    #[error("unsupported Content-Encoding {0:?} (supported: gzip, deflate, zlib, zstd, identity)")]
     UnsupportedEncoding(String),
     #[error("request body is not valid {encoding} data: {reason}")]
     Decompress {
@@ -65,13 +65,23 @@ pub(crate) async fn read(
         Encoding::Identity => Ok(raw),
         Encoding::Gzip => inflate(flate2::read::MultiGzDecoder::new(&raw[..]), "gzip", limit),
         Encoding::Deflate => inflate(flate2::read::ZlibDecoder::new(&raw[..]), "deflate", limit),
+        Encoding::Zstd => {
+            let decoder =
+                zstd::stream::read::Decoder::new(&raw[..]).map_err(|e| BodyError::Decompress {
+                    encoding: "zstd",
+                    reason: e.to_string(),
+                })?;
+            inflate(decoder, "zstd", limit)
+        }
     }
 }
 
 enum Encoding {
     Identity,
     Gzip,
+    /// HTTP's `deflate` is the zlib format; the OTel Collector's `zlib` compression sends it too.
     Deflate,
+    Zstd,
 }
 
 fn content_encoding(headers: &HeaderMap) -> Result<Encoding, BodyError> {
@@ -86,7 +96,8 @@ fn content_encoding(headers: &HeaderMap) -> Result<Encoding, BodyError> {
     match text.as_str() {
         "" | "identity" => Ok(Encoding::Identity),
         "gzip" | "x-gzip" => Ok(Encoding::Gzip),
-        "deflate" => Ok(Encoding::Deflate),
+        "deflate" | "zlib" => Ok(Encoding::Deflate),
+        "zstd" => Ok(Encoding::Zstd),
         _ => Err(BodyError::UnsupportedEncoding(text)),
     }
 }
@@ -138,6 +149,33 @@ mod tests {
     async fn gzip_bodies_are_inflated() {
         let h = headers(&[(header::CONTENT_ENCODING, "gzip")]);
         let got = read(&h, Body::from(gzip(b"hello")), 100).await.unwrap();
+        assert_eq!(&got[..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn zstd_and_zlib_bodies_are_decoded_and_bombs_refused() {
+        let zstd = zstd::bulk::compress(b"hello", 3).unwrap();
+        let h = headers(&[(header::CONTENT_ENCODING, "zstd")]);
+        let got = read(&h, Body::from(zstd), 100).await.unwrap();
+        assert_eq!(&got[..], b"hello");
+        let bomb = zstd::bulk::compress(&vec![0u8; 100_000], 3).unwrap();
+        assert!(bomb.len() < 100);
+        let err = read(&h, Body::from(bomb), 1000).await.unwrap_err();
+        assert!(matches!(
+            err,
+            BodyError::DecompressedTooLarge { limit: 1000 }
+        ));
+        let err = read(&h, Body::from(b"not zstd".to_vec()), 100)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not valid zstd data"), "{err}");
+
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        zlib.write_all(b"hello").unwrap();
+        let h = headers(&[(header::CONTENT_ENCODING, "zlib")]);
+        let got = read(&h, Body::from(zlib.finish().unwrap()), 100)
+            .await
+            .unwrap();
         assert_eq!(&got[..], b"hello");
     }
 

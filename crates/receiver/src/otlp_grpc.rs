@@ -136,6 +136,7 @@ where
             let req = grpc_message::read_ahead(req, max).await;
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
+            accept.enable(CompressionEncoding::Zstd);
             let mut grpc = Grpc::new(ExportCodec { needs, origin })
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);

@@ -106,7 +106,7 @@ async fn grpc_server_with(sink: Arc<TestSink>, limits: Limits) -> String {
     format!("http://{addr}")
 }
 
-/// Requests of every size the receiver reads differently (one HTTP/2 frame, many frames, gzip,
+/// Requests of every size the receiver reads differently (one HTTP/2 frame, many frames, gzip, zstd,
 /// over the limit) reach the sink whole, or are refused with nothing delivered.
 #[tokio::test]
 async fn grpc_requests_of_any_size_and_encoding_arrive_whole() {
@@ -144,6 +144,24 @@ async fn grpc_requests_of_any_size_and_encoding_arrive_whole() {
     gzip.export(request(spans(300))).await.unwrap();
     delivered += 300;
     assert_eq!(sink.spans(), delivered, "gzip");
+    // zstd, as the OTel Collector's exporters send with `compression: zstd`; one that inflates
+    // past the limit is refused like an uncompressed one.
+    let mut zstd = client
+        .clone()
+        .send_compressed(tonic::codec::CompressionEncoding::Zstd);
+    zstd.export(request(spans(200))).await.unwrap();
+    delivered += 200;
+    assert_eq!(sink.spans(), delivered, "zstd");
+    // (tonic checks the limit while it inflates: RESOURCE_EXHAUSTED, with no RetryInfo, so
+    // OTLP clients do not retry it.)
+    let err = zstd.export(request(spans(1_100))).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    assert!(err.message().contains("size limit"), "{err}");
+    assert_eq!(
+        sink.spans(),
+        delivered,
+        "nothing of the refused zstd request"
+    );
 
     let too_big = request(spans(1_100));
     assert!(too_big.encoded_len() > limit);
@@ -159,7 +177,7 @@ async fn grpc_requests_of_any_size_and_encoding_arrive_whole() {
             .flat_map(|rs| rs.scope_spans.iter())
             .map(|ss| ss.spans.len())
             .collect();
-        assert_eq!(sizes, [8, 600, 300]);
+        assert_eq!(sizes, [8, 600, 300, 200]);
     }
 }
 

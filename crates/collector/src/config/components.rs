@@ -260,13 +260,25 @@ pub struct Tls {
     pub reload_interval: Option<Duration>,
 }
 
+/// An exporter's `compression` (gzip when unset, as the OTel Collector).
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     Gzip,
+    Zstd,
     None,
     #[serde(rename = "")]
     Empty,
+}
+
+impl Compression {
+    /// What `compression` says, gzip when it is not set; `None` for no compression.
+    pub fn of(setting: Option<Compression>) -> Option<Compression> {
+        match setting.unwrap_or(Compression::Gzip) {
+            Compression::None | Compression::Empty => None,
+            c => Some(c),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

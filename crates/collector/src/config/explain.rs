@@ -233,10 +233,10 @@ fn describe_exporter(e: &Exporter) -> String {
         Exporter::Otlp(o) => format!(
             "OTLP/gRPC to {}{} ({})",
             o.endpoint.as_deref().unwrap_or(""),
-            if o.compression.is_none_or(|c| c == super::Compression::Gzip) {
-                ", gzip"
-            } else {
-                ""
+            match super::Compression::of(o.compression) {
+                Some(super::Compression::Zstd) => ", zstd",
+                Some(_) => ", gzip",
+                None => "",
             },
             delivery(Some(&o.sending_queue), &o.retry_on_failure)
         ),

@@ -1,5 +1,5 @@
 //! `otlp`: OTLP over gRPC with tonic and opentelemetry-proto's generated client; gzip by
-//! default (as the OTel Collector), custom headers as metadata, a per-attempt timeout.
+//! default (as the OTel Collector; `compression: zstd` or `none` otherwise), custom headers as metadata, a per-attempt timeout.
 //!
 //! Retryable answers are the ones the OTLP specification lists: CANCELLED, DEADLINE_EXCEEDED,
 //! ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and RESOURCE_EXHAUSTED only when the server
@@ -63,9 +63,14 @@ impl OtlpExporter {
             tonic::client::Grpc::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
         let mut client =
             TraceServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
-        if cfg.compression.is_none_or(|c| c == Compression::Gzip) {
-            client = client.send_compressed(CompressionEncoding::Gzip);
-            raw = raw.send_compressed(CompressionEncoding::Gzip);
+        let encoding = match Compression::of(cfg.compression) {
+            Some(Compression::Zstd) => Some(CompressionEncoding::Zstd),
+            Some(_) => Some(CompressionEncoding::Gzip),
+            None => None,
+        };
+        if let Some(encoding) = encoding {
+            client = client.send_compressed(encoding);
+            raw = raw.send_compressed(encoding);
         }
         let metadata = cfg
             .headers

@@ -23,7 +23,7 @@ impl OtlpHttpExporter {
             (None, None) => return Err("endpoint must be set".into()),
         };
         let json = cfg.encoding.as_deref() == Some("json");
-        let gzip = cfg.compression.is_none_or(|c| c == Compression::Gzip);
+        let compression = Compression::of(cfg.compression);
         let content_type = if json {
             "application/json"
         } else {
@@ -31,7 +31,14 @@ impl OtlpHttpExporter {
         };
         let timeout = cfg.timeout.unwrap_or(Duration::from_secs(30));
         Ok(Self {
-            poster: Poster::new(&url, &cfg.headers, content_type, gzip, timeout, &cfg.tls)?,
+            poster: Poster::new(
+                &url,
+                &cfg.headers,
+                content_type,
+                compression,
+                timeout,
+                &cfg.tls,
+            )?,
             json,
         })
     }

@@ -26,7 +26,7 @@ impl ZipkinExporter {
         };
         let timeout = cfg.timeout.unwrap_or(Duration::from_secs(5));
         Ok(Self {
-            poster: Poster::new(&url, &cfg.headers, content_type, false, timeout, &cfg.tls)?,
+            poster: Poster::new(&url, &cfg.headers, content_type, None, timeout, &cfg.tls)?,
             proto,
             default_service_name: cfg.default_service_name.clone(),
         })

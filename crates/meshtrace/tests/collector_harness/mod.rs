@@ -86,6 +86,20 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Spans a collector's receiver accepted over `transport` (`grpc`, `http`), from its metrics
+/// (`metrics` must be among the addresses it was started expecting).
+pub fn accepted_spans(c: &Proc, receiver: &str, transport: &str) -> u64 {
+    let text = crate::common::get(&format!("http://{}/metrics", c.addr("metrics"))).text();
+    let series = format!(
+        "otelcol_receiver_accepted_spans_total{{receiver=\"{receiver}\",transport=\"{transport}\"}}"
+    );
+    text.lines()
+        .find(|l| l.starts_with(&series))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Requests a [`Capture`] recorded: (path, body).
 pub type Recorded = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
