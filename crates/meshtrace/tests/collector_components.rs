@@ -482,8 +482,8 @@ fn collector_http_receivers_answer_cors_for_the_allowed_origins() {
 }
 
 /// zstd between collectors, as the OTel Collector's `compression: zstd` sends it: an agent's
-/// `otlp` (gRPC) and `otlphttp` exporters compress with zstd and a gateway's receivers take
-/// both; the `zstd` command line tool (the reference implementation) reads what the HTTP
+/// `otlp` (gRPC, with keepalive pings) and `otlphttp` exporters compress with zstd and a
+/// gateway's receivers take both; the `zstd` command line tool (the reference implementation) reads what the HTTP
 /// exporter sent, and a body it compressed is accepted by the OTLP/HTTP receiver.
 #[test]
 fn collectors_speak_zstd_both_ways() {
@@ -505,6 +505,7 @@ fn collectors_speak_zstd_both_ways() {
             "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\n\
              exporters:\n\
              \x20 otlp:\n    endpoint: {grpc}\n    compression: zstd\n    tls:\n      insecure: true\n\
+             \x20   keepalive:\n      time: 1s\n      timeout: 1s\n      permit_without_stream: true\n\
              \x20 otlphttp/gateway:\n    endpoint: http://{http}\n    compression: zstd\n\
              \x20 otlphttp/capture:\n    traces_endpoint: http://{capture}/zstd\n    encoding: json\n    compression: zstd\n\
              service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp, otlphttp/gateway, otlphttp/capture]\n",
@@ -549,6 +550,18 @@ fn collectors_speak_zstd_both_ways() {
     );
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(accepted_spans(&gateway, "otlp", "http"), 2);
+    // Keepalive pings over the idle gRPC connection (every second) leave it usable.
+    std::thread::sleep(Duration::from_millis(2500));
+    let a = common::post(
+        &url(&agent),
+        &["Content-Type: application/json"],
+        body.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    let again = common::eventually(Duration::from_secs(10), || {
+        (accepted_spans(&gateway, "otlp", "grpc") == 2).then_some(())
+    });
+    assert!(again.is_some(), "the second export after pings");
     assert_eq!(agent.terminate(), Some(0));
     assert_eq!(gateway.terminate(), Some(0));
 }

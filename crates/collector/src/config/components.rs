@@ -260,6 +260,20 @@ pub struct Tls {
     pub reload_interval: Option<Duration>,
 }
 
+/// A gRPC client's `keepalive`, as the OTel Collector's `configgrpc.KeepaliveClientConfig`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcKeepalive {
+    /// Ping the server after this long without activity.
+    #[serde(with = "opt_duration_serde")]
+    pub time: Option<Duration>,
+    /// Close the connection when a ping is not answered within this.
+    #[serde(with = "opt_duration_serde")]
+    pub timeout: Option<Duration>,
+    /// Ping even while no request is in flight.
+    pub permit_without_stream: bool,
+}
+
 /// An exporter's `compression` (gzip when unset, as the OTel Collector).
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -347,6 +361,8 @@ pub struct OtlpExporter {
     pub timeout: Option<Duration>,
     /// otlphttp only: `proto` (default) or `json`.
     pub encoding: Option<String>,
+    /// otlp (gRPC) only: HTTP/2 pings that find a dead connection before a request does.
+    pub keepalive: Option<GrpcKeepalive>,
     #[serde(default)]
     pub sending_queue: SendingQueue,
     #[serde(default)]

@@ -275,3 +275,40 @@ fn the_go_collectors_debug_page_extensions_are_accepted_with_their_keys_only() {
         "{e:?}"
     );
 }
+
+#[test]
+fn grpc_keepalive_and_zstd_are_read_for_the_otlp_exporter_only() {
+    let text = SEED.replace(
+        "    tls:\n      insecure: true\n",
+        "    tls:\n      insecure: true\n    compression: zstd\n    keepalive:\n      time: 10s\n      timeout: 5s\n      permit_without_stream: true\n",
+    );
+    let c = Config::parse(&text, &no_env).unwrap();
+    let Some(Exporter::Otlp(e)) = c.exporter(&"otlp/jaeger".parse().unwrap()) else {
+        panic!("exporter")
+    };
+    assert_eq!(Compression::of(e.compression), Some(Compression::Zstd));
+    let k = e.keepalive.as_ref().expect("keepalive");
+    assert_eq!(k.time, Some(std::time::Duration::from_secs(10)));
+    assert_eq!(k.timeout, Some(std::time::Duration::from_secs(5)));
+    assert!(k.permit_without_stream);
+    assert!(
+        explain(&c).contains("jaeger.default:4317, zstd"),
+        "{}",
+        explain(&c)
+    );
+
+    let e = errors(
+        &text
+            .replace("otlp/jaeger", "otlphttp/jaeger")
+            .replace("\"jaeger.default:4317\"", "http://jaeger.default:4318"),
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.message.contains("keepalive is a gRPC setting")),
+        "{e:?}"
+    );
+    let e = errors(&text.replace("permit_without_stream", "permit_without_streams"));
+    assert!(e[0].message.contains("permit_without_streams"), "{e:?}");
+    let e = errors(&text.replace("compression: zstd", "compression: snappy"));
+    assert!(e[0].message.contains("snappy"), "{e:?}");
+}

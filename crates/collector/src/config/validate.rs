@@ -175,6 +175,12 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                 for problem in crate::exporter::tls::check(&o.tls) {
                     err(at, format!("exporters.{id}.tls: {problem}"));
                 }
+                if o.keepalive.is_some() {
+                    err(
+                        at,
+                        format!("exporters.{id}.keepalive is a gRPC setting: the otlp exporter takes it, otlphttp does not"),
+                    );
+                }
                 if let Some(enc) = o.encoding.as_deref() {
                     if enc != "proto" && enc != "json" {
                         err(

@@ -54,11 +54,21 @@ impl OtlpExporter {
             .unwrap_or(endpoint);
         let scheme = if tls.is_some() { "https" } else { "http" };
         let timeout = cfg.timeout.unwrap_or(Duration::from_secs(5));
-        let channel = Endpoint::from_str(&format!("{scheme}://{host_port}"))
+        let mut channel = Endpoint::from_str(&format!("{scheme}://{host_port}"))
             .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
             .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect_with_connector_lazy(super::connect::Connector::new(tls, timeout));
+            .timeout(timeout);
+        if let Some(k) = &cfg.keepalive {
+            // gRPC's defaults when only part is set: 20 s to answer a ping.
+            if let Some(time) = k.time.filter(|t| !t.is_zero()) {
+                channel = channel
+                    .http2_keep_alive_interval(time)
+                    .keep_alive_timeout(k.timeout.unwrap_or(Duration::from_secs(20)))
+                    .keep_alive_while_idle(k.permit_without_stream);
+            }
+        }
+        let channel =
+            channel.connect_with_connector_lazy(super::connect::Connector::new(tls, timeout));
         let mut raw =
             tonic::client::Grpc::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
         let mut client =
