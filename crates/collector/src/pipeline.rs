@@ -316,19 +316,21 @@ impl Collector {
                         });
                         let sink = sink.clone();
                         let stop = stopped();
+                        let connections = g.connections();
                         match tls_config(&name, g.tls.as_deref(), Alpn::H2)? {
                             Some(tls) => servers.spawn(async move {
                                 receiver::otlp_grpc::serve_tls(
                                     TlsListener::new(l, tls),
                                     sink,
                                     limits,
+                                    connections,
                                     stop,
                                 )
                                 .await
                                 .map_err(|e| format!("{name} server failed: {e}"))
                             }),
                             None => servers.spawn(async move {
-                                receiver::otlp_grpc::serve(l, sink, limits, stop)
+                                receiver::otlp_grpc::serve(l, sink, limits, connections, stop)
                                     .await
                                     .map_err(|e| format!("{name} server failed: {e}"))
                             }),

@@ -240,6 +240,7 @@ async fn otlp_grpc_exporter_sends_the_received_bytes_concatenated() {
         l,
         sink,
         receiver::Limits::default(),
+        Default::default(),
         std::future::pending(),
     ));
     let yaml = format!(

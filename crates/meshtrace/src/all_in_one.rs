@@ -98,7 +98,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(named(
         "otlp-grpc",
-        receiver::otlp_grpc::serve(grpc, Arc::clone(&sink), limits, shutdown.clone().wait()),
+        receiver::otlp_grpc::serve(
+            grpc,
+            Arc::clone(&sink),
+            limits,
+            Default::default(),
+            shutdown.clone().wait(),
+        ),
     ));
     let http_servers = [
         (

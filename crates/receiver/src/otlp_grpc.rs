@@ -12,6 +12,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -39,14 +40,32 @@ const CONNECTION_WINDOW: u32 = 8 << 20;
 /// Largest HTTP/2 frame a client may send (the default is 16 KiB).
 const MAX_FRAME: u32 = 256 << 10;
 
+/// How the server treats its connections (the OTel Collector's `max_concurrent_streams` and
+/// `keepalive.server_parameters`); the default leaves each unlimited and sends no pings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// Requests in flight at once on one connection.
+    pub max_concurrent_streams: Option<u32>,
+    /// Ping a client after this long without activity...
+    pub keepalive_time: Option<Duration>,
+    /// ...and close the connection when the ping is not answered within this.
+    pub keepalive_timeout: Option<Duration>,
+    /// Ask clients to reconnect (GOAWAY) once a connection is this old, so that load spreads
+    /// again over a gateway's replicas behind a balancer...
+    pub max_connection_age: Option<Duration>,
+    /// ...giving calls in flight this long to finish before it closes.
+    pub max_connection_age_grace: Option<Duration>,
+}
+
 /// Serves OTLP gRPC on `listener` until `shutdown` completes, then drains in-flight calls.
 pub async fn serve<S: Sink>(
     listener: TcpListener,
     sink: Arc<S>,
     limits: Limits,
+    connections: Connections,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    server()
+    server(connections)
         .add_service(TraceService::new(sink, limits))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -60,22 +79,33 @@ pub async fn serve_tls<S: Sink>(
     listener: crate::tls::TlsListener,
     sink: Arc<S>,
     limits: Limits,
+    connections: Connections,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    server()
+    server(connections)
         .add_service(TraceService::new(sink, limits))
         .serve_with_incoming_shutdown(listener.into_incoming(), shutdown)
         .await
 }
 
-fn server() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
+fn server(c: Connections) -> tonic::transport::Server {
+    let mut server = tonic::transport::Server::builder()
         // Requests are hundreds of KiB to MiB: with HTTP/2's default 64 KiB windows a client
         // stops several times per request to wait for window updates, and both sides wake up
         // for each. These windows let a whole request through at once.
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME)
+        .max_concurrent_streams(c.max_concurrent_streams)
+        .http2_keepalive_interval(c.keepalive_time)
+        .http2_keepalive_timeout(c.keepalive_timeout);
+    if let Some(age) = c.max_connection_age {
+        server = server.max_connection_age(age);
+    }
+    if let Some(grace) = c.max_connection_age_grace {
+        server = server.max_connection_age_grace(grace);
+    }
+    server
 }
 
 /// The OTLP trace service, as a tower service tonic can route to.

@@ -124,6 +124,7 @@ async fn grpc_server(sink: Arc<Recorder>) -> String {
         listener,
         sink,
         Limits::default(),
+        Default::default(),
         std::future::pending(),
     ));
     format!("http://{addr}")

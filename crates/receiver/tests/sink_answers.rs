@@ -101,6 +101,7 @@ async fn grpc_server_with(sink: Arc<TestSink>, limits: Limits) -> String {
         listener,
         sink,
         limits,
+        Default::default(),
         std::future::pending(),
     ));
     format!("http://{addr}")
@@ -313,4 +314,70 @@ async fn otlp_http_errors_are_google_rpc_status_in_the_request_encoding() {
     // google.rpc.Status: field 1 = code (3), field 2 = message.
     assert_eq!(&body[..2], &[0x08, 3]);
     assert!(String::from_utf8_lossy(&body).contains("protobuf"));
+}
+
+/// A client whose every new connection is counted in `connects`.
+async fn counting_client(
+    addr: std::net::SocketAddr,
+    connects: Arc<std::sync::atomic::AtomicUsize>,
+) -> TraceServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let connects = Arc::clone(&connects);
+            async move {
+                connects.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map(hyper_util::rt::TokioIo::new)
+            }
+        }))
+        .await
+        .unwrap();
+    TraceServiceClient::new(channel)
+}
+
+/// `max_connection_age` (with pings and a stream limit set too): once a connection is that old
+/// the server asks the client to reconnect (GOAWAY) and calls go on over a new connection;
+/// without it, one connection serves every call.
+#[tokio::test]
+async fn grpc_connections_are_aged_out_with_max_connection_age() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    for (age, want) in [(Some(Duration::from_millis(300)), 2), (None, 1)] {
+        let sink = TestSink::new(Mode::Accept);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = receiver::otlp_grpc::Connections {
+            max_concurrent_streams: Some(4),
+            keepalive_time: Some(Duration::from_millis(200)),
+            keepalive_timeout: Some(Duration::from_secs(1)),
+            max_connection_age: age,
+            max_connection_age_grace: Some(Duration::from_millis(100)),
+        };
+        tokio::spawn(receiver::otlp_grpc::serve(
+            listener,
+            Arc::clone(&sink),
+            Limits::default(),
+            connections,
+            std::future::pending(),
+        ));
+        let connects = Arc::new(AtomicUsize::new(0));
+        let mut client = counting_client(addr, Arc::clone(&connects)).await;
+        client
+            .export(request(vec![span(vec![1; 16], "a")]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        client
+            .export(request(vec![span(vec![2; 16], "b")]))
+            .await
+            .unwrap();
+        assert_eq!(sink.spans(), 2);
+        assert_eq!(
+            connects.load(Ordering::SeqCst),
+            want,
+            "max_connection_age {age:?}"
+        );
+    }
 }

@@ -36,12 +36,63 @@ pub struct ServerSettings {
     pub endpoint: Option<String>,
     /// gRPC: largest message in MiB.
     pub max_recv_msg_size_mib: Option<u64>,
+    /// gRPC: requests in flight at once on one connection.
+    pub max_concurrent_streams: Option<u32>,
+    /// gRPC: pings and connection ages.
+    pub keepalive: Option<Box<ServerKeepalive>>,
     /// HTTP: largest body in bytes.
     pub max_request_body_size: Option<u64>,
     /// TLS on this listener (plaintext when absent).
     pub tls: Option<Box<ServerTls>>,
     /// HTTP only: which browser pages may send spans.
     pub cors: Option<CorsSettings>,
+}
+
+/// A gRPC receiver's `keepalive`, as the OTel Collector's `configgrpc.KeepaliveServerConfig`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerKeepalive {
+    pub server_parameters: Option<KeepaliveServerParameters>,
+    /// Refused by validation: the HTTP/2 server does not police clients' pings.
+    pub enforcement_policy: Option<serde_yaml::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveServerParameters {
+    /// Refused by validation: connections are not closed for idleness.
+    #[serde(with = "opt_duration_serde")]
+    pub max_connection_idle: Option<Duration>,
+    /// Ask clients to reconnect once a connection is this old (GOAWAY).
+    #[serde(with = "opt_duration_serde")]
+    pub max_connection_age: Option<Duration>,
+    /// Calls in flight get this long to finish after that.
+    #[serde(with = "opt_duration_serde")]
+    pub max_connection_age_grace: Option<Duration>,
+    /// Ping a client after this long without activity.
+    #[serde(with = "opt_duration_serde")]
+    pub time: Option<Duration>,
+    /// Close the connection when a ping is not answered within this.
+    #[serde(with = "opt_duration_serde")]
+    pub timeout: Option<Duration>,
+}
+
+impl ServerSettings {
+    /// The gRPC server's connection settings.
+    pub fn connections(&self) -> receiver::otlp_grpc::Connections {
+        let p = self
+            .keepalive
+            .as_ref()
+            .and_then(|k| k.server_parameters.clone())
+            .unwrap_or_default();
+        receiver::otlp_grpc::Connections {
+            max_concurrent_streams: self.max_concurrent_streams,
+            keepalive_time: p.time.filter(|t| !t.is_zero()),
+            keepalive_timeout: p.timeout.filter(|t| !t.is_zero()),
+            max_connection_age: p.max_connection_age.filter(|t| !t.is_zero()),
+            max_connection_age_grace: p.max_connection_age_grace,
+        }
+    }
 }
 
 /// An HTTP receiver's `cors` block, as the OTel Collector's `confighttp.CORSConfig`.

@@ -312,3 +312,60 @@ fn grpc_keepalive_and_zstd_are_read_for_the_otlp_exporter_only() {
     let e = errors(&text.replace("compression: zstd", "compression: snappy"));
     assert!(e[0].message.contains("snappy"), "{e:?}");
 }
+
+#[test]
+fn grpc_receiver_connection_settings_are_read_and_unsupported_ones_named() {
+    let with = |grpc: &str| {
+        SEED.replace(
+            "      grpc:\n      http:\n",
+            &format!("      grpc:\n{grpc}      http:\n"),
+        )
+    };
+    let c = Config::parse(
+        &with("        max_concurrent_streams: 16\n        keepalive:\n          server_parameters:\n            time: 30s\n            timeout: 5s\n            max_connection_age: 60s\n            max_connection_age_grace: 5s\n"),
+        &no_env,
+    )
+    .unwrap();
+    let Receiver::Otlp(otlp) = &c.receivers[0].1 else {
+        panic!("otlp first")
+    };
+    let got = otlp.protocols.grpc.as_ref().unwrap().connections();
+    let s = std::time::Duration::from_secs;
+    assert_eq!(
+        got,
+        receiver::otlp_grpc::Connections {
+            max_concurrent_streams: Some(16),
+            keepalive_time: Some(s(30)),
+            keepalive_timeout: Some(s(5)),
+            max_connection_age: Some(s(60)),
+            max_connection_age_grace: Some(s(5)),
+        }
+    );
+    for (grpc, named) in [
+        (
+            "        keepalive:\n          enforcement_policy:\n            min_time: 10s\n",
+            "enforcement_policy is not supported",
+        ),
+        (
+            "        keepalive:\n          server_parameters:\n            max_connection_idle: 1m\n",
+            "max_connection_idle is not supported",
+        ),
+        (
+            "        keepalive:\n          server_parameters:\n            tim: 1s\n",
+            "tim",
+        ),
+    ] {
+        let e = errors(&with(grpc));
+        assert!(e.iter().any(|e| e.message.contains(named)), "{named}: {e:?}");
+    }
+    let e = errors(&SEED.replace(
+        "      http:\n",
+        "      http:\n        max_concurrent_streams: 4\n",
+    ));
+    assert!(
+        e.iter().any(|e| e
+            .message
+            .contains("max_concurrent_streams is a gRPC setting")),
+        "{e:?}"
+    );
+}

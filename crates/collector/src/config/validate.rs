@@ -28,6 +28,27 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                             err(at, format!("receivers.{id}.protocols.{proto}.endpoint {ep:?} is not host:port"));
                         }
                     }
+                    if let Some(k) = s.as_ref().and_then(|s| s.keepalive.as_ref()) {
+                        let name = format!("receivers.{id}.protocols.{proto}.keepalive");
+                        if proto != "grpc" {
+                            err(at, format!("{name} is a gRPC setting"));
+                        }
+                        if k.enforcement_policy.is_some() {
+                            err(at, format!("{name}.enforcement_policy is not supported: the HTTP/2 server does not police clients' pings"));
+                        }
+                        if k.server_parameters
+                            .as_ref()
+                            .is_some_and(|p| p.max_connection_idle.is_some())
+                        {
+                            err(at, format!("{name}.server_parameters.max_connection_idle is not supported: use max_connection_age to have clients reconnect"));
+                        }
+                    }
+                    if proto != "grpc"
+                        && s.as_ref()
+                            .is_some_and(|s| s.max_concurrent_streams.is_some())
+                    {
+                        err(at, format!("receivers.{id}.protocols.{proto}.max_concurrent_streams is a gRPC setting"));
+                    }
                     if let Some(tls) = s.as_ref().and_then(|s| s.tls.as_deref()) {
                         for problem in crate::server_tls::check(tls) {
                             err(
