@@ -383,6 +383,11 @@ pub struct SendingQueue {
     pub queue_size: usize,
     /// A `file_storage` extension id: makes the queue persistent.
     pub storage: Option<String>,
+    /// When the queue is full, the receiver waits for room instead of answering "overloaded"
+    /// (its client then waits too: backpressure all the way, nothing refused).
+    pub block_on_overflow: bool,
+    /// What `queue_size` counts: `requests` (batches), the only one meshtrace implements.
+    pub sizer: Option<String>,
 }
 
 impl Default for SendingQueue {
@@ -392,6 +397,8 @@ impl Default for SendingQueue {
             num_consumers: 10,
             queue_size: 1000,
             storage: None,
+            block_on_overflow: false,
+            sizer: None,
         }
     }
 }

@@ -369,3 +369,22 @@ fn grpc_receiver_connection_settings_are_read_and_unsupported_ones_named() {
         "{e:?}"
     );
 }
+
+#[test]
+fn sending_queue_takes_block_on_overflow_and_counts_requests_only() {
+    let text = SEED.replace(
+        "    tls:\n      insecure: true\n",
+        "    tls:\n      insecure: true\n    sending_queue:\n      block_on_overflow: true\n      sizer: requests\n",
+    );
+    let c = Config::parse(&text, &no_env).unwrap();
+    let Some(Exporter::Otlp(e)) = c.exporter(&"otlp/jaeger".parse().unwrap()) else {
+        panic!("exporter")
+    };
+    assert!(e.sending_queue.block_on_overflow);
+    let e = errors(&text.replace("sizer: requests", "sizer: items"));
+    assert!(
+        e.iter()
+            .any(|e| e.message.contains("sizer \"items\" is not supported")),
+        "{e:?}"
+    );
+}

@@ -306,6 +306,9 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
             if q.enabled && (q.num_consumers == 0 || q.queue_size == 0) {
                 err(at, format!("exporters.{id}.sending_queue: num_consumers and queue_size must be positive"));
             }
+            if let Some(sizer) = q.sizer.as_deref().filter(|s| *s != "requests") {
+                err(at, format!("exporters.{id}.sending_queue.sizer {sizer:?} is not supported: queue_size counts requests (batches)"));
+            }
             if let Some(storage) = &q.storage {
                 match storage.parse::<ComponentId>() {
                     Ok(sid) if matches!(config.extension(&sid), Some(Extension::FileStorage(_))) => {

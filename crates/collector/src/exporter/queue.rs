@@ -1,7 +1,7 @@
 //! `sending_queue`: an in-memory queue of batches in front of an exporter, drained by
 //! `num_consumers` senders, so a slow or absent backend pushes back on nothing upstream until the
-//! queue is full (then receivers answer a retryable "overloaded"). Without a queue the receiver
-//! waits for the export, retries included.
+//! queue is full (then receivers answer a retryable "overloaded", or, with `block_on_overflow`,
+//! wait for room). Without a queue the receiver waits for the export, retries included.
 //!
 //! With `storage` set, the queue is a [`DiskQueue`] instead: batches are on disk before they
 //! are acknowledged, and shutdown leaves whatever is unsent there for the next run.
@@ -27,6 +27,15 @@ use crate::payload::Payload;
 
 /// How long shutdown spends sending what is still queued.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// With `block_on_overflow`, how often a full disk queue is looked at again for room.
+const FULL_DISK_RETRY: Duration = Duration::from_millis(20);
+
+/// Why a batch was not queued.
+enum Refused {
+    Full,
+    Closed,
+}
 
 struct Shared {
     name: String,
@@ -86,6 +95,8 @@ pub struct ExporterStage {
     senders: Mutex<JoinSet<()>>,
     /// A queue was configured (so a missing sender means shutting down).
     queued_mode: bool,
+    /// `block_on_overflow`: a full queue makes the caller wait rather than refusing.
+    block: bool,
     stop: watch::Sender<bool>,
     /// Ends the drain: after it, senders drop what is left.
     abandon: watch::Sender<bool>,
@@ -109,7 +120,7 @@ impl ExporterStage {
         let (stop, _) = watch::channel(false);
         let (abandon, _) = watch::channel(false);
         let mut senders = JoinSet::new();
-        let tx = match queue {
+        let tx = match &queue {
             Some(q) if q.enabled && disk.is_some() => {
                 if let Some(d) = &disk {
                     metrics::gauge!("meshtrace_exporter_queue_capacity", "exporter" => shared.name.clone()).set(q.queue_size as f64);
@@ -139,12 +150,14 @@ impl ExporterStage {
             _ => None,
         };
         let queued_mode = tx.is_some() || disk.is_some();
+        let block = queued_mode && queue.as_ref().is_some_and(|q| q.block_on_overflow);
         Self {
             shared,
             queue: Mutex::new(tx),
             disk,
             senders: Mutex::new(senders),
             queued_mode,
+            block,
             stop,
             abandon,
         }
@@ -209,7 +222,17 @@ impl Consumer for ExporterStage {
         Box::pin(async move {
             let spans = batch.span_count() as u64;
             if let Some(disk) = &self.disk {
-                return match disk.push_payload(&batch).await {
+                let mut pushed = disk.push_payload(&batch).await;
+                // block_on_overflow: look again for room while the senders drain the queue.
+                while self.block && matches!(pushed, Err(DiskQueueError::Full(_))) {
+                    let mut stop = self.stop.subscribe();
+                    tokio::select! {
+                        () = tokio::time::sleep(FULL_DISK_RETRY) => {}
+                        _ = stop.wait_for(|stopping| *stopping) => break,
+                    }
+                    pushed = disk.push_payload(&batch).await;
+                }
+                return match pushed {
                     Ok(()) => {
                         metrics::gauge!("meshtrace_exporter_queue_size", "exporter" => self.shared.name.clone()).set(disk.len() as f64);
                         Ok(())
@@ -247,21 +270,37 @@ impl Consumer for ExporterStage {
                     });
             };
             self.shared.queued.fetch_add(1, Ordering::Relaxed);
-            match tx.try_send(batch) {
+            let queued = if self.block {
+                // block_on_overflow: wait for room (the caller, and its client, wait too).
+                // A stop wins over room made by the drain: the client is told to go elsewhere
+                // rather than handed to a queue that is being emptied.
+                let mut stop = self.stop.subscribe();
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stopping| *stopping) => Err(Refused::Closed),
+                    sent = tx.send(batch) => sent.map_err(|_| Refused::Closed),
+                }
+            } else {
+                tx.try_send(batch).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => Refused::Full,
+                    mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+                })
+            };
+            match queued {
                 Ok(()) => {
                     let n = self.shared.queued.load(Ordering::Relaxed);
                     metrics::gauge!("meshtrace_exporter_queue_size", "exporter" => self.shared.name.clone()).set(n as f64);
                     Ok(())
                 }
-                Err(e) => {
+                Err(refused) => {
                     self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                     metrics::counter!("meshtrace_exporter_enqueue_failed_spans_total", "exporter" => self.shared.name.clone()).increment(spans);
-                    Err(match e {
-                        mpsc::error::TrySendError::Full(_) => ConsumeError::Overloaded(format!(
+                    Err(match refused {
+                        Refused::Full => ConsumeError::Overloaded(format!(
                             "{}: sending queue is full",
                             self.shared.name
                         )),
-                        mpsc::error::TrySendError::Closed(_) => ConsumeError::Unavailable(format!(
+                        Refused::Closed => ConsumeError::Unavailable(format!(
                             "{}: shutting down",
                             self.shared.name
                         )),
@@ -340,6 +379,86 @@ mod tests {
                 }],
                 ..Default::default()
             }],
+        }
+    }
+
+    #[tokio::test]
+    async fn block_on_overflow_makes_the_caller_wait_for_room_instead_of_refusing() {
+        let export = Arc::new(Counting {
+            ok_after: 3,
+            calls: AtomicU32::new(0),
+            spans: AtomicI64::new(0),
+        });
+        let retry = RetryOnFailure {
+            initial_interval: Duration::from_millis(50),
+            randomization_factor: 0.0,
+            ..Default::default()
+        };
+        let q = SendingQueue {
+            num_consumers: 1,
+            queue_size: 1,
+            block_on_overflow: true,
+            ..Default::default()
+        };
+        let stage = ExporterStage::new("e".into(), export.clone(), Some(q), retry, None);
+        stage.consume(one_span()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        stage.consume(one_span()).await.unwrap();
+        // One is being retried, one waits: the third waits for room, then is queued.
+        let started = tokio::time::Instant::now();
+        let third = stage.consume(one_span()).await;
+        assert!(third.is_ok(), "{third:?}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(40),
+            "it waited for the retried batch to go out"
+        );
+        for _ in 0..200 {
+            if export.spans.load(Ordering::SeqCst) == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            export.spans.load(Ordering::SeqCst),
+            3,
+            "nothing refused, nothing lost"
+        );
+        // A caller still waiting when the collector stops is told so (not left hanging).
+        let export = Arc::new(Counting {
+            ok_after: u32::MAX,
+            calls: AtomicU32::new(0),
+            spans: AtomicI64::new(0),
+        });
+        let stage = Arc::new(ExporterStage::new(
+            "e".into(),
+            export,
+            Some(q_blocking()),
+            RetryOnFailure::default(),
+            None,
+        ));
+        stage.consume(one_span()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        stage.consume(one_span()).await.unwrap();
+        let waiting = tokio::spawn({
+            let stage = Arc::clone(&stage);
+            async move { stage.consume(one_span()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the full queue makes it wait");
+        stage.shutdown().await;
+        let answer = waiting.await.unwrap();
+        assert!(
+            matches!(answer, Err(ConsumeError::Unavailable(_))),
+            "{answer:?}"
+        );
+    }
+
+    fn q_blocking() -> SendingQueue {
+        SendingQueue {
+            num_consumers: 1,
+            queue_size: 1,
+            block_on_overflow: true,
+            ..Default::default()
         }
     }
 
