@@ -5,7 +5,7 @@ use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use collector::config::{Config, DEFAULT_METRICS_ADDRESS};
+use collector::config::Config;
 use collector::pipeline::Collector;
 use tokio::net::TcpListener;
 
@@ -74,12 +74,9 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     let metrics_server = if metrics.level.as_deref() == Some("none") {
         None
     } else {
-        let addr = metrics
-            .address
-            .as_deref()
-            .unwrap_or(DEFAULT_METRICS_ADDRESS);
-        let listener = TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen for self-metrics on {addr} (service.telemetry.metrics.address)")
+        let addr = metrics.endpoint();
+        let listener = TcpListener::bind(&addr).await.with_context(|| {
+            format!("cannot listen for self-metrics on {addr} (service.telemetry.metrics)")
         })?;
         let routes = crate::telemetry::metrics_routes(crate::telemetry::Naming::OtelCollector)
             .context("cannot start metrics")?;

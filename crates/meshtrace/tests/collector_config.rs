@@ -184,3 +184,56 @@ fn collector_logs_at_the_level_its_config_names_unless_rust_log_is_set() {
     let env_wins = run("error", Some("info"));
     assert!(env_wins.contains("pipeline traces running"), "{env_wins}");
 }
+
+/// The newer self-metrics spelling, `service.telemetry.metrics.readers` with a Prometheus pull
+/// reader (what recent OTel Collector configs carry instead of `address`), serves `/metrics` on
+/// that host and port; readers meshtrace cannot honour are named by `validate`.
+#[test]
+fn collector_serves_self_metrics_where_a_prometheus_pull_reader_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let readers = format!(
+        "service:\n  telemetry:\n    metrics:\n      level: detailed\n      readers:\n        - pull:\n            exporter:\n              prometheus:\n                host: 127.0.0.1\n                port: {port}\n"
+    );
+    let config = SEED
+        .replace(
+            "      grpc:\n      http:\n",
+            "      grpc:\n        endpoint: 127.0.0.1:0\n      http:\n        endpoint: 127.0.0.1:0\n",
+        )
+        .replace("\"0.0.0.0:9411\"", "127.0.0.1:0")
+        .replace("service:\n", &readers);
+    let c = collector(dir.path(), &config, &["otlp-grpc"]);
+    let m = common::eventually(Duration::from_secs(10), || {
+        let a = common::curl(&[&format!("http://127.0.0.1:{port}/metrics")]);
+        (a.status == 200).then_some(a.text())
+    })
+    .expect("/metrics on the reader's port");
+    assert!(m.contains("otelcol_"), "{m}");
+    assert_eq!(c.terminate(), Some(0));
+
+    for (reader, named) in [
+        (
+            "        - periodic:\n            exporter:\n              otlp:\n                endpoint: x:4318\n",
+            "periodic readers (pushing self-metrics) are not supported",
+        ),
+        (
+            "        - pull:\n            exporter:\n              prometheus:\n                host: 127.0.0.1\n                port: 1\n                without_units: true\n",
+            "without_units",
+        ),
+    ] {
+        let text = SEED.replace(
+            "service:\n",
+            &format!("service:\n  telemetry:\n    metrics:\n      readers:\n{reader}"),
+        );
+        let (code, _, err) = validate(dir.path(), &text);
+        assert_ne!(code, 0);
+        assert!(err.contains(named), "{named}: {err}");
+    }
+    let both = config.replace("      level: detailed\n", "      address: 127.0.0.1:0\n");
+    let (code, _, err) = validate(dir.path(), &both);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("address or service.telemetry.metrics.readers, not both"),
+        "{err}"
+    );
+}

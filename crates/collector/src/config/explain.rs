@@ -48,13 +48,7 @@ pub fn explain(config: &Config) -> String {
             let _ = writeln!(out, "  {label:<14} {eid}: {what}");
         }
     }
-    let metrics = config
-        .service
-        .telemetry
-        .metrics
-        .address
-        .as_deref()
-        .unwrap_or(super::DEFAULT_METRICS_ADDRESS);
+    let metrics = config.service.telemetry.metrics.endpoint();
     let _ = writeln!(out, "self-metrics: http://{metrics}/metrics");
     for eid in ids(&config.service.extensions) {
         let what = match config.extension(&eid) {

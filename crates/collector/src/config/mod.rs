@@ -135,6 +135,66 @@ pub struct TelemetryMetrics {
     pub address: Option<String>,
     /// `none` turns self-metrics off; `basic`, `normal`, `detailed` all serve them.
     pub level: Option<String>,
+    /// The newer spelling of `address`: `[{pull: {exporter: {prometheus: {host, port}}}}]`
+    /// (one pull reader; validation names anything else).
+    #[serde(default)]
+    pub readers: Vec<MetricReader>,
+}
+
+impl TelemetryMetrics {
+    /// Where `/metrics` is served: `address`, else the Prometheus pull reader's host and port
+    /// (`localhost` and 8888 when left out, as the OTel Collector), else the default.
+    pub fn endpoint(&self) -> String {
+        if let Some(addr) = &self.address {
+            return addr.clone();
+        }
+        let prometheus = self
+            .readers
+            .iter()
+            .find_map(|r| r.pull.as_ref()?.exporter.prometheus.as_ref());
+        match prometheus {
+            Some(p) => {
+                let host = p.host.as_deref().unwrap_or("localhost");
+                let port = p.port.unwrap_or(8888);
+                if host.contains(':') && !host.starts_with('[') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                }
+            }
+            None => DEFAULT_METRICS_ADDRESS.to_owned(),
+        }
+    }
+}
+
+/// One of `service.telemetry.metrics.readers`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricReader {
+    pub pull: Option<PullReader>,
+    /// Refused by validation: self-metrics are served, not pushed.
+    pub periodic: Option<serde_yaml::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PullReader {
+    #[serde(default)]
+    pub exporter: PullExporter,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PullExporter {
+    pub prometheus: Option<PrometheusReader>,
+}
+
+/// Where the Prometheus pull reader serves `/metrics`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusReader {
+    pub host: Option<String>,
+    pub port: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

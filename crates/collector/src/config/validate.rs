@@ -343,12 +343,49 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
             Err(e) => err(at, format!("service.extensions: {e}")),
         }
     }
-    if let Some(addr) = config.service.telemetry.metrics.address.as_deref() {
+    let metrics = &config.service.telemetry.metrics;
+    if let Some(addr) = metrics.address.as_deref() {
         if !is_host_port(addr) {
             err(
                 locate(text, &["service", "telemetry", "metrics", "address"], None),
                 format!("service.telemetry.metrics.address {addr:?} is not host:port"),
             );
+        }
+    }
+    if !metrics.readers.is_empty() {
+        let at = locate(text, &["service", "telemetry", "metrics", "readers"], None);
+        let key = "service.telemetry.metrics.readers";
+        if metrics.address.is_some() {
+            err(
+                at,
+                format!("set service.telemetry.metrics.address or {key}, not both"),
+            );
+        }
+        if metrics.readers.len() > 1 {
+            err(
+                at,
+                format!(
+                    "{key}: one pull reader is supported (self-metrics are served on one endpoint)"
+                ),
+            );
+        }
+        for r in &metrics.readers {
+            if r.periodic.is_some() {
+                err(at, format!("{key}: periodic readers (pushing self-metrics) are not supported; use pull: {{exporter: {{prometheus: {{host, port}}}}}}"));
+            } else if r
+                .pull
+                .as_ref()
+                .is_none_or(|p| p.exporter.prometheus.is_none())
+            {
+                err(
+                    at,
+                    format!("{key}: a reader needs pull.exporter.prometheus (host, port)"),
+                );
+            }
+        }
+        let endpoint = metrics.endpoint();
+        if !is_host_port(&endpoint) {
+            err(at, format!("{key}: {endpoint:?} is not host:port"));
         }
     }
     if let Some(level) = config.service.telemetry.logs.level.as_deref() {
