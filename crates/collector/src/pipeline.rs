@@ -341,9 +341,10 @@ impl Collector {
                         let name = listener_name(id, Some("http"));
                         let app = with_cors(
                             &name,
-                            receiver::otlp_http::router(
+                            receiver::otlp_http::router_at(
                                 sink.clone(),
                                 body_limits(h.max_request_body_size),
+                                h.traces_url_path.as_deref().unwrap_or("/v1/traces"),
                             ),
                             h.cors.as_ref(),
                         )?;

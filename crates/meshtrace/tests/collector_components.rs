@@ -580,3 +580,28 @@ fn zstd_tool(args: &[&str], input: &[u8]) -> Vec<u8> {
     assert!(out.status.success(), "zstd {args:?} failed");
     out.stdout
 }
+
+/// `traces_url_path` moves the OTLP/HTTP receiver's traces endpoint (the OTel Collector's key);
+/// the default path then answers 404, and a path that is no path is named by `validate`.
+#[test]
+fn otlp_http_receiver_takes_traces_on_traces_url_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\n        traces_url_path: /ingest/traces\n\
+                  exporters:\n  debug:\n\
+                  service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n";
+    let c = collector(dir.path(), config, &["otlp-http", "metrics"]);
+    let body = otlp_json_request(&random_trace_ids(2, 7), "path", 1);
+    let json = ["Content-Type: application/json"];
+    let at = |path: &str| format!("http://{}{path}", c.addr("otlp-http"));
+    let a = common::post(&at("/ingest/traces"), &json, &body);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(common::post(&at("/v1/traces"), &json, &body).status, 404);
+    assert_eq!(accepted_spans(&c, "otlp", "http"), 2);
+    assert_eq!(c.terminate(), Some(0));
+    let (code, _, err) = validate(dir.path(), &config.replace("/ingest/traces", "ingest"));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("traces_url_path \"ingest\" must be a path starting with /"),
+        "{err}"
+    );
+}

@@ -27,8 +27,13 @@ const JSON: &str = "application/json";
 
 /// Routes `POST /v1/traces` to `sink`.
 pub fn router<S: Sink>(sink: Arc<S>, limits: Limits) -> Router {
+    router_at(sink, limits, "/v1/traces")
+}
+
+/// [`router`] taking traces on `path` instead (the OTel Collector's `traces_url_path`).
+pub fn router_at<S: Sink>(sink: Arc<S>, limits: Limits, path: &str) -> Router {
     Router::new()
-        .route("/v1/traces", post(handle::<S>))
+        .route(path, post(handle::<S>))
         .with_state((sink, limits))
 }
 

@@ -42,6 +42,8 @@ pub struct ServerSettings {
     pub keepalive: Option<Box<ServerKeepalive>>,
     /// HTTP: largest body in bytes.
     pub max_request_body_size: Option<u64>,
+    /// HTTP: where traces are posted (default `/v1/traces`).
+    pub traces_url_path: Option<String>,
     /// TLS on this listener (plaintext when absent).
     pub tls: Option<Box<ServerTls>>,
     /// HTTP only: which browser pages may send spans.

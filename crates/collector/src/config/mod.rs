@@ -64,7 +64,7 @@ pub struct Config {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Receiver {
-    Otlp(OtlpReceiver),
+    Otlp(Box<OtlpReceiver>),
     Zipkin(ZipkinReceiver),
 }
 
@@ -264,7 +264,7 @@ impl Kind for Receiver {
     const TYPES: &'static [&'static str] = &["otlp", "zipkin"];
     fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
         Ok(match ty {
-            "otlp" => Receiver::Otlp(settings(d)?),
+            "otlp" => Receiver::Otlp(Box::new(settings(d)?)),
             _ => Receiver::Zipkin(settings(d)?),
         })
     }

@@ -43,6 +43,14 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                             err(at, format!("{name}.server_parameters.max_connection_idle is not supported: use max_connection_age to have clients reconnect"));
                         }
                     }
+                    if let Some(path) = s.as_ref().and_then(|s| s.traces_url_path.as_deref()) {
+                        let key = format!("receivers.{id}.protocols.{proto}.traces_url_path");
+                        if proto != "http" {
+                            err(at, format!("{key} is an HTTP setting"));
+                        } else if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+                            err(at, format!("{key} {path:?} must be a path starting with /"));
+                        }
+                    }
                     if proto != "grpc"
                         && s.as_ref()
                             .is_some_and(|s| s.max_concurrent_streams.is_some())
