@@ -88,11 +88,13 @@ fn proxy_exports_in_every_protocol() {
     }
 }
 
-/// A collector that answers 503 to its first `failures` reports, then 202; counts both.
+/// A collector that answers 503 to its first `failures` reports, then 202; counts both and
+/// keeps every request's headers.
 struct FlakyCollector {
     addr: SocketAddr,
     calls: Arc<AtomicUsize>,
     accepted: Arc<std::sync::Mutex<Vec<Bytes>>>,
+    headers: Arc<std::sync::Mutex<Vec<hyper::HeaderMap>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -105,18 +107,20 @@ impl FlakyCollector {
         let addr = listener.local_addr().unwrap();
         let calls = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (c, acc) = (calls.clone(), accepted.clone());
+        let headers = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, acc, hs) = (calls.clone(), accepted.clone(), headers.clone());
         runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (c, acc) = (c.clone(), acc.clone());
+                let (c, acc, hs) = (c.clone(), acc.clone(), hs.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(
                         move |req: hyper::Request<hyper::body::Incoming>| {
-                            let (c, acc) = (c.clone(), acc.clone());
+                            let (c, acc, hs) = (c.clone(), acc.clone(), hs.clone());
                             async move {
+                                hs.lock().unwrap().push(req.headers().clone());
                                 let body = req
                                     .into_body()
                                     .collect()
@@ -148,6 +152,7 @@ impl FlakyCollector {
             addr,
             calls,
             accepted,
+            headers,
             _runtime: runtime,
         }
     }
@@ -526,4 +531,35 @@ fn proxy_reports_over_mutual_tls() {
         "{err}"
     );
     assert_eq!(c.terminate(), Some(0));
+}
+
+/// `tracing.headers` go with every report: as HTTP headers with Zipkin JSON, as gRPC metadata
+/// with OTLP gRPC (the recording server's answer is no gRPC one, so those reports are retried;
+/// their metadata arrived all the same); a name that cannot be a header is named at start.
+#[test]
+fn proxy_reports_carry_the_configured_headers() {
+    let app = App::start();
+    let collector = FlakyCollector::start(0);
+    for (protocol, path) in [("zipkin-json", "/api/v2/spans"), ("otlp-grpc", "")] {
+        let proxy = inbound(
+            app.addr,
+            &format!(
+                "  collector: http://{}{path}\n  protocol: {protocol}\n  flush: {{ count: 1, interval: 100ms }}\n  headers: {{ x-api-key: key-{protocol}, X-Tenant: mesh }}\n",
+                collector.addr
+            ),
+        );
+        assert_eq!(get(&format!("http://{}/", proxy.addr("in"))).status, 200);
+        let sent = eventually(Duration::from_secs(10), || {
+            collector.headers.lock().unwrap().iter().find_map(|h| {
+                let key = h.get("x-api-key")?.to_str().ok()?;
+                (key == format!("key-{protocol}")).then(|| h.clone())
+            })
+        })
+        .unwrap_or_else(|| panic!("{protocol}: no report carried x-api-key"));
+        assert_eq!(sent.get("x-tenant").unwrap(), "mesh", "{protocol}");
+    }
+    let err = refused(
+        "node_id: x\nlisteners:\n  - {name: in, mode: inbound, listen: '127.0.0.1:0', upstream: '127.0.0.1:1'}\ntracing:\n  collector: http://127.0.0.1:9411/api/v2/spans\n  headers: { 'bad header': x }\n",
+    );
+    assert!(err.contains("tracing.headers \"bad header\""), "{err}");
 }

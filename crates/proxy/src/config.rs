@@ -321,6 +321,9 @@ pub struct TracingConfig {
     /// TLS to an `https://` collector (a block as `upstream_tls`: `ca_file`, else the system's
     /// CAs; `cert_file`/`key_file` for mutual TLS; `server_name`; versions, suites, curves).
     pub tls: Option<UpstreamTls>,
+    /// Headers sent with every report (HTTP headers, or gRPC metadata for `otlp-grpc`), e.g. a
+    /// hosted backend's API key.
+    pub headers: BTreeMap<String, String>,
     /// Header formats written to the next hop (all three are always read).
     #[serde(deserialize_with = "formats")]
     pub propagation: Vec<Format>,
@@ -340,6 +343,7 @@ impl Default for TracingConfig {
             collector: None,
             protocol: Protocol::ZipkinJson,
             tls: None,
+            headers: BTreeMap::new(),
             propagation: vec![Format::B3Multi],
             trace_id_128bit: true,
             shared_span_context: false,

@@ -39,6 +39,8 @@ pub enum ReportError {
     Url { url: String, reason: String },
     #[error("{0}")]
     Tls(String),
+    #[error("tracing.headers {name:?}: {reason}")]
+    Header { name: String, reason: String },
 }
 
 /// The spans waiting for the reporter, shared by the request threads and the reporter task.
@@ -116,8 +118,15 @@ enum Exporter {
     Http {
         client: Box<Client<Connect, Full<Bytes>>>,
         uri: http::Uri,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
     },
-    Grpc(TraceServiceClient<tonic::transport::Channel>),
+    Grpc {
+        client: TraceServiceClient<tonic::transport::Channel>,
+        metadata: Vec<(
+            tonic::metadata::MetadataKey<tonic::metadata::Ascii>,
+            tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+        )>,
+    },
 }
 
 /// Turns a batch of spans into what the exporter sends, once per batch (retries resend it).
@@ -228,19 +237,53 @@ pub fn start(
         http2,
         timeout: Duration::from_secs(5),
     };
+    let header = |name: &String, reason: String| ReportError::Header {
+        name: name.clone(),
+        reason,
+    };
     let exporter = match t.protocol {
         Protocol::OtlpGrpc => {
             let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
                 .map_err(|e| bad(e.to_string()))?
                 .timeout(Duration::from_secs(10));
-            Exporter::Grpc(TraceServiceClient::new(
-                endpoint.connect_with_connector_lazy(connect(true)),
-            ))
+            let metadata = t
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let key =
+                        tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                            .map_err(|e| header(k, e.to_string()))?;
+                    let value = tonic::metadata::MetadataValue::try_from(v.as_str())
+                        .map_err(|e| header(k, e.to_string()))?;
+                    Ok((key, value))
+                })
+                .collect::<Result<_, ReportError>>()?;
+            Exporter::Grpc {
+                client: TraceServiceClient::new(
+                    endpoint.connect_with_connector_lazy(connect(true)),
+                ),
+                metadata,
+            }
         }
-        _ => Exporter::Http {
-            client: Box::new(Client::builder(TokioExecutor::new()).build(connect(false))),
-            uri,
-        },
+        _ => {
+            let headers = t
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    Ok((
+                        http::HeaderName::try_from(k.as_str())
+                            .map_err(|e| header(k, e.to_string()))?,
+                        http::HeaderValue::try_from(v.as_str())
+                            .map_err(|e| header(k, e.to_string()))?,
+                    ))
+                })
+                .collect::<Result<_, ReportError>>()?;
+            Exporter::Http {
+                client: Box::new(Client::builder(TokioExecutor::new()).build(connect(false))),
+                uri,
+                headers,
+            }
+        }
     };
     let queue = Arc::new(Queue {
         spans: Mutex::new(VecDeque::new()),
@@ -398,9 +441,13 @@ pub(crate) fn to_batch(
 
 async fn export(exporter: &Exporter, payload: &Payload) -> Outcome {
     match (exporter, payload) {
-        (Exporter::Grpc(client), Payload::Grpc(request)) => {
+        (Exporter::Grpc { client, metadata }, Payload::Grpc(request)) => {
             let mut client = client.clone();
-            match client.export(request.clone()).await {
+            let mut request = tonic::Request::new(request.clone());
+            for (k, v) in metadata {
+                request.metadata_mut().insert(k.clone(), v.clone());
+            }
+            match client.export(request).await {
                 Ok(_) => Outcome::Done,
                 Err(s) => match s.code() {
                     tonic::Code::InvalidArgument
@@ -411,8 +458,19 @@ async fn export(exporter: &Exporter, payload: &Payload) -> Outcome {
                 },
             }
         }
-        (Exporter::Http { client, uri }, Payload::Http { body, content_type }) => {
-            let req = http::Request::post(uri.clone())
+        (
+            Exporter::Http {
+                client,
+                uri,
+                headers,
+            },
+            Payload::Http { body, content_type },
+        ) => {
+            let mut req = http::Request::post(uri.clone());
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let req = req
                 .header(http::header::CONTENT_TYPE, *content_type)
                 .body(Full::new(body.clone()));
             let req = match req {
