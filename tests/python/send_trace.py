@@ -46,6 +46,16 @@ def option(name):
     return args[args.index(name) + 1] if name in args else None
 
 
+def headers():
+    """`--header name=value` (repeatable): sent with every export (gRPC metadata, HTTP headers)."""
+    args, found = sys.argv[4:], {}
+    for i, a in enumerate(args[:-1]):
+        if a == "--header":
+            name, _, value = args[i + 1].partition("=")
+            found[name.lower()] = value
+    return found or None
+
+
 def make_exporter(kind, endpoint, gzip):
     ca, cert, key = option("--ca"), option("--cert"), option("--key")
     if ca:
@@ -59,7 +69,9 @@ def make_exporter(kind, endpoint, gzip):
 
         comp = Compression.Gzip if gzip else Compression.NoCompression
         if ca is None:
-            return OTLPSpanExporter(endpoint=endpoint, insecure=True, compression=comp, timeout=10)
+            return OTLPSpanExporter(
+                endpoint=endpoint, insecure=True, compression=comp, timeout=10, headers=headers()
+            )
         read = lambda path: open(path, "rb").read() if path else None
         credentials = grpc.ssl_channel_credentials(
             root_certificates=read(ca), private_key=read(key), certificate_chain=read(cert)
@@ -75,7 +87,7 @@ def make_exporter(kind, endpoint, gzip):
         tls = {}
         if ca:
             tls = {"certificate_file": ca, "client_certificate_file": cert, "client_key_file": key}
-        return OTLPSpanExporter(endpoint=endpoint, compression=comp, timeout=10, **tls)
+        return OTLPSpanExporter(endpoint=endpoint, compression=comp, timeout=10, headers=headers(), **tls)
     session = None
     if ca:
         import requests

@@ -10,6 +10,7 @@
 //! What this crate must not do: decode or encode wire formats itself (that is `wire`), run its
 //! own network receivers (that is `receiver`), or store spans (that is `store`).
 
+pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod exporter;

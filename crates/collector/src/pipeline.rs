@@ -216,6 +216,8 @@ impl Collector {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<Self, StartError> {
         let pipelines = config.pipelines();
+        // Authenticator extensions first: exporters and receivers name them.
+        let auths = crate::auth::Authenticators::build(config).map_err(StartError::Build)?;
 
         // Exporters: one instance per id in use.
         let mut exporters: Vec<Arc<dyn Consumer>> = Vec::new();
@@ -238,8 +240,9 @@ impl Collector {
                         )));
                     }
                 }
-                let stage = exporter::build(&id, cfg, storage.as_ref().map(|(d, _)| d.as_path()))
-                    .map_err(StartError::Build)?;
+                let stage =
+                    exporter::build(&id, cfg, storage.as_ref().map(|(d, _)| d.as_path()), &auths)
+                        .map_err(StartError::Build)?;
                 exporters.push(stage.clone());
                 exporter_by_id.insert(id, stage);
             }
@@ -314,15 +317,18 @@ impl Collector {
                             addr: local(&l),
                             what: "OTLP/gRPC TraceService",
                         });
-                        let sink = sink.clone();
+                        let mut service =
+                            receiver::otlp_grpc::TraceService::new(sink.clone(), limits);
+                        if let Some(auth) = server_auth(&auths, &name, g.auth.as_ref())? {
+                            service = service.with_auth(auth);
+                        }
                         let stop = stopped();
                         let connections = g.connections();
                         match tls_config(&name, g.tls.as_deref(), Alpn::H2)? {
                             Some(tls) => servers.spawn(async move {
                                 receiver::otlp_grpc::serve_tls(
                                     TlsListener::new(l, tls),
-                                    sink,
-                                    limits,
+                                    service,
                                     connections,
                                     stop,
                                 )
@@ -330,7 +336,7 @@ impl Collector {
                                 .map_err(|e| format!("{name} server failed: {e}"))
                             }),
                             None => servers.spawn(async move {
-                                receiver::otlp_grpc::serve(l, sink, limits, connections, stop)
+                                receiver::otlp_grpc::serve(l, service, connections, stop)
                                     .await
                                     .map_err(|e| format!("{name} server failed: {e}"))
                             }),
@@ -339,15 +345,13 @@ impl Collector {
                     if let Some(h) = &o.protocols.http {
                         let addr = listen_addr(h.endpoint.as_deref().unwrap_or(OTLP_HTTP_DEFAULT));
                         let name = listener_name(id, Some("http"));
-                        let app = with_cors(
-                            &name,
-                            receiver::otlp_http::router_at(
-                                sink.clone(),
-                                body_limits(h.max_request_body_size),
-                                h.traces_url_path.as_deref().unwrap_or("/v1/traces"),
-                            ),
-                            h.cors.as_ref(),
-                        )?;
+                        let app = receiver::otlp_http::router_at(
+                            sink.clone(),
+                            body_limits(h.max_request_body_size),
+                            h.traces_url_path.as_deref().unwrap_or("/v1/traces"),
+                        );
+                        let app = with_auth(&auths, &name, id, app, h.auth.as_ref())?;
+                        let app = with_cors(&name, app, h.cors.as_ref())?;
                         let l = bind(&name, &addr).await?;
                         listeners.push(Listener {
                             name: name.clone(),
@@ -361,14 +365,12 @@ impl Collector {
                 Receiver::Zipkin(z) => {
                     let addr = listen_addr(z.endpoint.as_deref().unwrap_or(ZIPKIN_DEFAULT));
                     let name = listener_name(id, None);
-                    let app = with_cors(
-                        &name,
-                        receiver::zipkin_http::router(
-                            sink.clone(),
-                            body_limits(z.max_request_body_size),
-                        ),
-                        z.cors.as_ref(),
-                    )?;
+                    let app = receiver::zipkin_http::router(
+                        sink.clone(),
+                        body_limits(z.max_request_body_size),
+                    );
+                    let app = with_auth(&auths, &name, id, app, z.auth.as_ref())?;
+                    let app = with_cors(&name, app, z.cors.as_ref())?;
                     let l = bind(&name, &addr).await?;
                     listeners.push(Listener {
                         name: name.clone(),
@@ -528,6 +530,32 @@ where
 }
 
 /// `app` with the CORS layer of its receiver's `cors` block, if any.
+/// What receiver listener `name` requires of its clients, from its `auth` block.
+fn server_auth(
+    auths: &crate::auth::Authenticators,
+    name: &str,
+    auth: Option<&crate::config::AuthRef>,
+) -> Result<Option<receiver::auth::Authenticator>, StartError> {
+    auths
+        .server(auth)
+        .map_err(|e| StartError::Build(format!("{name}: {e}")))
+}
+
+/// `app` with its `auth` required (inside CORS, so that preflights need no credentials); its
+/// refusals are counted under receiver `id`.
+fn with_auth(
+    auths: &crate::auth::Authenticators,
+    name: &str,
+    id: &ComponentId,
+    app: axum::Router,
+    auth: Option<&crate::config::AuthRef>,
+) -> Result<axum::Router, StartError> {
+    Ok(match server_auth(auths, name, auth)? {
+        Some(a) => receiver::auth::require(app, a, &id.to_string()),
+        None => app,
+    })
+}
+
 fn with_cors(
     name: &str,
     app: axum::Router,

@@ -238,8 +238,7 @@ async fn otlp_grpc_exporter_sends_the_received_bytes_concatenated() {
     let sink = Arc::new(GrpcBackend(bodies.clone()));
     tokio::spawn(receiver::otlp_grpc::serve(
         l,
-        sink,
-        receiver::Limits::default(),
+        receiver::otlp_grpc::TraceService::new(sink, receiver::Limits::default()),
         Default::default(),
         std::future::pending(),
     ));

@@ -100,8 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "otlp-grpc",
         receiver::otlp_grpc::serve(
             grpc,
-            Arc::clone(&sink),
-            limits,
+            receiver::otlp_grpc::TraceService::new(Arc::clone(&sink), limits),
             Default::default(),
             shutdown.clone().wait(),
         ),

@@ -3,7 +3,8 @@
 //! - [`otlp_grpc`]: OTLP over gRPC (`TraceService/Export`), gzip accepted.
 //! - [`otlp_http`]: OTLP over HTTP (`POST /v1/traces`), protobuf or JSON, gzip/deflate or plain.
 //! - [`zipkin_http`]: Zipkin v2 (`POST /api/v2/spans`), JSON or proto3, gzip/deflate or plain.
-//! - [`tls`]: TLS (and mutual TLS) on any of their listeners; [`cors`]: CORS on the HTTP ones.
+//! - [`tls`]: TLS (and mutual TLS) on any of their listeners; [`cors`]: CORS on the HTTP ones;
+//!   [`auth`]: a credentials check on any of them.
 //!
 //! Each receiver decodes with the `wire` crate and passes a [`model::TraceBatch`] to a [`Sink`]
 //! (the store in `all-in-one`, a pipeline in `collector`); a sink that needs only OTLP bytes
@@ -15,6 +16,7 @@
 //!
 //! What this crate must not do: store, sample or transform spans.
 
+pub mod auth;
 mod body;
 pub mod cors;
 mod export;

@@ -49,6 +49,13 @@ impl Origin {
         .increment(spans);
     }
 
+    /// A request refused because its credentials were missing or wrong.
+    pub fn unauthenticated(&self) {
+        metrics::counter!("meshtrace_receiver_unauthenticated_requests_total",
+            "receiver" => self.receiver.clone(), "transport" => self.transport)
+        .increment(1);
+    }
+
     /// A request refused before its spans could be counted (unreadable, too large, ...).
     pub fn bad_request(&self) {
         metrics::counter!("meshtrace_receiver_bad_requests_total",

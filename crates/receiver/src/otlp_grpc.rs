@@ -26,6 +26,7 @@ use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
+use crate::auth::Authenticator;
 use crate::export::{export, export_checked, ExportError};
 use crate::grpc_message::{self, ReadAhead};
 use crate::metrics::{Origin, OTLP_GRPC};
@@ -60,13 +61,12 @@ pub struct Connections {
 /// Serves OTLP gRPC on `listener` until `shutdown` completes, then drains in-flight calls.
 pub async fn serve<S: Sink>(
     listener: TcpListener,
-    sink: Arc<S>,
-    limits: Limits,
+    service: TraceService<S>,
     connections: Connections,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     server(connections)
-        .add_service(TraceService::new(sink, limits))
+        .add_service(service)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
@@ -77,13 +77,12 @@ pub async fn serve<S: Sink>(
 /// [`serve`] over TLS (the listener's configuration must offer ALPN `h2`: [`crate::tls::Alpn::H2`]).
 pub async fn serve_tls<S: Sink>(
     listener: crate::tls::TlsListener,
-    sink: Arc<S>,
-    limits: Limits,
+    service: TraceService<S>,
     connections: Connections,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     server(connections)
-        .add_service(TraceService::new(sink, limits))
+        .add_service(service)
         .serve_with_incoming_shutdown(listener.into_incoming(), shutdown)
         .await
 }
@@ -112,11 +111,23 @@ fn server(c: Connections) -> tonic::transport::Server {
 pub struct TraceService<S> {
     sink: Arc<S>,
     limits: Limits,
+    auth: Option<Authenticator>,
 }
 
 impl<S> TraceService<S> {
     pub fn new(sink: Arc<S>, limits: Limits) -> Self {
-        Self { sink, limits }
+        Self {
+            sink,
+            limits,
+            auth: None,
+        }
+    }
+
+    /// Calls whose metadata `auth` refuses are answered `UNAUTHENTICATED` before their message
+    /// is read.
+    pub fn with_auth(mut self, auth: Authenticator) -> Self {
+        self.auth = Some(auth);
+        self
     }
 }
 
@@ -125,6 +136,7 @@ impl<S> Clone for TraceService<S> {
         Self {
             sink: Arc::clone(&self.sink),
             limits: self.limits,
+            auth: self.auth.clone(),
         }
     }
 }
@@ -154,9 +166,15 @@ where
                 Ok(Status::unimplemented(format!("no such method {path}")).into_http())
             });
         }
+        let origin = OTLP_GRPC.of(&*self.sink);
+        if let Some(Err(why)) = self.auth.as_ref().map(|a| a.check(req.headers())) {
+            origin.unauthenticated();
+            return Box::pin(async move {
+                Ok(Status::unauthenticated(format!("unauthenticated: {why}")).into_http())
+            });
+        }
         let max = self.limits.max_body_bytes;
         let needs = self.sink.needs();
-        let origin = OTLP_GRPC.of(&*self.sink);
         let method = ExportMethod {
             sink: Arc::clone(&self.sink),
             needs,

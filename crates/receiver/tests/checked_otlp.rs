@@ -122,8 +122,7 @@ async fn grpc_server(sink: Arc<Recorder>) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(receiver::otlp_grpc::serve(
         listener,
-        sink,
-        Limits::default(),
+        receiver::otlp_grpc::TraceService::new(sink, Limits::default()),
         Default::default(),
         std::future::pending(),
     ));

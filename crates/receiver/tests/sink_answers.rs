@@ -99,8 +99,7 @@ async fn grpc_server_with(sink: Arc<TestSink>, limits: Limits) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(receiver::otlp_grpc::serve(
         listener,
-        sink,
-        limits,
+        receiver::otlp_grpc::TraceService::new(sink, limits),
         Default::default(),
         std::future::pending(),
     ));
@@ -357,8 +356,7 @@ async fn grpc_connections_are_aged_out_with_max_connection_age() {
         };
         tokio::spawn(receiver::otlp_grpc::serve(
             listener,
-            Arc::clone(&sink),
-            Limits::default(),
+            receiver::otlp_grpc::TraceService::new(Arc::clone(&sink), Limits::default()),
             connections,
             std::future::pending(),
         ));

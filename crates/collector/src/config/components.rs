@@ -48,6 +48,8 @@ pub struct ServerSettings {
     pub tls: Option<Box<ServerTls>>,
     /// HTTP only: which browser pages may send spans.
     pub cors: Option<CorsSettings>,
+    /// Credentials every request must carry (a `basicauth` or `bearertokenauth` extension).
+    pub auth: Option<AuthRef>,
 }
 
 /// A gRPC receiver's `keepalive`, as the OTel Collector's `configgrpc.KeepaliveServerConfig`.
@@ -162,6 +164,7 @@ pub struct ZipkinReceiver {
     pub max_request_body_size: Option<u64>,
     pub tls: Option<Box<ServerTls>>,
     pub cors: Option<CorsSettings>,
+    pub auth: Option<AuthRef>,
 }
 
 // ---------------------------------------------------------------- processors
@@ -423,6 +426,8 @@ pub struct OtlpExporter {
     pub encoding: Option<String>,
     /// otlp (gRPC) only: HTTP/2 pings that find a dead connection before a request does.
     pub keepalive: Option<GrpcKeepalive>,
+    /// Credentials sent with every request (a `basicauth` or `bearertokenauth` extension).
+    pub auth: Option<AuthRef>,
     #[serde(default)]
     pub sending_queue: SendingQueue,
     #[serde(default)]
@@ -441,6 +446,7 @@ pub struct ZipkinExporter {
     pub tls: Tls,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    pub auth: Option<AuthRef>,
     #[serde(default, with = "opt_duration_serde")]
     pub timeout: Option<Duration>,
     #[serde(default)]
@@ -484,6 +490,66 @@ pub struct FileStorage {
 pub struct HealthCheck {
     pub endpoint: Option<String>,
     pub path: Option<String>,
+}
+
+/// A component's `auth` block: which authenticator extension it uses.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRef {
+    pub authenticator: String,
+}
+
+/// `basicauth`: HTTP Basic credentials that exporters send (`client_auth`) or that receivers
+/// require (`htpasswd`); one instance does one of the two.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub htpasswd: Option<HtpasswdSource>,
+    pub client_auth: Option<ClientCredentials>,
+}
+
+/// Accepted users, as htpasswd lines in a file and/or inline (inline lines win for a user
+/// both name).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HtpasswdSource {
+    pub file: Option<String>,
+    pub inline: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentials {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+/// `bearertokenauth`: a token sent as `<scheme> <token>` in a header (`authorization` by
+/// default) by exporters, or required in it by receivers.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BearerTokenAuth {
+    pub scheme: String,
+    pub header: String,
+    pub token: Option<String>,
+    /// A file holding the token (read again when it changes); wins over `token`.
+    pub filename: Option<String>,
+    /// Receivers: any of these is accepted (besides `token`).
+    pub tokens: Vec<String>,
+}
+
+impl Default for BearerTokenAuth {
+    fn default() -> Self {
+        Self {
+            scheme: "Bearer".into(),
+            header: "authorization".into(),
+            token: None,
+            filename: None,
+            tokens: Vec::new(),
+        }
+    }
 }
 
 /// The settings of `pprof` and `zpages` (both have an `endpoint`; `pprof` its profile knobs).

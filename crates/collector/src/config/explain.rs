@@ -64,6 +64,17 @@ pub fn explain(config: &Config) -> String {
             Some(Extension::GoDebugPages(_)) => {
                 "the Go collector's debugging pages: nothing to show here, not started".into()
             }
+            Some(Extension::BasicAuth(b)) if b.client_auth.is_some() => {
+                "HTTP Basic credentials, sent by the exporters that name it".into()
+            }
+            Some(Extension::BasicAuth(_)) => {
+                "HTTP Basic credentials (htpasswd), required by the receivers that name it".into()
+            }
+            Some(Extension::BearerTokenAuth(b)) => format!(
+                "a bearer token in the {} header, sent by the exporters and required by the \
+                 receivers that name it",
+                b.header
+            ),
             None => continue,
         };
         let _ = writeln!(out, "extension {eid}: {what}");

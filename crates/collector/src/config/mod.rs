@@ -95,6 +95,8 @@ pub enum Extension {
     /// users start from. Accepted so that config runs; they have nothing to show here, and
     /// the collector says so when it starts.
     GoDebugPages(GoDebugPages),
+    BasicAuth(BasicAuth),
+    BearerTokenAuth(BearerTokenAuth),
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -309,11 +311,20 @@ impl Kind for Exporter {
 
 impl Kind for Extension {
     const SECTION: &'static str = "extensions";
-    const TYPES: &'static [&'static str] = &["file_storage", "health_check", "pprof", "zpages"];
+    const TYPES: &'static [&'static str] = &[
+        "file_storage",
+        "health_check",
+        "pprof",
+        "zpages",
+        "basicauth",
+        "bearertokenauth",
+    ];
     fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
         Ok(match ty {
             "file_storage" => Extension::FileStorage(settings(d)?),
             "health_check" => Extension::HealthCheck(settings(d)?),
+            "basicauth" => Extension::BasicAuth(settings(d)?),
+            "bearertokenauth" => Extension::BearerTokenAuth(settings(d)?),
             _ => Extension::GoDebugPages(settings(d)?),
         })
     }

@@ -1,6 +1,8 @@
 //! Cross-checks a parsed config: pipelines name defined components, settings are coherent,
 //! and features meshtrace does not have yet are refused rather than ignored.
 
+use crate::auth::Role;
+
 use super::{
     Action, ActionKind, ComponentId, Config, ConfigError, Exporter, Extension, PipelineId,
     Processor, Receiver, SamplerMode, TailPolicy, TailPolicyType,
@@ -330,8 +332,46 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
         }
     }
 
+    // Authenticators: every `auth` names an enabled extension that can serve its side.
+    for (id, r) in &config.receivers {
+        let at = locate(text, &["receivers", &id.to_string()], None);
+        let refs = match r {
+            Receiver::Otlp(o) => vec![
+                (
+                    "protocols.grpc.",
+                    o.protocols.grpc.as_ref().and_then(|g| g.auth.as_ref()),
+                ),
+                (
+                    "protocols.http.",
+                    o.protocols.http.as_ref().and_then(|h| h.auth.as_ref()),
+                ),
+            ],
+            Receiver::Zipkin(z) => vec![("", z.auth.as_ref())],
+        };
+        for (path, auth) in refs {
+            if let Some(m) = auth.and_then(|a| crate::auth::misuse(config, a, Role::Server)) {
+                err(at, format!("receivers.{id}.{path}{m}"));
+            }
+        }
+    }
+    for (id, e) in &config.exporters {
+        let at = locate(text, &["exporters", &id.to_string()], None);
+        let (path, auth) = match e {
+            Exporter::Otlp(o) | Exporter::OtlpHttp(o) => ("", o.auth.as_ref()),
+            Exporter::Zipkin(z) => ("", z.auth.as_ref()),
+            Exporter::LoadBalancing(lb) => ("protocol.otlp.", lb.protocol.otlp.auth.as_ref()),
+            Exporter::Debug(_) => ("", None),
+        };
+        if let Some(m) = auth.and_then(|a| crate::auth::misuse(config, a, Role::Client)) {
+            err(at, format!("exporters.{id}.{path}{m}"));
+        }
+    }
+
     for (id, e) in &config.extensions {
         let at = locate(text, &["extensions", &id.to_string()], None);
+        if let Some(m) = crate::auth::invalid(e) {
+            err(at, format!("extensions.{id}: {m}"));
+        }
         if let Extension::FileStorage(f) = e {
             if f.directory.as_deref().is_none_or(str::is_empty) {
                 err(at, format!("extensions.{id}.directory must be set"));

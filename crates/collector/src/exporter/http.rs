@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::connect::Connector;
 use super::ExportError;
+use crate::auth::ClientAuth;
 use crate::config::{Compression, Tls};
 
 #[derive(Clone)]
@@ -22,6 +24,7 @@ pub struct Poster {
     client: Client<Connector, Full<Bytes>>,
     uri: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
+    auth: Option<Arc<ClientAuth>>,
     content_type: &'static str,
     compression: Option<Compression>,
     timeout: Duration,
@@ -60,10 +63,18 @@ impl Poster {
             client: Client::builder(TokioExecutor::new()).build(connector),
             uri,
             headers,
+            auth: None,
             content_type,
             compression,
             timeout,
         })
+    }
+
+    /// Every request also carries `auth`'s header (after `headers`, so it wins over one of
+    /// the same name).
+    pub fn with_auth(mut self, auth: Option<Arc<ClientAuth>>) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// One POST of `body`; the answer classified as OTLP/HTTP exporters do.
@@ -97,6 +108,12 @@ impl Poster {
         }
         for (k, v) in &self.headers {
             req = req.header(k, v);
+        }
+        if let Some(auth) = &self.auth {
+            let (k, v) = auth.header();
+            if let Some(headers) = req.headers_mut() {
+                headers.insert(k, v);
+            }
         }
         let req = req
             .body(Full::new(Bytes::from(body)))

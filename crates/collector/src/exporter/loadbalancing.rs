@@ -20,6 +20,7 @@ use model::{ResourceSpans, ScopeSpans, TraceBatch, TraceId};
 
 use super::queue::ExporterStage;
 use super::{otlp, Export};
+use crate::auth::ClientAuth;
 use crate::config::{DnsResolver, LoadBalancingExporter as Config};
 use crate::consumer::{BoxFuture, ConsumeError, Consumer};
 use crate::processor::tail::policy::fnv1a64;
@@ -62,6 +63,7 @@ struct Backends {
 struct Shared {
     name: String,
     cfg: Config,
+    auth: Option<Arc<ClientAuth>>,
     current: RwLock<Arc<Backends>>,
 }
 
@@ -77,7 +79,8 @@ impl Shared {
     fn stage(&self, endpoint: &str) -> Result<Arc<ExporterStage>, String> {
         let mut otlp_cfg = self.cfg.protocol.otlp.clone();
         otlp_cfg.endpoint = Some(endpoint.to_owned());
-        let export: Arc<dyn Export> = Arc::new(otlp::OtlpExporter::new(&otlp_cfg)?);
+        let export: Arc<dyn Export> =
+            Arc::new(otlp::OtlpExporter::new(&otlp_cfg)?.with_auth(self.auth.clone()));
         Ok(Arc::new(ExporterStage::new(
             format!("{}/{endpoint}", self.name),
             export,
@@ -128,10 +131,12 @@ pub struct LoadBalancer {
 }
 
 impl LoadBalancer {
-    pub fn new(name: &str, cfg: &Config) -> Result<Self, String> {
+    /// `auth`: what the backends' `otlp` exporters send (`protocol.otlp.auth`).
+    pub fn new(name: &str, cfg: &Config, auth: Option<Arc<ClientAuth>>) -> Result<Self, String> {
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             cfg: cfg.clone(),
+            auth,
             current: RwLock::new(Arc::new(Backends {
                 endpoints: Vec::new(),
                 ring: Ring::new(&[]),
@@ -338,6 +343,7 @@ mod tests {
         let shared = Shared {
             name: "loadbalancing".into(),
             cfg: dns_config("unused", 4317),
+            auth: None,
             current: RwLock::new(Arc::new(Backends {
                 endpoints: Vec::new(),
                 ring: Ring::new(&[]),
@@ -370,7 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_dns_resolver_finds_its_backends_and_refuses_spans_until_then() {
-        let lb = LoadBalancer::new("loadbalancing", &dns_config("127.0.0.1", 4317)).unwrap();
+        let lb = LoadBalancer::new("loadbalancing", &dns_config("127.0.0.1", 4317), None).unwrap();
         let found = tokio::time::timeout(Duration::from_secs(5), async {
             while lb.endpoints().is_empty() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -381,7 +387,8 @@ mod tests {
         assert_eq!(lb.endpoints(), ["127.0.0.1:4317"]);
         lb.shutdown().await;
 
-        let nowhere = LoadBalancer::new("lb", &dns_config("no-such-host.invalid", 4317)).unwrap();
+        let nowhere =
+            LoadBalancer::new("lb", &dns_config("no-such-host.invalid", 4317), None).unwrap();
         let e = nowhere.consume(TraceBatch::default()).await.unwrap_err();
         assert!(
             matches!(e, ConsumeError::Unavailable(ref m) if m.contains("no backend")),

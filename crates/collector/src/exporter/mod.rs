@@ -95,33 +95,44 @@ pub trait Export: Send + Sync + 'static {
 
 /// Builds the exporter `id` as a pipeline stage (queue + retries + the exporter itself).
 /// `storage` is the directory of the `file_storage` extension its queue names, if any.
+/// `auths` holds the authenticators an `auth` block may name.
 pub fn build(
     id: &ComponentId,
     cfg: &Exporter,
     storage: Option<&std::path::Path>,
+    auths: &crate::auth::Authenticators,
 ) -> Result<Arc<dyn crate::consumer::Consumer>, String> {
     let name = id.to_string();
+    let at = |e: String| format!("exporters.{name}: {e}");
     if let Exporter::LoadBalancing(lb) = cfg {
+        let auth = auths.client(lb.protocol.otlp.auth.as_ref()).map_err(at)?;
         return Ok(Arc::new(
-            loadbalancing::LoadBalancer::new(&name, lb)
-                .map_err(|e| format!("exporters.{name}: {e}"))?,
+            loadbalancing::LoadBalancer::new(&name, lb, auth).map_err(at)?,
         ));
     }
     let (export, queue, retry): (Arc<dyn Export>, _, _) = match cfg {
         Exporter::Otlp(o) => (
-            Arc::new(otlp::OtlpExporter::new(o).map_err(|e| format!("exporters.{name}: {e}"))?),
+            Arc::new(
+                otlp::OtlpExporter::new(o)
+                    .map_err(at)?
+                    .with_auth(auths.client(o.auth.as_ref()).map_err(at)?),
+            ),
             Some(o.sending_queue.clone()),
             o.retry_on_failure.clone(),
         ),
         Exporter::OtlpHttp(o) => (
             Arc::new(
-                otlphttp::OtlpHttpExporter::new(o).map_err(|e| format!("exporters.{name}: {e}"))?,
+                otlphttp::OtlpHttpExporter::new(o, auths.client(o.auth.as_ref()).map_err(at)?)
+                    .map_err(at)?,
             ),
             Some(o.sending_queue.clone()),
             o.retry_on_failure.clone(),
         ),
         Exporter::Zipkin(z) => (
-            Arc::new(zipkin::ZipkinExporter::new(z).map_err(|e| format!("exporters.{name}: {e}"))?),
+            Arc::new(
+                zipkin::ZipkinExporter::new(z, auths.client(z.auth.as_ref()).map_err(at)?)
+                    .map_err(at)?,
+            ),
             Some(z.sending_queue.clone()),
             z.retry_on_failure.clone(),
         ),

@@ -11,6 +11,7 @@
 //! that writes them into the gRPC frame instead of encoding a request.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BufMut;
@@ -24,6 +25,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 use super::{Export, ExportError};
+use crate::auth::ClientAuth;
 use crate::config::{Compression, OtlpExporter as Config};
 use crate::consumer::BoxFuture;
 use crate::payload::{OtlpBytes, Payload};
@@ -38,6 +40,7 @@ pub struct OtlpExporter {
         MetadataKey<tonic::metadata::Ascii>,
         MetadataValue<tonic::metadata::Ascii>,
     )>,
+    auth: Option<Arc<ClientAuth>>,
     timeout: Duration,
     target: String,
 }
@@ -97,9 +100,16 @@ impl OtlpExporter {
             client,
             raw,
             metadata,
+            auth: None,
             timeout,
             target: endpoint.to_owned(),
         })
+    }
+
+    /// Every call also carries `auth`'s header as metadata.
+    pub fn with_auth(mut self, auth: Option<Arc<ClientAuth>>) -> Self {
+        self.auth = auth;
+        self
     }
 }
 
@@ -109,6 +119,16 @@ impl OtlpExporter {
         req.set_timeout(self.timeout);
         for (k, v) in &self.metadata {
             req.metadata_mut().insert(k.clone(), v.clone());
+        }
+        if let Some(auth) = &self.auth {
+            let (k, v) = auth.header();
+            // A header name is lower case and a value visible ASCII, so both are metadata.
+            if let (Ok(k), Ok(v)) = (
+                MetadataKey::from_bytes(k.as_str().as_bytes()),
+                MetadataValue::try_from(v.as_bytes()),
+            ) {
+                req.metadata_mut().insert(k, v);
+            }
         }
         req
     }

@@ -1,11 +1,13 @@
 //! `otlphttp`: OTLP over HTTP (`POST …/v1/traces`), protobuf (default) or JSON, gzip by default.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use model::TraceBatch;
 
 use super::http::Poster;
 use super::{Export, ExportError};
+use crate::auth::ClientAuth;
 use crate::config::{Compression, OtlpExporter};
 use crate::consumer::BoxFuture;
 use crate::payload::Payload;
@@ -16,7 +18,7 @@ pub struct OtlpHttpExporter {
 }
 
 impl OtlpHttpExporter {
-    pub fn new(cfg: &OtlpExporter) -> Result<Self, String> {
+    pub fn new(cfg: &OtlpExporter, auth: Option<Arc<ClientAuth>>) -> Result<Self, String> {
         let url = match (&cfg.traces_endpoint, &cfg.endpoint) {
             (Some(t), _) => t.clone(),
             (None, Some(e)) => format!("{}/v1/traces", e.trim_end_matches('/')),
@@ -38,7 +40,8 @@ impl OtlpHttpExporter {
                 compression,
                 timeout,
                 &cfg.tls,
-            )?,
+            )?
+            .with_auth(auth),
             json,
         })
     }

@@ -1,11 +1,13 @@
 //! `zipkin`: Zipkin v2 spans (`POST /api/v2/spans`), JSON (default) or proto3.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use model::{KeyValue, TraceBatch, SERVICE_NAME};
 
 use super::http::Poster;
 use super::{Export, ExportError};
+use crate::auth::ClientAuth;
 use crate::config::ZipkinExporter as Config;
 use crate::consumer::BoxFuture;
 
@@ -16,7 +18,7 @@ pub struct ZipkinExporter {
 }
 
 impl ZipkinExporter {
-    pub fn new(cfg: &Config) -> Result<Self, String> {
+    pub fn new(cfg: &Config, auth: Option<Arc<ClientAuth>>) -> Result<Self, String> {
         let url = cfg.endpoint.clone().ok_or("endpoint must be set")?;
         let proto = cfg.format.as_deref() == Some("proto");
         let content_type = if proto {
@@ -26,7 +28,8 @@ impl ZipkinExporter {
         };
         let timeout = cfg.timeout.unwrap_or(Duration::from_secs(5));
         Ok(Self {
-            poster: Poster::new(&url, &cfg.headers, content_type, None, timeout, &cfg.tls)?,
+            poster: Poster::new(&url, &cfg.headers, content_type, None, timeout, &cfg.tls)?
+                .with_auth(auth),
             proto,
             default_service_name: cfg.default_service_name.clone(),
         })
