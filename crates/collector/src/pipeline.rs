@@ -365,9 +365,12 @@ impl Collector {
                 Receiver::Zipkin(z) => {
                     let addr = listen_addr(z.endpoint.as_deref().unwrap_or(ZIPKIN_DEFAULT));
                     let name = listener_name(id, None);
-                    let app = receiver::zipkin_http::router(
+                    let app = receiver::zipkin_http::router_reading(
                         sink.clone(),
                         body_limits(z.max_request_body_size),
+                        wire::zipkin::ReadOptions {
+                            parse_string_tags: z.parse_string_tags,
+                        },
                     );
                     let app = with_auth(&auths, &name, id, app, z.auth.as_ref())?;
                     let app = with_cors(&name, app, z.cors.as_ref())?;

@@ -605,3 +605,73 @@ fn otlp_http_receiver_takes_traces_on_traces_url_path() {
         "{err}"
     );
 }
+
+/// The OpenTelemetry Python SDK's Zipkin exporter writes every attribute as a string tag
+/// (`http.status_code: "200"`, `sample.ratio: "0.25"`, `http.retry: "false"`); with
+/// `parse_string_tags` the Zipkin receiver gives them back their types, as the OTel
+/// Collector's does, and without it they stay strings. Checked in the OTLP/JSON the collector
+/// exports.
+#[test]
+fn zipkin_receiver_parse_string_tags_restores_the_sdks_types() {
+    for parse in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = Capture::start();
+        let config = format!(
+            "receivers:\n  zipkin:\n    endpoint: 127.0.0.1:0\n    parse_string_tags: {parse}\n\
+             exporters:\n  otlphttp:\n    traces_endpoint: http://{}/typed\n    encoding: json\n    compression: none\n\
+             service:\n  pipelines:\n    traces:\n      receivers: [zipkin]\n      exporters: [otlphttp]\n",
+            capture.addr
+        );
+        let c = collector(dir.path(), &config, &["zipkin"]);
+        let url = format!("http://{}/api/v2/spans", c.addr("zipkin"));
+        send_sdk_trace("zipkin-json", &url, "typed");
+        let root = common::eventually(Duration::from_secs(30), || {
+            capture.bodies("/typed").iter().find_map(|body| {
+                let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+                let spans = v["resourceSpans"].as_array()?.iter().flat_map(|rs| {
+                    rs["scopeSpans"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|ss| ss["spans"].as_array().into_iter().flatten().cloned())
+                });
+                spans.into_iter().find(|s| s["name"] == "GET /checkout")
+            })
+        })
+        .expect("the root span was exported");
+        let value = |key: &str| {
+            root["attributes"]
+                .as_array()
+                .and_then(|a| a.iter().find(|kv| kv["key"] == key))
+                .map(|kv| kv["value"].clone())
+                .unwrap_or_else(|| panic!("{key} missing from {root}"))
+        };
+        if parse {
+            assert_eq!(
+                value("http.status_code"),
+                serde_json::json!({"intValue": "200"})
+            );
+            assert_eq!(
+                value("sample.ratio"),
+                serde_json::json!({"doubleValue": 0.25})
+            );
+            assert_eq!(value("http.retry"), serde_json::json!({"boolValue": false}));
+        } else {
+            assert_eq!(
+                value("http.status_code"),
+                serde_json::json!({"stringValue": "200"})
+            );
+            assert_eq!(
+                value("sample.ratio"),
+                serde_json::json!({"stringValue": "0.25"})
+            );
+            assert_eq!(
+                value("http.retry"),
+                serde_json::json!({"stringValue": "false"})
+            );
+        }
+        // A list stays the SDK's JSON text either way.
+        assert!(value("cart.items")["stringValue"].is_string(), "{root}");
+        assert_eq!(c.terminate(), Some(0));
+    }
+}

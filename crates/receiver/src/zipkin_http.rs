@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use wire::zipkin::ReadOptions;
 
 use crate::body;
 use crate::export::{export, export_checked, ExportError};
@@ -20,13 +21,18 @@ use crate::{CheckedOtlp, Limits, Needs, Sink, SinkError};
 
 /// Routes `POST /api/v2/spans` to `sink`.
 pub fn router<S: Sink>(sink: Arc<S>, limits: Limits) -> Router {
+    router_reading(sink, limits, ReadOptions::default())
+}
+
+/// [`router`], reading reports with `options` (the OTel Collector's `parse_string_tags`).
+pub fn router_reading<S: Sink>(sink: Arc<S>, limits: Limits, options: ReadOptions) -> Router {
     Router::new()
         .route("/api/v2/spans", post(handle::<S>))
-        .with_state((sink, limits))
+        .with_state((sink, limits, options))
 }
 
 async fn handle<S: Sink>(
-    State((sink, limits)): State<(Arc<S>, Limits)>,
+    State((sink, limits, options)): State<(Arc<S>, Limits, ReadOptions)>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -52,9 +58,9 @@ async fn handle<S: Sink>(
     // (no model in between); a Zipkin report is all or nothing, so each of its spans is valid.
     let exported = if sink.needs() == Needs::OtlpBytes {
         let request = if proto {
-            wire::zipkin::decode_proto_to_otlp(&bytes)
+            options.decode_proto_to_otlp(&bytes)
         } else {
-            wire::zipkin::decode_json_to_otlp(&bytes)
+            options.decode_json_to_otlp(&bytes)
         };
         drop(bytes);
         match request {
@@ -63,9 +69,9 @@ async fn handle<S: Sink>(
         }
     } else {
         let decoded = if proto {
-            wire::zipkin::decode_proto(&bytes)
+            options.decode_proto(&bytes)
         } else {
-            wire::zipkin::decode_json(&bytes)
+            options.decode_json(&bytes)
         };
         drop(bytes);
         match decoded {

@@ -165,6 +165,9 @@ pub struct ZipkinReceiver {
     pub tls: Option<Box<ServerTls>>,
     pub cors: Option<CorsSettings>,
     pub auth: Option<AuthRef>,
+    /// Span tags that read as integers, decimals or booleans become those (off: all strings).
+    #[serde(default)]
+    pub parse_string_tags: bool,
 }
 
 // ---------------------------------------------------------------- processors

@@ -10,7 +10,7 @@
 use model::{AnyValue, Event, KeyValue, Link, Span, Status, TraceBatch};
 
 pub(crate) const VARINT: u32 = 0;
-const FIXED64: u32 = 1;
+pub(crate) const FIXED64: u32 = 1;
 const LEN: u32 = 2;
 const FIXED32: u32 = 5;
 

@@ -6,7 +6,9 @@
 //!   conventions (`host.name`, `k8s.pod.name`, ...) move to the resource; spans are grouped into one
 //!   `ResourceSpans` per distinct resource and one `ScopeSpans` per `otel.library.name`/`otel.scope.name`.
 //! - endpoint addresses → `net.host.ip`/`net.host.port` (local) and `peer.service`/`net.peer.ip`/
-//!   `net.peer.port` (remote); ports are ints, everything else stays a string, as tags are.
+//!   `net.peer.port` (remote); ports are ints, everything else stays a string, as tags are
+//!   (with the receiver's `parse_string_tags`, span tags that read as integers, decimals or
+//!   booleans become those, by the collector's patterns).
 //! - `otel.status_code` (+ `otel.status_description`) → status, tags removed; `error: "true"` →
 //!   Error, tag removed. Beyond the collector: another non-empty `error` value (Brave writes the
 //!   exception message there) also means Error, with that message, and the tag is kept.
@@ -81,15 +83,16 @@ pub(crate) fn is_resource_key(key: &str) -> bool {
     PREFIXES.iter().any(|p| key.starts_with(p)) || KEYS.contains(&key)
 }
 
-/// Groups Zipkin spans into a batch, in first-seen order of resource and scope.
-pub(crate) fn to_batch(spans: Vec<ZipkinSpan<'_>>) -> TraceBatch {
+/// Groups Zipkin spans into a batch, in first-seen order of resource and scope (`parse_tags`:
+/// see [`map_span`]).
+pub(crate) fn to_batch(spans: Vec<ZipkinSpan<'_>>, parse_tags: bool) -> TraceBatch {
     let mut batch = TraceBatch::default();
     for zs in spans {
         let Mapped {
             resource,
             scope,
             span,
-        } = map_span(zs);
+        } = map_span(zs, parse_tags);
         let span = span.into_model();
         // The resource and scope are compared as read; copied only when they are new.
         let rs = match batch
@@ -157,6 +160,37 @@ pub(crate) enum Value<'a> {
     Ipv4(Ipv4Addr),
     Int(i64),
     Bool(bool),
+    Double(f64),
+}
+
+impl<'a> Value<'a> {
+    /// A tag's value as the OTel Collector's Zipkin receiver reads it with `parse_string_tags`:
+    /// text matching `-?[0-9]+` is an int (out of range: the nearest int, as Go's `ParseInt`
+    /// leaves it), `-?[0-9]+.[0-9]+` a double, `true`/`false` a bool; anything else stays text.
+    fn parsed(text: Cow<'a, str>) -> Value<'a> {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let unsigned = text.strip_prefix('-').unwrap_or(&text);
+        if digits(unsigned) {
+            let saturated = if text.starts_with('-') {
+                i64::MIN
+            } else {
+                i64::MAX
+            };
+            return Value::Int(text.parse().unwrap_or(saturated));
+        }
+        if let Some((int, frac)) = unsigned.split_once('.') {
+            if digits(int) && digits(frac) {
+                if let Ok(d) = text.parse() {
+                    return Value::Double(d);
+                }
+            }
+        }
+        match &*text {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::Str(text),
+        }
+    }
 }
 
 impl Value<'_> {
@@ -166,6 +200,7 @@ impl Value<'_> {
             Value::Ipv4(ip) => AnyValue::String(ip.to_string()),
             Value::Int(i) => AnyValue::Int(i),
             Value::Bool(b) => AnyValue::Bool(b),
+            Value::Double(d) => AnyValue::Double(d),
         }
     }
 
@@ -176,6 +211,7 @@ impl Value<'_> {
             Value::Ipv4(ip) => Cow::Owned(ip.to_string()),
             Value::Int(i) => Cow::Owned(i.to_string()),
             Value::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+            Value::Double(d) => Cow::Owned(d.to_string()),
         }
     }
 }
@@ -247,8 +283,11 @@ pub(crate) struct Mapped<'a> {
 }
 
 /// The mapping rules (see the module doc). The tags are sorted with unique keys, so one pass
-/// over them sorts each into what it maps to; the attributes keep that order.
-pub(crate) fn map_span(zs: ZipkinSpan<'_>) -> Mapped<'_> {
+/// over them sorts each into what it maps to; the attributes keep that order. With
+/// `parse_tags` (the receiver's `parse_string_tags`), the span's own tags that read as numbers
+/// or booleans become those ([`Value::parsed`]), after the status and links are taken from them
+/// and before the endpoint attributes join them; resource tags stay text, as in the collector.
+pub(crate) fn map_span(zs: ZipkinSpan<'_>, parse_tags: bool) -> Mapped<'_> {
     let mut source = None;
     // service.name and the few tags a resource usually has (host, pod, namespace, SDK): room
     // for them at once rather than growing twice per span.
@@ -317,6 +356,13 @@ pub(crate) fn map_span(zs: ZipkinSpan<'_>) -> Mapped<'_> {
     } else {
         Vec::new()
     };
+    if parse_tags {
+        for a in &mut attributes {
+            if let Value::Str(text) = &mut a.value {
+                a.value = Value::parsed(std::mem::take(text));
+            }
+        }
+    }
 
     if let Some(ep) = &local_endpoint {
         if let Some(ip) = endpoint_ip(ep) {

@@ -21,14 +21,51 @@ pub use proto::generated;
 
 use crate::{Decoded, WireError};
 
-/// Decodes a Zipkin v2 JSON report (a list of spans).
-pub fn decode_json(body: &[u8]) -> Result<Decoded, WireError> {
-    Ok(decoded(json::parse(body)?))
+/// How reports are read: the OTel Collector Zipkin receiver's options. The free functions
+/// below read with the defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Span tags whose text is an integer (`-?[0-9]+`), a decimal (`-?[0-9]+.[0-9]+`) or
+    /// `true`/`false` become int, double and bool attributes (`parse_string_tags`); off, every
+    /// tag stays a string.
+    pub parse_string_tags: bool,
 }
 
-/// Decodes a Zipkin v2 proto3 report (`zipkin.proto3.ListOfSpans`).
-pub fn decode_proto(body: &[u8]) -> Result<Decoded, WireError> {
-    Ok(decoded(proto::parse(body)?))
+impl ReadOptions {
+    /// Decodes a Zipkin v2 JSON report (a list of spans).
+    pub fn decode_json(self, body: &[u8]) -> Result<Decoded, WireError> {
+        Ok(self.decoded(json::parse(body)?))
+    }
+
+    /// Decodes a Zipkin v2 proto3 report (`zipkin.proto3.ListOfSpans`).
+    pub fn decode_proto(self, body: &[u8]) -> Result<Decoded, WireError> {
+        Ok(self.decoded(proto::parse(body)?))
+    }
+
+    /// Decodes a Zipkin v2 JSON report straight into an OTLP request, with the same errors as
+    /// [`ReadOptions::decode_json`].
+    pub fn decode_json_to_otlp(self, body: &[u8]) -> Result<OtlpRequest, WireError> {
+        let mut parsed = Ok(());
+        let (bytes, spans) = otlp::with_writer(self.parse_string_tags, |w| {
+            parsed = json::parse_each(body, |zs| w.push(zs))
+        });
+        parsed.map(|()| OtlpRequest { bytes, spans })
+    }
+
+    /// Decodes a Zipkin v2 proto3 report straight into an OTLP request, with the same errors as
+    /// [`ReadOptions::decode_proto`].
+    pub fn decode_proto_to_otlp(self, body: &[u8]) -> Result<OtlpRequest, WireError> {
+        let (bytes, spans) = otlp::to_otlp(proto::parse(body)?, self.parse_string_tags);
+        Ok(OtlpRequest { bytes, spans })
+    }
+
+    fn decoded(self, spans: Vec<span::ZipkinSpan>) -> Decoded {
+        Decoded {
+            batch: mapping::to_batch(spans, self.parse_string_tags),
+            rejected_spans: 0,
+            error_message: String::new(),
+        }
+    }
 }
 
 /// A Zipkin report as an OTLP protobuf `ExportTraceServiceRequest`: byte for byte what
@@ -40,23 +77,26 @@ pub struct OtlpRequest {
     pub spans: usize,
 }
 
+/// Decodes a Zipkin v2 JSON report (a list of spans).
+pub fn decode_json(body: &[u8]) -> Result<Decoded, WireError> {
+    ReadOptions::default().decode_json(body)
+}
+
+/// Decodes a Zipkin v2 proto3 report (`zipkin.proto3.ListOfSpans`).
+pub fn decode_proto(body: &[u8]) -> Result<Decoded, WireError> {
+    ReadOptions::default().decode_proto(body)
+}
+
 /// Decodes a Zipkin v2 JSON report straight into an OTLP request, with the same errors as
 /// [`decode_json`].
 pub fn decode_json_to_otlp(body: &[u8]) -> Result<OtlpRequest, WireError> {
-    let mut parsed = Ok(());
-    let (bytes, spans) = otlp::with_writer(|w| parsed = json::parse_each(body, |zs| w.push(zs)));
-    parsed.map(|()| OtlpRequest { bytes, spans })
+    ReadOptions::default().decode_json_to_otlp(body)
 }
 
 /// Decodes a Zipkin v2 proto3 report straight into an OTLP request, with the same errors as
 /// [`decode_proto`].
 pub fn decode_proto_to_otlp(body: &[u8]) -> Result<OtlpRequest, WireError> {
-    Ok(otlp_request(proto::parse(body)?))
-}
-
-fn otlp_request(spans: Vec<span::ZipkinSpan<'_>>) -> OtlpRequest {
-    let (bytes, spans) = otlp::to_otlp(spans);
-    OtlpRequest { bytes, spans }
+    ReadOptions::default().decode_proto_to_otlp(body)
 }
 
 /// Encodes the batch as a Zipkin v2 JSON list of spans.
@@ -67,14 +107,6 @@ pub fn encode_json(batch: &model::TraceBatch) -> Vec<u8> {
 /// Encodes the batch as a Zipkin v2 proto3 `ListOfSpans`.
 pub fn encode_proto(batch: &model::TraceBatch) -> Vec<u8> {
     proto::write(&mapping::from_batch(batch))
-}
-
-fn decoded(spans: Vec<span::ZipkinSpan>) -> Decoded {
-    Decoded {
-        batch: mapping::to_batch(spans),
-        rejected_spans: 0,
-        error_message: String::new(),
-    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use super::mapping::{self, Attr, MappedSpan, ResourceTags, ScopeTags, Value};
 use super::span::ZipkinSpan;
 use crate::otlp::encode::{
     len_field, put_bytes, put_event, put_fixed64, put_key, put_key_len, put_link, put_string,
-    put_uint, put_varint, string_field, uint_field, varint_len, VARINT,
+    put_uint, put_varint, string_field, uint_field, varint_len, FIXED64, VARINT,
 };
 
 thread_local! {
@@ -33,17 +33,21 @@ thread_local! {
 const SCRATCH_KEEP: usize = 16 << 20;
 
 /// The report as an OTLP request, and how many spans it holds.
-pub(crate) fn to_otlp(spans: Vec<ZipkinSpan<'_>>) -> (Vec<u8>, usize) {
-    with_writer(|w| spans.into_iter().for_each(|zs| w.push(zs)))
+pub(crate) fn to_otlp(spans: Vec<ZipkinSpan<'_>>, parse_tags: bool) -> (Vec<u8>, usize) {
+    with_writer(parse_tags, |w| spans.into_iter().for_each(|zs| w.push(zs)))
 }
 
 /// The request `fill` makes by pushing spans into a [`Writer`] (on this thread's scratch
-/// buffer), and how many spans it holds.
-pub(crate) fn with_writer<'a>(fill: impl FnOnce(&mut Writer<'a, '_>)) -> (Vec<u8>, usize) {
+/// buffer), and how many spans it holds. `parse_tags`: tags that read as numbers or booleans
+/// become those ([`mapping::map_span`]).
+pub(crate) fn with_writer<'a>(
+    parse_tags: bool,
+    fill: impl FnOnce(&mut Writer<'a, '_>),
+) -> (Vec<u8>, usize) {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut scratch) => {
             scratch.clear();
-            let mut writer = Writer::new(&mut scratch);
+            let mut writer = Writer::new(&mut scratch, parse_tags);
             fill(&mut writer);
             let out = writer.finish();
             if scratch.capacity() > SCRATCH_KEEP {
@@ -54,7 +58,7 @@ pub(crate) fn with_writer<'a>(fill: impl FnOnce(&mut Writer<'a, '_>)) -> (Vec<u8
         // Not reachable (nothing here calls back into it), but a fresh buffer is as good.
         Err(_) => {
             let mut scratch = Vec::new();
-            let mut writer = Writer::new(&mut scratch);
+            let mut writer = Writer::new(&mut scratch, parse_tags);
             fill(&mut writer);
             writer.finish()
         }
@@ -69,21 +73,23 @@ pub(crate) struct Writer<'a, 's> {
     scratch: &'s mut Vec<u8>,
     groups: Vec<Group<'a>>,
     count: usize,
+    parse_tags: bool,
 }
 
 impl<'a, 's> Writer<'a, 's> {
-    fn new(scratch: &'s mut Vec<u8>) -> Self {
+    fn new(scratch: &'s mut Vec<u8>, parse_tags: bool) -> Self {
         Self {
             scratch,
             groups: Vec::new(),
             count: 0,
+            parse_tags,
         }
     }
 
     /// Maps the span and writes it.
     pub(crate) fn push(&mut self, zs: ZipkinSpan<'a>) {
         self.count += 1;
-        let m = mapping::map_span(zs);
+        let m = mapping::map_span(zs, self.parse_tags);
         let groups = &mut self.groups;
         let g = match groups.iter().position(|g| g.resource == m.resource) {
             Some(g) => g,
@@ -217,6 +223,7 @@ fn any_len(v: &Value<'_>) -> usize {
         Value::Ipv4(ip) => len_field(1, ipv4_text_len(*ip)),
         Value::Bool(_) => 2,
         Value::Int(i) => 1 + varint_len(*i as u64),
+        Value::Double(_) => 9,
     }
 }
 
@@ -245,6 +252,10 @@ fn put_attr(out: &mut Vec<u8>, a: &Attr<'_>) {
         Value::Int(i) => {
             put_key(out, 3, VARINT);
             put_varint(out, *i as u64);
+        }
+        Value::Double(d) => {
+            put_key(out, 4, FIXED64);
+            out.extend_from_slice(&d.to_bits().to_le_bytes());
         }
     }
 }

@@ -797,7 +797,7 @@ fn same_as_reference(body: &[u8]) {
         (Ok(a), Ok(b)) => {
             assert_eq!(a, b, "body {:?}", String::from_utf8_lossy(body));
             assert_eq!(
-                mapping::to_batch(a.clone()),
+                mapping::to_batch(a.clone(), false),
                 reference::to_batch(b.clone()),
                 "body {:?}",
                 String::from_utf8_lossy(body)
@@ -1221,7 +1221,7 @@ fn tag_mapping_builds_what_the_map_based_mapping_built() {
             })
             .collect();
         assert_eq!(
-            mapping::to_batch(spans.clone()),
+            mapping::to_batch(spans.clone(), false),
             reference::to_batch(spans.clone()),
             "{spans:#?}"
         );
@@ -1433,11 +1433,12 @@ fn direct_otlp_matches_the_model_path_on_generated_reports() {
             .map(|i| generated_span(&mut x, i))
             .collect();
         spans_seen += spans.len();
-        // Straight from the spans, as the mapping gets them.
-        let (bytes, count) = otlp::to_otlp(spans.clone());
+        // Straight from the spans, as the mapping gets them, with tags parsed or not.
+        let parse = next(&mut x).is_multiple_of(2);
+        let (bytes, count) = otlp::to_otlp(spans.clone(), parse);
         assert_eq!(
             bytes,
-            crate::otlp::encode_protobuf(&mapping::to_batch(spans.clone())),
+            crate::otlp::encode_protobuf(&mapping::to_batch(spans.clone(), parse)),
             "{spans:#?}"
         );
         assert_eq!(count, spans.len());
@@ -1581,4 +1582,76 @@ fn ipv4_text_is_what_display_writes() {
         let ip = std::net::Ipv4Addr::from(next(&mut x));
         assert_eq!(otlp::ipv4_text(ip), ip.to_string());
     }
+}
+
+/// `parse_string_tags`, with the OTel Collector's rules: what reads as an integer, a decimal or
+/// a boolean becomes one; everything else (and every resource tag) stays text; the status and
+/// link tags are read as text first. The same bytes whichever path a report takes.
+#[test]
+fn parse_string_tags_types_span_tags_as_the_collector_does() {
+    let body = br#"[{"traceId":"0af7651916cd43dd8448eb211c80319c","id":"b7ad6b7169203331",
+      "name":"GET","timestamp":1700000000000000,"duration":5,
+      "localEndpoint":{"serviceName":"api","port":8080},
+      "tags":{"http.status_code":"200","neg":"-42","big":"99999999999999999999",
+        "small":"-99999999999999999999","ratio":"0.25","negd":"-1.50","flag":"true",
+        "off":"false","True":"True","plus":"+1","exp":"1e3","dot":"1.","lead":".5",
+        "hex":"0x10","space":" 1","empty":"","inf":"inf","json":"{\"a\":1}",
+        "error":"true","otel.status_description":"boom","otel.status_code":"ERROR",
+        "host.id":"123"}}]"#;
+    let options = ReadOptions {
+        parse_string_tags: true,
+    };
+    let batch = options.decode_json(body).unwrap().batch;
+    let span = &batch.resource_spans[0].scope_spans[0].spans[0];
+    for (key, want) in [
+        ("http.status_code", AnyValue::Int(200)),
+        ("neg", AnyValue::Int(-42)),
+        ("big", AnyValue::Int(i64::MAX)),
+        ("small", AnyValue::Int(i64::MIN)),
+        ("ratio", AnyValue::Double(0.25)),
+        ("negd", AnyValue::Double(-1.5)),
+        ("flag", AnyValue::Bool(true)),
+        ("off", AnyValue::Bool(false)),
+        ("net.host.port", AnyValue::Int(8080)),
+    ] {
+        assert_eq!(attr(span, key), &want, "{key}");
+    }
+    for key in [
+        "True", "plus", "exp", "dot", "lead", "hex", "space", "empty", "inf", "json",
+    ] {
+        assert!(matches!(attr(span, key), AnyValue::String(_)), "{key}");
+    }
+    // The status came from the text tags; resource tags stay text.
+    assert_eq!(span.status.code, StatusCode::Error);
+    assert_eq!(span.status.message, "boom");
+    assert!(span.attribute("error").is_none());
+    let host = batch.resource_spans[0]
+        .resource
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "host.id");
+    assert_eq!(
+        host.map(|kv| &kv.value),
+        Some(&AnyValue::String("123".into()))
+    );
+
+    // Off (the default), every tag is a string.
+    let plain = decode(std::str::from_utf8(body).unwrap());
+    let span = &plain.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(
+        attr(span, "http.status_code"),
+        &AnyValue::String("200".into())
+    );
+
+    // The direct OTLP bytes are the model path's, from JSON and from proto3.
+    let direct = options.decode_json_to_otlp(body).unwrap();
+    assert_eq!(direct.bytes, crate::otlp::encode_protobuf(&batch));
+    let proto = encode_proto(&plain);
+    let from_proto = options.decode_proto(&proto).unwrap().batch;
+    assert_eq!(
+        options.decode_proto_to_otlp(&proto).unwrap().bytes,
+        crate::otlp::encode_protobuf(&from_proto)
+    );
+    let span = &from_proto.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(attr(span, "ratio"), &AnyValue::Double(0.25));
 }
