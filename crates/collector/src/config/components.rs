@@ -590,6 +590,29 @@ impl ProbabilisticSampler {
     }
 }
 
+/// `filter`: spans that match any of `traces.span`'s OTTL conditions are dropped.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FilterProcessor {
+    /// `propagate` (default), `ignore` or `silent`: what an error in evaluating a condition
+    /// does. Conditions are checked when the config is read and cannot fail on a span, so the
+    /// three behave alike.
+    pub error_mode: Option<String>,
+    #[serde(default)]
+    pub traces: FilterTraces,
+    /// The older `spans: {include, exclude}` form: refused by validation, with the OTTL form
+    /// to use instead.
+    pub spans: Option<serde_yaml::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterTraces {
+    pub span: Vec<String>,
+    /// Refused by validation: dropping span events is not built.
+    pub spanevent: Vec<String>,
+}
+
 // ---------------------------------------------------------------- tail sampling
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

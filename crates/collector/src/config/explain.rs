@@ -137,6 +137,9 @@ fn describe_processor(p: &Processor) -> String {
             },
             humantime::format_duration(b.timeout)
         ),
+        Processor::Filter(f) => {
+            format!("drops spans matching any of: {}", f.traces.span.join(" | "))
+        }
         Processor::Attributes(a) => format!("span attributes: {}", actions(&a.actions)),
         Processor::Resource(r) => format!("resource attributes: {}", actions(&r.attributes)),
         Processor::TailSampling(t) => format!(

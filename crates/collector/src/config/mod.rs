@@ -76,6 +76,7 @@ pub enum Processor {
     Resource(ResourceProcessor),
     MemoryLimiter(MemoryLimiter),
     TailSampling(TailSampling),
+    Filter(FilterProcessor),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -281,6 +282,7 @@ impl Kind for Processor {
         "resource",
         "memory_limiter",
         "tail_sampling",
+        "filter",
     ];
     fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
         Ok(match ty {
@@ -289,6 +291,7 @@ impl Kind for Processor {
             "attributes" => Processor::Attributes(settings(d)?),
             "resource" => Processor::Resource(settings(d)?),
             "memory_limiter" => Processor::MemoryLimiter(settings(d)?),
+            "filter" => Processor::Filter(settings(d)?),
             _ => Processor::TailSampling(settings(d)?),
         })
     }

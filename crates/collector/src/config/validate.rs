@@ -139,6 +139,32 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                     err(at, format!("processors.{id}.send_batch_max_size must be 0 or at least send_batch_size"));
                 }
             }
+            Processor::Filter(f) => {
+                if let Some(mode) = f
+                    .error_mode
+                    .as_deref()
+                    .filter(|m| !["propagate", "ignore", "silent"].contains(m))
+                {
+                    err(
+                        at,
+                        format!(
+                            "processors.{id}.error_mode {mode:?}: use propagate, ignore or silent"
+                        ),
+                    );
+                }
+                if f.spans.is_some() {
+                    err(at, format!("processors.{id}.spans (include/exclude) is the older form and is not built: write OTTL conditions under traces.span, e.g. 'attributes[\"http.target\"] == \"/healthz\"'"));
+                }
+                if !f.traces.spanevent.is_empty() {
+                    err(at, format!("processors.{id}.traces.spanevent: dropping span events is not built (traces.span is)"));
+                }
+                for (n, c) in f.traces.span.iter().enumerate() {
+                    if let Err(e) = crate::processor::ottl::Condition::parse(c) {
+                        let line = locate(text, &["processors", &id.to_string()], Some(c)).or(at);
+                        err(line, format!("processors.{id}.traces.span[{n}] {c:?}: {e}"));
+                    }
+                }
+            }
             Processor::Attributes(a) => check_actions(&mut err, at, id, "actions", &a.actions),
             Processor::Resource(r) => check_actions(&mut err, at, id, "attributes", &r.attributes),
             Processor::MemoryLimiter(m) => {

@@ -1,11 +1,13 @@
 //! Processors: the stages of a pipeline between its receivers and its exporters.
 //!
-//! Stateless ones (sampler, attributes, resource, memory limiter) transform or refuse a batch
+//! Stateless ones (sampler, attributes, resource, filter, memory limiter) transform or refuse a batch
 //! inline in a [`Stage`]; `batch` buffers and sends from its own task.
 
 pub mod attributes;
 pub mod batch;
+pub mod filter;
 pub mod memory_limiter;
+pub mod ottl;
 pub mod probabilistic;
 pub mod tail;
 pub mod tracestate;
@@ -24,6 +26,7 @@ enum Inline {
     SpanAttributes(attributes::Actions),
     ResourceAttributes(attributes::Actions),
     MemoryLimiter(memory_limiter::Limiter),
+    Filter(filter::SpanFilter),
 }
 
 /// An inline processor followed by the rest of the pipeline.
@@ -50,6 +53,10 @@ pub fn build(
         Processor::Resource(r) => {
             Inline::ResourceAttributes(attributes::Actions::new(&r.attributes))
         }
+        Processor::Filter(f) => Inline::Filter(
+            filter::SpanFilter::new(&f.traces.span)
+                .map_err(|e| format!("processors.{name}: {e}"))?,
+        ),
         Processor::MemoryLimiter(m) => {
             Inline::MemoryLimiter(memory_limiter::Limiter::start(&name, m).ok_or_else(|| {
                 format!("processors.{name}: cannot tell this machine's total memory; set limit_mib")
@@ -82,6 +89,7 @@ impl Stage {
             Inline::SpanAttributes(a) => a.apply_to_spans(batch),
             Inline::ResourceAttributes(a) => a.apply_to_resources(batch),
             Inline::MemoryLimiter(l) => self.limit(l, batch.span_count())?,
+            Inline::Filter(f) => f.apply(batch),
         }
         Ok(())
     }
@@ -150,7 +158,7 @@ impl Consumer for Stage {
         match self.inline {
             Inline::MemoryLimiter(_) => self.next.accepts_otlp(),
             Inline::Sampler(_) => true,
-            Inline::SpanAttributes(_) | Inline::ResourceAttributes(_) => false,
+            Inline::SpanAttributes(_) | Inline::ResourceAttributes(_) | Inline::Filter(_) => false,
         }
     }
 }
