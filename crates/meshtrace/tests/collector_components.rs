@@ -754,3 +754,70 @@ service:
         "{stderr}"
     );
 }
+
+/// `resourcedetection` with the `env` and `system` detectors adds `OTEL_RESOURCE_ATTRIBUTES`
+/// (percent-decoded), the host name (as the `hostname` command prints it) and the OS type to
+/// the Python SDK's resources; with `override: false` the SDK's own `deployment.environment`
+/// stays, with the default it is replaced.
+#[test]
+fn resourcedetection_adds_the_hosts_attributes() {
+    let host = std::process::Command::new("hostname")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .expect("run hostname");
+    for overwrite in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = Capture::start();
+        let config = format!(
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n\
+             processors:\n  resourcedetection:\n    detectors: [env, system]\n    override: {overwrite}\n\
+             \x20   system:\n      hostname_sources: [os]\n\
+             exporters:\n  otlphttp:\n    traces_endpoint: http://{}/detected\n    encoding: json\n    compression: none\n\
+             service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [resourcedetection]\n      exporters: [otlphttp]\n",
+            capture.addr
+        );
+        let path = dir.path().join("collector.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = common::Proc::command(&["collector", "--config", path.to_str().unwrap()]);
+        cmd.env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=staging,team=checkout%20squad",
+        );
+        let c = common::Proc::start(cmd, &["otlp-grpc"]);
+        send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "detected");
+        let resource = common::eventually(Duration::from_secs(30), || {
+            capture.bodies("/detected").iter().find_map(|b| {
+                let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+                v["resourceSpans"][0]["resource"]["attributes"]
+                    .as_array()
+                    .cloned()
+            })
+        })
+        .expect("spans were exported");
+        let get = |key: &str| {
+            resource
+                .iter()
+                .find(|kv| kv["key"] == key)
+                .and_then(|kv| kv["value"]["stringValue"].as_str())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            get("host.name").as_deref(),
+            Some(host.as_str()),
+            "{resource:?}"
+        );
+        assert_eq!(get("os.type").as_deref(), Some("linux"));
+        assert_eq!(get("team").as_deref(), Some("checkout squad"));
+        assert!(
+            get("service.name").is_some_and(|s| s.starts_with("detected")),
+            "{resource:?}"
+        );
+        let env = if overwrite { "staging" } else { "test" };
+        assert_eq!(
+            get("deployment.environment").as_deref(),
+            Some(env),
+            "override: {overwrite}"
+        );
+        assert_eq!(c.terminate(), Some(0));
+    }
+}

@@ -79,6 +79,18 @@ fn collector_validate_names_the_problem_and_its_line() {
             20,
             "duration \"soon\"",
         ),
+        (
+            format!("{SEED}processors:\n  resourcedetection:\n    detectors: [env, ec2]\n"),
+            19,
+            "processors.resourcedetection.detectors: ec2 is not built (env and system are",
+        ),
+        (
+            format!(
+                "{SEED}processors:\n  resourcedetection:\n    detectors: [system]\n    system:\n      hostname_sources: [cname]\n"
+            ),
+            19,
+            "hostname_sources: cname is not built",
+        ),
     ];
     for (config, line, words) in cases {
         let (code, out, err) = validate(dir.path(), &config);

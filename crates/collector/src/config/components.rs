@@ -613,6 +613,52 @@ pub struct FilterTraces {
     pub spanevent: Vec<String>,
 }
 
+/// `resourcedetection`: attributes of the host the collector runs on, added to every span's
+/// resource (`env`: `OTEL_RESOURCE_ATTRIBUTES`; `system`: host name, OS type, ...).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourceDetection {
+    pub detectors: Vec<String>,
+    /// Detected values replace a resource's own (default), or only fill in what it lacks.
+    #[serde(rename = "override")]
+    pub overwrite: bool,
+    /// Accepted for compatibility: the detectors built here ask no remote service.
+    #[serde(with = "opt_duration_serde")]
+    pub timeout: Option<Duration>,
+    /// Only these detected keys are added (all when unset).
+    pub attributes: Option<Vec<String>>,
+    pub system: SystemDetector,
+}
+
+impl Default for ResourceDetection {
+    fn default() -> Self {
+        Self {
+            detectors: vec!["env".into()],
+            overwrite: true,
+            timeout: None,
+            attributes: None,
+            system: SystemDetector::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemDetector {
+    /// Where `host.name` comes from, first that answers: `dns` (the name's canonical form in
+    /// /etc/hosts) and `os` (the kernel's host name); default both, in that order.
+    pub hostname_sources: Option<Vec<String>>,
+    /// Which attributes to add: `host.name` and `os.type` by default; `host.arch` and
+    /// `host.id` on request.
+    pub resource_attributes: BTreeMap<String, Enabled>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Enabled {
+    pub enabled: bool,
+}
+
 // ---------------------------------------------------------------- tail sampling
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

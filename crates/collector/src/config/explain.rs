@@ -137,6 +137,15 @@ fn describe_processor(p: &Processor) -> String {
             },
             humantime::format_duration(b.timeout)
         ),
+        Processor::ResourceDetection(r) => format!(
+            "adds the host's resource attributes ({}){}",
+            r.detectors.join(", "),
+            if r.overwrite {
+                ""
+            } else {
+                " where a resource lacks them"
+            }
+        ),
         Processor::Filter(f) => {
             format!("drops spans matching any of: {}", f.traces.span.join(" | "))
         }

@@ -77,6 +77,7 @@ pub enum Processor {
     MemoryLimiter(MemoryLimiter),
     TailSampling(TailSampling),
     Filter(FilterProcessor),
+    ResourceDetection(ResourceDetection),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -283,6 +284,7 @@ impl Kind for Processor {
         "memory_limiter",
         "tail_sampling",
         "filter",
+        "resourcedetection",
     ];
     fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
         Ok(match ty {
@@ -292,6 +294,7 @@ impl Kind for Processor {
             "resource" => Processor::Resource(settings(d)?),
             "memory_limiter" => Processor::MemoryLimiter(settings(d)?),
             "filter" => Processor::Filter(settings(d)?),
+            "resourcedetection" => Processor::ResourceDetection(settings(d)?),
             _ => Processor::TailSampling(settings(d)?),
         })
     }

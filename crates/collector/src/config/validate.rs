@@ -139,6 +139,28 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                     err(at, format!("processors.{id}.send_batch_max_size must be 0 or at least send_batch_size"));
                 }
             }
+            Processor::ResourceDetection(r) => {
+                use crate::processor::resourcedetection::{
+                    DETECTORS, HOSTNAME_SOURCES, SYSTEM_ATTRIBUTES,
+                };
+                for d in r
+                    .detectors
+                    .iter()
+                    .filter(|d| !DETECTORS.contains(&d.as_str()))
+                {
+                    err(at, format!("processors.{id}.detectors: {d} is not built (env and system are; the cloud and orchestrator detectors need services this collector does not ask)"));
+                }
+                for s in r.system.hostname_sources.iter().flatten() {
+                    if !HOSTNAME_SOURCES.contains(&s.as_str()) {
+                        err(at, format!("processors.{id}.system.hostname_sources: {s} is not built (dns and os are)"));
+                    }
+                }
+                for (key, e) in &r.system.resource_attributes {
+                    if e.enabled && !SYSTEM_ATTRIBUTES.iter().any(|(k, _)| k == key) {
+                        err(at, format!("processors.{id}.system.resource_attributes.{key} is not built (host.name, os.type, host.arch and host.id are)"));
+                    }
+                }
+            }
             Processor::Filter(f) => {
                 if let Some(mode) = f
                     .error_mode

@@ -1,6 +1,7 @@
 //! Processors: the stages of a pipeline between its receivers and its exporters.
 //!
-//! Stateless ones (sampler, attributes, resource, filter, memory limiter) transform or refuse a batch
+//! Stateless ones (sampler, attributes, resource, filter, resource detection, memory limiter)
+//! transform or refuse a batch
 //! inline in a [`Stage`]; `batch` buffers and sends from its own task.
 
 pub mod attributes;
@@ -9,6 +10,7 @@ pub mod filter;
 pub mod memory_limiter;
 pub mod ottl;
 pub mod probabilistic;
+pub mod resourcedetection;
 pub mod tail;
 pub mod tracestate;
 
@@ -27,6 +29,7 @@ enum Inline {
     ResourceAttributes(attributes::Actions),
     MemoryLimiter(memory_limiter::Limiter),
     Filter(filter::SpanFilter),
+    Detected(resourcedetection::Detected),
 }
 
 /// An inline processor followed by the rest of the pipeline.
@@ -57,6 +60,9 @@ pub fn build(
             filter::SpanFilter::new(&f.traces.span)
                 .map_err(|e| format!("processors.{name}: {e}"))?,
         ),
+        Processor::ResourceDetection(r) => {
+            Inline::Detected(resourcedetection::Detected::detect(&name, r))
+        }
         Processor::MemoryLimiter(m) => {
             Inline::MemoryLimiter(memory_limiter::Limiter::start(&name, m).ok_or_else(|| {
                 format!("processors.{name}: cannot tell this machine's total memory; set limit_mib")
@@ -90,6 +96,7 @@ impl Stage {
             Inline::ResourceAttributes(a) => a.apply_to_resources(batch),
             Inline::MemoryLimiter(l) => self.limit(l, batch.span_count())?,
             Inline::Filter(f) => f.apply(batch),
+            Inline::Detected(d) => d.apply(batch),
         }
         Ok(())
     }
@@ -158,7 +165,10 @@ impl Consumer for Stage {
         match self.inline {
             Inline::MemoryLimiter(_) => self.next.accepts_otlp(),
             Inline::Sampler(_) => true,
-            Inline::SpanAttributes(_) | Inline::ResourceAttributes(_) | Inline::Filter(_) => false,
+            Inline::SpanAttributes(_)
+            | Inline::ResourceAttributes(_)
+            | Inline::Filter(_)
+            | Inline::Detected(_) => false,
         }
     }
 }
