@@ -4,7 +4,7 @@
 //!
 //! Read when the config is: paths of the span context (`name`, `kind`, `status.code`,
 //! `status.message`, `attributes["k"]`, `resource.attributes["k"]`,
-//! `instrumentation_scope.name`/`.version`, `trace_id.string`, `span_id.string`,
+//! `instrumentation_scope.name`/`.version` (or `scope.`), `trace_id.string`, `span_id.string`,
 //! `parent_span_id.string`, `trace_state`, `start_time_unix_nano`, `end_time_unix_nano`; each
 //! also with OTTL's newer `span.` prefix), string, int, float, bool and `nil` literals, the
 //! span kind and status code enums, `==`, `!=`, `<`, `<=`, `>`, `>=`, `and`, `or`, `not`,
@@ -504,8 +504,8 @@ impl Parser {
             ("kind", None) => Path::Kind,
             ("status.code", None) => Path::StatusCode,
             ("status.message", None) => Path::StatusMessage,
-            ("instrumentation_scope.name", None) => Path::ScopeName,
-            ("instrumentation_scope.version", None) => Path::ScopeVersion,
+            ("instrumentation_scope.name" | "scope.name", None) => Path::ScopeName,
+            ("instrumentation_scope.version" | "scope.version", None) => Path::ScopeVersion,
             ("trace_id.string", None) => Path::TraceId,
             ("span_id.string", None) => Path::SpanId,
             ("parent_span_id.string", None) => Path::ParentSpanId,
