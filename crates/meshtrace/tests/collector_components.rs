@@ -821,3 +821,116 @@ fn resourcedetection_adds_the_hosts_attributes() {
         assert_eq!(c.terminate(), Some(0));
     }
 }
+
+/// The `transform` processor runs OTTL statements on the Python SDK's spans and resources: a
+/// span renamed by a pattern, an attribute set where a condition holds and one deleted, a
+/// resource attribute set and one deleted. A statement that fails on a span (a number for a
+/// name) is skipped under `error_mode: ignore`; an editor it does not have is named by
+/// `validate`.
+#[test]
+fn transform_processor_runs_ottl_statements() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Capture::start();
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  transform:
+    error_mode: ignore
+    trace_statements:
+      - context: resource
+        statements:
+          - set(attributes["deployment.environment"], "prod")
+          - delete_key(attributes, "telemetry.sdk.version")
+      - context: span
+        conditions:
+          - resource.attributes["service.name"] == "xform"
+        statements:
+          - set(attributes["team"], "payments")
+      - 'replace_pattern(name, "^GET ", "HTTP GET ")'
+      - 'delete_key(attributes, "http.method")'
+      - 'set(name, attributes["http.status_code"])'
+exporters:
+  otlphttp:
+    traces_endpoint: http://{}/xform
+    encoding: json
+    compression: none
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [transform]
+      exporters: [otlphttp]
+"#,
+        capture.addr
+    );
+    let c = collector(dir.path(), &config, &["otlp-grpc"]);
+    send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "xform");
+    // (service, resource attributes, span) for every exported span.
+    let spans = || {
+        let mut out = Vec::new();
+        for body in capture.bodies("/xform") {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                continue;
+            };
+            for rs in v["resourceSpans"].as_array().into_iter().flatten() {
+                for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                    for s in ss["spans"].as_array().into_iter().flatten() {
+                        out.push((rs["resource"]["attributes"].clone(), s.clone()));
+                    }
+                }
+            }
+        }
+        out
+    };
+    let all = common::eventually(Duration::from_secs(30), || {
+        let s = spans();
+        (s.len() >= 4).then_some(s)
+    })
+    .expect("the four spans were exported");
+    let get = |attrs: &serde_json::Value, key: &str| {
+        attrs
+            .as_array()
+            .and_then(|a| a.iter().find(|kv| kv["key"] == key))
+            .map(|kv| kv["value"].clone())
+    };
+    for (resource, span) in &all {
+        let service = get(resource, "service.name").unwrap();
+        assert_eq!(
+            get(resource, "deployment.environment"),
+            Some(serde_json::json!({"stringValue": "prod"}))
+        );
+        assert_eq!(get(resource, "telemetry.sdk.version"), None);
+        assert_eq!(get(&span["attributes"], "http.method"), None);
+        let team = get(&span["attributes"], "team");
+        if service == serde_json::json!({"stringValue": "xform"}) {
+            assert_eq!(
+                team,
+                Some(serde_json::json!({"stringValue": "payments"})),
+                "{span}"
+            );
+        } else {
+            assert_eq!(
+                team, None,
+                "the condition names the app's service only: {span}"
+            );
+        }
+    }
+    let names: Vec<&str> = all.iter().filter_map(|(_, s)| s["name"].as_str()).collect();
+    assert!(names.contains(&"HTTP GET /checkout"), "{names:?}");
+    assert_eq!(c.terminate(), Some(0));
+
+    let bad = config.replace(
+        r#"'delete_key(attributes, "http.method")'"#,
+        r#"'merge_maps(attributes, cache, "upsert")'"#,
+    );
+    let (code, _, stderr) = validate(dir.path(), &bad);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("processors.transform.trace_statements[3]: statement \"merge_maps(attributes, cache, \\\"upsert\\\")\": the editor merge_maps is not built"),
+        "{stderr}"
+    );
+}

@@ -613,6 +613,38 @@ pub struct FilterTraces {
     pub spanevent: Vec<String>,
 }
 
+/// `transform`: OTTL statements that edit spans and resources.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TransformProcessor {
+    /// `propagate` (default: a statement that fails refuses the batch), `ignore` (logged and
+    /// skipped) or `silent` (skipped).
+    pub error_mode: Option<String>,
+    #[serde(default)]
+    pub trace_statements: Vec<StatementGroup>,
+}
+
+/// A group of statements for one context, or (the newer short form) one statement of the span
+/// context.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum StatementGroup {
+    One(String),
+    Group(ContextStatements),
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContextStatements {
+    /// `span` (default) or `resource`.
+    pub context: Option<String>,
+    /// The statements run on what matches any of these (all when empty).
+    #[serde(default)]
+    pub conditions: Vec<String>,
+    #[serde(default)]
+    pub statements: Vec<String>,
+}
+
 /// `resourcedetection`: attributes of the host the collector runs on, added to every span's
 /// resource (`env`: `OTEL_RESOURCE_ATTRIBUTES`; `system`: host name, OS type, ...).
 #[derive(Clone, Debug, Deserialize, PartialEq)]

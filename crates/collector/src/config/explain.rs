@@ -137,6 +137,10 @@ fn describe_processor(p: &Processor) -> String {
             },
             humantime::format_duration(b.timeout)
         ),
+        Processor::Transform(t) => format!(
+            "runs {} OTTL statement group(s) on spans and resources",
+            t.trace_statements.len()
+        ),
         Processor::ResourceDetection(r) => format!(
             "adds the host's resource attributes ({}){}",
             r.detectors.join(", "),

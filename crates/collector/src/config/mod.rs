@@ -78,6 +78,7 @@ pub enum Processor {
     TailSampling(TailSampling),
     Filter(FilterProcessor),
     ResourceDetection(ResourceDetection),
+    Transform(TransformProcessor),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -285,6 +286,7 @@ impl Kind for Processor {
         "tail_sampling",
         "filter",
         "resourcedetection",
+        "transform",
     ];
     fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
         Ok(match ty {
@@ -295,6 +297,7 @@ impl Kind for Processor {
             "memory_limiter" => Processor::MemoryLimiter(settings(d)?),
             "filter" => Processor::Filter(settings(d)?),
             "resourcedetection" => Processor::ResourceDetection(settings(d)?),
+            "transform" => Processor::Transform(settings(d)?),
             _ => Processor::TailSampling(settings(d)?),
         })
     }

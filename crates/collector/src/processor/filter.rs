@@ -33,7 +33,7 @@ impl SpanFilter {
                     let cx = SpanContext {
                         resource,
                         scope,
-                        span,
+                        span: Some(span),
                     };
                     !self.conditions.iter().any(|c| c.eval(&cx))
                 });

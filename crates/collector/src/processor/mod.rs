@@ -1,7 +1,7 @@
 //! Processors: the stages of a pipeline between its receivers and its exporters.
 //!
-//! Stateless ones (sampler, attributes, resource, filter, resource detection, memory limiter)
-//! transform or refuse a batch
+//! Stateless ones (sampler, attributes, resource, filter, transform, resource detection, memory
+//! limiter) transform or refuse a batch
 //! inline in a [`Stage`]; `batch` buffers and sends from its own task.
 
 pub mod attributes;
@@ -13,6 +13,7 @@ pub mod probabilistic;
 pub mod resourcedetection;
 pub mod tail;
 pub mod tracestate;
+pub mod transform;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ enum Inline {
     MemoryLimiter(memory_limiter::Limiter),
     Filter(filter::SpanFilter),
     Detected(resourcedetection::Detected),
+    Transform(transform::Transform),
 }
 
 /// An inline processor followed by the rest of the pipeline.
@@ -59,6 +61,9 @@ pub fn build(
         Processor::Filter(f) => Inline::Filter(
             filter::SpanFilter::new(&f.traces.span)
                 .map_err(|e| format!("processors.{name}: {e}"))?,
+        ),
+        Processor::Transform(t) => Inline::Transform(
+            transform::Transform::new(t).map_err(|e| format!("processors.{name}: {e}"))?,
         ),
         Processor::ResourceDetection(r) => {
             Inline::Detected(resourcedetection::Detected::detect(&name, r))
@@ -97,6 +102,9 @@ impl Stage {
             Inline::MemoryLimiter(l) => self.limit(l, batch.span_count())?,
             Inline::Filter(f) => f.apply(batch),
             Inline::Detected(d) => d.apply(batch),
+            Inline::Transform(t) => t.apply(&self.name, batch).map_err(|e| {
+                ConsumeError::Permanent(format!("{}: a statement failed: {e}", self.name))
+            })?,
         }
         Ok(())
     }
@@ -168,7 +176,8 @@ impl Consumer for Stage {
             Inline::SpanAttributes(_)
             | Inline::ResourceAttributes(_)
             | Inline::Filter(_)
-            | Inline::Detected(_) => false,
+            | Inline::Detected(_)
+            | Inline::Transform(_) => false,
         }
     }
 }

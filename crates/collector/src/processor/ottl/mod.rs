@@ -15,9 +15,13 @@
 //! strings lexically, booleans only for (in)equality, `nil` (a missing attribute) equals only
 //! `nil`; values of different types are unequal, and ordering them is false.
 
+mod statement;
+
 use std::cmp::Ordering;
 
 use model::{AnyValue, KeyValue, Resource, Scope, Span};
+
+pub use statement::Statement;
 
 /// A parsed condition.
 #[derive(Debug)]
@@ -76,18 +80,36 @@ pub enum Value {
     Other(AnyValue),
 }
 
-/// What a condition is evaluated against.
+/// What a condition is evaluated against: a span with its resource and scope, or (the
+/// resource context) a resource alone.
 pub struct SpanContext<'a> {
     pub resource: &'a Resource,
     pub scope: &'a Scope,
-    pub span: &'a Span,
+    pub span: Option<&'a Span>,
+}
+
+/// Which telemetry a condition or statement reads: OTTL's `span` or `resource` context. In the
+/// resource context `attributes` are the resource's and span paths do not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    Span,
+    Resource,
 }
 
 impl Condition {
-    /// Parses one condition; the error names what could not be read and where.
+    /// Parses one condition of the span context; the error names what could not be read.
     pub fn parse(text: &str) -> Result<Condition, String> {
+        Self::parse_in(text, Context::Span)
+    }
+
+    /// Parses one condition of `context`.
+    pub fn parse_in(text: &str, context: Context) -> Result<Condition, String> {
         let tokens = lex(text)?;
-        let mut p = Parser { tokens, at: 0 };
+        let mut p = Parser {
+            tokens,
+            at: 0,
+            context,
+        };
         let c = p.or()?;
         match p.tokens.get(p.at) {
             None => Ok(c),
@@ -127,16 +149,23 @@ impl Operand {
 
 impl Path {
     fn value(&self, cx: &SpanContext<'_>) -> Value {
-        let s = cx.span;
+        match self {
+            Path::ResourceAttribute(k) => return attribute(&cx.resource.attributes, k),
+            Path::ScopeName => return Value::Str(cx.scope.name.clone()),
+            Path::ScopeVersion => return Value::Str(cx.scope.version.clone()),
+            _ => {}
+        }
+        // The span paths exist only in the span context (the parser sees to it).
+        let Some(s) = cx.span else {
+            return Value::Nil;
+        };
         match self {
             Path::Name => Value::Str(s.name.clone()),
             Path::Kind => Value::Int(s.kind as i64),
             Path::StatusCode => Value::Int(s.status.code as i64),
             Path::StatusMessage => Value::Str(s.status.message.clone()),
             Path::Attribute(k) => attribute(&s.attributes, k),
-            Path::ResourceAttribute(k) => attribute(&cx.resource.attributes, k),
-            Path::ScopeName => Value::Str(cx.scope.name.clone()),
-            Path::ScopeVersion => Value::Str(cx.scope.version.clone()),
+            Path::ResourceAttribute(_) | Path::ScopeName | Path::ScopeVersion => Value::Nil,
             Path::TraceId => Value::Str(s.trace_id.to_string()),
             Path::SpanId => Value::Str(s.span_id.to_string()),
             Path::ParentSpanId => {
@@ -318,6 +347,7 @@ fn lex(text: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    context: Context,
 }
 
 impl Parser {
@@ -493,9 +523,23 @@ impl Parser {
             }
         }
         if words.first().map(String::as_str) == Some("span") && words.len() > 1 {
+            if self.context == Context::Resource {
+                return Err(format!(
+                    "`{}` is a span path, not one of the resource context",
+                    words.join(".")
+                ));
+            }
             words.remove(0);
         }
         let joined = words.join(".");
+        if self.context == Context::Resource {
+            return match (joined.as_str(), key) {
+                ("attributes" | "resource.attributes", Some(k)) => Ok(Path::ResourceAttribute(k)),
+                (other, _) => Err(format!(
+                    "the path `{other}` is not built in the resource context (attributes[\"k\"] is)"
+                )),
+            };
+        }
         Ok(match (joined.as_str(), key) {
             ("attributes", Some(k)) => Path::Attribute(k),
             ("resource.attributes", Some(k)) => Path::ResourceAttribute(k),
@@ -577,7 +621,7 @@ mod tests {
         let cx = SpanContext {
             resource: &resource,
             scope: &scope,
-            span: &span,
+            span: Some(&span),
         };
         Condition::parse(text)
             .unwrap_or_else(|e| panic!("{text}: {e}"))
