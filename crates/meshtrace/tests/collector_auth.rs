@@ -320,7 +320,7 @@ fn authenticator_mistakes_are_named() {
             "extensions:\n{extensions}\
              receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\n{receiver_auth}\
              exporters:\n  otlphttp:\n    endpoint: http://127.0.0.1:1\n{exporter_auth}\
-             service:\n  extensions: [{service_ext}]\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlphttp]\n"
+             service:\n  extensions: [{service_ext}]\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlphttp]\n"
         )
     };
     let client = "    auth:\n      authenticator: basicauth/c\n";

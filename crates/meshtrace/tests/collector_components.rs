@@ -508,7 +508,7 @@ fn collectors_speak_zstd_both_ways() {
              \x20   keepalive:\n      time: 1s\n      timeout: 1s\n      permit_without_stream: true\n\
              \x20 otlphttp/gateway:\n    endpoint: http://{http}\n    compression: zstd\n\
              \x20 otlphttp/capture:\n    traces_endpoint: http://{capture}/zstd\n    encoding: json\n    compression: zstd\n\
-             service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp, otlphttp/gateway, otlphttp/capture]\n",
+             service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlp, otlphttp/gateway, otlphttp/capture]\n",
             grpc = gateway.addr("otlp-grpc"),
             http = gateway.addr("otlp-http"),
             capture = capture.addr,
@@ -619,7 +619,7 @@ fn zipkin_receiver_parse_string_tags_restores_the_sdks_types() {
         let config = format!(
             "receivers:\n  zipkin:\n    endpoint: 127.0.0.1:0\n    parse_string_tags: {parse}\n\
              exporters:\n  otlphttp:\n    traces_endpoint: http://{}/typed\n    encoding: json\n    compression: none\n\
-             service:\n  pipelines:\n    traces:\n      receivers: [zipkin]\n      exporters: [otlphttp]\n",
+             service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n  pipelines:\n    traces:\n      receivers: [zipkin]\n      exporters: [otlphttp]\n",
             capture.addr
         );
         let c = collector(dir.path(), &config, &["zipkin"]);
@@ -703,6 +703,9 @@ exporters:
     encoding: json
     compression: none
 service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
   pipelines:
     traces:
       receivers: [otlp]
@@ -773,7 +776,7 @@ fn resourcedetection_adds_the_hosts_attributes() {
              processors:\n  resourcedetection:\n    detectors: [env, system]\n    override: {overwrite}\n\
              \x20   system:\n      hostname_sources: [os]\n\
              exporters:\n  otlphttp:\n    traces_endpoint: http://{}/detected\n    encoding: json\n    compression: none\n\
-             service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [resourcedetection]\n      exporters: [otlphttp]\n",
+             service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [resourcedetection]\n      exporters: [otlphttp]\n",
             capture.addr
         );
         let path = dir.path().join("collector.yaml");
@@ -859,6 +862,9 @@ exporters:
     encoding: json
     compression: none
 service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
   pipelines:
     traces:
       receivers: [otlp]
