@@ -366,6 +366,24 @@ fn authenticator_mistakes_are_named() {
             ),
             "`health_check` is not an authenticator",
         ),
+        (
+            base(
+                "  oauth2client:\n    client_id: a\n    client_secret: b\n    token_url: http://127.0.0.1:1/t\n",
+                "oauth2client",
+                "",
+                "        auth:\n          authenticator: oauth2client\n",
+            ),
+            "`oauth2client` is an oauth2client, which only exporters use",
+        ),
+        (
+            base(
+                "  oauth2client:\n    client_id: a\n    client_secret: b\n",
+                "oauth2client",
+                "    auth:\n      authenticator: oauth2client\n",
+                "",
+            ),
+            "extensions.oauth2client: token_url must be set",
+        ),
     ];
     for (config, expected) in cases {
         let (code, _, stderr) = validate(d.path(), &config);
@@ -398,4 +416,154 @@ fn authenticator_mistakes_are_named() {
         stderr.contains("htpasswd.inline line 1 (user \"u\"): Apache MD5 hashes are not supported"),
         "{stderr}"
     );
+}
+
+/// tests/python/oauth2_token_server.py; its stdout lines arrive on the receiver.
+struct TokenServer {
+    child: std::process::Child,
+    port: u16,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl TokenServer {
+    fn start(id: &str, secret: &str, expires_in: u32, body_only: bool) -> TokenServer {
+        use std::io::BufRead;
+        let py = common::python_dir();
+        let mut cmd = Command::new(py.join(".venv/bin/python"));
+        cmd.arg(py.join("oauth2_token_server.py"))
+            .args([id, secret, &expires_in.to_string()]);
+        if body_only {
+            cmd.arg("body-only");
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the token server");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                println!("[token server] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let first = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("it starts");
+        let port = first
+            .strip_prefix("listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        TokenServer { child, port, lines }
+    }
+
+    /// The "issued ..." lines so far.
+    fn issued(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway whose OTLP gRPC and Zipkin receivers take the token server's first tokens.
+fn token_gateway(dir: &Path) -> Proc {
+    let config = "extensions:\n  bearertokenauth:\n    tokens: [tok-1, tok-2, tok-3, tok-4, tok-5, tok-6]\n\
+         receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n        auth:\n          authenticator: bearertokenauth\n\
+         \x20 zipkin:\n    endpoint: 127.0.0.1:0\n    auth:\n      authenticator: bearertokenauth\n\
+         exporters:\n  debug:\n\
+         service:\n  extensions: [bearertokenauth]\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n\
+         \x20 pipelines:\n    traces:\n      receivers: [otlp, zipkin]\n      exporters: [debug]\n";
+    let work = dir.join("gateway");
+    std::fs::create_dir_all(&work).unwrap();
+    collector(&work, config, &["otlp-grpc", "zipkin", "metrics"])
+}
+
+fn oauth_agent(dir: &Path, g: &Proc, token_url: &str, secret: &str, retry: bool) -> Proc {
+    let retry =
+        format!("    retry_on_failure:\n      enabled: {retry}\n      initial_interval: 200ms\n");
+    agent(
+        dir,
+        &format!(
+            "  oauth2client:\n    client_id: agent\n    client_secret: \"{secret}\"\n\
+             \x20   token_url: {token_url}\n    scopes: [traces.write]\n\
+             \x20   endpoint_params:\n      audience: gateway\n    expiry_buffer: 1s\n"
+        ),
+        &format!(
+            "  otlp:\n    endpoint: {}\n    tls:\n      insecure: true\n    auth:\n      authenticator: oauth2client\n{retry}\
+             \x20 zipkin:\n    endpoint: http://{}/api/v2/spans\n    auth:\n      authenticator: oauth2client\n{retry}",
+            g.addr("otlp-grpc"),
+            g.addr("zipkin")
+        ),
+        "oauth2client",
+        "otlp, zipkin",
+    )
+}
+
+#[test]
+fn oauth2client_fetches_and_renews_tokens_for_the_exporters() {
+    let d = tempfile::tempdir().unwrap();
+    let g = token_gateway(d.path());
+    // A secret with characters RFC 6749 has form-encoded inside the Basic credentials.
+    let server = TokenServer::start("agent", "s3:cr/t +x", 4, false);
+    let url = format!("http://127.0.0.1:{}/token", server.port);
+    let a = oauth_agent(d.path(), &g, &url, "s3:cr/t +x", true);
+    let both = |n| {
+        common::eventually(Duration::from_secs(30), || {
+            (accepted_spans(&g, "otlp", "grpc") == n && accepted_spans(&g, "zipkin", "http") == n)
+                .then_some(())
+        })
+    };
+    send_sdk_trace("otlp-grpc", a.addr("otlp-grpc"), "oauth");
+    assert!(both(4).is_some(), "delivered with the first token");
+    let first = server.issued();
+    assert_eq!(first.len(), 1, "one token for both exporters: {first:?}");
+    assert_eq!(first[0], "issued tok-1 scope=traces.write audience=gateway");
+    // The token lives 4 s and is renewed 1 s before: 3 s later it is fetched again.
+    std::thread::sleep(Duration::from_millis(3200));
+    send_sdk_trace("otlp-grpc", a.addr("otlp-grpc"), "oauth");
+    assert!(both(8).is_some(), "delivered with the renewed token");
+    assert_eq!(
+        server.issued(),
+        ["issued tok-2 scope=traces.write audience=gateway"]
+    );
+    assert_eq!(a.terminate(), Some(0));
+
+    // A server that takes the credentials only in the form body: refused as Basic, then sent so.
+    let d2 = tempfile::tempdir().unwrap();
+    let body_only = TokenServer::start("agent", "pw", 60, true);
+    let url = format!("http://127.0.0.1:{}/token", body_only.port);
+    let a = oauth_agent(d2.path(), &g, &url, "pw", true);
+    send_sdk_trace("otlp-grpc", a.addr("otlp-grpc"), "oauth");
+    assert!(both(12).is_some(), "delivered with credentials in the body");
+    assert_eq!(body_only.issued().len(), 1);
+    assert_eq!(a.terminate(), Some(0));
+
+    // A wrong secret: no token, nothing sent, the exports counted as failed.
+    let d3 = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/token", server.port);
+    let wrong = oauth_agent(d3.path(), &g, &url, "wrong", false);
+    send_sdk_trace("otlp-grpc", wrong.addr("otlp-grpc"), "oauth");
+    let failed = common::eventually(Duration::from_secs(30), || {
+        (metric(
+            &wrong,
+            "otelcol_exporter_send_failed_spans_total{exporter=\"zipkin\"}",
+        ) >= 4)
+            .then_some(())
+    });
+    assert!(
+        failed.is_some(),
+        "the exports without a token were counted as failed"
+    );
+    assert_eq!(accepted_spans(&g, "zipkin", "http"), 12);
+    assert!(server.issued().is_empty());
+    assert_eq!(wrong.terminate(), Some(0));
+    assert_eq!(g.terminate(), Some(0));
 }

@@ -1,5 +1,5 @@
-//! Authenticator extensions, as the OTel Collector's `basicauth` and `bearertokenauth`: the
-//! credentials exporters send and receivers require. A component names one with
+//! Authenticator extensions, as the OTel Collector's `basicauth`, `bearertokenauth` and
+//! `oauth2client`: the credentials exporters send and receivers require. A component names one with
 //! `auth: { authenticator: <id> }`; the extension must be defined under `extensions` and
 //! listed in `service.extensions`.
 //!
@@ -9,6 +9,7 @@
 //! is picked up without a restart; a token file that cannot be read later keeps the last token.
 
 mod htpasswd;
+mod oauth2;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -62,9 +63,15 @@ pub fn misuse(config: &Config, auth: &AuthRef, role: Role) -> Option<String> {
                 "auth.authenticator `{name}` has no token or filename to send"
             ))
         }
-        (Extension::BasicAuth(_) | Extension::BearerTokenAuth(_), _) => None,
+        (Extension::OAuth2Client(_), Role::Server) => Some(format!(
+            "auth.authenticator `{name}` is an oauth2client, which only exporters use"
+        )),
+        (
+            Extension::BasicAuth(_) | Extension::BearerTokenAuth(_) | Extension::OAuth2Client(_),
+            _,
+        ) => None,
         _ => Some(format!(
-            "auth.authenticator `{name}` is not an authenticator (basicauth or bearertokenauth)"
+            "auth.authenticator `{name}` is not an authenticator (basicauth, bearertokenauth or oauth2client)"
         )),
     }
 }
@@ -95,6 +102,18 @@ pub fn invalid(ext: &Extension) -> Option<String> {
                 if let Err(e) = HeaderValue::try_from(bearer_value(&b.scheme, t)) {
                     return Some(format!("token: not a header value ({e})"));
                 }
+            }
+            None
+        }
+        Extension::OAuth2Client(o) => {
+            if o.token_url.is_empty() {
+                return Some("token_url must be set".into());
+            }
+            if o.client_id.is_empty() && o.client_id_file.is_none() {
+                return Some("client_id (or client_id_file) must be set".into());
+            }
+            if o.client_secret.is_none() && o.client_secret_file.is_none() {
+                return Some("client_secret (or client_secret_file) must be set".into());
             }
             None
         }
@@ -142,6 +161,16 @@ impl Authenticators {
                     }
                     let server = BearerCheck::new(b, token).map_err(at)?;
                     built.servers.insert(name, Arc::new(server));
+                }
+                Extension::OAuth2Client(o) => {
+                    let client = oauth2::OAuth2::new(o).map_err(at)?;
+                    built.clients.insert(
+                        name,
+                        Arc::new(ClientAuth {
+                            header: axum::http::header::AUTHORIZATION,
+                            value: ClientValue::OAuth2(client),
+                        }),
+                    );
                 }
                 _ => {}
             }
@@ -199,6 +228,7 @@ pub struct ClientAuth {
 enum ClientValue {
     Fixed(HeaderValue),
     Token { scheme: String, token: TokenSource },
+    OAuth2(oauth2::OAuth2),
 }
 
 impl ClientAuth {
@@ -222,18 +252,21 @@ impl ClientAuth {
         })
     }
 
-    /// The header to send now (a token file that changed is read again first).
-    pub fn header(&self) -> (HeaderName, HeaderValue) {
+    /// The header to send now (a token file that changed is read again first; an OAuth 2.0
+    /// token is fetched when there is none or it is about to expire). An error (the token
+    /// server unreachable or refusing) is worth retrying later.
+    pub async fn header(&self) -> Result<(HeaderName, HeaderValue), String> {
         let value = match &self.value {
             ClientValue::Fixed(v) => v.clone(),
             ClientValue::Token { scheme, token } => {
                 let current = token.current();
                 let sent = current.first().map(|t| bearer_value(scheme, t));
                 sent.and_then(|s| HeaderValue::try_from(s).ok())
-                    .unwrap_or_else(|| HeaderValue::from_static(""))
+                    .ok_or("no token to send")?
             }
+            ClientValue::OAuth2(o) => o.header_value().await?,
         };
-        (self.header.clone(), value)
+        Ok((self.header.clone(), value))
     }
 }
 

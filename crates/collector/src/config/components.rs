@@ -555,6 +555,31 @@ impl Default for BearerTokenAuth {
     }
 }
 
+/// `oauth2client`: a token from the client credentials grant, sent by exporters.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Client {
+    #[serde(default)]
+    pub client_id: String,
+    pub client_id_file: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    #[serde(default)]
+    pub token_url: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub endpoint_params: BTreeMap<String, String>,
+    /// For an `https://` token URL.
+    #[serde(default)]
+    pub tls: Tls,
+    #[serde(default, with = "opt_duration_serde")]
+    pub timeout: Option<Duration>,
+    /// A token is fetched again this long before it expires (default 10 s).
+    #[serde(default, with = "opt_duration_serde")]
+    pub expiry_buffer: Option<Duration>,
+}
+
 /// The settings of `pprof` and `zpages` (both have an `endpoint`; `pprof` its profile knobs).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -70,6 +70,10 @@ pub fn explain(config: &Config) -> String {
             Some(Extension::BasicAuth(_)) => {
                 "HTTP Basic credentials (htpasswd), required by the receivers that name it".into()
             }
+            Some(Extension::OAuth2Client(o)) => format!(
+                "OAuth 2.0 client credentials from {}, sent by the exporters that name it",
+                o.token_url
+            ),
             Some(Extension::BearerTokenAuth(b)) => format!(
                 "a bearer token in the {} header, sent by the exporters and required by the \
                  receivers that name it",

@@ -100,6 +100,7 @@ pub enum Extension {
     GoDebugPages(GoDebugPages),
     BasicAuth(BasicAuth),
     BearerTokenAuth(BearerTokenAuth),
+    OAuth2Client(OAuth2Client),
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -327,6 +328,7 @@ impl Kind for Extension {
         "zpages",
         "basicauth",
         "bearertokenauth",
+        "oauth2client",
     ];
     fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
         Ok(match ty {
@@ -334,6 +336,7 @@ impl Kind for Extension {
             "health_check" => Extension::HealthCheck(settings(d)?),
             "basicauth" => Extension::BasicAuth(settings(d)?),
             "bearertokenauth" => Extension::BearerTokenAuth(settings(d)?),
+            "oauth2client" => Extension::OAuth2Client(settings(d)?),
             _ => Extension::GoDebugPages(settings(d)?),
         })
     }

@@ -110,7 +110,10 @@ impl Poster {
             req = req.header(k, v);
         }
         if let Some(auth) = &self.auth {
-            let (k, v) = auth.header();
+            let (k, v) = auth
+                .header()
+                .await
+                .map_err(|e| ExportError::retryable(format!("auth: {e}")))?;
             if let Some(headers) = req.headers_mut() {
                 headers.insert(k, v);
             }

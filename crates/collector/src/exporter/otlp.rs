@@ -114,14 +114,17 @@ impl OtlpExporter {
 }
 
 impl OtlpExporter {
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    async fn request<T>(&self, message: T) -> Result<tonic::Request<T>, ExportError> {
         let mut req = tonic::Request::new(message);
         req.set_timeout(self.timeout);
         for (k, v) in &self.metadata {
             req.metadata_mut().insert(k.clone(), v.clone());
         }
         if let Some(auth) = &self.auth {
-            let (k, v) = auth.header();
+            let (k, v) = auth
+                .header()
+                .await
+                .map_err(|e| ExportError::retryable(format!("{}: auth: {e}", self.target)))?;
             // A header name is lower case and a value visible ASCII, so both are metadata.
             if let (Ok(k), Ok(v)) = (
                 MetadataKey::from_bytes(k.as_str().as_bytes()),
@@ -130,7 +133,7 @@ impl OtlpExporter {
                 req.metadata_mut().insert(k, v);
             }
         }
-        req
+        Ok(req)
     }
 
     /// The outcome of one call, given at most `timeout` + 1 s.
@@ -161,7 +164,7 @@ impl OtlpExporter {
 impl Export for OtlpExporter {
     fn export<'a>(&'a self, batch: &'a TraceBatch) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(async move {
-            let req = self.request(wire::otlp::to_request(batch));
+            let req = self.request(wire::otlp::to_request(batch)).await?;
             let mut client = self.client.clone();
             self.call(client.export(req)).await
         })
@@ -174,7 +177,7 @@ impl Export for OtlpExporter {
         match payload {
             Payload::Batch(b) => self.export(b),
             Payload::Otlp(raw) => Box::pin(async move {
-                let req = self.request(raw.clone());
+                let req = self.request(raw.clone()).await?;
                 let mut grpc = self.raw.clone();
                 self.call(async move {
                     grpc.ready().await.map_err(|e| {
