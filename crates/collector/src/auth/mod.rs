@@ -168,7 +168,7 @@ impl Authenticators {
                         name,
                         Arc::new(ClientAuth {
                             header: axum::http::header::AUTHORIZATION,
-                            value: ClientValue::OAuth2(client),
+                            value: ClientValue::OAuth2(Box::new(client)),
                         }),
                     );
                 }
@@ -228,7 +228,7 @@ pub struct ClientAuth {
 enum ClientValue {
     Fixed(HeaderValue),
     Token { scheme: String, token: TokenSource },
-    OAuth2(oauth2::OAuth2),
+    OAuth2(Box<oauth2::OAuth2>),
 }
 
 impl ClientAuth {
