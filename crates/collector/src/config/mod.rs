@@ -100,7 +100,7 @@ pub enum Extension {
     GoDebugPages(GoDebugPages),
     BasicAuth(BasicAuth),
     BearerTokenAuth(BearerTokenAuth),
-    OAuth2Client(OAuth2Client),
+    OAuth2Client(Box<OAuth2Client>),
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -336,7 +336,7 @@ impl Kind for Extension {
             "health_check" => Extension::HealthCheck(settings(d)?),
             "basicauth" => Extension::BasicAuth(settings(d)?),
             "bearertokenauth" => Extension::BearerTokenAuth(settings(d)?),
-            "oauth2client" => Extension::OAuth2Client(settings(d)?),
+            "oauth2client" => Extension::OAuth2Client(Box::new(settings(d)?)),
             _ => Extension::GoDebugPages(settings(d)?),
         })
     }
