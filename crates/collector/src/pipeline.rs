@@ -532,7 +532,6 @@ where
         .map_err(|e| format!("{name} server failed: {e}"))
 }
 
-/// `app` with the CORS layer of its receiver's `cors` block, if any.
 /// What receiver listener `name` requires of its clients, from its `auth` block.
 fn server_auth(
     auths: &crate::auth::Authenticators,
@@ -559,6 +558,7 @@ fn with_auth(
     })
 }
 
+/// `app` with the CORS layer of its receiver's `cors` block, if any.
 fn with_cors(
     name: &str,
     app: axum::Router,

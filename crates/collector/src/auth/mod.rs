@@ -146,7 +146,7 @@ impl Authenticators {
                     if let Some(c) = &b.client_auth {
                         built
                             .clients
-                            .insert(name.clone(), Arc::new(ClientAuth::basic(c)?));
+                            .insert(name.clone(), Arc::new(ClientAuth::basic(c).map_err(at)?));
                     }
                     if b.htpasswd.is_some() {
                         let users = Htpasswd::load(b).map_err(at)?;
