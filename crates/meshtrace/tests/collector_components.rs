@@ -940,3 +940,85 @@ service:
         "{stderr}"
     );
 }
+
+/// The attributes processor's `include`/`exclude`: only the app's own spans (by service) that
+/// are not client spans (by kind) get the attribute; the database's spans and the client span
+/// are left alone.
+#[test]
+fn attributes_processor_include_and_exclude_choose_the_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Capture::start();
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  attributes/tag:
+    include:
+      match_type: strict
+      services: [chosen]
+    exclude:
+      match_type: regexp
+      span_kinds: [CLIENT$]
+    actions:
+      - key: tagged
+        value: "yes"
+        action: upsert
+exporters:
+  otlphttp:
+    traces_endpoint: http://{}/tagged
+    encoding: json
+    compression: none
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [attributes/tag]
+      exporters: [otlphttp]
+"#,
+        capture.addr
+    );
+    let c = collector(dir.path(), &config, &["otlp-grpc"]);
+    send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "chosen");
+    let spans = || {
+        let mut out = Vec::new();
+        for body in capture.bodies("/tagged") {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                continue;
+            };
+            for rs in v["resourceSpans"].as_array().into_iter().flatten() {
+                for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                    for s in ss["spans"].as_array().into_iter().flatten() {
+                        let tagged = s["attributes"]
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|kv| kv["key"] == "tagged"));
+                        out.push((s["name"].as_str().unwrap_or_default().to_owned(), tagged));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let all = common::eventually(Duration::from_secs(30), || {
+        let s = spans();
+        (s.len() >= 4).then_some(s)
+    })
+    .expect("the four spans were exported");
+    let expected: Vec<(String, bool)> = [
+        ("GET /checkout", true),
+        ("SELECT carts", false),
+        ("load cart", true),
+        ("query carts", false),
+    ]
+    .iter()
+    .map(|(n, t)| (n.to_string(), *t))
+    .collect();
+    assert_eq!(all, expected);
+    assert_eq!(c.terminate(), Some(0));
+}

@@ -250,6 +250,48 @@ pub struct Action {
 pub struct Attributes {
     #[serde(default)]
     pub actions: Vec<Action>,
+    /// Only spans that match (all when unset)...
+    pub include: Option<MatchProperties>,
+    /// ...and do not match this.
+    pub exclude: Option<MatchProperties>,
+}
+
+/// Which spans a processor works on, as the OTel Collector's `filterconfig.MatchProperties`:
+/// every property given must match (within one, any of its values); `match_type` says how
+/// names and values compare (`strict`: equal; `regexp`: the pattern is found in them).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MatchProperties {
+    pub match_type: Option<String>,
+    /// The regexp cache settings: accepted (patterns are compiled once here).
+    pub regexp: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub span_names: Vec<String>,
+    #[serde(default)]
+    pub span_kinds: Vec<String>,
+    #[serde(default)]
+    pub attributes: Vec<MatchAttribute>,
+    #[serde(default)]
+    pub resources: Vec<MatchAttribute>,
+    #[serde(default)]
+    pub libraries: Vec<MatchLibrary>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MatchAttribute {
+    pub key: String,
+    /// Absent: the key must be there, with any value.
+    pub value: Option<serde_yaml::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MatchLibrary {
+    pub name: String,
+    pub version: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

@@ -192,7 +192,15 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                     }
                 }
             }
-            Processor::Attributes(a) => check_actions(&mut err, at, id, "actions", &a.actions),
+            Processor::Attributes(a) => {
+                check_actions(&mut err, at, id, "actions", &a.actions);
+                if let Err(e) = crate::processor::matching::SpanMatcher::new(
+                    a.include.as_ref(),
+                    a.exclude.as_ref(),
+                ) {
+                    err(at, format!("processors.{id}.{e}"));
+                }
+            }
             Processor::Resource(r) => check_actions(&mut err, at, id, "attributes", &r.attributes),
             Processor::MemoryLimiter(m) => {
                 if m.check_interval.is_zero() {

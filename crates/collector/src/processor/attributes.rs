@@ -82,11 +82,13 @@ impl Actions {
     }
 
     /// The `attributes` processor: every span's attributes.
-    pub fn apply_to_spans(&self, batch: &mut TraceBatch) {
+    pub fn apply_to_spans(&self, batch: &mut TraceBatch, only: &super::matching::SpanMatcher) {
         for rs in &mut batch.resource_spans {
             for ss in &mut rs.scope_spans {
                 for span in &mut ss.spans {
-                    self.apply(&mut span.attributes);
+                    if only.applies(&rs.resource, &ss.scope, span) {
+                        self.apply(&mut span.attributes);
+                    }
                 }
             }
         }

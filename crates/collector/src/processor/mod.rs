@@ -7,6 +7,7 @@
 pub mod attributes;
 pub mod batch;
 pub mod filter;
+pub mod matching;
 pub mod memory_limiter;
 pub mod ottl;
 pub mod probabilistic;
@@ -26,7 +27,7 @@ use crate::payload::Payload;
 /// What an inline stage does to a batch.
 enum Inline {
     Sampler(probabilistic::Sampler),
-    SpanAttributes(attributes::Actions),
+    SpanAttributes(attributes::Actions, matching::SpanMatcher),
     ResourceAttributes(attributes::Actions),
     MemoryLimiter(memory_limiter::Limiter),
     Filter(filter::SpanFilter),
@@ -54,7 +55,11 @@ pub fn build(
         Processor::ProbabilisticSampler(s) => {
             Inline::Sampler(probabilistic::Sampler::new(&name, s))
         }
-        Processor::Attributes(a) => Inline::SpanAttributes(attributes::Actions::new(&a.actions)),
+        Processor::Attributes(a) => Inline::SpanAttributes(
+            attributes::Actions::new(&a.actions),
+            matching::SpanMatcher::new(a.include.as_ref(), a.exclude.as_ref())
+                .map_err(|e| format!("processors.{name}: {e}"))?,
+        ),
         Processor::Resource(r) => {
             Inline::ResourceAttributes(attributes::Actions::new(&r.attributes))
         }
@@ -97,7 +102,7 @@ impl Stage {
             Inline::Sampler(s) => {
                 s.process(batch);
             }
-            Inline::SpanAttributes(a) => a.apply_to_spans(batch),
+            Inline::SpanAttributes(a, only) => a.apply_to_spans(batch, only),
             Inline::ResourceAttributes(a) => a.apply_to_resources(batch),
             Inline::MemoryLimiter(l) => self.limit(l, batch.span_count())?,
             Inline::Filter(f) => f.apply(batch),
@@ -173,7 +178,7 @@ impl Consumer for Stage {
         match self.inline {
             Inline::MemoryLimiter(_) => self.next.accepts_otlp(),
             Inline::Sampler(_) => true,
-            Inline::SpanAttributes(_)
+            Inline::SpanAttributes(..)
             | Inline::ResourceAttributes(_)
             | Inline::Filter(_)
             | Inline::Detected(_)
