@@ -251,9 +251,9 @@ pub struct Attributes {
     #[serde(default)]
     pub actions: Vec<Action>,
     /// Only spans that match (all when unset)...
-    pub include: Option<MatchProperties>,
+    pub include: Option<Box<MatchProperties>>,
     /// ...and do not match this.
-    pub exclude: Option<MatchProperties>,
+    pub exclude: Option<Box<MatchProperties>>,
 }
 
 /// Which spans a processor works on, as the OTel Collector's `filterconfig.MatchProperties`:

@@ -195,8 +195,8 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
             Processor::Attributes(a) => {
                 check_actions(&mut err, at, id, "actions", &a.actions);
                 if let Err(e) = crate::processor::matching::SpanMatcher::new(
-                    a.include.as_ref(),
-                    a.exclude.as_ref(),
+                    a.include.as_deref(),
+                    a.exclude.as_deref(),
                 ) {
                     err(at, format!("processors.{id}.{e}"));
                 }

@@ -11,8 +11,8 @@ use crate::config::{MatchAttribute, MatchProperties};
 /// A processor's `include` and `exclude`.
 #[derive(Default)]
 pub struct SpanMatcher {
-    include: Option<Properties>,
-    exclude: Option<Properties>,
+    include: Option<Box<Properties>>,
+    exclude: Option<Box<Properties>>,
 }
 
 impl SpanMatcher {
@@ -22,10 +22,18 @@ impl SpanMatcher {
     ) -> Result<Self, String> {
         Ok(Self {
             include: include
-                .map(|p| Properties::new(p).map_err(|e| format!("include: {e}")))
+                .map(|p| {
+                    Properties::new(p)
+                        .map(Box::new)
+                        .map_err(|e| format!("include: {e}"))
+                })
                 .transpose()?,
             exclude: exclude
-                .map(|p| Properties::new(p).map_err(|e| format!("exclude: {e}")))
+                .map(|p| {
+                    Properties::new(p)
+                        .map(Box::new)
+                        .map_err(|e| format!("exclude: {e}"))
+                })
                 .transpose()?,
         })
     }

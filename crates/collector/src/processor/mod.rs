@@ -57,7 +57,7 @@ pub fn build(
         }
         Processor::Attributes(a) => Inline::SpanAttributes(
             attributes::Actions::new(&a.actions),
-            matching::SpanMatcher::new(a.include.as_ref(), a.exclude.as_ref())
+            matching::SpanMatcher::new(a.include.as_deref(), a.exclude.as_deref())
                 .map_err(|e| format!("processors.{name}: {e}"))?,
         ),
         Processor::Resource(r) => {
