@@ -1022,3 +1022,101 @@ service:
     assert_eq!(all, expected);
     assert_eq!(c.terminate(), Some(0));
 }
+
+/// The span processor on the Python SDK's spans: a name turned into a pattern with its
+/// variable part as an attribute, a span renamed from its attributes, and a status set on the
+/// span `include` names.
+#[test]
+fn span_processor_renames_and_sets_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Capture::start();
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  span/pages:
+    name:
+      to_attributes:
+        rules: ['^GET /(?P<page>\w+)$']
+  span/db:
+    include:
+      match_type: strict
+      span_kinds: [SPAN_KIND_CLIENT]
+    name:
+      from_attributes: [db.system, db.missing]
+      separator: " "
+  span/db2:
+    include:
+      match_type: strict
+      span_kinds: [SPAN_KIND_CLIENT]
+    name:
+      from_attributes: [db.system]
+  span/status:
+    include:
+      match_type: regexp
+      span_names: ['^load']
+    status:
+      code: Error
+      description: cart unavailable
+exporters:
+  otlphttp:
+    traces_endpoint: http://{}/spans
+    encoding: json
+    compression: none
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [span/pages, span/db, span/db2, span/status]
+      exporters: [otlphttp]
+"#,
+        capture.addr
+    );
+    let c = collector(dir.path(), &config, &["otlp-grpc"]);
+    send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "renamed");
+    let spans = || {
+        let mut out = Vec::new();
+        for body in capture.bodies("/spans") {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                continue;
+            };
+            for rs in v["resourceSpans"].as_array().into_iter().flatten() {
+                for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                    out.extend(ss["spans"].as_array().into_iter().flatten().cloned());
+                }
+            }
+        }
+        out
+    };
+    let all = common::eventually(Duration::from_secs(30), || {
+        let s = spans();
+        (s.len() >= 4).then_some(s)
+    })
+    .expect("the four spans were exported");
+    let by_name = |n: &str| {
+        all.iter()
+            .find(|s| s["name"] == n)
+            .unwrap_or_else(|| panic!("no span {n}: {all:?}"))
+    };
+    let page = by_name("GET /{page}");
+    assert!(
+        page["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|kv| kv["key"] == "page" && kv["value"]["stringValue"] == "checkout"),
+        "{page}"
+    );
+    // span/db needs an attribute the client span lacks (no rename); span/db2 renames it.
+    by_name("postgresql");
+    let load = by_name("load cart");
+    assert_eq!(load["status"]["code"], 2, "{load}");
+    assert_eq!(load["status"]["message"], "cart unavailable");
+    assert_eq!(c.terminate(), Some(0));
+}

@@ -680,6 +680,44 @@ pub struct FilterTraces {
     pub spanevent: Vec<String>,
 }
 
+/// `span`: renames spans from their attributes or extracts attributes from their names, and
+/// sets their status, on the spans `include`/`exclude` choose.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpanProcessor {
+    pub include: Option<Box<MatchProperties>>,
+    pub exclude: Option<Box<MatchProperties>>,
+    pub name: Option<SpanName>,
+    pub status: Option<SpanStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpanName {
+    /// The new name is these attributes' values joined by `separator` (when all are there).
+    pub from_attributes: Vec<String>,
+    pub separator: String,
+    pub to_attributes: Option<ToAttributes>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToAttributes {
+    /// Patterns whose named groups become attributes, their part of the name `{group}`.
+    pub rules: Vec<String>,
+    pub break_after_match: bool,
+    pub keep_original_name: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpanStatus {
+    /// `Ok`, `Error` or `Unset`.
+    pub code: String,
+    /// Only with `Error`.
+    pub description: Option<String>,
+}
+
 /// `transform`: OTTL statements that edit spans and resources.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -141,6 +141,7 @@ fn describe_processor(p: &Processor) -> String {
             },
             humantime::format_duration(b.timeout)
         ),
+        Processor::Span(_) => "renames spans, extracts attributes from names, sets status".into(),
         Processor::Transform(t) => format!(
             "runs {} OTTL statement group(s) on spans and resources",
             t.trace_statements.len()

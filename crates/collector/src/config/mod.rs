@@ -79,6 +79,7 @@ pub enum Processor {
     Filter(FilterProcessor),
     ResourceDetection(ResourceDetection),
     Transform(TransformProcessor),
+    Span(Box<SpanProcessor>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -288,6 +289,7 @@ impl Kind for Processor {
         "filter",
         "resourcedetection",
         "transform",
+        "span",
     ];
     fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
         Ok(match ty {
@@ -299,6 +301,7 @@ impl Kind for Processor {
             "filter" => Processor::Filter(settings(d)?),
             "resourcedetection" => Processor::ResourceDetection(settings(d)?),
             "transform" => Processor::Transform(settings(d)?),
+            "span" => Processor::Span(Box::new(settings(d)?)),
             _ => Processor::TailSampling(settings(d)?),
         })
     }

@@ -1,7 +1,7 @@
 //! Processors: the stages of a pipeline between its receivers and its exporters.
 //!
-//! Stateless ones (sampler, attributes, resource, filter, transform, resource detection, memory
-//! limiter) transform or refuse a batch
+//! Stateless ones (sampler, attributes, resource, filter, transform, span, resource detection,
+//! memory limiter) transform or refuse a batch
 //! inline in a [`Stage`]; `batch` buffers and sends from its own task.
 
 pub mod attributes;
@@ -12,6 +12,7 @@ pub mod memory_limiter;
 pub mod ottl;
 pub mod probabilistic;
 pub mod resourcedetection;
+pub mod span;
 pub mod tail;
 pub mod tracestate;
 pub mod transform;
@@ -33,6 +34,7 @@ enum Inline {
     Filter(filter::SpanFilter),
     Detected(resourcedetection::Detected),
     Transform(transform::Transform),
+    Span(Box<span::SpanEdits>),
 }
 
 /// An inline processor followed by the rest of the pipeline.
@@ -70,6 +72,9 @@ pub fn build(
         Processor::Transform(t) => Inline::Transform(
             transform::Transform::new(t).map_err(|e| format!("processors.{name}: {e}"))?,
         ),
+        Processor::Span(s) => Inline::Span(Box::new(
+            span::SpanEdits::new(s).map_err(|e| format!("processors.{name}: {e}"))?,
+        )),
         Processor::ResourceDetection(r) => {
             Inline::Detected(resourcedetection::Detected::detect(&name, r))
         }
@@ -107,6 +112,7 @@ impl Stage {
             Inline::MemoryLimiter(l) => self.limit(l, batch.span_count())?,
             Inline::Filter(f) => f.apply(batch),
             Inline::Detected(d) => d.apply(batch),
+            Inline::Span(s) => s.apply(batch),
             Inline::Transform(t) => t.apply(&self.name, batch).map_err(|e| {
                 ConsumeError::Permanent(format!("{}: a statement failed: {e}", self.name))
             })?,
@@ -182,7 +188,8 @@ impl Consumer for Stage {
             | Inline::ResourceAttributes(_)
             | Inline::Filter(_)
             | Inline::Detected(_)
-            | Inline::Transform(_) => false,
+            | Inline::Transform(_)
+            | Inline::Span(_) => false,
         }
     }
 }
