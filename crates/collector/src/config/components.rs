@@ -855,6 +855,9 @@ pub enum TailPolicyType {
     SpanCount,
     And,
     Composite,
+    BooleanAttribute,
+    TraceState,
+    OttlCondition,
 }
 
 /// One tail-sampling policy: `name`, `type`, and the settings block named after the type.
@@ -873,6 +876,35 @@ pub struct TailPolicy {
     pub span_count: Option<SpanCountPolicy>,
     pub and: Option<AndPolicy>,
     pub composite: Option<CompositePolicy>,
+    pub boolean_attribute: Option<BooleanAttributePolicy>,
+    pub trace_state: Option<TraceStatePolicy>,
+    pub ottl_condition: Option<OttlConditionPolicy>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BooleanAttributePolicy {
+    pub key: String,
+    pub value: bool,
+    pub invert_match: bool,
+}
+
+/// Sampled when a span's W3C `tracestate` has `key` with one of `values`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceStatePolicy {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// Sampled when a span matches one of the OTTL `span` conditions.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OttlConditionPolicy {
+    pub error_mode: Option<String>,
+    pub span: Vec<String>,
+    /// Refused by validation: span event conditions are not built.
+    pub spanevent: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

@@ -601,6 +601,17 @@ fn check_policy(
         ("span_count", p.span_count.is_some(), T::SpanCount),
         ("and", p.and.is_some(), T::And),
         ("composite", p.composite.is_some(), T::Composite),
+        (
+            "boolean_attribute",
+            p.boolean_attribute.is_some(),
+            T::BooleanAttribute,
+        ),
+        ("trace_state", p.trace_state.is_some(), T::TraceState),
+        (
+            "ottl_condition",
+            p.ottl_condition.is_some(),
+            T::OttlCondition,
+        ),
     ];
     for (key, set, kind) in present {
         if set && kind != p.kind {
@@ -659,6 +670,26 @@ fn check_policy(
                 for v in &sa.values {
                     if let Err(e) = regex::Regex::new(v) {
                         err(at, format!("processors.{id} policy `{name}`: {v:?} is not a valid regular expression: {e}"));
+                    }
+                }
+            }
+        }
+        T::OttlCondition => {
+            if let Some(o) = &p.ottl_condition {
+                if !o.spanevent.is_empty() {
+                    err(at, format!("processors.{id} policy `{name}`: ottl_condition.spanevent is not built (span is)"));
+                }
+                if o.span.is_empty() && o.spanevent.is_empty() {
+                    err(
+                        at,
+                        format!(
+                            "processors.{id} policy `{name}`: ottl_condition needs span conditions"
+                        ),
+                    );
+                }
+                for c in &o.span {
+                    if let Err(e) = crate::processor::ottl::Condition::parse(c) {
+                        err(at, format!("processors.{id} policy `{name}`: {c:?}: {e}"));
                     }
                 }
             }

@@ -66,6 +66,16 @@ enum Rule {
     },
     And(Vec<Policy>),
     Composite(Composite),
+    Boolean {
+        key: String,
+        value: bool,
+        invert: bool,
+    },
+    TraceState {
+        key: String,
+        values: Vec<String>,
+    },
+    Ottl(Vec<crate::processor::ottl::Condition>),
     Never,
 }
 
@@ -161,6 +171,29 @@ impl Policy {
                 Some(c) => Rule::Composite(Composite::new(c)),
                 None => Rule::Never, // refused by validation
             },
+            T::BooleanAttribute => {
+                let b = cfg.boolean_attribute.clone().unwrap_or_default();
+                Rule::Boolean {
+                    key: b.key,
+                    value: b.value,
+                    invert: b.invert_match,
+                }
+            }
+            T::TraceState => {
+                let t = cfg.trace_state.clone().unwrap_or_default();
+                Rule::TraceState {
+                    key: t.key,
+                    values: t.values,
+                }
+            }
+            // Conditions that do not parse are refused by validation.
+            T::OttlCondition => Rule::Ottl(
+                cfg.ottl_condition
+                    .iter()
+                    .flat_map(|o| &o.span)
+                    .filter_map(|c| crate::processor::ottl::Condition::parse(c).ok())
+                    .collect(),
+            ),
         };
         Self {
             name: cfg.name.clone(),
@@ -238,6 +271,28 @@ impl Policy {
                 yes(n >= *min && max.is_none_or(|m| n <= m))
             }
             Rule::Composite(c) => c.evaluate(trace_id, spans),
+            Rule::Boolean { key, value, invert } => {
+                let hit = spans
+                    .iter()
+                    .any(|r| matches!(attr(r, key), Some(AnyValue::Bool(b)) if b == value));
+                invertible(hit, *invert)
+            }
+            Rule::TraceState { key, values } => yes(spans.iter().any(|r| {
+                r.span.trace_state.split(',').any(|member| {
+                    member
+                        .trim()
+                        .split_once('=')
+                        .is_some_and(|(k, v)| k == key && values.iter().any(|x| x == v))
+                })
+            })),
+            Rule::Ottl(conditions) => yes(spans.iter().any(|r| {
+                let cx = crate::processor::ottl::SpanContext {
+                    resource: &r.resource,
+                    scope: &r.scope,
+                    span: Some(&r.span),
+                };
+                conditions.iter().any(|c| c.eval(&cx))
+            })),
             Rule::And(subs) => yes(!subs.is_empty()
                 && subs
                     .iter()

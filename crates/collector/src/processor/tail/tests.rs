@@ -217,3 +217,60 @@ fn string_attribute_regex_matching() {
     );
     assert_eq!(p.evaluate(id, &[rec("/health")]), policy::Vote::NotSampled);
 }
+
+#[test]
+fn boolean_attribute_trace_state_and_ottl_condition_policies() {
+    let rec = |attrs: Vec<KeyValue>, trace_state: &str| {
+        let mut s = span(1, 1, false, 1);
+        s.attributes.extend(attrs);
+        s.trace_state = trace_state.into();
+        SpanRecord {
+            resource: Default::default(),
+            scope: Default::default(),
+            span: s,
+        }
+    };
+    let id = TraceId::from_halves(0, 1);
+    let vote = |yaml: &str, r: &SpanRecord| {
+        Policy::new(&policy(yaml)).evaluate(id, std::slice::from_ref(r))
+    };
+    let (yes, no) = (policy::Vote::Sampled, policy::Vote::NotSampled);
+
+    let boolean =
+        "name: b\ntype: boolean_attribute\nboolean_attribute: {key: app.debug, value: true}";
+    assert_eq!(
+        vote(boolean, &rec(vec![KeyValue::new("app.debug", true)], "")),
+        yes
+    );
+    assert_eq!(
+        vote(boolean, &rec(vec![KeyValue::new("app.debug", false)], "")),
+        no
+    );
+    assert_eq!(
+        vote(boolean, &rec(vec![KeyValue::new("app.debug", "true")], "")),
+        no,
+        "a string is no bool"
+    );
+    let inverted = "name: b\ntype: boolean_attribute\nboolean_attribute: {key: app.debug, value: true, invert_match: true}";
+    assert_ne!(
+        vote(inverted, &rec(vec![KeyValue::new("app.debug", true)], "")),
+        yes
+    );
+
+    let state = "name: t\ntype: trace_state\ntrace_state: {key: vendor, values: [keep, always]}";
+    assert_eq!(vote(state, &rec(vec![], "other=x, vendor=keep")), yes);
+    assert_eq!(vote(state, &rec(vec![], "vendor=drop")), no);
+    assert_eq!(vote(state, &rec(vec![], "")), no);
+
+    let ottl = "name: o\ntype: ottl_condition\nottl_condition:\n  span:\n    - 'attributes[\"http.status_code\"] >= 500'\n    - 'IsMatch(name, \"^checkout\")'";
+    assert_eq!(vote(ottl, &rec(vec![], "")), no);
+    let mut r = rec(vec![], "");
+    r.span.name = "checkout cart".into();
+    assert_eq!(vote(ottl, &r), yes);
+    let failing = SpanRecord {
+        resource: Default::default(),
+        scope: Default::default(),
+        span: span(1, 1, true, 1),
+    };
+    assert_eq!(vote(ottl, &failing), yes, "http.status_code 500");
+}
