@@ -156,6 +156,19 @@ fn collector_validate_accepts_the_example_in_the_repo() {
     let (code, out, err) = validate(dir.path(), include_str!("../../../examples/otelcol.yaml"));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("otlp/jaeger"), "{out}");
+    let (code, out, err) = validate(
+        dir.path(),
+        include_str!("../../../examples/otelcol-agent.yaml"),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    for component in [
+        "filter/health",
+        "transform/scrub",
+        "resourcedetection",
+        "basicauth/backend",
+    ] {
+        assert!(out.contains(component), "{component} missing from:\n{out}");
+    }
 }
 
 #[test]

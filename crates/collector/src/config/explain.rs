@@ -102,19 +102,36 @@ fn describe_receiver(r: &Receiver) -> String {
             let mut parts = Vec::new();
             if let Some(g) = &o.protocols.grpc {
                 let ep = g.endpoint.as_deref().unwrap_or(OTLP_GRPC_DEFAULT);
-                parts.push(format!("OTLP/gRPC on {ep}"));
+                parts.push(format!("OTLP/gRPC on {ep}{}", requires(g.auth.as_ref())));
             }
             if let Some(h) = &o.protocols.http {
                 let ep = h.endpoint.as_deref().unwrap_or(OTLP_HTTP_DEFAULT);
-                parts.push(format!("OTLP/HTTP on {ep} POST /v1/traces"));
+                let path = h.traces_url_path.as_deref().unwrap_or("/v1/traces");
+                parts.push(format!(
+                    "OTLP/HTTP on {ep} POST {path}{}",
+                    requires(h.auth.as_ref())
+                ));
             }
             parts.join(", ")
         }
         Receiver::Zipkin(z) => format!(
-            "Zipkin v2 JSON/proto on {} POST /api/v2/spans",
-            z.endpoint.as_deref().unwrap_or(ZIPKIN_DEFAULT)
+            "Zipkin v2 JSON/proto on {} POST /api/v2/spans{}",
+            z.endpoint.as_deref().unwrap_or(ZIPKIN_DEFAULT),
+            requires(z.auth.as_ref())
         ),
     }
+}
+
+/// ", credentials of X required" for a receiver with `auth`.
+fn requires(auth: Option<&super::AuthRef>) -> String {
+    auth.map(|a| format!(", credentials of {} required", a.authenticator))
+        .unwrap_or_default()
+}
+
+/// ", credentials from X" for an exporter with `auth`.
+fn sends(auth: Option<&super::AuthRef>) -> String {
+    auth.map(|a| format!(", credentials from {}", a.authenticator))
+        .unwrap_or_default()
 }
 
 fn describe_processor(p: &Processor) -> String {
@@ -257,27 +274,30 @@ fn delivery(q: Option<&SendingQueue>, r: &RetryOnFailure) -> String {
 fn describe_exporter(e: &Exporter) -> String {
     match e {
         Exporter::Otlp(o) => format!(
-            "OTLP/gRPC to {}{} ({})",
+            "OTLP/gRPC to {}{}{} ({})",
             o.endpoint.as_deref().unwrap_or(""),
             match super::Compression::of(o.compression) {
                 Some(super::Compression::Zstd) => ", zstd",
                 Some(_) => ", gzip",
                 None => "",
             },
+            sends(o.auth.as_ref()),
             delivery(Some(&o.sending_queue), &o.retry_on_failure)
         ),
         Exporter::OtlpHttp(o) => format!(
-            "OTLP/HTTP to {} ({})",
+            "OTLP/HTTP to {}{} ({})",
             o.traces_endpoint.clone().unwrap_or_else(|| format!(
                 "{}/v1/traces",
                 o.endpoint.as_deref().unwrap_or("").trim_end_matches('/')
             )),
+            sends(o.auth.as_ref()),
             delivery(Some(&o.sending_queue), &o.retry_on_failure)
         ),
         Exporter::Zipkin(z) => format!(
-            "Zipkin v2 {} to {} ({})",
+            "Zipkin v2 {} to {}{} ({})",
             z.format.as_deref().unwrap_or("json"),
             z.endpoint.as_deref().unwrap_or(""),
+            sends(z.auth.as_ref()),
             delivery(Some(&z.sending_queue), &z.retry_on_failure)
         ),
         Exporter::LoadBalancing(lb) => format!(
