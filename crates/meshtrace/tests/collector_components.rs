@@ -1120,3 +1120,85 @@ service:
     assert_eq!(load["status"]["message"], "cart unavailable");
     assert_eq!(c.terminate(), Some(0));
 }
+
+/// The redaction processor on the Python SDK's spans: a key's whole value masked by pattern,
+/// a blocked value masked inside a string, and the summary the OTel Collector writes.
+#[test]
+fn redaction_processor_masks_and_summarizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Capture::start();
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  redaction:
+    allow_all_keys: true
+    blocked_key_patterns: ['^http\.method$']
+    blocked_values: ['postgres']
+    summary: debug
+exporters:
+  otlphttp:
+    traces_endpoint: http://{}/redacted
+    encoding: json
+    compression: none
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [redaction]
+      exporters: [otlphttp]
+"#,
+        capture.addr
+    );
+    let c = collector(dir.path(), &config, &["otlp-grpc"]);
+    send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "redacted");
+    let span = |name: &str| {
+        common::eventually(Duration::from_secs(30), || {
+            capture.bodies("/redacted").iter().find_map(|b| {
+                let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+                v["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()?
+                    .iter()
+                    .find(|s| s["name"] == name)
+                    .cloned()
+            })
+        })
+        .unwrap_or_else(|| panic!("{name} was not exported"))
+    };
+    let attr = |s: &serde_json::Value, key: &str| {
+        s["attributes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|kv| kv["key"] == key))
+            .map(|kv| kv["value"].clone())
+            .unwrap_or_else(|| panic!("{key} missing from {s}"))
+    };
+    let root = span("GET /checkout");
+    assert_eq!(
+        attr(&root, "http.method"),
+        serde_json::json!({"stringValue": "****"})
+    );
+    assert_eq!(
+        attr(&root, "http.status_code"),
+        serde_json::json!({"intValue": "200"})
+    );
+    assert_eq!(
+        attr(&root, "redaction.masked.keys"),
+        serde_json::json!({"stringValue": "http.method"})
+    );
+    assert_eq!(
+        attr(&root, "redaction.masked.count"),
+        serde_json::json!({"intValue": "1"})
+    );
+    let client = span("SELECT carts");
+    assert_eq!(
+        attr(&client, "db.system"),
+        serde_json::json!({"stringValue": "****ql"})
+    );
+    assert_eq!(c.terminate(), Some(0));
+}

@@ -718,6 +718,30 @@ pub struct SpanStatus {
     pub description: Option<String>,
 }
 
+/// `redaction`: attributes not on an allow list removed, and values matching blocked patterns
+/// masked, on resources, scopes, spans and span events.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactionProcessor {
+    pub allow_all_keys: bool,
+    pub allowed_keys: Vec<String>,
+    pub ignored_keys: Vec<String>,
+    pub ignored_key_patterns: Vec<String>,
+    pub blocked_values: Vec<String>,
+    pub blocked_key_patterns: Vec<String>,
+    pub allowed_values: Vec<String>,
+    /// `debug`, `info` or `silent` (default).
+    pub summary: Option<String>,
+    /// Mask the text of numbers and booleans too (else only strings are looked at).
+    pub redact_all_types: bool,
+    /// Refused by validation: masked values are `****`, not hashes.
+    pub hash_function: Option<String>,
+    pub hmac_key: Option<String>,
+    /// Refused by validation: not built.
+    pub url_sanitization: Option<serde_yaml::Value>,
+    pub db_sanitizer: Option<serde_yaml::Value>,
+}
+
 /// `transform`: OTTL statements that edit spans and resources.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -158,6 +158,18 @@ fn describe_processor(p: &Processor) -> String {
             },
             humantime::format_duration(b.timeout)
         ),
+        Processor::Redaction(r) => format!(
+            "{}; masks values matching {} pattern(s)",
+            if r.allow_all_keys {
+                "keeps every attribute key".to_owned()
+            } else {
+                format!(
+                    "keeps only {} allowed attribute key(s)",
+                    r.allowed_keys.len()
+                )
+            },
+            r.blocked_values.len() + r.blocked_key_patterns.len()
+        ),
         Processor::Span(_) => "renames spans, extracts attributes from names, sets status".into(),
         Processor::Transform(t) => format!(
             "runs {} OTTL statement group(s) on spans and resources",

@@ -80,6 +80,7 @@ pub enum Processor {
     ResourceDetection(ResourceDetection),
     Transform(TransformProcessor),
     Span(Box<SpanProcessor>),
+    Redaction(Box<RedactionProcessor>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -290,6 +291,7 @@ impl Kind for Processor {
         "resourcedetection",
         "transform",
         "span",
+        "redaction",
     ];
     fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
         Ok(match ty {
@@ -302,6 +304,7 @@ impl Kind for Processor {
             "resourcedetection" => Processor::ResourceDetection(settings(d)?),
             "transform" => Processor::Transform(settings(d)?),
             "span" => Processor::Span(Box::new(settings(d)?)),
+            "redaction" => Processor::Redaction(Box::new(settings(d)?)),
             _ => Processor::TailSampling(settings(d)?),
         })
     }

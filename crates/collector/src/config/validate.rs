@@ -139,6 +139,11 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                     err(at, format!("processors.{id}.send_batch_max_size must be 0 or at least send_batch_size"));
                 }
             }
+            Processor::Redaction(r) => {
+                if let Err(e) = crate::processor::redaction::Redaction::new(r) {
+                    err(at, format!("processors.{id}: {e}"));
+                }
+            }
             Processor::Span(sp) => {
                 if let Err(e) = crate::processor::span::SpanEdits::new(sp) {
                     err(at, format!("processors.{id}: {e}"));

@@ -1,7 +1,7 @@
 //! Processors: the stages of a pipeline between its receivers and its exporters.
 //!
-//! Stateless ones (sampler, attributes, resource, filter, transform, span, resource detection,
-//! memory limiter) transform or refuse a batch
+//! Stateless ones (sampler, attributes, resource, filter, transform, span, redaction, resource
+//! detection, memory limiter) transform or refuse a batch
 //! inline in a [`Stage`]; `batch` buffers and sends from its own task.
 
 pub mod attributes;
@@ -11,6 +11,7 @@ pub mod matching;
 pub mod memory_limiter;
 pub mod ottl;
 pub mod probabilistic;
+pub mod redaction;
 pub mod resourcedetection;
 pub mod span;
 pub mod tail;
@@ -35,6 +36,7 @@ enum Inline {
     Detected(resourcedetection::Detected),
     Transform(transform::Transform),
     Span(Box<span::SpanEdits>),
+    Redaction(Box<redaction::Redaction>),
 }
 
 /// An inline processor followed by the rest of the pipeline.
@@ -72,6 +74,9 @@ pub fn build(
         Processor::Transform(t) => Inline::Transform(
             transform::Transform::new(t).map_err(|e| format!("processors.{name}: {e}"))?,
         ),
+        Processor::Redaction(r) => Inline::Redaction(Box::new(
+            redaction::Redaction::new(r).map_err(|e| format!("processors.{name}: {e}"))?,
+        )),
         Processor::Span(s) => Inline::Span(Box::new(
             span::SpanEdits::new(s).map_err(|e| format!("processors.{name}: {e}"))?,
         )),
@@ -113,6 +118,7 @@ impl Stage {
             Inline::Filter(f) => f.apply(batch),
             Inline::Detected(d) => d.apply(batch),
             Inline::Span(s) => s.apply(batch),
+            Inline::Redaction(r) => r.apply(batch),
             Inline::Transform(t) => t.apply(&self.name, batch).map_err(|e| {
                 ConsumeError::Permanent(format!("{}: a statement failed: {e}", self.name))
             })?,
@@ -189,7 +195,8 @@ impl Consumer for Stage {
             | Inline::Filter(_)
             | Inline::Detected(_)
             | Inline::Transform(_)
-            | Inline::Span(_) => false,
+            | Inline::Span(_)
+            | Inline::Redaction(_) => false,
         }
     }
 }
