@@ -1202,3 +1202,41 @@ service:
     );
     assert_eq!(c.terminate(), Some(0));
 }
+
+/// `groupbyattrs` moves a span attribute of the Python SDK's client span to a resource of its
+/// own: the exported batch has that resource, holding that span, without the attribute on it.
+#[test]
+fn groupbyattrs_moves_span_attributes_to_the_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Capture::start();
+    let config = format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n\
+         processors:\n  groupbyattrs:\n    keys: [db.system]\n\
+         exporters:\n  otlphttp:\n    traces_endpoint: http://{}/grouped\n    encoding: json\n    compression: none\n\
+         service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n\
+         \x20 pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [groupbyattrs]\n      exporters: [otlphttp]\n",
+        capture.addr
+    );
+    let c = collector(dir.path(), &config, &["otlp-grpc"]);
+    send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "grouped");
+    let found = common::eventually(Duration::from_secs(30), || {
+        capture.bodies("/grouped").iter().find_map(|b| {
+            let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+            v["resourceSpans"].as_array()?.iter().find_map(|rs| {
+                let has = rs["resource"]["attributes"].as_array()?.iter().any(|kv| {
+                    kv["key"] == "db.system" && kv["value"]["stringValue"] == "postgresql"
+                });
+                has.then(|| rs["scopeSpans"][0]["spans"][0].clone())
+            })
+        })
+    })
+    .expect("a resource with db.system was exported");
+    assert_eq!(found["name"], "SELECT carts");
+    assert!(
+        !found["attributes"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|kv| kv["key"] == "db.system")),
+        "{found}"
+    );
+    assert_eq!(c.terminate(), Some(0));
+}

@@ -742,6 +742,14 @@ pub struct RedactionProcessor {
     pub db_sanitizer: Option<serde_yaml::Value>,
 }
 
+/// `groupbyattrs`: span attributes named in `keys` move to the resource, and spans regroup by
+/// resource; with no keys, batches are compacted (equal resources and scopes merged).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupByAttrs {
+    pub keys: Vec<String>,
+}
+
 /// `transform`: OTTL statements that edit spans and resources.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -158,6 +158,13 @@ fn describe_processor(p: &Processor) -> String {
             },
             humantime::format_duration(b.timeout)
         ),
+        Processor::GroupByAttrs(g) if g.keys.is_empty() => {
+            "merges spans of equal resources and scopes".into()
+        }
+        Processor::GroupByAttrs(g) => format!(
+            "moves span attributes {} to the resource and regroups",
+            g.keys.join(", ")
+        ),
         Processor::Redaction(r) => format!(
             "{}; masks values matching {} pattern(s)",
             if r.allow_all_keys {

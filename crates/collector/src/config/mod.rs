@@ -81,6 +81,7 @@ pub enum Processor {
     Transform(TransformProcessor),
     Span(Box<SpanProcessor>),
     Redaction(Box<RedactionProcessor>),
+    GroupByAttrs(GroupByAttrs),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -292,6 +293,7 @@ impl Kind for Processor {
         "transform",
         "span",
         "redaction",
+        "groupbyattrs",
     ];
     fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
         Ok(match ty {
@@ -305,6 +307,7 @@ impl Kind for Processor {
             "transform" => Processor::Transform(settings(d)?),
             "span" => Processor::Span(Box::new(settings(d)?)),
             "redaction" => Processor::Redaction(Box::new(settings(d)?)),
+            "groupbyattrs" => Processor::GroupByAttrs(settings(d)?),
             _ => Processor::TailSampling(settings(d)?),
         })
     }

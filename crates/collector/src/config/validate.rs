@@ -139,6 +139,11 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                     err(at, format!("processors.{id}.send_batch_max_size must be 0 or at least send_batch_size"));
                 }
             }
+            Processor::GroupByAttrs(g) => {
+                if g.keys.iter().any(String::is_empty) {
+                    err(at, format!("processors.{id}.keys: a key is empty"));
+                }
+            }
             Processor::Redaction(r) => {
                 if let Err(e) = crate::processor::redaction::Redaction::new(r) {
                     err(at, format!("processors.{id}: {e}"));

@@ -1,12 +1,13 @@
 //! Processors: the stages of a pipeline between its receivers and its exporters.
 //!
-//! Stateless ones (sampler, attributes, resource, filter, transform, span, redaction, resource
-//! detection, memory limiter) transform or refuse a batch
+//! Stateless ones (sampler, attributes, resource, filter, transform, span, redaction,
+//! groupbyattrs, resource detection, memory limiter) transform or refuse a batch
 //! inline in a [`Stage`]; `batch` buffers and sends from its own task.
 
 pub mod attributes;
 pub mod batch;
 pub mod filter;
+pub mod groupbyattrs;
 pub mod matching;
 pub mod memory_limiter;
 pub mod ottl;
@@ -37,6 +38,7 @@ enum Inline {
     Transform(transform::Transform),
     Span(Box<span::SpanEdits>),
     Redaction(Box<redaction::Redaction>),
+    Group(groupbyattrs::GroupByAttrs),
 }
 
 /// An inline processor followed by the rest of the pipeline.
@@ -74,6 +76,7 @@ pub fn build(
         Processor::Transform(t) => Inline::Transform(
             transform::Transform::new(t).map_err(|e| format!("processors.{name}: {e}"))?,
         ),
+        Processor::GroupByAttrs(g) => Inline::Group(groupbyattrs::GroupByAttrs::new(&g.keys)),
         Processor::Redaction(r) => Inline::Redaction(Box::new(
             redaction::Redaction::new(r).map_err(|e| format!("processors.{name}: {e}"))?,
         )),
@@ -119,6 +122,7 @@ impl Stage {
             Inline::Detected(d) => d.apply(batch),
             Inline::Span(s) => s.apply(batch),
             Inline::Redaction(r) => r.apply(batch),
+            Inline::Group(g) => g.apply(batch),
             Inline::Transform(t) => t.apply(&self.name, batch).map_err(|e| {
                 ConsumeError::Permanent(format!("{}: a statement failed: {e}", self.name))
             })?,
@@ -196,7 +200,8 @@ impl Consumer for Stage {
             | Inline::Detected(_)
             | Inline::Transform(_)
             | Inline::Span(_)
-            | Inline::Redaction(_) => false,
+            | Inline::Redaction(_)
+            | Inline::Group(_) => false,
         }
     }
 }
