@@ -472,7 +472,7 @@ fn storage_dir(
     let queue = match cfg {
         E::Otlp(o) | E::OtlpHttp(o) => &o.sending_queue,
         E::Zipkin(z) => &z.sending_queue,
-        E::Debug(_) => return None,
+        E::Debug(_) | E::File(_) => return None,
         E::LoadBalancing(lb) => &lb.protocol.otlp.sending_queue,
     };
     let id: ComponentId = queue.storage.as_deref()?.parse().ok()?;

@@ -1240,3 +1240,56 @@ fn groupbyattrs_moves_span_attributes_to_the_resource() {
     );
     assert_eq!(c.terminate(), Some(0));
 }
+
+/// The file exporter writes the Python SDK's spans as OTLP/JSON lines, and as length-prefixed
+/// protobuf records that the OpenTelemetry protobuf classes (Python) read back.
+#[test]
+fn file_exporter_writes_json_lines_and_protobuf_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, proto) = (
+        dir.path().join("out/traces.json"),
+        dir.path().join("out/traces.pb"),
+    );
+    let config = format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n\
+         exporters:\n  file/json:\n    path: {}\n  file/proto:\n    path: {}\n    format: proto\n\
+         service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n\
+         \x20 pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [file/json, file/proto]\n",
+        json.display(),
+        proto.display()
+    );
+    let c = collector(dir.path(), &config, &["otlp-grpc"]);
+    let trace = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "files");
+    let expected = vec!["GET /checkout", "SELECT carts", "load cart", "query carts"];
+    let from_json = common::eventually(Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&json).ok()?;
+        let mut names: Vec<String> = Vec::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            for rs in v["resourceSpans"].as_array()? {
+                for ss in rs["scopeSpans"].as_array()? {
+                    for s in ss["spans"].as_array()? {
+                        assert_eq!(s["traceId"], trace.as_str());
+                        names.push(s["name"].as_str()?.to_owned());
+                    }
+                }
+            }
+        }
+        names.sort();
+        (names.len() == 4).then_some(names)
+    });
+    assert_eq!(
+        from_json,
+        Some(expected.iter().map(|s| s.to_string()).collect())
+    );
+    // The two exporters run side by side: the protobuf file may still be filling.
+    let v = common::eventually(Duration::from_secs(30), || {
+        let out = common::python(".venv", "read_otlp_file.py", &[proto.to_str().unwrap()]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        (v["records"] == 4 && v["partial"] == false).then_some(v)
+    })
+    .expect("four protobuf records");
+    assert_eq!(v["spans"], serde_json::json!(expected), "{v}");
+    assert_eq!(v["records"], 4, "one record per export: {v}");
+    assert_eq!(c.terminate(), Some(0));
+}

@@ -500,6 +500,51 @@ pub struct ZipkinExporter {
     pub retry_on_failure: RetryOnFailure,
 }
 
+/// `file`: every batch written to a file, as OTLP JSON lines or length-prefixed protobuf.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileExporter {
+    #[serde(default)]
+    pub path: String,
+    /// `json` (default: one OTLP/JSON request per line) or `proto`.
+    pub format: Option<String>,
+    /// `zstd`: each record compressed (and length-prefixed).
+    pub compression: Option<String>,
+    /// Add to an existing file instead of starting it anew.
+    #[serde(default)]
+    pub append: bool,
+    /// Accepted: every batch is written through to the file as it is exported.
+    #[serde(default, with = "opt_duration_serde")]
+    pub flush_interval: Option<Duration>,
+    pub rotation: Option<FileRotation>,
+    /// Refused by validation: one file per resource attribute value is not built.
+    pub group_by: Option<serde_yaml::Value>,
+}
+
+/// When the file is moved aside (`NAME-<UTC time>.EXT` beside it) and a new one started.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileRotation {
+    pub max_megabytes: u64,
+    /// Older backups are deleted (0: kept whatever their age).
+    pub max_days: u64,
+    /// More backups than this are deleted, oldest first (0: all kept).
+    pub max_backups: u64,
+    /// Refused by validation: backups are named in UTC.
+    pub localtime: bool,
+}
+
+impl Default for FileRotation {
+    fn default() -> Self {
+        Self {
+            max_megabytes: 100,
+            max_days: 0,
+            max_backups: 100,
+            localtime: false,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Verbosity {

@@ -331,6 +331,24 @@ fn describe_exporter(e: &Exporter) -> String {
                 &lb.protocol.otlp.retry_on_failure
             )
         ),
+        Exporter::File(f) => format!(
+            "writes each batch to {} ({}{}{})",
+            f.path,
+            if f.format.as_deref() == Some("proto") {
+                "length-prefixed protobuf"
+            } else {
+                "OTLP/JSON lines"
+            },
+            if f.compression.as_deref() == Some("zstd") {
+                ", zstd"
+            } else {
+                ""
+            },
+            f.rotation
+                .as_ref()
+                .map(|r| format!(", rotated at {} MiB", r.max_megabytes))
+                .unwrap_or_default()
+        ),
         Exporter::Debug(d) => {
             format!("prints spans to the log ({:?} verbosity)", d.verbosity).to_lowercase()
         }

@@ -91,6 +91,7 @@ pub enum Exporter {
     Zipkin(ZipkinExporter),
     Debug(DebugExporter),
     LoadBalancing(LoadBalancingExporter),
+    File(FileExporter),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -315,14 +316,21 @@ impl Kind for Processor {
 
 impl Kind for Exporter {
     const SECTION: &'static str = "exporters";
-    const TYPES: &'static [&'static str] =
-        &["otlp", "otlphttp", "zipkin", "debug", "loadbalancing"];
+    const TYPES: &'static [&'static str] = &[
+        "otlp",
+        "otlphttp",
+        "zipkin",
+        "debug",
+        "loadbalancing",
+        "file",
+    ];
     fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
         Ok(match ty {
             "otlp" => Exporter::Otlp(settings(d)?),
             "otlphttp" => Exporter::OtlpHttp(settings(d)?),
             "zipkin" => Exporter::Zipkin(settings(d)?),
             "debug" => Exporter::Debug(settings(d)?),
+            "file" => Exporter::File(settings(d)?),
             _ => Exporter::LoadBalancing(settings(d)?),
         })
     }

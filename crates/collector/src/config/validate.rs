@@ -324,6 +324,47 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                 (z.endpoint.as_deref(), Some(&z.sending_queue))
             }
             Exporter::Debug(_) => (Some(""), None),
+            Exporter::File(f) => {
+                if f.path.is_empty() {
+                    err(at, format!("exporters.{id}.path must be set"));
+                }
+                if let Some(x) = f
+                    .format
+                    .as_deref()
+                    .filter(|x| !["json", "proto"].contains(x))
+                {
+                    err(
+                        at,
+                        format!("exporters.{id}.format must be json or proto, not {x:?}"),
+                    );
+                }
+                if let Some(c) = f
+                    .compression
+                    .as_deref()
+                    .filter(|c| !c.is_empty() && *c != "zstd")
+                {
+                    err(at, format!("exporters.{id}.compression {c:?}: the file exporter takes zstd or none"));
+                }
+                if f.append && f.compression.as_deref() == Some("zstd") {
+                    err(
+                        at,
+                        format!("exporters.{id}: append cannot go with compression"),
+                    );
+                }
+                if f.group_by.is_some() {
+                    err(at, format!("exporters.{id}.group_by is not built (one file per resource attribute value)"));
+                }
+                if f.rotation.as_ref().is_some_and(|r| r.localtime) {
+                    err(at, format!("exporters.{id}.rotation.localtime is not built: backups are named in UTC"));
+                }
+                if f.rotation.as_ref().is_some_and(|r| r.max_megabytes == 0) {
+                    err(
+                        at,
+                        format!("exporters.{id}.rotation.max_megabytes must be positive"),
+                    );
+                }
+                (Some(""), None)
+            }
             Exporter::LoadBalancing(lb) => {
                 if lb.routing_key.as_deref().is_some_and(|k| k != "traceID") {
                     err(
@@ -384,7 +425,10 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
             }
         };
         if endpoint.is_none_or(str::is_empty)
-            && !matches!(e, Exporter::Debug(_) | Exporter::LoadBalancing(_))
+            && !matches!(
+                e,
+                Exporter::Debug(_) | Exporter::LoadBalancing(_) | Exporter::File(_)
+            )
         {
             err(at, format!("exporters.{id}.endpoint must be set"));
         }
@@ -436,7 +480,7 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
             Exporter::Otlp(o) | Exporter::OtlpHttp(o) => ("", o.auth.as_ref()),
             Exporter::Zipkin(z) => ("", z.auth.as_ref()),
             Exporter::LoadBalancing(lb) => ("protocol.otlp.", lb.protocol.otlp.auth.as_ref()),
-            Exporter::Debug(_) => ("", None),
+            Exporter::Debug(_) | Exporter::File(_) => ("", None),
         };
         if let Some(m) = auth.and_then(|a| crate::auth::misuse(config, a, Role::Client)) {
             err(at, format!("exporters.{id}.{path}{m}"));

@@ -6,6 +6,7 @@
 
 pub mod connect;
 pub mod debug;
+pub mod file;
 pub mod http;
 pub mod loadbalancing;
 pub mod otlp;
@@ -139,6 +140,15 @@ pub fn build(
         Exporter::LoadBalancing(_) => return Err(format!("exporters.{name}: unexpected")),
         Exporter::Debug(d) => (
             Arc::new(debug::DebugExporter::new(&name, d)),
+            None,
+            crate::config::RetryOnFailure {
+                enabled: false,
+                ..Default::default()
+            },
+        ),
+        // Written at once to a local file: no queue, and a failed write is reported, not retried.
+        Exporter::File(f) => (
+            Arc::new(file::FileExporter::new(f).map_err(at)?),
             None,
             crate::config::RetryOnFailure {
                 enabled: false,
