@@ -700,3 +700,96 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+
+    /// Config text is outside input: whatever it holds, parsing answers (an error or a
+    /// condition), never panics. Pieces of real conditions, cut and spliced at random.
+    #[test]
+    fn any_text_parses_or_is_refused_without_a_panic() {
+        let pieces = [
+            "attributes[",
+            "\"k\"",
+            "]",
+            " == ",
+            " != ",
+            " < ",
+            ">=",
+            " and ",
+            " or ",
+            "not ",
+            "(",
+            ")",
+            "IsMatch(",
+            ",",
+            "name",
+            "span.",
+            "resource.attributes",
+            "kind",
+            "SPAN_KIND_SERVER",
+            "1",
+            "-2.5",
+            "1e3",
+            "nil",
+            "true",
+            "\"unterminated",
+            "\\",
+            "[\"a\"]",
+            "set(",
+            "delete_key(",
+            "limit(",
+            " where ",
+            "[",
+            "\"x\", \"y\"",
+            "=",
+            "!",
+            "é",
+            "\u{0}",
+            ".",
+            "..",
+            "-",
+            "+",
+            "9999999999999999999999",
+        ];
+        let mut x: u64 = 0x5eed;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let n = (next() % 9) as usize;
+            let text: String = (0..n)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            for context in [Context::Span, Context::Resource] {
+                // What parses also runs, on a span with text, numbers and a multi-byte name.
+                let mut resource = Resource {
+                    attributes: vec![KeyValue::new("k", "välue"), KeyValue::new("n", 3i64)],
+                    ..Default::default()
+                };
+                let mut span = Span {
+                    name: "é名".into(),
+                    attributes: resource.attributes.clone(),
+                    ..Default::default()
+                };
+                let scope = Scope::default();
+                if let Ok(c) = Condition::parse_in(&text, context) {
+                    let cx = SpanContext {
+                        resource: &resource,
+                        scope: &scope,
+                        span: Some(&span),
+                    };
+                    let _ = c.eval(&cx);
+                }
+                if let Ok(st) = Statement::parse(&text, context) {
+                    let span = (context == Context::Span).then_some(&mut span);
+                    let _ = st.apply(&mut resource, &scope, span);
+                }
+            }
+        }
+    }
+}

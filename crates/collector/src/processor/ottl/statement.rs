@@ -566,6 +566,17 @@ mod tests {
     }
 
     #[test]
+    fn truncation_cuts_on_a_character_boundary() {
+        let (mut resource, scope, mut span) = span();
+        span.attributes = vec![KeyValue::new("k", "välue")];
+        Statement::parse("truncate_all(attributes, 2)", Context::Span)
+            .unwrap()
+            .apply(&mut resource, &scope, Some(&mut span))
+            .unwrap();
+        assert_eq!(attr(&span, "k"), Some(&AnyValue::String("v".into())));
+    }
+
+    #[test]
     fn the_resource_context_edits_the_resource() {
         let (mut resource, scope, _) = span();
         for s in [
