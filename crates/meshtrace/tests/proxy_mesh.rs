@@ -446,6 +446,50 @@ fn proxy_upstream_protocol_converts_between_http1_and_http2_keeping_the_authorit
     assert!(err.contains("http3") && err.contains("http1"), "{err}");
 }
 
+/// A cluster's own `upstream_protocol` wins over its listener's (Envoy: protocol options are a
+/// cluster's): one outbound listener speaking HTTP/1.1 upstream reaches one cluster over h2c.
+#[test]
+fn proxy_cluster_upstream_protocol_overrides_the_listeners() {
+    let app = App::start();
+    let yaml = format!(
+        "node_id: caller
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream_protocol: http1
+    upstream:
+      routes:
+        - {{ host: fast.mesh, cluster: fast }}
+        - {{ host: plain.mesh, cluster: plain }}
+      clusters:
+        fast: {{ endpoints: ['{0}'], upstream_protocol: http2 }}
+        plain: ['{0}']
+",
+        app.addr
+    );
+    let proxy = Proxy::start(&yaml, &["out"]);
+    let version = |host: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-H", &format!("Host: {host}")])
+            .arg(format!("http://{}/version", proxy.addr("out")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(version("fast.mesh"), "HTTP/2.0 fast.mesh");
+    assert_eq!(version("plain.mesh"), "HTTP/1.1 plain.mesh");
+    // A value the cluster does not know is refused by name.
+    let bad = yaml.replace("upstream_protocol: http2", "upstream_protocol: spdy");
+    let err = refused(&bad);
+    assert!(err.contains("spdy"), "{err}");
+}
+
 /// curl over HTTPS with `args`; its exit code and output (`-w` appends the status).
 fn curl_tls(args: &[&str], url: &str) -> (i32, String) {
     let out = Command::new("curl")

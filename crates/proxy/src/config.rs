@@ -158,7 +158,8 @@ pub struct RoutedUpstream {
     pub clusters: BTreeMap<String, Cluster>,
 }
 
-/// An outbound cluster: a list of endpoints (`host:port`); or a map with `endpoints` and `tls`,
+/// An outbound cluster: a list of endpoints (`host:port`); or a map with `endpoints`,
+/// `upstream_protocol` (overriding the listener's) and `tls`,
 /// the cluster's own upstream TLS (a block as the listener's `upstream_tls`), or `tls: false`
 /// for cleartext even when the listener has `upstream_tls` (Envoy: each cluster's transport
 /// socket). One outbound listener can so reach mesh peers over mutual TLS and an external
@@ -167,6 +168,9 @@ pub struct RoutedUpstream {
 pub struct Cluster {
     pub endpoints: Vec<String>,
     pub tls: ClusterTls,
+    /// The cluster's own `upstream_protocol` (the listener's when unset), as Envoy sets a
+    /// cluster's protocol options: an h2c-only service beside HTTP/1.1 ones.
+    pub upstream_protocol: Option<UpstreamProtocol>,
 }
 
 /// How a cluster's connections are made.
@@ -189,24 +193,36 @@ impl<'de> Deserialize<'de> for Cluster {
             endpoints: Vec<String>,
             #[serde(default)]
             tls: ClusterTls,
+            #[serde(default)]
+            upstream_protocol: Option<UpstreamProtocol>,
         }
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Cluster;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list of host:port endpoints, or a map with endpoints and tls")
+                f.write_str(
+                    "a list of host:port endpoints, or a map with endpoints, tls and upstream_protocol",
+                )
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Cluster, A::Error> {
                 let endpoints = Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
                 Ok(Cluster {
                     endpoints,
                     tls: ClusterTls::Listener,
+                    upstream_protocol: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cluster, A::Error> {
-                let Full { endpoints, tls } =
-                    Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(Cluster { endpoints, tls })
+                let Full {
+                    endpoints,
+                    tls,
+                    upstream_protocol,
+                } = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Cluster {
+                    endpoints,
+                    tls,
+                    upstream_protocol,
+                })
             }
         }
         d.deserialize_any(V)

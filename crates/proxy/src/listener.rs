@@ -299,7 +299,7 @@ impl Listener {
         }
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let http2 = match self.upstream_protocol {
+        let http2 = match target.protocol.unwrap_or(self.upstream_protocol) {
             UpstreamProtocol::Downstream => version == Version::HTTP_2,
             UpstreamProtocol::Http1 => false,
             UpstreamProtocol::Http2 => true,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::config::{ListenerConfig, Upstream};
+use crate::config::{ListenerConfig, Upstream, UpstreamProtocol};
 use crate::tls::{Originate, Watched};
 
 /// TLS settings for connections to an upstream (`None`: cleartext).
@@ -38,6 +38,8 @@ pub struct Target<'a> {
     pub address: &'a Arc<str>,
     /// The TLS its connections are made with.
     pub tls: &'a UpstreamTls,
+    /// The cluster's own protocol, if it sets one.
+    pub protocol: Option<UpstreamProtocol>,
     /// The route's operation name, if it has one.
     pub operation: Option<&'a str>,
 }
@@ -55,6 +57,7 @@ struct Route {
     name: Option<String>,
     endpoints: Vec<Arc<str>>,
     tls: UpstreamTls,
+    protocol: Option<UpstreamProtocol>,
     next: AtomicUsize,
 }
 
@@ -83,6 +86,10 @@ impl Router {
                             .map(|c| c.endpoints.iter().map(|a| a.as_str().into()).collect())
                             .unwrap_or_default(),
                         tls: tls.of(&route.cluster),
+                        protocol: r
+                            .clusters
+                            .get(&route.cluster)
+                            .and_then(|c| c.upstream_protocol),
                         next: AtomicUsize::new(0),
                     })
                     .collect(),
@@ -97,6 +104,7 @@ impl Router {
                 cluster: &self.listener_name,
                 address: addr,
                 tls,
+                protocol: None,
                 operation: None,
             });
         }
@@ -113,6 +121,7 @@ impl Router {
             cluster: &route.cluster,
             address: &route.endpoints[i],
             tls: &route.tls,
+            protocol: route.protocol,
             operation: route.name.as_deref(),
         })
     }
