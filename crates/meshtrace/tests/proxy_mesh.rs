@@ -490,6 +490,45 @@ listeners:
     assert!(err.contains("spdy"), "{err}");
 }
 
+/// A route's `prefix_rewrite` replaces its matched prefix before the request goes upstream,
+/// the query kept; without it the path goes as it came.
+#[test]
+fn proxy_route_prefix_rewrite() {
+    let app = App::start();
+    let yaml = format!(
+        "node_id: edge\nlisteners:\n  - name: out\n    mode: outbound\n    listen: 127.0.0.1:0\n    upstream:\n      routes:\n        - {{ path_prefix: /shop/, prefix_rewrite: /, cluster: app }}\n        - {{ path_prefix: /, cluster: app }}\n      clusters:\n        app: ['{}']\n",
+        app.addr
+    );
+    let proxy = Proxy::start(&yaml, &["out"]);
+    let at = |path: &str| get(&format!("http://{}{path}", proxy.addr("out")));
+    let rewritten = at("/shop/version");
+    assert_eq!(rewritten.status, 200);
+    assert!(
+        rewritten.text().starts_with("HTTP/1.1"),
+        "{}",
+        rewritten.text()
+    );
+    let streamed = at("/shop/stream?n=1");
+    assert_eq!(streamed.body.len(), 64 * 1024, "the query went along");
+    assert_eq!(at("/version").text().split(' ').next(), Some("HTTP/1.1"));
+    assert_eq!(
+        at("/other/version").text(),
+        "ok",
+        "no rewrite without the prefix"
+    );
+    // A rewrite without a path prefix, or not a path, is refused by name.
+    let err = refused(&yaml.replace(
+        "path_prefix: /shop/, prefix_rewrite: /",
+        "host: x, prefix_rewrite: /",
+    ));
+    assert!(
+        err.contains("prefix_rewrite needs the route's path_prefix"),
+        "{err}"
+    );
+    let err = refused(&yaml.replace("prefix_rewrite: /", "prefix_rewrite: shop"));
+    assert!(err.contains("not a path starting with /"), "{err}");
+}
+
 /// curl over HTTPS with `args`; its exit code and output (`-w` appends the status).
 fn curl_tls(args: &[&str], url: &str) -> (i32, String) {
     let out = Command::new("curl")

@@ -268,6 +268,10 @@ pub struct RouteConfig {
     /// Operation name of the spans of this route (default `METHOD path`).
     #[serde(default)]
     pub name: Option<String>,
+    /// Replaces the matched `path_prefix` before the request goes upstream (Envoy's
+    /// `prefix_rewrite`): `/api/cart` with `/` makes `/api/cart/items?x=1` `/items?x=1`.
+    #[serde(default)]
+    pub prefix_rewrite: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Upstream {
@@ -486,6 +490,22 @@ impl Config {
                                 "listener {:?}: a route needs host or path_prefix",
                                 l.name
                             ));
+                        }
+                        if let Some(to) = &route.prefix_rewrite {
+                            if route.path_prefix.is_none() {
+                                return bad(format!(
+                                    "listener {:?}: prefix_rewrite needs the route's path_prefix",
+                                    l.name
+                                ));
+                            }
+                            if !to.starts_with('/')
+                                || http::uri::PathAndQuery::try_from(to.as_str()).is_err()
+                            {
+                                return bad(format!(
+                                    "listener {:?}: prefix_rewrite {to:?} is not a path starting with /",
+                                    l.name
+                                ));
+                            }
                         }
                         match r.clusters.get(&route.cluster) {
                             None => {

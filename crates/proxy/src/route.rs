@@ -40,6 +40,8 @@ pub struct Target<'a> {
     pub tls: &'a UpstreamTls,
     /// The cluster's own protocol, if it sets one.
     pub protocol: Option<UpstreamProtocol>,
+    /// (the route's path prefix, what replaces it), with `prefix_rewrite`.
+    pub rewrite: Option<(&'a str, &'a str)>,
     /// The route's operation name, if it has one.
     pub operation: Option<&'a str>,
 }
@@ -58,6 +60,7 @@ struct Route {
     endpoints: Vec<Arc<str>>,
     tls: UpstreamTls,
     protocol: Option<UpstreamProtocol>,
+    rewrite: Option<(String, String)>,
     next: AtomicUsize,
 }
 
@@ -90,6 +93,7 @@ impl Router {
                             .clusters
                             .get(&route.cluster)
                             .and_then(|c| c.upstream_protocol),
+                        rewrite: route.path_prefix.clone().zip(route.prefix_rewrite.clone()),
                         next: AtomicUsize::new(0),
                     })
                     .collect(),
@@ -105,6 +109,7 @@ impl Router {
                 address: addr,
                 tls,
                 protocol: None,
+                rewrite: None,
                 operation: None,
             });
         }
@@ -122,6 +127,10 @@ impl Router {
             address: &route.endpoints[i],
             tls: &route.tls,
             protocol: route.protocol,
+            rewrite: route
+                .rewrite
+                .as_ref()
+                .map(|(from, to)| (from.as_str(), to.as_str())),
             operation: route.name.as_deref(),
         })
     }
