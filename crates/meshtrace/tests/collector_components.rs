@@ -626,24 +626,11 @@ fn zipkin_receiver_parse_string_tags_restores_the_sdks_types() {
         let url = format!("http://{}/api/v2/spans", c.addr("zipkin"));
         send_sdk_trace("zipkin-json", &url, "typed");
         let root = common::eventually(Duration::from_secs(30), || {
-            capture.bodies("/typed").iter().find_map(|body| {
-                let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-                let spans = v["resourceSpans"].as_array()?.iter().flat_map(|rs| {
-                    rs["scopeSpans"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|ss| ss["spans"].as_array().into_iter().flatten().cloned())
-                });
-                spans.into_iter().find(|s| s["name"] == "GET /checkout")
-            })
+            otlp_json_span(&capture.bodies("/typed"), "GET /checkout")
         })
         .expect("the root span was exported");
         let value = |key: &str| {
-            root["attributes"]
-                .as_array()
-                .and_then(|a| a.iter().find(|kv| kv["key"] == key))
-                .map(|kv| kv["value"].clone())
+            otlp_json_attr(&root["attributes"], key)
                 .unwrap_or_else(|| panic!("{key} missing from {root}"))
         };
         if parse {
@@ -717,21 +704,9 @@ service:
     let c = collector(dir.path(), &config, &["otlp-grpc"]);
     let trace = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "filtered");
     let names = || {
-        let mut names: Vec<String> = capture
-            .bodies("/kept")
+        let mut names: Vec<String> = otlp_json_spans(&capture.bodies("/kept"))
             .iter()
-            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-            .flat_map(|v| {
-                let mut found = Vec::new();
-                for rs in v["resourceSpans"].as_array().into_iter().flatten() {
-                    for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-                        for s in ss["spans"].as_array().into_iter().flatten() {
-                            found.push(s["name"].as_str().unwrap_or_default().to_owned());
-                        }
-                    }
-                }
-                found
-            })
+            .map(|(_, s)| s["name"].as_str().unwrap_or_default().to_owned())
             .collect();
         names.sort();
         names
@@ -789,20 +764,15 @@ fn resourcedetection_adds_the_hosts_attributes() {
         let c = common::Proc::start(cmd, &["otlp-grpc"]);
         send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "detected");
         let resource = common::eventually(Duration::from_secs(30), || {
-            capture.bodies("/detected").iter().find_map(|b| {
-                let v: serde_json::Value = serde_json::from_slice(b).ok()?;
-                v["resourceSpans"][0]["resource"]["attributes"]
-                    .as_array()
-                    .cloned()
-            })
+            otlp_json_spans(&capture.bodies("/detected"))
+                .into_iter()
+                .next()
+                .map(|(resource, _)| resource)
         })
         .expect("spans were exported");
         let get = |key: &str| {
-            resource
-                .iter()
-                .find(|kv| kv["key"] == key)
-                .and_then(|kv| kv["value"]["stringValue"].as_str())
-                .map(str::to_owned)
+            otlp_json_attr(&resource, key)
+                .and_then(|v| v["stringValue"].as_str().map(str::to_owned))
         };
         assert_eq!(
             get("host.name").as_deref(),
@@ -875,34 +845,13 @@ service:
     );
     let c = collector(dir.path(), &config, &["otlp-grpc"]);
     send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "xform");
-    // (service, resource attributes, span) for every exported span.
-    let spans = || {
-        let mut out = Vec::new();
-        for body in capture.bodies("/xform") {
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-                continue;
-            };
-            for rs in v["resourceSpans"].as_array().into_iter().flatten() {
-                for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-                    for s in ss["spans"].as_array().into_iter().flatten() {
-                        out.push((rs["resource"]["attributes"].clone(), s.clone()));
-                    }
-                }
-            }
-        }
-        out
-    };
+    // (resource attributes, span) for every exported span.
     let all = common::eventually(Duration::from_secs(30), || {
-        let s = spans();
+        let s = otlp_json_spans(&capture.bodies("/xform"));
         (s.len() >= 4).then_some(s)
     })
     .expect("the four spans were exported");
-    let get = |attrs: &serde_json::Value, key: &str| {
-        attrs
-            .as_array()
-            .and_then(|a| a.iter().find(|kv| kv["key"] == key))
-            .map(|kv| kv["value"].clone())
-    };
+    let get = otlp_json_attr;
     for (resource, span) in &all {
         let service = get(resource, "service.name").unwrap();
         assert_eq!(
@@ -986,22 +935,13 @@ service:
     let c = collector(dir.path(), &config, &["otlp-grpc"]);
     send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "chosen");
     let spans = || {
-        let mut out = Vec::new();
-        for body in capture.bodies("/tagged") {
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-                continue;
-            };
-            for rs in v["resourceSpans"].as_array().into_iter().flatten() {
-                for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-                    for s in ss["spans"].as_array().into_iter().flatten() {
-                        let tagged = s["attributes"]
-                            .as_array()
-                            .is_some_and(|a| a.iter().any(|kv| kv["key"] == "tagged"));
-                        out.push((s["name"].as_str().unwrap_or_default().to_owned(), tagged));
-                    }
-                }
-            }
-        }
+        let mut out: Vec<(String, bool)> = otlp_json_spans(&capture.bodies("/tagged"))
+            .iter()
+            .map(|(_, s)| {
+                let tagged = otlp_json_attr(&s["attributes"], "tagged").is_some();
+                (s["name"].as_str().unwrap_or_default().to_owned(), tagged)
+            })
+            .collect();
         out.sort();
         out
     };
@@ -1080,23 +1020,9 @@ service:
     );
     let c = collector(dir.path(), &config, &["otlp-grpc"]);
     send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "renamed");
-    let spans = || {
-        let mut out = Vec::new();
-        for body in capture.bodies("/spans") {
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-                continue;
-            };
-            for rs in v["resourceSpans"].as_array().into_iter().flatten() {
-                for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-                    out.extend(ss["spans"].as_array().into_iter().flatten().cloned());
-                }
-            }
-        }
-        out
-    };
-    let all = common::eventually(Duration::from_secs(30), || {
-        let s = spans();
-        (s.len() >= 4).then_some(s)
+    let all: Vec<serde_json::Value> = common::eventually(Duration::from_secs(30), || {
+        let s = otlp_json_spans(&capture.bodies("/spans"));
+        (s.len() >= 4).then(|| s.into_iter().map(|(_, s)| s).collect())
     })
     .expect("the four spans were exported");
     let by_name = |n: &str| {
@@ -1105,12 +1031,9 @@ service:
             .unwrap_or_else(|| panic!("no span {n}: {all:?}"))
     };
     let page = by_name("GET /{page}");
-    assert!(
-        page["attributes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|kv| kv["key"] == "page" && kv["value"]["stringValue"] == "checkout"),
+    assert_eq!(
+        otlp_json_attr(&page["attributes"], "page"),
+        Some(serde_json::json!({"stringValue": "checkout"})),
         "{page}"
     );
     // span/db needs an attribute the client span lacks (no rename); span/db2 renames it.
@@ -1160,23 +1083,12 @@ service:
     send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "redacted");
     let span = |name: &str| {
         common::eventually(Duration::from_secs(30), || {
-            capture.bodies("/redacted").iter().find_map(|b| {
-                let v: serde_json::Value = serde_json::from_slice(b).ok()?;
-                v["resourceSpans"][0]["scopeSpans"][0]["spans"]
-                    .as_array()?
-                    .iter()
-                    .find(|s| s["name"] == name)
-                    .cloned()
-            })
+            otlp_json_span(&capture.bodies("/redacted"), name)
         })
         .unwrap_or_else(|| panic!("{name} was not exported"))
     };
     let attr = |s: &serde_json::Value, key: &str| {
-        s["attributes"]
-            .as_array()
-            .and_then(|a| a.iter().find(|kv| kv["key"] == key))
-            .map(|kv| kv["value"].clone())
-            .unwrap_or_else(|| panic!("{key} missing from {s}"))
+        otlp_json_attr(&s["attributes"], key).unwrap_or_else(|| panic!("{key} missing from {s}"))
     };
     let root = span("GET /checkout");
     assert_eq!(
@@ -1219,24 +1131,18 @@ fn groupbyattrs_moves_span_attributes_to_the_resource() {
     );
     let c = collector(dir.path(), &config, &["otlp-grpc"]);
     send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "grouped");
+    let postgres = Some(serde_json::json!({"stringValue": "postgresql"}));
     let found = common::eventually(Duration::from_secs(30), || {
-        capture.bodies("/grouped").iter().find_map(|b| {
-            let v: serde_json::Value = serde_json::from_slice(b).ok()?;
-            v["resourceSpans"].as_array()?.iter().find_map(|rs| {
-                let has = rs["resource"]["attributes"].as_array()?.iter().any(|kv| {
-                    kv["key"] == "db.system" && kv["value"]["stringValue"] == "postgresql"
-                });
-                has.then(|| rs["scopeSpans"][0]["spans"][0].clone())
-            })
-        })
+        otlp_json_spans(&capture.bodies("/grouped"))
+            .into_iter()
+            .find(|(resource, _)| otlp_json_attr(resource, "db.system") == postgres)
     })
     .expect("a resource with db.system was exported");
-    assert_eq!(found["name"], "SELECT carts");
-    assert!(
-        !found["attributes"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|kv| kv["key"] == "db.system")),
-        "{found}"
+    assert_eq!(found.1["name"], "SELECT carts");
+    assert_eq!(
+        otlp_json_attr(&found.1["attributes"], "db.system"),
+        None,
+        "{found:?}"
     );
     assert_eq!(c.terminate(), Some(0));
 }
@@ -1263,17 +1169,11 @@ fn file_exporter_writes_json_lines_and_protobuf_records() {
     let expected = vec!["GET /checkout", "SELECT carts", "load cart", "query carts"];
     let from_json = common::eventually(Duration::from_secs(30), || {
         let text = std::fs::read_to_string(&json).ok()?;
+        let lines: Vec<Vec<u8>> = text.lines().map(|l| l.as_bytes().to_vec()).collect();
         let mut names: Vec<String> = Vec::new();
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).ok()?;
-            for rs in v["resourceSpans"].as_array()? {
-                for ss in rs["scopeSpans"].as_array()? {
-                    for s in ss["spans"].as_array()? {
-                        assert_eq!(s["traceId"], trace.as_str());
-                        names.push(s["name"].as_str()?.to_owned());
-                    }
-                }
-            }
+        for (_, s) in otlp_json_spans(&lines) {
+            assert_eq!(s["traceId"], trace.as_str());
+            names.push(s["name"].as_str()?.to_owned());
         }
         names.sort();
         (names.len() == 4).then_some(names)

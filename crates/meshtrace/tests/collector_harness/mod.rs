@@ -217,15 +217,49 @@ pub fn otlp_json_trace_ids(bodies: &[Vec<u8>]) -> Vec<String> {
     let mut ids = Vec::new();
     for b in bodies {
         let v: serde_json::Value = serde_json::from_slice(b).expect("OTLP JSON body");
-        for rs in v["resourceSpans"].as_array().into_iter().flatten() {
-            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-                for s in ss["spans"].as_array().into_iter().flatten() {
-                    ids.push(s["traceId"].as_str().expect("traceId").to_lowercase());
-                }
-            }
+        for (_, s) in spans_of(&v) {
+            ids.push(s["traceId"].as_str().expect("traceId").to_lowercase());
         }
     }
     ids
+}
+
+/// Every span in OTLP/JSON bodies, with its resource's attributes, in order (bodies that are
+/// not JSON, e.g. still being written, are skipped).
+pub fn otlp_json_spans(bodies: &[Vec<u8>]) -> Vec<(serde_json::Value, serde_json::Value)> {
+    bodies
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .flat_map(|v| spans_of(&v))
+        .collect()
+}
+
+/// The span named `name` in OTLP/JSON bodies, if one is there.
+pub fn otlp_json_span(bodies: &[Vec<u8>], name: &str) -> Option<serde_json::Value> {
+    otlp_json_spans(bodies)
+        .into_iter()
+        .map(|(_, s)| s)
+        .find(|s| s["name"] == name)
+}
+
+/// The value of attribute `key` in an OTLP/JSON attribute list (`{"stringValue": ...}`, ...).
+pub fn otlp_json_attr(attributes: &serde_json::Value, key: &str) -> Option<serde_json::Value> {
+    attributes
+        .as_array()
+        .and_then(|a| a.iter().find(|kv| kv["key"] == key))
+        .map(|kv| kv["value"].clone())
+}
+
+fn spans_of(v: &serde_json::Value) -> Vec<(serde_json::Value, serde_json::Value)> {
+    let mut out = Vec::new();
+    for rs in v["resourceSpans"].as_array().into_iter().flatten() {
+        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+            for s in ss["spans"].as_array().into_iter().flatten() {
+                out.push((rs["resource"]["attributes"].clone(), s.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// An OTLP/JSON request with one span per trace id (span ids derived from `span_salt`).

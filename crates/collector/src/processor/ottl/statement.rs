@@ -255,11 +255,7 @@ fn set(
         },
         Target::StatusCode => match (value, span) {
             (Value::Int(i @ 0..=2), Some(span)) => {
-                span.status.code = match i {
-                    1 => StatusCode::Ok,
-                    2 => StatusCode::Error,
-                    _ => StatusCode::Unset,
-                };
+                span.status.code = StatusCode::from_i32(i as i32);
                 Ok(())
             }
             (v, _) => Err(format!(
@@ -268,14 +264,7 @@ fn set(
         },
         Target::Kind => match (value, span) {
             (Value::Int(i @ 0..=5), Some(span)) => {
-                span.kind = match i {
-                    1 => SpanKind::Internal,
-                    2 => SpanKind::Server,
-                    3 => SpanKind::Client,
-                    4 => SpanKind::Producer,
-                    5 => SpanKind::Consumer,
-                    _ => SpanKind::Unspecified,
-                };
+                span.kind = SpanKind::from_i32(i as i32);
                 Ok(())
             }
             (v, _) => Err(format!("kind takes a SPAN_KIND_ value, not {v:?}")),
