@@ -104,16 +104,10 @@ impl Export for FileExporter {
     ) -> BoxFuture<'a, Result<(), ExportError>> {
         match payload {
             Payload::Otlp(raw) if !self.json => Box::pin(async move {
-                let bytes: Vec<u8> = raw.chunks().flat_map(|c| c.iter().copied()).collect();
+                let bytes: Vec<u8> = raw.to_bytes().to_vec();
                 self.write(self.record(bytes)?).await
             }),
-            Payload::Otlp(raw) => Box::pin(async move {
-                let batch = raw
-                    .decode()
-                    .map_err(|e| ExportError::Permanent(format!("undecodable OTLP bytes: {e}")))?;
-                self.export(&batch).await
-            }),
-            Payload::Batch(b) => self.export(b),
+            _ => super::export_decoded(self, payload),
         }
     }
 

@@ -77,20 +77,30 @@ pub trait Export: Send + Sync + 'static {
         &'a self,
         payload: &'a Payload,
     ) -> BoxFuture<'a, Result<(), ExportError>> {
-        match payload {
-            Payload::Batch(b) => self.export(b),
-            Payload::Otlp(raw) => Box::pin(async move {
-                let batch = raw
-                    .decode()
-                    .map_err(|e| ExportError::Permanent(format!("undecodable OTLP bytes: {e}")))?;
-                self.export(&batch).await
-            }),
-        }
+        export_decoded(self, payload)
     }
 
     /// Whether [`Export::export_payload`] sends OTLP bytes without decoding them.
     fn accepts_otlp(&self) -> bool {
         false
+    }
+}
+
+/// A payload exported as a batch: OTLP bytes decoded first (undecodable ones are a permanent
+/// failure). What [`Export::export_payload`] does by default, and what exporters that send
+/// bytes as they are do for the forms they cannot send so.
+fn export_decoded<'a, E: Export + ?Sized>(
+    exporter: &'a E,
+    payload: &'a Payload,
+) -> BoxFuture<'a, Result<(), ExportError>> {
+    match payload {
+        Payload::Batch(b) => exporter.export(b),
+        Payload::Otlp(raw) => Box::pin(async move {
+            let batch = raw
+                .decode()
+                .map_err(|e| ExportError::Permanent(format!("undecodable OTLP bytes: {e}")))?;
+            exporter.export(&batch).await
+        }),
     }
 }
 

@@ -68,13 +68,7 @@ impl Export for OtlpHttpExporter {
             Payload::Otlp(raw) if !self.json => {
                 Box::pin(async move { self.poster.post(raw.to_bytes().to_vec()).await })
             }
-            Payload::Otlp(raw) => Box::pin(async move {
-                let batch = raw
-                    .decode()
-                    .map_err(|e| ExportError::Permanent(format!("undecodable OTLP bytes: {e}")))?;
-                self.export(&batch).await
-            }),
-            Payload::Batch(b) => self.export(b),
+            _ => super::export_decoded(self, payload),
         }
     }
 
