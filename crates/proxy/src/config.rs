@@ -72,6 +72,177 @@ pub struct ListenerConfig {
     pub upstream_tls: Option<UpstreamTls>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Retries of failed requests (Envoy's virtual host `retry_policy`), for every route of
+    /// the listener that has none of its own. None by default.
+    #[serde(default)]
+    pub retry_policy: Option<RetryPolicyConfig>,
+}
+
+/// When and how often a failed request is tried again, on the cluster's next endpoint (Envoy's
+/// route `retry_policy`, with its names and defaults).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicyConfig {
+    /// The failures retried: a comma-separated string as Envoy's (`5xx,connect-failure`) or a
+    /// list.
+    #[serde(deserialize_with = "retry_on")]
+    pub retry_on: Vec<RetryOn>,
+    /// Retries after the first attempt. Default 1, as Envoy's.
+    #[serde(default = "one")]
+    pub num_retries: u32,
+    /// Each attempt's own time limit for the response headers (the listener's
+    /// `timeouts.request` covers all attempts together). An attempt over it counts as a
+    /// timeout, retried under `5xx`, `gateway-error` and `reset`.
+    #[serde(default, with = "dur_opt")]
+    pub per_try_timeout: Option<Duration>,
+    /// The statuses `retriable-status-codes` retries.
+    #[serde(default)]
+    pub retriable_status_codes: Vec<u16>,
+    #[serde(default)]
+    pub retry_back_off: RetryBackOff,
+    /// Retries in flight at once per route and worker thread, beyond which a failure is
+    /// answered rather than retried (Envoy's circuit breaker `max_retries`, default 3): an
+    /// upstream that fails every request is not sent the traffic again.
+    #[serde(default = "three")]
+    pub max_active_retries: usize,
+}
+
+impl RetryPolicyConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.retry_on.is_empty() {
+            return Err("retry_on names no condition (e.g. 5xx,connect-failure)".to_owned());
+        }
+        let by_code = self.retry_on.contains(&RetryOn::RetriableStatusCodes);
+        if by_code && self.retriable_status_codes.is_empty() {
+            return Err(
+                "retry_on has retriable-status-codes but retriable_status_codes lists none"
+                    .to_owned(),
+            );
+        }
+        if !by_code && !self.retriable_status_codes.is_empty() {
+            return Err(
+                "retriable_status_codes is set but retry_on lacks retriable-status-codes"
+                    .to_owned(),
+            );
+        }
+        if let Some(c) = self
+            .retriable_status_codes
+            .iter()
+            .find(|c| !(100..=599).contains(*c))
+        {
+            return Err(format!("retriable_status_codes: {c} is no HTTP status"));
+        }
+        if self.per_try_timeout == Some(Duration::ZERO) {
+            return Err("per_try_timeout must be more than 0".to_owned());
+        }
+        let b = &self.retry_back_off;
+        if b.base_interval.is_zero() {
+            return Err("retry_back_off.base_interval must be more than 0".to_owned());
+        }
+        if b.max_interval.is_some_and(|m| m < b.base_interval) {
+            return Err("retry_back_off.max_interval is below base_interval".to_owned());
+        }
+        if self.max_active_retries == 0 {
+            return Err(
+                "max_active_retries 0 would allow no retry; leave retry_policy out instead"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn three() -> usize {
+    3
+}
+
+/// The wait before retry *n*: random between 0 and `base_interval` × (2ⁿ − 1), at most
+/// `max_interval` (Envoy's fully jittered exponential back-off).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryBackOff {
+    #[serde(with = "dur")]
+    pub base_interval: Duration,
+    /// Default ten times `base_interval`.
+    #[serde(with = "dur_opt")]
+    pub max_interval: Option<Duration>,
+}
+
+impl Default for RetryBackOff {
+    fn default() -> Self {
+        RetryBackOff {
+            base_interval: Duration::from_millis(25),
+            max_interval: None,
+        }
+    }
+}
+
+/// One `retry_on` condition (Envoy's `x-envoy-retry-on` and `x-envoy-retry-grpc-on` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum RetryOn {
+    /// Any 5xx answer, or none at all: connect failure, reset, refused stream, per-try timeout.
+    #[serde(rename = "5xx")]
+    ServerError,
+    /// 502, 503 and 504 answers, and the failures the proxy answers so itself (connect
+    /// failure, reset, per-try timeout).
+    #[serde(rename = "gateway-error")]
+    GatewayError,
+    /// The upstream did not answer: the connection reset or closed, or a per-try timeout.
+    #[serde(rename = "reset")]
+    Reset,
+    /// The connection could not be made (refused, timed out, TLS handshake failed).
+    #[serde(rename = "connect-failure")]
+    ConnectFailure,
+    /// An HTTP/2 upstream refused the stream (REFUSED_STREAM: not processed, safe to retry).
+    #[serde(rename = "refused-stream")]
+    RefusedStream,
+    /// 409 Conflict.
+    #[serde(rename = "retriable-4xx")]
+    Retriable4xx,
+    /// The statuses in `retriable_status_codes`.
+    #[serde(rename = "retriable-status-codes")]
+    RetriableStatusCodes,
+    /// gRPC status CANCELLED (1) in the response headers.
+    #[serde(rename = "cancelled")]
+    GrpcCancelled,
+    /// gRPC status DEADLINE_EXCEEDED (4).
+    #[serde(rename = "deadline-exceeded")]
+    GrpcDeadlineExceeded,
+    /// gRPC status RESOURCE_EXHAUSTED (8).
+    #[serde(rename = "resource-exhausted")]
+    GrpcResourceExhausted,
+    /// gRPC status INTERNAL (13).
+    #[serde(rename = "internal")]
+    GrpcInternal,
+    /// gRPC status UNAVAILABLE (14).
+    #[serde(rename = "unavailable")]
+    GrpcUnavailable,
+}
+
+/// `retry_on` as Envoy writes it (`"5xx,reset"`) or as a YAML list.
+fn retry_on<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RetryOn>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Text(String),
+        List(Vec<String>),
+    }
+    let names: Vec<String> = match Form::deserialize(d)? {
+        Form::Text(t) => t.split(',').map(|n| n.trim().to_owned()).collect(),
+        Form::List(l) => l,
+    };
+    names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            RetryOn::deserialize(de::value::StrDeserializer::<D::Error>::new(n))
+                .map_err(|e| de::Error::custom(format!("retry_on: {e}")))
+        })
+        .collect()
 }
 
 /// How a listener's upstream connections are made over TLS. The upstream's certificate is
@@ -268,6 +439,9 @@ pub struct RouteConfig {
     /// Operation name of the spans of this route (default `METHOD path`).
     #[serde(default)]
     pub name: Option<String>,
+    /// This route's retries (else the listener's `retry_policy`).
+    #[serde(default)]
+    pub retry_policy: Option<RetryPolicyConfig>,
     /// Replaces the matched `path_prefix` before the request goes upstream (Envoy's
     /// `prefix_rewrite`): `/api/cart` with `/` makes `/api/cart/items?x=1` `/items?x=1`.
     #[serde(default)]
@@ -449,6 +623,13 @@ mod dur {
     }
 }
 
+mod dur_opt {
+    use super::*;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::dur::deserialize(d).map(Some)
+    }
+}
+
 fn formats<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Format>, D::Error> {
     let names = Vec::<String>::deserialize(d)?;
     names
@@ -482,6 +663,23 @@ impl Config {
             return bad("no listeners".to_owned());
         }
         for l in &self.listeners {
+            if let Some(p) = &l.retry_policy {
+                p.check().map_err(|m| {
+                    ConfigError::Invalid(format!("listener {:?}: retry_policy: {m}", l.name))
+                })?;
+            }
+            if let Upstream::Routed(r) = &l.upstream {
+                for route in &r.routes {
+                    if let Some(p) = &route.retry_policy {
+                        p.check().map_err(|m| {
+                            ConfigError::Invalid(format!(
+                                "listener {:?}: route to {:?}: retry_policy: {m}",
+                                l.name, route.cluster
+                            ))
+                        })?;
+                    }
+                }
+            }
             match (&l.mode, &l.upstream) {
                 (Mode::Outbound, Upstream::Routed(r)) => {
                     for route in &r.routes {
@@ -604,6 +802,30 @@ mod tests {
         assert_eq!(c.listeners.len(), 2);
         assert_eq!(c.tracing.protocol, Protocol::ZipkinJson);
         assert_eq!(c.tracing.custom_tags.len(), 3);
+        let Upstream::Routed(r) = &c.listeners[0].upstream else {
+            panic!("outbound routes")
+        };
+        let p = r.routes[0].retry_policy.as_ref().unwrap();
+        assert_eq!(p.retry_on, [RetryOn::ServerError, RetryOn::ConnectFailure]);
+        assert_eq!(
+            (p.num_retries, p.per_try_timeout, p.max_active_retries),
+            (2, Some(Duration::from_secs(2)), 3)
+        );
+        assert_eq!(
+            p.retry_back_off.max_interval,
+            Some(Duration::from_millis(250))
+        );
+        let l = c.listeners[0].retry_policy.as_ref().unwrap();
+        assert_eq!(l.retry_on, [RetryOn::ConnectFailure]);
+        assert_eq!(
+            (l.num_retries, l.per_try_timeout),
+            (1, None),
+            "Envoy's defaults"
+        );
+        // A list works as the comma-separated string does.
+        let listed: RetryPolicyConfig =
+            serde_yaml::from_str("retry_on: [reset, unavailable]").unwrap();
+        assert_eq!(listed.retry_on, [RetryOn::Reset, RetryOn::GrpcUnavailable]);
     }
 
     const FULL: &str = r#"

@@ -15,9 +15,52 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 
+use crate::retry::{Recording, Replay};
 use crate::span::ActiveSpan;
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// A request body on its way upstream: streamed as it comes; streamed and kept for a retry
+/// (a route with a retry policy); or a kept one sent again.
+pub enum UpstreamRequest {
+    Streamed(CountedRequest<hyper::body::Incoming>),
+    Recorded(Recording<CountedRequest<hyper::body::Incoming>>),
+    Replayed(Replay),
+}
+
+impl Body for UpstreamRequest {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpstreamRequest::Streamed(b) => Pin::new(b).poll_frame(cx),
+            UpstreamRequest::Recorded(b) => Pin::new(b).poll_frame(cx),
+            UpstreamRequest::Replayed(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamRequest::Streamed(b) => b.is_end_stream(),
+            UpstreamRequest::Recorded(b) => b.is_end_stream(),
+            UpstreamRequest::Replayed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamRequest::Streamed(b) => b.size_hint(),
+            UpstreamRequest::Recorded(b) => b.size_hint(),
+            UpstreamRequest::Replayed(b) => b.size_hint(),
+        }
+    }
+}
 
 /// A request body on its way upstream, counting its bytes.
 pub struct CountedRequest<B> {

@@ -17,6 +17,7 @@ mod listener;
 pub mod memory;
 pub mod report;
 mod report_conn;
+mod retry;
 mod route;
 pub mod sampling;
 mod span;

@@ -9,8 +9,10 @@
 //! them: `upstream_protocol`), on the worker's own upstream connections (`upstream`); the
 //! request's authority (`Host`, `:authority`) goes with it, converted between the two. Failures
 //! the proxy answers itself: 404 (no route, `NR`), 502 (upstream connect or reset, `UF`/`UR`),
-//! 504 (no response headers within `timeouts.request`, `UT`). An HTTP/1.1 request to switch
-//! protocols (WebSocket) becomes a tunnel once the upstream agrees (`tunnel`).
+//! 504 (no response headers within `timeouts.request`, `UT`). Under a `retry_policy`, a failure
+//! it names is retried on the cluster's next endpoint instead (`retry`), and the answer is the
+//! last attempt's. An HTTP/1.1 request to switch protocols (WebSocket) becomes a tunnel once
+//! the upstream agrees (`tunnel`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,13 +33,16 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ListenerConfig, Mode, UpstreamProtocol};
 use crate::deadline::Deadlines;
-use crate::forward::{local_body, strip_hop_by_hop, CountedRequest, Finish, TracedResponse};
-use crate::route::Router;
+use crate::forward::{
+    local_body, strip_hop_by_hop, CountedRequest, Finish, TracedResponse, UpstreamRequest,
+};
+use crate::retry::{Outcome, Recording};
+use crate::route::{Router, Target};
 use crate::span::{ActiveSpan, TagValue, Tracer};
 use crate::stats::Stats;
 use crate::tls;
 use crate::tunnel;
-use crate::upstream::{UpstreamError, Upstreams};
+use crate::upstream::{UpstreamBody, UpstreamError, Upstreams};
 
 static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -89,7 +94,7 @@ pub struct Listener {
     tracer: Arc<Tracer>,
     stats: Arc<Stats>,
     deadlines: Arc<Deadlines>,
-    upstreams: Arc<Upstreams<CountedRequest<Incoming>>>,
+    upstreams: Arc<Upstreams<UpstreamRequest>>,
     /// How many upgraded connections are open (the drain waits for none).
     tunnels: Arc<watch::Sender<usize>>,
     /// HTTPS: each connection's handshake first.
@@ -299,6 +304,136 @@ impl Listener {
         }
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        let body = CountedRequest::new(body, request_bytes.clone());
+        let policy = target.retry.filter(|p| p.num_retries > 0);
+        let (mut body, tape) = match policy {
+            None => (UpstreamRequest::Streamed(body), None),
+            Some(_) => {
+                let (recording, tape) = Recording::new(body);
+                (UpstreamRequest::Recorded(recording), Some(tape))
+            }
+        };
+        // What a retry starts again from: the request as it came, before the upstream's form.
+        let head = policy.map(|_| Head::of(&parts));
+        let mut expiry = self.deadlines.start();
+        let (mut target, mut authority) = (target, authority);
+        let mut retries = 0;
+        loop {
+            let Some((upstream_req, http2)) =
+                self.upstream_request(parts, body, &target, authority, version)
+            else {
+                return self.local(
+                    span,
+                    request_bytes,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UH",
+                    "bad upstream address\n",
+                );
+            };
+            let attempt = self
+                .upstreams
+                .send(target.address, target.tls, http2, upstream_req);
+            let per_try = policy.and_then(|p| p.per_try_timeout);
+            let answer = tokio::select! {
+                biased;
+                answer = async {
+                    match per_try {
+                        None => Some(attempt.await),
+                        Some(limit) => tokio::time::timeout(limit, attempt).await.ok(),
+                    }
+                } => answer,
+                () = &mut expiry => return self.timed_out(span, request_bytes, ""),
+            };
+            // Whether this failure is retried, and if not, the flag that says why.
+            let mut gave_up = "";
+            if let (Some(p), Some(tape), Some(h)) = (policy, &tape, &head) {
+                let outcome = match &answer {
+                    Some(Ok(resp)) => Outcome::Answered(resp.status(), resp.headers()),
+                    Some(Err(e)) if e.is_connect() => Outcome::ConnectFailure,
+                    Some(Err(e)) if e.is_refused_stream() => Outcome::RefusedStream,
+                    Some(Err(_)) => Outcome::Reset,
+                    None => Outcome::PerTryTimeout,
+                };
+                if !p.retries(outcome) {
+                    if retries > 0 {
+                        Stats::inc(&self.stats.retries_succeeded);
+                    }
+                } else if retries == p.num_retries {
+                    Stats::inc(&self.stats.retry_limit_exceeded);
+                    gave_up = "URX";
+                } else if let Some(replay) = tape.replay() {
+                    let Some(admitted) = p.admit() else {
+                        Stats::inc(&self.stats.retry_overflow);
+                        gave_up = "UO";
+                        return self.answer(span, request_bytes, &target, answer, gave_up);
+                    };
+                    retries += 1;
+                    Stats::inc(&self.stats.retries);
+                    drop(answer);
+                    tokio::select! {
+                        biased;
+                        () = tokio::time::sleep(p.back_off(retries)) => {}
+                        () = &mut expiry => return self.timed_out(span, request_bytes, ""),
+                    }
+                    drop(admitted);
+                    target = self.router.again(&target);
+                    let Ok(next) = Authority::try_from(&**target.address) else {
+                        return self.local(
+                            span,
+                            request_bytes,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "UH",
+                            "bad upstream address\n",
+                        );
+                    };
+                    authority = next;
+                    parts = h.parts();
+                    body = UpstreamRequest::Replayed(replay);
+                    if let Some(s) = span.as_mut() {
+                        s.retag("upstream_address", target.address.clone());
+                        s.retag("upstream_retries", i64::from(retries));
+                    }
+                    continue;
+                }
+            }
+            return self.answer(span, request_bytes, &target, answer, gave_up);
+        }
+    }
+
+    /// The answer to the downstream once the attempts are over: the upstream's response, else
+    /// 502 or 504; `gave_up` is the response flag saying why a retriable failure was not
+    /// retried (`URX`: retries spent, `UO`: too many in flight).
+    fn answer(
+        &self,
+        span: Option<ActiveSpan>,
+        request_bytes: Arc<AtomicU64>,
+        target: &Target<'_>,
+        answer: Option<Result<Response<UpstreamBody<UpstreamRequest>>, UpstreamError>>,
+        gave_up: &'static str,
+    ) -> Response<TracedResponse> {
+        match answer {
+            Some(Ok(resp)) => {
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                let finish = answered(span, parts.status, request_bytes, flags("-", gave_up));
+                Response::from_parts(parts, TracedResponse::new(body.boxed(), finish))
+            }
+            Some(Err(e)) => self.unanswered(span, request_bytes, target.address, e, gave_up),
+            None => self.timed_out(span, request_bytes, gave_up),
+        }
+    }
+
+    /// The request as `target` is sent it: the route's prefix rewritten, and in the form of the
+    /// protocol spoken upstream (also returned: `true` for HTTP/2). `None` when the upstream's
+    /// address makes no URI.
+    fn upstream_request(
+        &self,
+        mut parts: http::request::Parts,
+        body: UpstreamRequest,
+        target: &Target<'_>,
+        authority: Authority,
+        version: Version,
+    ) -> Option<(Request<UpstreamRequest>, bool)> {
         let http2 = match target.protocol.unwrap_or(self.upstream_protocol) {
             UpstreamProtocol::Downstream => version == Version::HTTP_2,
             UpstreamProtocol::Http1 => false,
@@ -355,36 +490,8 @@ impl Listener {
             }
             parts.version = Version::HTTP_11;
         }
-        parts.uri = match Uri::from_parts(uri) {
-            Ok(u) => u,
-            Err(_) => {
-                return self.local(
-                    span,
-                    request_bytes,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "UH",
-                    "bad upstream address\n",
-                )
-            }
-        };
-        let upstream_req =
-            Request::from_parts(parts, CountedRequest::new(body, request_bytes.clone()));
-        let expiry = self.deadlines.start();
-        let answer = tokio::select! {
-            biased;
-            answer = self.upstreams.send(target.address, target.tls, http2, upstream_req) => Ok(answer),
-            () = expiry => Err(()),
-        };
-        match answer {
-            Ok(Ok(resp)) => {
-                let (mut parts, body) = resp.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                let finish = answered(span, parts.status, request_bytes);
-                Response::from_parts(parts, TracedResponse::new(body.boxed(), finish))
-            }
-            Ok(Err(e)) => self.unanswered(span, request_bytes, target.address, e),
-            Err(_) => self.timed_out(span, request_bytes),
-        }
+        parts.uri = Uri::from_parts(uri).ok()?;
+        Some((Request::from_parts(parts, body), http2))
     }
 
     /// 502 when the upstream could not be reached or reset before answering.
@@ -394,6 +501,7 @@ impl Listener {
         request_bytes: Arc<AtomicU64>,
         address: &str,
         e: UpstreamError,
+        gave_up: &'static str,
     ) -> Response<TracedResponse> {
         Stats::inc(&self.stats.upstream_errors);
         let flag = if e.is_connect() { "UF" } else { "UR" };
@@ -402,7 +510,7 @@ impl Listener {
             span,
             request_bytes,
             StatusCode::BAD_GATEWAY,
-            flag,
+            flags(flag, gave_up),
             "upstream connect error or disconnect/reset before headers\n",
         )
     }
@@ -412,13 +520,14 @@ impl Listener {
         &self,
         span: Option<ActiveSpan>,
         request_bytes: Arc<AtomicU64>,
+        gave_up: &'static str,
     ) -> Response<TracedResponse> {
         Stats::inc(&self.stats.upstream_timeouts);
         self.local(
             span,
             request_bytes,
             StatusCode::GATEWAY_TIMEOUT,
-            "UT",
+            flags("UT", gave_up),
             "upstream request timeout\n",
         )
     }
@@ -449,22 +558,22 @@ impl Listener {
             Ok(u) => u,
             Err(_) => Uri::from_static("/"),
         };
-        let upstream_req =
-            Request::from_parts(parts, CountedRequest::new(body, request_bytes.clone()));
+        let body = CountedRequest::new(body, request_bytes.clone());
+        let upstream_req = Request::from_parts(parts, UpstreamRequest::Streamed(body));
         let expiry = self.deadlines.start();
         let answer = tokio::select! {
             biased;
             answer = self.upstreams.send_upgrade(address, tls, upstream_req) => answer,
-            () = expiry => return self.timed_out(span, request_bytes),
+            () = expiry => return self.timed_out(span, request_bytes, ""),
         };
         let mut resp = match answer {
             Ok(resp) => resp,
-            Err(e) => return self.unanswered(span, request_bytes, address, e),
+            Err(e) => return self.unanswered(span, request_bytes, address, e, ""),
         };
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            let finish = answered(span, parts.status, request_bytes);
+            let finish = answered(span, parts.status, request_bytes, "-");
             return Response::from_parts(parts, TracedResponse::new(body.boxed(), finish));
         }
         let Some(protocol) = resp.headers().get(header::UPGRADE).cloned() else {
@@ -481,7 +590,7 @@ impl Listener {
         let (mut parts, _) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         tunnel::restore(&mut parts.headers, protocol);
-        let finish = answered(span, parts.status, request_bytes);
+        let finish = answered(span, parts.status, request_bytes, "-");
         tokio::spawn(tunnel::run(
             downstream,
             upstream,
@@ -524,10 +633,11 @@ fn answered(
     span: Option<ActiveSpan>,
     status: StatusCode,
     request_bytes: Arc<AtomicU64>,
+    flags: &'static str,
 ) -> Option<Finish> {
     span.map(|mut s| {
         s.tag("http.status_code", i64::from(status.as_u16()));
-        s.tag("response_flags", "-");
+        s.tag("response_flags", flags);
         if status.is_server_error() {
             s.error(&format!("upstream answered {status}"));
         }
@@ -537,6 +647,51 @@ fn answered(
             response_bytes: 0,
         }
     })
+}
+
+/// Envoy's response flags: `flag`, and `gave_up` (why a retriable failure was not retried)
+/// after it.
+fn flags(flag: &'static str, gave_up: &'static str) -> &'static str {
+    match (flag, gave_up) {
+        (flag, "") => flag,
+        ("-", gave_up) => gave_up,
+        ("UF", "URX") => "UF,URX",
+        ("UR", "URX") => "UR,URX",
+        ("UT", "URX") => "UT,URX",
+        ("UF", "UO") => "UF,UO",
+        ("UR", "UO") => "UR,UO",
+        ("UT", "UO") => "UT,UO",
+        (flag, _) => flag,
+    }
+}
+
+/// The head of a request as it came (hop-by-hop headers gone), kept for a retry to start again
+/// from.
+struct Head {
+    method: http::Method,
+    uri: Uri,
+    version: Version,
+    headers: http::HeaderMap,
+}
+
+impl Head {
+    fn of(parts: &http::request::Parts) -> Self {
+        Head {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+        }
+    }
+
+    fn parts(&self) -> http::request::Parts {
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = self.method.clone();
+        parts.uri = self.uri.clone();
+        parts.version = self.version;
+        parts.headers = self.headers.clone();
+        parts
+    }
 }
 
 /// The Host header for an upstream address: its port left out when it is HTTP's default (80), as

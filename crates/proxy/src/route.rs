@@ -1,12 +1,15 @@
 //! Picking the upstream of a request: the listener's one address, or (outbound) the first route
 //! matching the Host header or path prefix, then the cluster's next endpoint round-robin; and
-//! the TLS settings its connections are made with (the cluster's own, else the listener's).
+//! the TLS settings its connections are made with (the cluster's own, else the listener's),
+//! and the retry policy (the route's own, else the listener's), whose retries go to the
+//! cluster's next endpoint ([`Router::again`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{ListenerConfig, Upstream, UpstreamProtocol};
+use crate::retry::RetryPolicy;
 use crate::tls::{Originate, Watched};
 
 /// TLS settings for connections to an upstream (`None`: cleartext).
@@ -44,12 +47,23 @@ pub struct Target<'a> {
     pub rewrite: Option<(&'a str, &'a str)>,
     /// The route's operation name, if it has one.
     pub operation: Option<&'a str>,
+    /// The route's retry policy, if it has one.
+    pub retry: Option<&'a RetryPolicy>,
+    /// The route picked (`None`: the listener's single upstream), for [`Router::again`].
+    route: Option<&'a Route>,
 }
 
 pub struct Router {
     listener_name: Arc<str>,
-    single: Option<(Arc<str>, UpstreamTls)>,
+    single: Option<Single>,
     routes: Vec<Route>,
+}
+
+/// An edge or inbound listener's one upstream.
+struct Single {
+    address: Arc<str>,
+    tls: UpstreamTls,
+    retry: Option<RetryPolicy>,
 }
 
 struct Route {
@@ -61,6 +75,7 @@ struct Route {
     tls: UpstreamTls,
     protocol: Option<UpstreamProtocol>,
     rewrite: Option<(String, String)>,
+    retry: Option<RetryPolicy>,
     next: AtomicUsize,
 }
 
@@ -69,7 +84,11 @@ impl Router {
         match &l.upstream {
             Upstream::Single(addr) => Router {
                 listener_name: l.name.as_str().into(),
-                single: Some((addr.as_str().into(), tls.listener.clone())),
+                single: Some(Single {
+                    address: addr.as_str().into(),
+                    tls: tls.listener.clone(),
+                    retry: l.retry_policy.as_ref().map(RetryPolicy::new),
+                }),
                 routes: Vec::new(),
             },
             Upstream::Routed(r) => Router {
@@ -94,6 +113,11 @@ impl Router {
                             .get(&route.cluster)
                             .and_then(|c| c.upstream_protocol),
                         rewrite: route.path_prefix.clone().zip(route.prefix_rewrite.clone()),
+                        retry: route
+                            .retry_policy
+                            .as_ref()
+                            .or(l.retry_policy.as_ref())
+                            .map(RetryPolicy::new),
                         next: AtomicUsize::new(0),
                     })
                     .collect(),
@@ -103,14 +127,16 @@ impl Router {
 
     /// `host`: the Host header or authority, with or without a port. `None` when no route matches.
     pub fn pick(&self, host: Option<&str>, path: &str) -> Option<Target<'_>> {
-        if let Some((addr, tls)) = &self.single {
+        if let Some(single) = &self.single {
             return Some(Target {
                 cluster: &self.listener_name,
-                address: addr,
-                tls,
+                address: &single.address,
+                tls: &single.tls,
                 protocol: None,
                 rewrite: None,
                 operation: None,
+                retry: single.retry.as_ref(),
+                route: None,
             });
         }
         let host = host.map(strip_port).map(str::to_ascii_lowercase);
@@ -121,8 +147,24 @@ impl Router {
         if route.endpoints.is_empty() {
             return None;
         }
+        Some(route.next_target())
+    }
+
+    /// Where a retry of a request to `target` goes: the cluster's next endpoint round-robin
+    /// (the same one for a single upstream).
+    pub fn again<'a>(&'a self, target: &Target<'a>) -> Target<'a> {
+        match target.route {
+            Some(route) => route.next_target(),
+            None => target.clone(),
+        }
+    }
+}
+
+impl Route {
+    fn next_target(&self) -> Target<'_> {
+        let route = self;
         let i = route.next.fetch_add(1, Ordering::Relaxed) % route.endpoints.len();
-        Some(Target {
+        Target {
             cluster: &route.cluster,
             address: &route.endpoints[i],
             tls: &route.tls,
@@ -132,7 +174,9 @@ impl Router {
                 .as_ref()
                 .map(|(from, to)| (from.as_str(), to.as_str())),
             operation: route.name.as_deref(),
-        })
+            retry: route.retry.as_ref(),
+            route: Some(route),
+        }
     }
 }
 

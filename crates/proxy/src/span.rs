@@ -369,6 +369,15 @@ impl ActiveSpan {
         self.span.tags.push((Cow::Borrowed(key), value.into()));
     }
 
+    /// Sets `key` to `value`, replacing the value it had (a retry's new upstream address).
+    pub fn retag(&mut self, key: &'static str, value: impl Into<TagValue>) {
+        let value = value.into();
+        match self.span.tags.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value,
+            None => self.tag(key, value),
+        }
+    }
+
     /// Marks the span failed: Envoy's `error=true` tag and an Error status.
     pub fn error(&mut self, message: &str) {
         if self.span.status.code != StatusCode::Error {

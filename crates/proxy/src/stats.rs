@@ -8,6 +8,16 @@ pub struct Stats {
     pub requests: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub upstream_timeouts: AtomicU64,
+    /// Requests sent upstream again under a retry policy (Envoy's `upstream_rq_retry`).
+    pub retries: AtomicU64,
+    /// Requests answered by a retry (`upstream_rq_retry_success`).
+    pub retries_succeeded: AtomicU64,
+    /// Retriable failures answered because `num_retries` were spent
+    /// (`upstream_rq_retry_limit_exceeded`).
+    pub retry_limit_exceeded: AtomicU64,
+    /// Retriable failures answered because `max_active_retries` were in flight
+    /// (`upstream_rq_retry_overflow`).
+    pub retry_overflow: AtomicU64,
     pub spans_started: AtomicU64,
     /// Spans dropped because the reporter's buffer was full.
     pub spans_dropped: AtomicU64,
@@ -50,6 +60,26 @@ impl Stats {
                 "meshtrace_proxy_upstream_timeouts_total",
                 "Requests answered 504.",
                 &self.upstream_timeouts,
+            ),
+            (
+                "meshtrace_proxy_upstream_retries_total",
+                "Requests sent upstream again under a retry policy.",
+                &self.retries,
+            ),
+            (
+                "meshtrace_proxy_upstream_retries_succeeded_total",
+                "Requests answered by a retry.",
+                &self.retries_succeeded,
+            ),
+            (
+                "meshtrace_proxy_upstream_retry_limit_exceeded_total",
+                "Retriable failures answered because num_retries were spent.",
+                &self.retry_limit_exceeded,
+            ),
+            (
+                "meshtrace_proxy_upstream_retry_overflow_total",
+                "Retriable failures answered because max_active_retries were in flight.",
+                &self.retry_overflow,
             ),
             (
                 "meshtrace_proxy_tls_handshake_failures_total",

@@ -70,6 +70,21 @@ impl UpstreamError {
     pub fn is_connect(&self) -> bool {
         !matches!(self, UpstreamError::Request(_))
     }
+
+    /// An HTTP/2 upstream reset the stream with REFUSED_STREAM: it did not process the request.
+    pub fn is_refused_stream(&self) -> bool {
+        let UpstreamError::Request(e) = self else {
+            return false;
+        };
+        let mut source: Option<&(dyn StdError + 'static)> = e.source();
+        while let Some(s) = source {
+            if let Some(h2) = s.downcast_ref::<h2::Error>() {
+                return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+            }
+            source = s.source();
+        }
+        false
+    }
 }
 
 /// One worker's connections to every upstream address it has talked to.

@@ -33,7 +33,9 @@ impl App {
     /// `/echo` answers "ok"; `/version` the request's HTTP version and authority; `/slow` answers
     /// after 3 s; `/stream?n=N` streams N chunks of 64 KiB,
     /// one every 20 ms; `/count` reads the request body as it comes and answers its length;
-    /// `/gate` sends one chunk, then waits for a byte-count request... see tests.
+    /// `/gate` sends one chunk, then waits for a byte-count request... see tests;
+    /// `/flaky?key=K&fail=N` fails its first N requests with key K (503, or with `&hang` no
+    /// answer for 3 s), then answers `attempt I body B` (B: the request body's length).
     pub fn start() -> App {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -125,6 +127,7 @@ pub async fn app(
             }
             full(format!("{n}"))
         }
+        "/flaky" => return Ok(flaky(req).await),
         "/version" => {
             // The HTTP version the request came in, and its authority as the app sees it.
             let authority = req
@@ -139,6 +142,65 @@ pub async fn app(
         _ => full("ok".into()),
     };
     Ok(hyper::Response::new(body))
+}
+
+/// Requests `/flaky` got, by key.
+static FLAKY: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
+
+/// How many requests `/flaky` got with `key`.
+pub fn flaky_attempts(key: &str) -> usize {
+    FLAKY
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k == key)
+        .map_or(0, |(_, n)| *n)
+}
+
+async fn flaky(req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<AppBody> {
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let key = param("key").unwrap_or_default();
+    let fail: usize = param("fail").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let body = req.into_body().collect().await.map(|b| b.to_bytes().len());
+    let attempt = {
+        let mut seen = FLAKY.lock().unwrap();
+        match seen.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                seen.push((key, 1));
+                1
+            }
+        }
+    };
+    let full = |s: String| http_body_util::Full::new(Bytes::from(s)).boxed();
+    if attempt <= fail {
+        if param("hang").is_some() {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        let mut r = hyper::Response::new(full(format!("failing attempt {attempt}")));
+        *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+        return r;
+    }
+    let len = body.map_or_else(|e| format!("unread: {e}"), |n| n.to_string());
+    hyper::Response::new(full(format!("attempt {attempt} body {len}")))
 }
 
 // ---------------------------------------------------------------- the proxy process

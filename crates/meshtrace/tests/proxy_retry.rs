@@ -1,0 +1,191 @@
+//! `meshtrace proxy`'s `retry_policy`, end to end on 127.0.0.1: the test app (whose `/flaky`
+//! fails a given number of times), a port nobody listens on as a dead endpoint, a proxy process,
+//! `meshtrace all-in-one` as the collector of its spans, and curl as the caller.
+
+mod common;
+mod proxy_support;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use proxy_support::*;
+
+/// An outbound listener: route `/flaky` (and `/slow`) to cluster `app` with `policy`, anything
+/// else to cluster `pair` (a dead endpoint, then the app) with the listener's policy.
+fn outbound(app: &App, dead: std::net::SocketAddr, collector: &str, policy: &str) -> String {
+    format!(
+        "node_id: caller
+admin: 127.0.0.1:0
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    retry_policy: {{ retry_on: connect-failure, num_retries: 1 }}
+    upstream:
+      routes:
+        - {{ path_prefix: /flaky, cluster: app, retry_policy: {policy} }}
+        - {{ path_prefix: /, cluster: pair }}
+      clusters:
+        app: ['{app}']
+        pair: ['{dead}', '{app}']
+{tracing}",
+        app = app.addr,
+        tracing = tracing_block(collector, "b3multi"),
+    )
+}
+
+fn metric(proxy: &Proxy, name: &str) -> u64 {
+    let text = get(&format!("http://{}/metrics", proxy.addr("admin"))).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// curl with a sampled B3 context of trace `tid`.
+fn traced(tid: &str, args: &[&str]) -> Answer {
+    let trace = format!("x-b3-traceid: {tid}");
+    let mut all = vec![
+        "-H",
+        &trace,
+        "-H",
+        "x-b3-spanid: 2222222222222222",
+        "-H",
+        "x-b3-sampled: 1",
+    ];
+    all.extend_from_slice(args);
+    curl(&all)
+}
+
+#[test]
+fn proxy_retries_failed_requests_on_the_next_endpoint_with_the_body_and_says_so_in_its_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = outbound(
+        &app,
+        dead,
+        server.addr("zipkin"),
+        "{ retry_on: '5xx,reset', num_retries: 2, per_try_timeout: 400ms, retry_back_off: { base_interval: 10ms } }",
+    );
+    let proxy = Proxy::start(&yaml, &["out", "admin"]);
+    let out = proxy.addr("out");
+
+    // Connect failures (the listener's policy): every request reaches the app, though half of
+    // the picks are the dead endpoint.
+    for _ in 0..6 {
+        let a = get(&format!("http://{out}/echo"));
+        assert_eq!((a.status, a.text().as_str()), (200, "ok"));
+    }
+    let retried = metric(&proxy, "meshtrace_proxy_upstream_retries_total");
+    assert!((3..=6).contains(&retried), "{retried} retries");
+    assert_eq!(
+        metric(&proxy, "meshtrace_proxy_upstream_retries_succeeded_total"),
+        retried
+    );
+    let tid = "5151515151515151aaaaaaaaaaaaaaaa";
+    // Two requests in a row: one of them picks the dead endpoint first.
+    traced(
+        "5050505050505050aaaaaaaaaaaaaaaa",
+        &[&format!("http://{out}/echo")],
+    );
+    traced(tid, &[&format!("http://{out}/echo")]);
+    let first_retried = ["5050505050505050aaaaaaaaaaaaaaaa", tid]
+        .iter()
+        .map(|t| trace_with(&server, t, 1)["spans"][0].clone())
+        .find(|s| tag(s, "upstream_retries").is_some())
+        .expect("one of two requests met the dead endpoint first");
+    assert_eq!(tag_str(&first_retried, "upstream_retries"), "1");
+    assert_eq!(
+        tag_str(&first_retried, "upstream_address"),
+        app.addr.to_string(),
+        "the span names the endpoint that answered"
+    );
+    assert_eq!(tag_str(&first_retried, "response_flags"), "-");
+    assert!(tag(&first_retried, "error").is_none());
+
+    // 503 twice, then an answer: the POST body goes again, whole, to each attempt.
+    let body = vec![b'x'; 10_000];
+    let tid = "5252525252525252aaaaaaaaaaaaaaaa";
+    let a = post(
+        &format!("http://{out}/flaky?key=twice&fail=2"),
+        &[
+            &format!("x-b3-traceid: {tid}"),
+            "x-b3-spanid: 2222222222222222",
+            "x-b3-sampled: 1",
+        ],
+        &body,
+    );
+    assert_eq!((a.status, a.text().as_str()), (200, "attempt 3 body 10000"));
+    let s = &trace_with(&server, tid, 1)["spans"][0];
+    assert_eq!(tag_str(s, "upstream_retries"), "2");
+    assert_eq!(tag_str(s, "http.status_code"), "200");
+    assert_eq!(tag_str(s, "request_size"), "10000", "counted once");
+
+    // Retries spent: the upstream's last answer goes back, flagged URX.
+    let tid = "5353535353535353aaaaaaaaaaaaaaaa";
+    let a = traced(tid, &[&format!("http://{out}/flaky?key=always&fail=9")]);
+    assert_eq!((a.status, a.text().as_str()), (503, "failing attempt 3"));
+    assert_eq!(flaky_attempts("always"), 3);
+    let s = &trace_with(&server, tid, 1)["spans"][0];
+    assert_eq!(tag_str(s, "response_flags"), "URX");
+    assert_eq!(tag_str(s, "error"), "true");
+    assert_eq!(
+        metric(
+            &proxy,
+            "meshtrace_proxy_upstream_retry_limit_exceeded_total"
+        ),
+        1
+    );
+
+    // A body over the 64 KiB kept for retries is not sent again.
+    let big = vec![b'y'; 70_000];
+    let a = post(&format!("http://{out}/flaky?key=big&fail=1"), &[], &big);
+    assert_eq!(a.status, 503, "{}", a.text());
+    assert_eq!(flaky_attempts("big"), 1);
+
+    // An attempt without response headers within per_try_timeout is abandoned and retried
+    // (under `reset`), well before the app's 3 s.
+    let started = Instant::now();
+    let a = get(&format!("http://{out}/flaky?key=hang&fail=1&hang"));
+    assert_eq!((a.status, a.text().as_str()), (200, "attempt 2 body 0"));
+    assert!(started.elapsed() < Duration::from_millis(2500));
+
+    // An answer the policy does not retry goes back at once (the app's `ok` for another path).
+    let before = metric(&proxy, "meshtrace_proxy_upstream_retries_total");
+    let a = get(&format!("http://{out}/flaky/none?key=x"));
+    assert_eq!((a.status, a.text().as_str()), (200, "ok"));
+    assert_eq!(
+        metric(&proxy, "meshtrace_proxy_upstream_retries_total"),
+        before
+    );
+}
+
+#[test]
+fn proxy_retry_policy_mistakes_are_refused_by_name() {
+    let app = App::start();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let with = |policy: &str| refused(&outbound(&app, dead, "127.0.0.1:9", policy));
+    let err = with("{ retry_on: '5xx,sometimes' }");
+    assert!(
+        err.contains("sometimes") && err.contains("gateway-error"),
+        "{err}"
+    );
+    let err = with("{ retry_on: retriable-status-codes }");
+    assert!(err.contains("retriable_status_codes lists none"), "{err}");
+    let err = with("{ retry_on: 5xx, retriable_status_codes: [429] }");
+    assert!(err.contains("lacks retriable-status-codes"), "{err}");
+    let err =
+        with("{ retry_on: 5xx, retry_back_off: { base_interval: 100ms, max_interval: 10ms } }");
+    assert!(err.contains("max_interval is below base_interval"), "{err}");
+    let err = with("{ retry_on: 5xx, tries: 3 }");
+    assert!(err.contains("tries"), "{err}");
+    let err = with("{ retry_on: 5xx, per_try_timeout: soon }");
+    assert!(err.contains("soon"), "{err}");
+}

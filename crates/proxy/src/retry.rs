@@ -1,0 +1,374 @@
+//! Retrying a failed request upstream (Envoy's `retry_policy`): which failures a policy
+//! retries, the jittered back-off between attempts, the cap on retries in flight, and the copy
+//! of the request body a retry sends again.
+//!
+//! Bodies stream through the proxy, so a retry can only resend a body that was kept: while a
+//! request with a policy streams upstream, [`Recording`] keeps its frames (reference-counted
+//! `Bytes`, not copies) up to [`BODY_LIMIT`]. A request whose body was larger, or was not read to
+//! its end when the attempt failed (an upstream answering before reading it), is not retried:
+//! its failure is answered as it is, as Envoy does once its retry buffer overflows.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+
+use crate::config::{RetryOn, RetryPolicyConfig};
+
+/// The most request body kept for a retry (Envoy's default per-request buffer is 1 MiB; a
+/// mesh's retriable calls are mostly small).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// How an attempt ended, as far as retrying is concerned.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    /// The upstream answered with these response headers.
+    Answered(StatusCode, &'a HeaderMap),
+    /// No connection could be made.
+    ConnectFailure,
+    /// An HTTP/2 upstream refused the stream before processing it.
+    RefusedStream,
+    /// The connection or stream reset, or closed, before the response headers.
+    Reset,
+    /// No response headers within `per_try_timeout`.
+    PerTryTimeout,
+}
+
+/// A route's retry policy, with its count of retries in flight (one per worker, as the
+/// workers share no state on the request path).
+#[derive(Debug)]
+pub struct RetryPolicy {
+    on: Vec<RetryOn>,
+    pub num_retries: u32,
+    pub per_try_timeout: Option<Duration>,
+    status_codes: Vec<u16>,
+    base: Duration,
+    max: Duration,
+    max_active: usize,
+    active: AtomicUsize,
+}
+
+impl RetryPolicy {
+    pub fn new(c: &RetryPolicyConfig) -> Self {
+        let base = c.retry_back_off.base_interval;
+        RetryPolicy {
+            on: c.retry_on.clone(),
+            num_retries: c.num_retries,
+            per_try_timeout: c.per_try_timeout,
+            status_codes: c.retriable_status_codes.clone(),
+            base,
+            max: c.retry_back_off.max_interval.unwrap_or(base * 10),
+            max_active: c.max_active_retries,
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether this policy retries an attempt that ended so.
+    pub fn retries(&self, outcome: Outcome<'_>) -> bool {
+        self.on.iter().any(|on| match (on, outcome) {
+            (RetryOn::ServerError, Outcome::Answered(s, _)) => s.is_server_error(),
+            (RetryOn::GatewayError, Outcome::Answered(s, _)) => matches!(s.as_u16(), 502..=504),
+            // No answer: the proxy answers 502 or 504 itself.
+            (RetryOn::ServerError | RetryOn::GatewayError, _) => true,
+            (RetryOn::Reset, o) => matches!(o, Outcome::Reset | Outcome::PerTryTimeout),
+            (RetryOn::ConnectFailure, o) => matches!(o, Outcome::ConnectFailure),
+            (RetryOn::RefusedStream, o) => matches!(o, Outcome::RefusedStream),
+            (RetryOn::Retriable4xx, Outcome::Answered(s, _)) => s == StatusCode::CONFLICT,
+            (RetryOn::RetriableStatusCodes, Outcome::Answered(s, _)) => {
+                self.status_codes.contains(&s.as_u16())
+            }
+            (grpc, Outcome::Answered(_, headers)) => {
+                let wanted = match grpc {
+                    RetryOn::GrpcCancelled => "1",
+                    RetryOn::GrpcDeadlineExceeded => "4",
+                    RetryOn::GrpcResourceExhausted => "8",
+                    RetryOn::GrpcInternal => "13",
+                    RetryOn::GrpcUnavailable => "14",
+                    _ => return false,
+                };
+                // A trailers-only gRPC answer carries its status in the headers.
+                headers
+                    .get("grpc-status")
+                    .is_some_and(|v| v.as_bytes() == wanted.as_bytes())
+            }
+            _ => false,
+        })
+    }
+
+    /// The wait before retry `n` (1 for the first): random in [0, base × (2ⁿ − 1)), capped at
+    /// the maximum interval.
+    pub fn back_off(&self, n: u32) -> Duration {
+        let factor = (1u64 << n.min(32)) - 1;
+        let ceiling = self
+            .base
+            .checked_mul(u32::try_from(factor).unwrap_or(u32::MAX))
+            .unwrap_or(self.max)
+            .min(self.max);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(fastrand::u64(0..nanos.max(1)))
+    }
+
+    /// A place among the retries in flight, or `None` when `max_active_retries` are.
+    pub fn admit(&self) -> Option<Admitted<'_>> {
+        let mut n = self.active.load(Ordering::Relaxed);
+        loop {
+            if n >= self.max_active {
+                return None;
+            }
+            match self
+                .active
+                .compare_exchange_weak(n, n + 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(Admitted(&self.active)),
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+/// One retry in flight; its place is given back when dropped.
+pub struct Admitted<'a>(&'a AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a [`Recording`] kept of the body so far.
+#[derive(Default)]
+struct Kept {
+    data: Vec<Bytes>,
+    trailers: Option<HeaderMap>,
+    bytes: usize,
+    ended: bool,
+    overflowed: bool,
+}
+
+/// The body kept by a [`Recording`], for a retry to send again.
+#[derive(Clone, Default)]
+pub struct Tape(Arc<Mutex<Kept>>);
+
+impl Tape {
+    /// The whole body again, if it was read to its end and within [`BODY_LIMIT`].
+    pub fn replay(&self) -> Option<Replay> {
+        let kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (kept.ended && !kept.overflowed).then(|| Replay {
+            data: kept.data.iter().cloned().collect(),
+            trailers: kept.trailers.clone(),
+            remaining: kept.bytes as u64,
+        })
+    }
+}
+
+/// A request body streaming upstream while its frames are kept on a [`Tape`].
+pub struct Recording<B> {
+    inner: B,
+    tape: Tape,
+}
+
+impl<B: Body<Data = Bytes>> Recording<B> {
+    pub fn new(inner: B) -> (Self, Tape) {
+        let tape = Tape::default();
+        if inner.is_end_stream() {
+            tape.0.lock().unwrap_or_else(PoisonError::into_inner).ended = true;
+        }
+        (
+            Recording {
+                inner,
+                tape: tape.clone(),
+            },
+            tape,
+        )
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Recording<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let mut kept = self.tape.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) if !kept.overflowed => {
+                if let Some(data) = frame.data_ref() {
+                    kept.bytes += data.len();
+                    if kept.bytes > BODY_LIMIT {
+                        kept.overflowed = true;
+                        kept.data = Vec::new();
+                    } else {
+                        kept.data.push(data.clone());
+                    }
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    kept.trailers = Some(trailers.clone());
+                }
+                if self.inner.is_end_stream() {
+                    kept.ended = true;
+                }
+            }
+            Poll::Ready(None) => kept.ended = true,
+            _ => {}
+        }
+        drop(kept);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A kept body sent again.
+pub struct Replay {
+    data: VecDeque<Bytes>,
+    trailers: Option<HeaderMap>,
+    remaining: u64,
+}
+
+impl Body for Replay {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(data) = self.data.pop_front() {
+            self.remaining -= data.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RetryBackOff;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    fn policy(on: &[RetryOn]) -> RetryPolicy {
+        RetryPolicy::new(&RetryPolicyConfig {
+            retry_on: on.to_vec(),
+            num_retries: 2,
+            per_try_timeout: None,
+            retriable_status_codes: vec![429],
+            retry_back_off: RetryBackOff::default(),
+            max_active_retries: 2,
+        })
+    }
+
+    #[test]
+    fn conditions_retry_what_envoy_retries() {
+        let none = HeaderMap::new();
+        let mut unavailable = HeaderMap::new();
+        unavailable.insert("grpc-status", http::HeaderValue::from_static("14"));
+        let answered = |code: u16, h| Outcome::Answered(StatusCode::from_u16(code).unwrap(), h);
+        let cases: &[(RetryOn, Outcome, bool)] = &[
+            (RetryOn::ServerError, answered(500, &none), true),
+            (RetryOn::ServerError, answered(404, &none), false),
+            (RetryOn::ServerError, Outcome::ConnectFailure, true),
+            (RetryOn::ServerError, Outcome::PerTryTimeout, true),
+            (RetryOn::GatewayError, answered(500, &none), false),
+            (RetryOn::GatewayError, answered(503, &none), true),
+            (RetryOn::GatewayError, Outcome::Reset, true),
+            (RetryOn::Reset, Outcome::Reset, true),
+            (RetryOn::Reset, Outcome::PerTryTimeout, true),
+            (RetryOn::Reset, Outcome::ConnectFailure, false),
+            (RetryOn::Reset, answered(503, &none), false),
+            (RetryOn::ConnectFailure, Outcome::ConnectFailure, true),
+            (RetryOn::ConnectFailure, Outcome::Reset, false),
+            (RetryOn::RefusedStream, Outcome::RefusedStream, true),
+            (RetryOn::RefusedStream, Outcome::Reset, false),
+            (RetryOn::Retriable4xx, answered(409, &none), true),
+            (RetryOn::Retriable4xx, answered(429, &none), false),
+            (RetryOn::RetriableStatusCodes, answered(429, &none), true),
+            (RetryOn::RetriableStatusCodes, answered(503, &none), false),
+            (RetryOn::GrpcUnavailable, answered(200, &unavailable), true),
+            (RetryOn::GrpcUnavailable, answered(200, &none), false),
+            (RetryOn::GrpcInternal, answered(200, &unavailable), false),
+            (RetryOn::GrpcUnavailable, Outcome::Reset, false),
+        ];
+        for (on, outcome, want) in cases {
+            assert_eq!(
+                policy(&[*on]).retries(*outcome),
+                *want,
+                "{on:?} on {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn back_off_is_jittered_exponential_and_capped() {
+        let p = policy(&[RetryOn::Reset]); // base 25 ms, max 250 ms
+        for _ in 0..200 {
+            assert!(p.back_off(1) < Duration::from_millis(25));
+            assert!(p.back_off(2) < Duration::from_millis(75));
+            assert!(p.back_off(40) < Duration::from_millis(250));
+        }
+        let longest = (0..200).map(|_| p.back_off(3)).max().unwrap();
+        assert!(longest > Duration::from_millis(100), "{longest:?}");
+    }
+
+    #[test]
+    fn retries_in_flight_are_capped() {
+        let p = policy(&[RetryOn::Reset]);
+        let a = p.admit().unwrap();
+        let _b = p.admit().unwrap();
+        assert!(p.admit().is_none());
+        drop(a);
+        assert!(p.admit().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_body_read_to_its_end_replays_whole_with_trailers() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Ok(Frame::data(Bytes::from_static(b"cd"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let (recording, tape) = Recording::new(StreamBody::new(futures::stream::iter(frames)));
+        assert!(tape.replay().is_none(), "nothing read yet");
+        let first = recording.collect().await.unwrap();
+        assert_eq!(first.trailers().unwrap()["grpc-status"], "0");
+        let replay = tape.replay().expect("read to its end");
+        assert_eq!(replay.size_hint().exact(), Some(4));
+        let again = replay.collect().await.unwrap();
+        assert_eq!(again.trailers().unwrap()["grpc-status"], "0");
+        assert_eq!(again.to_bytes(), "abcd");
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_replays_at_once_and_a_big_one_never() {
+        let (_, tape) = Recording::new(Full::new(Bytes::new()));
+        assert!(tape.replay().unwrap().is_end_stream());
+        let big = Bytes::from(vec![7u8; BODY_LIMIT + 1]);
+        let (recording, tape) = Recording::new(Full::new(big));
+        recording.collect().await.unwrap();
+        assert!(tape.replay().is_none());
+    }
+}
