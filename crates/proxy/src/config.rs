@@ -342,6 +342,57 @@ pub struct Cluster {
     /// The cluster's own `upstream_protocol` (the listener's when unset), as Envoy sets a
     /// cluster's protocol options: an h2c-only service beside HTTP/1.1 ones.
     pub upstream_protocol: Option<UpstreamProtocol>,
+    /// Passive health checking: endpoints failing in a row are left out for a while.
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+/// Envoy's cluster `outlier_detection` (consecutive 5xx; see `outlier`), with its defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierDetection {
+    /// Failures in a row (5xx answers, connect failures, resets, timeouts) that eject an
+    /// endpoint. Default 5.
+    pub consecutive_5xx: u32,
+    /// How long the first ejection lasts; the n-th in a row lasts n times that. Default 30s.
+    #[serde(with = "dur")]
+    pub base_ejection_time: Duration,
+    /// The longest an ejection lasts. Default 300s.
+    #[serde(with = "dur")]
+    pub max_ejection_time: Duration,
+    /// The most endpoints out at once, in percent (at least one may always be). Default 10.
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive_5xx: 5,
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_percent: 10,
+        }
+    }
+}
+
+impl OutlierDetection {
+    fn check(&self) -> Result<(), String> {
+        if self.consecutive_5xx == 0 {
+            return Err("consecutive_5xx must be at least 1".to_owned());
+        }
+        if self.base_ejection_time.is_zero() {
+            return Err("base_ejection_time must be more than 0".to_owned());
+        }
+        if self.max_ejection_time < self.base_ejection_time {
+            return Err("max_ejection_time is below base_ejection_time".to_owned());
+        }
+        if self.max_ejection_percent > 100 {
+            return Err(format!(
+                "max_ejection_percent must be 0 to 100, got {}",
+                self.max_ejection_percent
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How a cluster's connections are made.
@@ -366,13 +417,15 @@ impl<'de> Deserialize<'de> for Cluster {
             tls: ClusterTls,
             #[serde(default)]
             upstream_protocol: Option<UpstreamProtocol>,
+            #[serde(default)]
+            outlier_detection: Option<OutlierDetection>,
         }
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Cluster;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(
-                    "a list of host:port endpoints, or a map with endpoints, tls and upstream_protocol",
+                    "a list of host:port endpoints, or a map with endpoints, tls, upstream_protocol and outlier_detection",
                 )
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Cluster, A::Error> {
@@ -381,6 +434,7 @@ impl<'de> Deserialize<'de> for Cluster {
                     endpoints,
                     tls: ClusterTls::Listener,
                     upstream_protocol: None,
+                    outlier_detection: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cluster, A::Error> {
@@ -388,11 +442,13 @@ impl<'de> Deserialize<'de> for Cluster {
                     endpoints,
                     tls,
                     upstream_protocol,
+                    outlier_detection,
                 } = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(Cluster {
                     endpoints,
                     tls,
                     upstream_protocol,
+                    outlier_detection,
                 })
             }
         }
@@ -669,6 +725,16 @@ impl Config {
                 })?;
             }
             if let Upstream::Routed(r) = &l.upstream {
+                for (name, cluster) in &r.clusters {
+                    if let Some(o) = &cluster.outlier_detection {
+                        o.check().map_err(|m| {
+                            ConfigError::Invalid(format!(
+                                "listener {:?}: cluster {name:?}: outlier_detection: {m}",
+                                l.name
+                            ))
+                        })?;
+                    }
+                }
                 for route in &r.routes {
                     if let Some(p) = &route.retry_policy {
                         p.check().map_err(|m| {
@@ -814,6 +880,22 @@ mod tests {
         assert_eq!(
             p.retry_back_off.max_interval,
             Some(Duration::from_millis(250))
+        );
+        let cart = &r.clusters["cart"];
+        assert_eq!(cart.endpoints.len(), 2);
+        let o = cart.outlier_detection.unwrap();
+        assert_eq!(
+            (
+                o.consecutive_5xx,
+                o.base_ejection_time,
+                o.max_ejection_percent
+            ),
+            (5, Duration::from_secs(30), 10)
+        );
+        assert_eq!(
+            o.max_ejection_time,
+            Duration::from_secs(300),
+            "Envoy's default"
         );
         let l = c.listeners[0].retry_policy.as_ref().unwrap();
         assert_eq!(l.retry_on, [RetryOn::ConnectFailure]);

@@ -15,6 +15,7 @@ mod deadline;
 mod forward;
 mod listener;
 pub mod memory;
+mod outlier;
 pub mod report;
 mod report_conn;
 mod retry;
@@ -170,6 +171,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 upstream_tls.clusters.insert(name.clone(), own);
             }
         }
+        let mut outliers = route::OutliersByCluster::new();
+        if let config::Upstream::Routed(routed) = &l.upstream {
+            for (name, cluster) in &routed.clusters {
+                if let Some(o) = &cluster.outlier_detection {
+                    let detector = Arc::new(outlier::Outliers::new(o, cluster.endpoints.len()));
+                    stats.watch_outliers(&l.name, name, detector.clone());
+                    outliers.insert(name.clone(), detector);
+                }
+            }
+        }
         let tcp = tokio::net::TcpListener::bind(&l.listen)
             .await
             .map_err(bind_error)?;
@@ -186,6 +197,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 tls.clone(),
                 upstream_tls.clone(),
             );
+            let outliers = outliers.clone();
             let stop = stop_rx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("proxy-{worker}"))
@@ -210,6 +222,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                             stats,
                             tls,
                             &upstream_tls,
+                            &outliers,
                         ));
                         listener.serve(rx, stop, drain).await;
                     });

@@ -108,11 +108,12 @@ impl Listener {
         stats: Arc<Stats>,
         tls: Option<Arc<tls::Watched<TlsAcceptor>>>,
         upstream_tls: &crate::route::TlsByCluster,
+        outliers: &crate::route::OutliersByCluster,
     ) -> Self {
         Listener {
             mode: config.mode,
             upstream_protocol: config.upstream_protocol,
-            router: Router::new(config, upstream_tls),
+            router: Router::new(config, upstream_tls, outliers),
             tracer,
             stats,
             deadlines: Deadlines::new(config.timeouts.request),
@@ -342,8 +343,17 @@ impl Listener {
                         Some(limit) => tokio::time::timeout(limit, attempt).await.ok(),
                     }
                 } => answer,
-                () = &mut expiry => return self.timed_out(span, request_bytes, ""),
+                () = &mut expiry => {
+                    self.record(&target, true);
+                    return self.timed_out(span, request_bytes, "");
+                }
             };
+            self.record(
+                &target,
+                answer
+                    .as_ref()
+                    .is_none_or(|a| a.as_ref().map_or(true, |r| r.status().is_server_error())),
+            );
             // Whether this failure is retried, and if not, the flag that says why.
             let mut gave_up = "";
             if let (Some(p), Some(tape), Some(h)) = (policy, &tape, &head) {
@@ -397,6 +407,19 @@ impl Listener {
                 }
             }
             return self.answer(span, request_bytes, &target, answer, gave_up);
+        }
+    }
+
+    /// Tells the outlier detector of the target's cluster how an attempt went (`failed`: a 5xx
+    /// answer or none).
+    fn record(&self, target: &Target<'_>, failed: bool) {
+        if let Some(time) = target.record(failed) {
+            Stats::inc(&self.stats.outlier_ejections);
+            tracing::info!(
+                "endpoint {} of cluster {} failed its requests in a row: out for {time:?}",
+                target.address,
+                target.cluster,
+            );
         }
     }
 

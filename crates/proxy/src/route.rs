@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{ListenerConfig, Upstream, UpstreamProtocol};
+use crate::outlier::Outliers;
 use crate::retry::RetryPolicy;
 use crate::tls::{Originate, Watched};
 
@@ -33,6 +34,10 @@ impl TlsByCluster {
     }
 }
 
+/// The outlier detectors of a listener's clusters (those with `outlier_detection`), shared
+/// by its workers.
+pub type OutliersByCluster = BTreeMap<String, Arc<Outliers>>;
+
 /// Where one request goes.
 #[derive(Clone)]
 pub struct Target<'a> {
@@ -51,6 +56,24 @@ pub struct Target<'a> {
     pub retry: Option<&'a RetryPolicy>,
     /// The route picked (`None`: the listener's single upstream), for [`Router::again`].
     route: Option<&'a Route>,
+    /// The endpoint's place in its cluster.
+    endpoint: usize,
+}
+
+impl Target<'_> {
+    /// Tells the cluster's outlier detector (if it has one) how the attempt went: `failed` for
+    /// a 5xx answer or none. Returns the ejection it caused, if any.
+    pub fn record(&self, failed: bool) -> Option<std::time::Duration> {
+        let outliers = self.route?.outliers.as_ref()?;
+        if !failed {
+            outliers.succeeded(self.endpoint);
+            return None;
+        }
+        match outliers.failed(self.endpoint) {
+            crate::outlier::Verdict::Ejected(time) => Some(time),
+            crate::outlier::Verdict::Counted => None,
+        }
+    }
 }
 
 pub struct Router {
@@ -76,11 +99,12 @@ struct Route {
     protocol: Option<UpstreamProtocol>,
     rewrite: Option<(String, String)>,
     retry: Option<RetryPolicy>,
+    outliers: Option<Arc<Outliers>>,
     next: AtomicUsize,
 }
 
 impl Router {
-    pub fn new(l: &ListenerConfig, tls: &TlsByCluster) -> Self {
+    pub fn new(l: &ListenerConfig, tls: &TlsByCluster, outliers: &OutliersByCluster) -> Self {
         match &l.upstream {
             Upstream::Single(addr) => Router {
                 listener_name: l.name.as_str().into(),
@@ -118,6 +142,7 @@ impl Router {
                             .as_ref()
                             .or(l.retry_policy.as_ref())
                             .map(RetryPolicy::new),
+                        outliers: outliers.get(&route.cluster).cloned(),
                         next: AtomicUsize::new(0),
                     })
                     .collect(),
@@ -137,6 +162,7 @@ impl Router {
                 operation: None,
                 retry: single.retry.as_ref(),
                 route: None,
+                endpoint: 0,
             });
         }
         let host = host.map(strip_port).map(str::to_ascii_lowercase);
@@ -161,9 +187,21 @@ impl Router {
 }
 
 impl Route {
+    /// The next endpoint round-robin, passing over those the outlier detector ejected (all of
+    /// them, when every one is out: panic routing, as Envoy's).
     fn next_target(&self) -> Target<'_> {
         let route = self;
-        let i = route.next.fetch_add(1, Ordering::Relaxed) % route.endpoints.len();
+        let n = route.endpoints.len();
+        let mut i = route.next.fetch_add(1, Ordering::Relaxed) % n;
+        if let Some(outliers) = &route.outliers {
+            if let Some(up) = (0..n).map(|k| (i + k) % n).find(|&j| outliers.available(j)) {
+                if up != i {
+                    // Skipped over: the counter moves on past it.
+                    route.next.fetch_add((up + n - i) % n, Ordering::Relaxed);
+                    i = up;
+                }
+            }
+        }
         Target {
             cluster: &route.cluster,
             address: &route.endpoints[i],
@@ -176,6 +214,7 @@ impl Route {
             operation: route.name.as_deref(),
             retry: route.retry.as_ref(),
             route: Some(route),
+            endpoint: i,
         }
     }
 }
@@ -214,7 +253,11 @@ listeners:
 "#,
         )
         .unwrap();
-        let r = Router::new(&c.listeners[0], &TlsByCluster::default());
+        let r = Router::new(
+            &c.listeners[0],
+            &TlsByCluster::default(),
+            &OutliersByCluster::new(),
+        );
         assert_eq!(&**r.pick(Some("SVC-B:8080"), "/x").unwrap().address, "b1:1");
         assert_eq!(&**r.pick(Some("svc-b"), "/x").unwrap().address, "b2:2");
         assert_eq!(&**r.pick(Some("svc-b"), "/x").unwrap().address, "b1:1");
@@ -225,5 +268,50 @@ listeners:
         );
         assert!(r.pick(Some("other"), "/nope").is_none());
         assert!(r.pick(None, "/nope").is_none());
+    }
+
+    #[test]
+    fn ejected_endpoints_are_passed_over_until_none_is_left() {
+        let c = Config::from_yaml(
+            r#"
+node_id: n
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes: [{ path_prefix: /, cluster: c }]
+      clusters:
+        c: { endpoints: [a:1, b:2, c:3], outlier_detection: { consecutive_5xx: 1, max_ejection_percent: 100 } }
+"#,
+        )
+        .unwrap();
+        let Upstream::Routed(routed) = &c.listeners[0].upstream else {
+            unreachable!()
+        };
+        let o = routed.clusters["c"].outlier_detection.unwrap();
+        let outliers = OutliersByCluster::from([("c".to_owned(), Arc::new(Outliers::new(&o, 3)))]);
+        let r = Router::new(&c.listeners[0], &TlsByCluster::default(), &outliers);
+        let picks = || -> Vec<String> {
+            (0..4)
+                .map(|_| r.pick(None, "/").unwrap().address.to_string())
+                .collect()
+        };
+        assert_eq!(picks(), ["a:1", "b:2", "c:3", "a:1"]);
+        // b fails once: out; the others share its turns evenly.
+        let b = r.pick(None, "/").unwrap();
+        assert_eq!(&**b.address, "b:2");
+        assert!(b.record(true).is_some());
+        assert_eq!(picks(), ["c:3", "a:1", "c:3", "a:1"]);
+        // All out: round-robin over all of them (panic routing), not over none.
+        for _ in 0..3 {
+            let t = r.pick(None, "/").unwrap();
+            t.record(true);
+        }
+        assert_eq!(outliers["c"].ejected(), 3);
+        let mut all = picks();
+        all.truncate(3);
+        all.sort();
+        assert_eq!(all, ["a:1", "b:2", "c:3"]);
     }
 }

@@ -2,6 +2,9 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::outlier::Outliers;
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -30,6 +33,10 @@ pub struct Stats {
     pub tls_handshake_failures: AtomicU64,
     /// Upgraded connections (WebSocket) open now: a gauge.
     pub tunnels_open: AtomicU64,
+    /// Endpoints the outlier detectors ejected (Envoy's `outlier_detection.ejections_enforced_total`).
+    pub outlier_ejections: AtomicU64,
+    /// The detectors, by listener and cluster, for the gauge of endpoints out now.
+    outliers: Mutex<Vec<(String, String, Arc<Outliers>)>>,
     /// Set on SIGTERM: `/healthz` answers 503 while requests in flight drain.
     pub draining: AtomicBool,
 }
@@ -41,6 +48,14 @@ impl Stats {
 
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Shows how many endpoints of `cluster` (of `listener`) `outliers` keeps out.
+    pub fn watch_outliers(&self, listener: &str, cluster: &str, outliers: Arc<Outliers>) {
+        self.outliers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((listener.to_owned(), cluster.to_owned(), outliers));
     }
 
     pub fn render(&self) -> String {
@@ -80,6 +95,11 @@ impl Stats {
                 "meshtrace_proxy_upstream_retry_overflow_total",
                 "Retriable failures answered because max_active_retries were in flight.",
                 &self.retry_overflow,
+            ),
+            (
+                "meshtrace_proxy_outlier_ejections_total",
+                "Endpoints ejected by outlier detection.",
+                &self.outlier_ejections,
             ),
             (
                 "meshtrace_proxy_tls_handshake_failures_total",
@@ -123,6 +143,26 @@ impl Stats {
             "# HELP meshtrace_proxy_tunnels_open Upgraded connections (WebSocket) open.\n# TYPE meshtrace_proxy_tunnels_open gauge\nmeshtrace_proxy_tunnels_open {}",
             self.tunnels_open.load(Ordering::Relaxed)
         );
+        let outliers = self.outliers.lock().unwrap_or_else(PoisonError::into_inner);
+        if !outliers.is_empty() {
+            out.push_str("# HELP meshtrace_proxy_outlier_ejected Endpoints out of their cluster's round-robin now.\n# TYPE meshtrace_proxy_outlier_ejected gauge\n");
+        }
+        for (listener, cluster, o) in outliers.iter() {
+            let _ = writeln!(
+                out,
+                "meshtrace_proxy_outlier_ejected{{listener=\"{}\",cluster=\"{}\"}} {}",
+                label(listener),
+                label(cluster),
+                o.ejected()
+            );
+        }
         out
     }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

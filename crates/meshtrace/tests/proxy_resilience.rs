@@ -1,6 +1,7 @@
-//! `meshtrace proxy`'s `retry_policy`, end to end on 127.0.0.1: the test app (whose `/flaky`
-//! fails a given number of times), a port nobody listens on as a dead endpoint, a proxy process,
-//! `meshtrace all-in-one` as the collector of its spans, and curl as the caller.
+//! `meshtrace proxy`'s `retry_policy` and clusters' `outlier_detection`, end to end on
+//! 127.0.0.1: the test app (whose `/flaky` fails a given number of times), a port nobody listens
+//! on as a dead endpoint, a proxy process, `meshtrace all-in-one` as the collector of its spans,
+//! and curl as the caller.
 
 mod common;
 mod proxy_support;
@@ -188,4 +189,69 @@ fn proxy_retry_policy_mistakes_are_refused_by_name() {
     assert!(err.contains("tries"), "{err}");
     let err = with("{ retry_on: 5xx, per_try_timeout: soon }");
     assert!(err.contains("soon"), "{err}");
+}
+
+#[test]
+fn proxy_outlier_detection_ejects_a_failing_endpoint_for_a_while_then_tries_it_again() {
+    let app = App::start();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = format!(
+        "node_id: caller
+admin: 127.0.0.1:0
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes:
+        - {{ path_prefix: /, cluster: pair }}
+      clusters:
+        pair:
+          endpoints: ['{dead}', '{app}']
+          outlier_detection: {{ consecutive_5xx: 2, base_ejection_time: 1500ms, max_ejection_percent: 50 }}
+",
+        app = app.addr
+    );
+    let proxy = Proxy::start(&yaml, &["out", "admin"]);
+    let url = format!("http://{}/echo", proxy.addr("out"));
+    let statuses = |n: usize| (0..n).map(|_| get(&url).status).collect::<Vec<_>>();
+    // Round-robin: the dead endpoint fails every other request until its second failure.
+    let first = statuses(4);
+    assert_eq!(first.iter().filter(|&&s| s == 502).count(), 2, "{first:?}");
+    assert_eq!(metric(&proxy, "meshtrace_proxy_outlier_ejections_total"), 1);
+    let metrics = get(&format!("http://{}/metrics", proxy.addr("admin"))).text();
+    assert!(
+        metrics.contains(r#"meshtrace_proxy_outlier_ejected{listener="out",cluster="pair"} 1"#),
+        "{metrics}"
+    );
+    // Out: every request goes to the app.
+    let started = Instant::now();
+    let out = statuses(10);
+    assert!(out.iter().all(|&s| s == 200), "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "still within the ejection"
+    );
+    // Its time over, it is tried again: two more failures eject it again, for twice as long.
+    std::thread::sleep(Duration::from_millis(1600).saturating_sub(started.elapsed()));
+    let back = statuses(4);
+    assert_eq!(back.iter().filter(|&&s| s == 502).count(), 2, "{back:?}");
+    assert_eq!(metric(&proxy, "meshtrace_proxy_outlier_ejections_total"), 2);
+    std::thread::sleep(Duration::from_millis(1600));
+    let still_out = statuses(4);
+    assert!(
+        still_out.iter().all(|&s| s == 200),
+        "the second ejection lasts 3 s: {still_out:?}"
+    );
+    // A mistake in the block is refused by name.
+    let err = refused(&yaml.replace("max_ejection_percent: 50", "max_ejection_percent: 150"));
+    assert!(
+        err.contains("max_ejection_percent must be 0 to 100"),
+        "{err}"
+    );
+    let err = refused(&yaml.replace("consecutive_5xx: 2", "consecutive_errors: 2"));
+    assert!(err.contains("consecutive_errors"), "{err}");
 }
