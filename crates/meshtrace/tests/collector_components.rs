@@ -724,11 +724,14 @@ service:
     );
     assert_eq!(c.terminate(), Some(0));
 
-    let bad = config.replace(r#"'IsMatch(name, "^GET /healthz")'"#, r#"'Len(name) > 3'"#);
+    let bad = config.replace(
+        r#"'IsMatch(name, "^GET /healthz")'"#,
+        r#"'Base64Decode(name) == "x"'"#,
+    );
     let (code, _, stderr) = validate(dir.path(), &bad);
     assert_ne!(code, 0);
     assert!(
-        stderr.contains(r#"processors.filter/noise.traces.span[2] "Len(name) > 3": the function Len is not built"#),
+        stderr.contains(r#"processors.filter/noise.traces.span[2] "Base64Decode(name) == \"x\"": the converter Base64Decode is not built"#),
         "{stderr}"
     );
 }
@@ -886,6 +889,107 @@ service:
     assert_ne!(code, 0);
     assert!(
         stderr.contains("processors.transform.trace_statements[3]: statement \"merge_maps(attributes, cache, \\\"upsert\\\")\": the editor merge_maps is not built"),
+        "{stderr}"
+    );
+}
+
+/// OTTL converters in `filter` conditions and `transform` values, on the Python SDK's spans:
+/// `HasPrefix` drops the database's span; a `Len` of an int fails on a span and, under
+/// `error_mode: ignore`, drops nothing and sets nothing, while the other statements run.
+#[test]
+fn filter_and_transform_processors_compute_with_converters() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Capture::start();
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  filter:
+    error_mode: ignore
+    traces:
+      span:
+        - 'HasPrefix(name, "query ")'
+        - 'Len(attributes["http.status_code"]) > 0'
+  transform:
+    error_mode: ignore
+    trace_statements:
+      - 'set(attributes["op"], ToUpperCase(name))'
+      - 'set(attributes["who"], Concat([resource.attributes["service.name"], attributes["http.status_code"], attributes["sample.ratio"], attributes["http.retry"], attributes["cart.items"], attributes["nope"]], "|")) where IsRootSpan()'
+      - 'set(attributes["items"], Len(attributes["cart.items"])) where IsRootSpan()'
+      - 'set(attributes["broken"], Len(attributes["http.status_code"]))'
+      - 'set(attributes["name.sha256"], SHA256(name))'
+      - 'set(attributes["first"], Substring(name, 0, 3))'
+      - 'set(attributes["code"], Int(Concat(["4", "04"], "")))'
+exporters:
+  otlphttp:
+    traces_endpoint: http://{}/conv
+    encoding: json
+    compression: none
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [filter, transform]
+      exporters: [otlphttp]
+"#,
+        capture.addr
+    );
+    let c = collector(dir.path(), &config, &["otlp-grpc"]);
+    send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "conv");
+    let all = common::eventually(Duration::from_secs(30), || {
+        let s = otlp_json_spans(&capture.bodies("/conv"));
+        (s.len() >= 3).then_some(s)
+    })
+    .expect("three spans were exported");
+    std::thread::sleep(Duration::from_millis(500));
+    let all = otlp_json_spans(&capture.bodies("/conv"));
+    let names: Vec<&str> = all.iter().filter_map(|(_, s)| s["name"].as_str()).collect();
+    assert_eq!(all.len(), 3, "the database's span is dropped: {names:?}");
+    assert!(!names.contains(&"query carts"), "{names:?}");
+    let text = |v: &str| Some(serde_json::json!({ "stringValue": v }));
+    let int = |v: &str| Some(serde_json::json!({ "intValue": v }));
+    for (_, span) in &all {
+        let a = &span["attributes"];
+        let name = span["name"].as_str().unwrap();
+        assert_eq!(otlp_json_attr(a, "op"), text(&name.to_uppercase()));
+        assert_eq!(otlp_json_attr(a, "first"), text(&name[..3]));
+        assert_eq!(otlp_json_attr(a, "code"), int("404"));
+        assert_eq!(otlp_json_attr(a, "broken"), None, "{span}");
+        let sha = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut p| {
+                use std::io::Write;
+                p.stdin.take().unwrap().write_all(name.as_bytes())?;
+                p.wait_with_output()
+            })
+            .unwrap();
+        let sha = String::from_utf8(sha.stdout).unwrap();
+        assert_eq!(
+            otlp_json_attr(a, "name.sha256"),
+            text(sha.split_whitespace().next().unwrap())
+        );
+        if name == "GET /checkout" {
+            assert_eq!(otlp_json_attr(a, "who"), text("conv|200|0.25|false|<nil>"));
+            assert_eq!(otlp_json_attr(a, "items"), int("2"));
+        } else {
+            assert_eq!(otlp_json_attr(a, "who"), None, "not a root: {span}");
+        }
+    }
+    assert_eq!(c.terminate(), Some(0));
+
+    let bad = config.replace("ToUpperCase(name)", "Base64Decode(name)");
+    let (code, _, stderr) = validate(dir.path(), &bad);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("the converter Base64Decode is not built"),
         "{stderr}"
     );
 }

@@ -706,9 +706,8 @@ impl ProbabilisticSampler {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FilterProcessor {
-    /// `propagate` (default), `ignore` or `silent`: what an error in evaluating a condition
-    /// does. Conditions are checked when the config is read and cannot fail on a span, so the
-    /// three behave alike.
+    /// `propagate` (default), `ignore` or `silent`: what a condition that fails on a span (a
+    /// converter given the wrong type) does: fail the batch, or keep the span (logged, or not).
     pub error_mode: Option<String>,
     #[serde(default)]
     pub traces: FilterTraces,

@@ -70,7 +70,7 @@ pub fn build(
             Inline::ResourceAttributes(attributes::Actions::new(&r.attributes))
         }
         Processor::Filter(f) => Inline::Filter(
-            filter::SpanFilter::new(&f.traces.span)
+            filter::SpanFilter::new(&f.traces.span, f.error_mode.as_deref())
                 .map_err(|e| format!("processors.{name}: {e}"))?,
         ),
         Processor::Transform(t) => Inline::Transform(
@@ -118,7 +118,9 @@ impl Stage {
             Inline::SpanAttributes(a, only) => a.apply_to_spans(batch, only),
             Inline::ResourceAttributes(a) => a.apply_to_resources(batch),
             Inline::MemoryLimiter(l) => self.limit(l, batch.span_count())?,
-            Inline::Filter(f) => f.apply(batch),
+            Inline::Filter(f) => f.apply(&self.name, batch).map_err(|e| {
+                ConsumeError::Permanent(format!("{}: a condition failed: {e}", self.name))
+            })?,
             Inline::Detected(d) => d.apply(batch),
             Inline::Span(s) => s.apply(batch),
             Inline::Redaction(r) => r.apply(batch),

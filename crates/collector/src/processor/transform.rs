@@ -6,7 +6,7 @@
 
 use model::{Scope, TraceBatch};
 
-use super::ottl::{Condition, Context, SpanContext, Statement};
+use super::ottl::{any_holds, Condition, Context, ErrorMode, SpanContext, Statement};
 use crate::config::{StatementGroup, TransformProcessor};
 
 pub struct Transform {
@@ -20,26 +20,10 @@ struct Group {
     statements: Vec<Statement>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ErrorMode {
-    Propagate,
-    Ignore,
-    Silent,
-}
-
 impl Transform {
     /// Every statement and condition parsed; an error names the first that is not understood.
     pub fn new(cfg: &TransformProcessor) -> Result<Self, String> {
-        let mode = match cfg.error_mode.as_deref() {
-            None | Some("propagate") => ErrorMode::Propagate,
-            Some("ignore") => ErrorMode::Ignore,
-            Some("silent") => ErrorMode::Silent,
-            Some(other) => {
-                return Err(format!(
-                    "error_mode {other:?}: use propagate, ignore or silent"
-                ))
-            }
-        };
+        let mode = ErrorMode::parse(cfg.error_mode.as_deref())?;
         let groups = cfg
             .trace_statements
             .iter()
@@ -61,10 +45,10 @@ impl Transform {
                             scope: &no_scope,
                             span: None,
                         };
-                        if g.matches(&cx) {
+                        if g.matches(&cx, self.mode, name)? {
                             for st in &g.statements {
                                 let done = st.apply(&mut rs.resource, &no_scope, None);
-                                self.handle(name, done)?;
+                                self.mode.handle(name, done)?;
                             }
                         }
                     }
@@ -76,13 +60,13 @@ impl Transform {
                                     scope: &ss.scope,
                                     span: Some(span),
                                 };
-                                if !g.matches(&cx) {
+                                if !g.matches(&cx, self.mode, name)? {
                                     continue;
                                 }
                                 for st in &g.statements {
                                     let done =
                                         st.apply(&mut rs.resource, &ss.scope, Some(&mut *span));
-                                    self.handle(name, done)?;
+                                    self.mode.handle(name, done)?;
                                 }
                             }
                         }
@@ -92,23 +76,12 @@ impl Transform {
         }
         Ok(())
     }
-
-    fn handle(&self, name: &str, done: Result<(), String>) -> Result<(), String> {
-        match (done, self.mode) {
-            (Ok(()), _) => Ok(()),
-            (Err(e), ErrorMode::Propagate) => Err(e),
-            (Err(e), ErrorMode::Ignore) => {
-                tracing::debug!("processors.{name}: a statement failed and was skipped: {e}");
-                Ok(())
-            }
-            (Err(_), ErrorMode::Silent) => Ok(()),
-        }
-    }
 }
 
 impl Group {
-    fn matches(&self, cx: &SpanContext<'_>) -> bool {
-        self.conditions.is_empty() || self.conditions.iter().any(|c| c.eval(cx))
+    /// Whether the group runs on this item: it has no conditions, or one holds.
+    fn matches(&self, cx: &SpanContext<'_>, mode: ErrorMode, name: &str) -> Result<bool, String> {
+        Ok(self.conditions.is_empty() || any_holds(&self.conditions, cx, mode, name)?)
     }
 }
 

@@ -8,20 +8,77 @@
 //! `parent_span_id.string`, `trace_state`, `start_time_unix_nano`, `end_time_unix_nano`; each
 //! also with OTTL's newer `span.` prefix), string, int, float, bool and `nil` literals, the
 //! span kind and status code enums, `==`, `!=`, `<`, `<=`, `>`, `>=`, `and`, `or`, `not`,
-//! parentheses, and the `IsMatch` converter. Anything else is an error naming it, so a
-//! condition is never silently read as something it does not say.
+//! parentheses, list literals, `IsMatch` and the converters of [`converter`] (a boolean one
+//! may stand alone: `HasPrefix(name, "GET ")`). Anything else is an error naming it, so a
+//! condition is never silently read as something it does not say. A converter that fails on
+//! an item (`Len` of an int) fails the condition, which then follows the processor's
+//! `error_mode` ([`ErrorMode`]).
 //!
 //! Comparisons follow OTTL's rules: numbers compare as numbers (an int with a float too),
 //! strings lexically, booleans only for (in)equality, `nil` (a missing attribute) equals only
 //! `nil`; values of different types are unequal, and ordering them is false.
 
+mod converter;
 mod statement;
 
 use std::cmp::Ordering;
 
 use model::{AnyValue, KeyValue, Resource, Scope, Span};
 
+use converter::Call;
 pub use statement::Statement;
+
+/// What a processor does with a condition or statement that fails on an item (OTTL's
+/// `error_mode`): `propagate` fails the batch, `ignore` logs and goes on, `silent` goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorMode {
+    Propagate,
+    Ignore,
+    Silent,
+}
+
+impl ErrorMode {
+    pub fn parse(mode: Option<&str>) -> Result<Self, String> {
+        match mode {
+            None | Some("propagate") => Ok(ErrorMode::Propagate),
+            Some("ignore") => Ok(ErrorMode::Ignore),
+            Some("silent") => Ok(ErrorMode::Silent),
+            Some(other) => Err(format!(
+                "error_mode {other:?}: use propagate, ignore or silent"
+            )),
+        }
+    }
+
+    /// `Err` only under `propagate`; processor `name` names what was skipped in the log.
+    pub fn handle<T>(self, name: &str, done: Result<T, String>) -> Result<Option<T>, String> {
+        match (done, self) {
+            (Ok(v), _) => Ok(Some(v)),
+            (Err(e), ErrorMode::Propagate) => Err(e),
+            (Err(e), ErrorMode::Ignore) => {
+                tracing::debug!("processors.{name}: skipped on an item: {e}");
+                Ok(None)
+            }
+            (Err(_), ErrorMode::Silent) => Ok(None),
+        }
+    }
+}
+
+/// Whether any of `conditions` holds, as OTTL's condition sequences decide: one failing on
+/// the item fails the whole under `propagate`, and is passed over (logged under `ignore`)
+/// otherwise. `name` names the processor in the log.
+pub fn any_holds(
+    conditions: &[Condition],
+    cx: &SpanContext<'_>,
+    mode: ErrorMode,
+    name: &str,
+) -> Result<bool, String> {
+    for c in conditions {
+        if mode.handle(name, c.eval(cx))? == Some(true) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
 
 /// A parsed condition.
 #[derive(Debug)]
@@ -31,6 +88,8 @@ pub enum Condition {
     Not(Box<Condition>),
     Compare(Operand, Op, Operand),
     IsMatch(Operand, regex::Regex),
+    /// A boolean converter standing alone.
+    Holds(Operand),
     Literal(bool),
 }
 
@@ -48,6 +107,9 @@ pub enum Op {
 pub enum Operand {
     Path(Path),
     Value(Value),
+    Call(Box<Call>),
+    /// `[a, "b", 1]`: Concat's values.
+    List(Vec<Operand>),
 }
 
 #[derive(Debug)]
@@ -120,30 +182,47 @@ impl Condition {
         }
     }
 
-    pub fn eval(&self, cx: &SpanContext<'_>) -> bool {
-        match self {
-            Condition::Or(a, b) => a.eval(cx) || b.eval(cx),
-            Condition::And(a, b) => a.eval(cx) && b.eval(cx),
-            Condition::Not(c) => !c.eval(cx),
+    /// Whether the condition holds; `Err` when a converter in it failed on this item.
+    pub fn eval(&self, cx: &SpanContext<'_>) -> Result<bool, String> {
+        Ok(match self {
+            Condition::Or(a, b) => a.eval(cx)? || b.eval(cx)?,
+            Condition::And(a, b) => a.eval(cx)? && b.eval(cx)?,
+            Condition::Not(c) => !c.eval(cx)?,
             Condition::Literal(b) => *b,
-            Condition::Compare(a, op, b) => compare(&a.value(cx), *op, &b.value(cx)),
-            Condition::IsMatch(target, re) => match target.value(cx) {
+            Condition::Compare(a, op, b) => compare(&a.value(cx)?, *op, &b.value(cx)?),
+            Condition::Holds(call) => call.value(cx)? == Value::Bool(true),
+            Condition::IsMatch(target, re) => match target.value(cx)? {
                 Value::Str(s) => re.is_match(&s),
                 Value::Int(i) => re.is_match(&i.to_string()),
                 Value::Float(f) => re.is_match(&f.to_string()),
                 Value::Bool(b) => re.is_match(if b { "true" } else { "false" }),
                 Value::Nil | Value::Other(_) => false,
             },
-        }
+        })
     }
 }
 
 impl Operand {
-    fn value(&self, cx: &SpanContext<'_>) -> Value {
-        match self {
+    fn value(&self, cx: &SpanContext<'_>) -> Result<Value, String> {
+        Ok(match self {
             Operand::Value(v) => v.clone(),
             Operand::Path(p) => p.value(cx),
-        }
+            Operand::Call(c) => c.eval(cx)?,
+            Operand::List(items) => {
+                let mut list = Vec::with_capacity(items.len());
+                for item in items {
+                    match item.value(cx)? {
+                        Value::Nil => {}
+                        Value::Str(s) => list.push(AnyValue::String(s)),
+                        Value::Int(i) => list.push(AnyValue::Int(i)),
+                        Value::Float(f) => list.push(AnyValue::Double(f)),
+                        Value::Bool(b) => list.push(AnyValue::Bool(b)),
+                        Value::Other(v) => list.push(v),
+                    }
+                }
+                Value::Other(AnyValue::Array(list))
+            }
+        })
     }
 }
 
@@ -412,12 +491,10 @@ impl Parser {
             self.expect(Token::RParen)?;
             return Ok(c);
         }
-        if let Some(Token::Ident(f)) = self.peek() {
-            if f.chars().next().is_some_and(char::is_uppercase)
-                && self.tokens.get(self.at + 1) == Some(&Token::LParen)
-            {
-                return self.converter();
-            }
+        if matches!(self.peek(), Some(Token::Ident(f)) if f == "IsMatch")
+            && self.tokens.get(self.at + 1) == Some(&Token::LParen)
+        {
+            return self.is_match();
         }
         let left = self.operand()?;
         match self.peek() {
@@ -429,41 +506,84 @@ impl Parser {
             }
             _ => match left {
                 Operand::Value(Value::Bool(b)) => Ok(Condition::Literal(b)),
+                Operand::Call(c) if c.is_predicate() => Ok(Condition::Holds(Operand::Call(c))),
                 _ => Err(
-                    "a condition needs a comparison (==, !=, <, <=, >, >=), IsMatch, true or false"
+                    "a condition needs a comparison (==, !=, <, <=, >, >=), IsMatch, a boolean converter, true or false"
                         .into(),
                 ),
             },
         }
     }
 
-    fn converter(&mut self) -> Result<Condition, String> {
-        let Some(Token::Ident(name)) = self.next() else {
-            return Err("expected a function".into());
-        };
+    fn is_match(&mut self) -> Result<Condition, String> {
+        self.at += 1; // IsMatch
         self.expect(Token::LParen)?;
-        match name.as_str() {
-            "IsMatch" => {
-                let target = self.operand()?;
-                self.expect(Token::Comma)?;
-                let pattern = match self.next() {
-                    Some(Token::Str(p)) => p,
+        let target = self.operand()?;
+        self.expect(Token::Comma)?;
+        let pattern = match self.next() {
+            Some(Token::Str(p)) => p,
+            Some(t) => {
+                return Err(format!(
+                    "IsMatch's pattern must be a string, found {}",
+                    t.describe()
+                ))
+            }
+            None => return Err("IsMatch needs a pattern".into()),
+        };
+        let re =
+            regex::Regex::new(&pattern).map_err(|e| format!("IsMatch pattern {pattern:?}: {e}"))?;
+        self.expect(Token::RParen)?;
+        Ok(Condition::IsMatch(target, re))
+    }
+
+    /// A converter's call, its name already read: `(` arguments `)`.
+    fn call(&mut self, name: &str) -> Result<Operand, String> {
+        if name == "IsMatch" {
+            return Err("IsMatch is a condition of its own here, not a value".into());
+        }
+        self.expect(Token::LParen)?;
+        let mut args = Vec::new();
+        if self.peek() == Some(&Token::RParen) {
+            self.at += 1;
+        } else {
+            loop {
+                args.push(self.operand()?);
+                match self.next() {
+                    Some(Token::Comma) => {}
+                    Some(Token::RParen) => break,
                     Some(t) => {
                         return Err(format!(
-                            "IsMatch's pattern must be a string, found {}",
+                            "expected `,` or `)` in {name}(...), found {}",
                             t.describe()
                         ))
                     }
-                    None => return Err("IsMatch needs a pattern".into()),
-                };
-                let re = regex::Regex::new(&pattern)
-                    .map_err(|e| format!("IsMatch pattern {pattern:?}: {e}"))?;
-                self.expect(Token::RParen)?;
-                Ok(Condition::IsMatch(target, re))
+                    None => return Err(format!("{name}( is not closed")),
+                }
             }
-            other => Err(format!(
-                "the function {other} is not built (conditions take IsMatch)"
-            )),
+        }
+        Call::new(name, args, self.context == Context::Span).map(|c| Operand::Call(Box::new(c)))
+    }
+
+    /// A list literal, its `[` already read.
+    fn list(&mut self) -> Result<Operand, String> {
+        let mut items = Vec::new();
+        if self.peek() == Some(&Token::RBracket) {
+            self.at += 1;
+            return Ok(Operand::List(items));
+        }
+        loop {
+            items.push(self.operand()?);
+            match self.next() {
+                Some(Token::Comma) => {}
+                Some(Token::RBracket) => return Ok(Operand::List(items)),
+                Some(t) => {
+                    return Err(format!(
+                        "expected `,` or `]` in a list, found {}",
+                        t.describe()
+                    ))
+                }
+                None => return Err("a list `[` is not closed".into()),
+            }
         }
     }
 
@@ -472,6 +592,8 @@ impl Parser {
             Some(Token::Str(s)) => Ok(Operand::Value(Value::Str(s))),
             Some(Token::Int(i)) => Ok(Operand::Value(Value::Int(i))),
             Some(Token::Float(f)) => Ok(Operand::Value(Value::Float(f))),
+            Some(Token::LBracket) => self.list(),
+            Some(Token::Ident(word)) if self.peek() == Some(&Token::LParen) => self.call(&word),
             Some(Token::Ident(word)) => match word.as_str() {
                 "true" => Ok(Operand::Value(Value::Bool(true))),
                 "false" => Ok(Operand::Value(Value::Bool(false))),
@@ -626,6 +748,7 @@ mod tests {
         Condition::parse(text)
             .unwrap_or_else(|e| panic!("{text}: {e}"))
             .eval(&cx)
+            .unwrap_or_else(|e| panic!("{text} failed: {e}"))
     }
 
     #[test]
@@ -679,11 +802,120 @@ mod tests {
     }
 
     #[test]
+    fn converters_compute_as_ottls() {
+        for (text, want) in [
+            (r#"Len(name) == 12"#, true),
+            (r#"Len(Split("a,b,,c", ",")) == 4"#, true),
+            (r#"ToLowerCase(name) == "get /healthz""#, true),
+            (
+                r#"ToUpperCase(attributes["http.target"]) == "/HEALTHZ""#,
+                true,
+            ),
+            (
+                r#"Concat([name, kind, attributes["retry"], attributes["ratio"], attributes["missing"], Split("x", ",")], "|") == "GET /healthz|2|false|0.5|<nil>""#,
+                true,
+            ),
+            (r#"Concat([], "-") == "" "#, true),
+            (r#"Substring(name, 4, 8) == "/healthz""#, true),
+            (r#"Substring("héllo", 0, 2, true) == "h""#, true),
+            (r#"Int("12") == 12"#, true),
+            (r#"Int(" 7 ") == 7"#, true),
+            (r#"Int(attributes["ratio"]) == 0"#, true),
+            (r#"Int(-2.9) == -2"#, true),
+            (r#"Int("1.5") == nil"#, true),
+            (r#"Int(attributes["retry"]) == 0"#, true),
+            (r#"Double("2.5") == 2.5"#, true),
+            (r#"Double(attributes["http.status_code"]) == 503.0"#, true),
+            (r#"Double("x") == nil"#, true),
+            (r#"String(attributes["ratio"]) == "0.5""#, true),
+            (r#"String(attributes["http.status_code"]) == "503""#, true),
+            (r#"String(attributes["missing"]) == nil"#, true),
+            (
+                r#"SHA1("abc") == "a9993e364706816aba3e25717850c26c9cd0d89d""#,
+                true,
+            ),
+            (
+                r#"SHA256("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad""#,
+                true,
+            ),
+            (r#"SHA256("") == "" "#, true),
+            (r#"HasPrefix(name, "GET ")"#, true),
+            (r#"HasSuffix(name, "GET")"#, false),
+            (r#"not HasSuffix(name, "x") and IsRootSpan()"#, true),
+            (r#"Trim("  a b  ") == "a b""#, true),
+            (r#"Trim("!!a!!", "!") == "a""#, true),
+            (r#"TrimPrefix(name, "GET ") == "/healthz""#, true),
+            (r#"TrimSuffix(name, "nope") == name"#, true),
+            (
+                r#"IsString(name) and IsInt(attributes["http.status_code"])"#,
+                true,
+            ),
+            (
+                r#"IsDouble(attributes["ratio"]) and IsBool(attributes["retry"])"#,
+                true,
+            ),
+            (
+                r#"IsString(attributes["missing"]) or IsMap(name) or IsList(name)"#,
+                false,
+            ),
+            (r#"IsList(Split(name, " "))"#, true),
+            (r#"IsMatch(ToLowerCase(name), "^get ")"#, true),
+        ] {
+            assert_eq!(eval(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_converter_given_the_wrong_type_fails_the_condition() {
+        let (resource, scope, span) = span();
+        let cx = SpanContext {
+            resource: &resource,
+            scope: &scope,
+            span: Some(&span),
+        };
+        for (text, why) in [
+            (
+                r#"Len(attributes["http.status_code"]) > 0"#,
+                "Len takes a string, list or map, not an int",
+            ),
+            (
+                r#"ToLowerCase(attributes["missing"]) == "x""#,
+                "ToLowerCase takes a string, not nil",
+            ),
+            (r#"Substring(name, 10, 5) == "x""#, "run past the end"),
+            (r#"Substring(name, -1, 5) == "x""#, "must not be negative"),
+            (
+                r#"HasPrefix(kind, "x")"#,
+                "HasPrefix takes a string, not an int",
+            ),
+            // `or` does not hide a failure on its left.
+            (r#"Len(kind) == 1 or true"#, "Len takes"),
+        ] {
+            let err = Condition::parse(text).unwrap().eval(&cx).unwrap_err();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+        assert!(Condition::parse_in("IsRootSpan()", Context::Resource)
+            .unwrap_err()
+            .contains("span context only"));
+    }
+
+    #[test]
     fn what_is_not_built_or_not_ottl_is_named() {
         for (text, named) in [
             (r#"attributes["a"] = "b""#, "not an operator"),
             (r#"attributes["a"]["b"] == 1"#, "nested keys"),
-            (r#"Len(name) > 3"#, "function Len is not built"),
+            (
+                r#"Base64Decode(name) == "x""#,
+                "converter Base64Decode is not built",
+            ),
+            (r#"Len(name, 2) > 3"#, "Len takes 1 argument, given 2"),
+            (
+                r#"Substring(name, 1) == "x""#,
+                "Substring takes 3 or 4 arguments, given 2",
+            ),
+            (r#"Len(name)"#, "needs a comparison"),
+            (r#"Concat(name, "-") == "x""#, "Concat takes a list"),
+            (r#"Len(name == 3"#, "expected `,` or `)`"),
             (r#"links == nil"#, "path `links` is not built"),
             (r#"name == "open"#, "not closed"),
             (r#"name == SPAN_KIND_SERVR"#, "unknown enum SPAN_KIND_SERVR"),

@@ -1,7 +1,9 @@
 //! OTTL statements, as the `transform` processor takes them: an editor call, optionally
 //! `where` a condition. Editors built: `set`, `delete_key`, `delete_matching_keys`,
 //! `keep_keys`, `replace_pattern`, `replace_all_patterns`, `truncate_all` and `limit`; values
-//! are literals and paths (converters such as `Concat` are named as not built).
+//! are literals, paths and converters (`set(attributes["op"], ToLowerCase(name))`). A value that
+//! fails on an item (a converter given the wrong type) fails the statement, which follows the
+//! processor's `error_mode`.
 
 use model::{AnyValue, KeyValue, Resource, Scope, Span, SpanKind, StatusCode};
 use regex::Regex;
@@ -78,13 +80,13 @@ impl Statement {
             span: span.as_deref(),
         };
         if let Some(c) = &self.when {
-            if !c.eval(&cx) {
+            if !c.eval(&cx)? {
                 return Ok(());
             }
         }
         // Values are read before anything is written.
         let value = match &self.edit {
-            Edit::Set(_, v) => Some(v.value(&cx)),
+            Edit::Set(_, v) => Some(v.value(&cx)?),
             _ => None,
         };
         match &self.edit {
@@ -289,7 +291,7 @@ impl Parser {
             "set" => {
                 let target = self.target()?;
                 self.expect(Token::Comma)?;
-                let value = self.value_operand()?;
+                let value = self.operand()?;
                 Edit::Set(target, value)
             }
             "delete_key" => {
@@ -403,17 +405,6 @@ impl Parser {
         })
     }
 
-    fn value_operand(&mut self) -> Result<Operand, String> {
-        if let (Some(Token::Ident(f)), Some(Token::LParen)) =
-            (self.peek(), self.tokens.get(self.at + 1))
-        {
-            return Err(format!(
-                "the converter {f} is not built (set takes a literal or a path)"
-            ));
-        }
-        self.operand()
-    }
-
     fn string(&mut self, what: &str) -> Result<String, String> {
         match self.next() {
             Some(Token::Str(s)) => Ok(s),
@@ -492,6 +483,50 @@ mod tests {
 
     fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a AnyValue> {
         span.attribute(key)
+    }
+
+    #[test]
+    fn set_takes_converters_and_a_failing_one_fails_the_statement() {
+        let (r, s) = run(&[
+            r#"set(attributes["op"], ToUpperCase(name))"#,
+            r#"set(attributes["id"], Concat([resource.attributes["service.name"], attributes["n"]], ":"))"#,
+            r#"set(attributes["n.text"], String(attributes["n"]))"#,
+            r#"set(attributes["route"], Split(attributes["http.route"], "/"))"#,
+            r#"set(attributes["nothing"], Int("seven"))"#,
+            r#"set(attributes["root"], true) where IsRootSpan() and HasPrefix(name, "GET")"#,
+        ]);
+        assert_eq!(
+            attr(&s, "op"),
+            Some(&AnyValue::String("GET /USERS/123".into()))
+        );
+        assert_eq!(attr(&s, "id"), Some(&AnyValue::String("checkout:7".into())));
+        assert_eq!(attr(&s, "n.text"), Some(&AnyValue::String("7".into())));
+        assert_eq!(
+            attr(&s, "route"),
+            Some(&AnyValue::Array(vec![
+                AnyValue::String("".into()),
+                AnyValue::String("users".into()),
+                AnyValue::String("{id}".into()),
+            ]))
+        );
+        assert_eq!(attr(&s, "nothing"), None, "Int of no number is nil");
+        assert_eq!(attr(&s, "root"), Some(&AnyValue::Bool(true)));
+        assert_eq!(r.attributes.len(), 2);
+
+        let (mut resource, scope, mut span) = span();
+        let st = Statement::parse(
+            r#"set(attributes["x"], Len(attributes["n"]))"#,
+            Context::Span,
+        )
+        .unwrap();
+        let err = st
+            .apply(&mut resource, &scope, Some(&mut span))
+            .unwrap_err();
+        assert!(
+            err.contains("Len takes a string, list or map, not an int"),
+            "{err}"
+        );
+        assert_eq!(attr(&span, "x"), None);
     }
 
     #[test]
@@ -590,9 +625,9 @@ mod tests {
     fn what_is_not_built_is_named() {
         for (text, context, named) in [
             (
-                r#"set(name, Concat(["a", "b"], "-"))"#,
+                r#"set(name, Base64Decode(name))"#,
                 Context::Span,
-                "converter Concat is not built",
+                "converter Base64Decode is not built",
             ),
             (
                 r#"merge_maps(attributes, cache, "upsert")"#,

@@ -291,7 +291,9 @@ impl Policy {
                     scope: &r.scope,
                     span: Some(&r.span),
                 };
-                conditions.iter().any(|c| c.eval(&cx))
+                // A condition that fails on a span (a converter given the wrong type) does not
+                // sample it, under either error_mode.
+                conditions.iter().any(|c| c.eval(&cx) == Ok(true))
             })),
             Rule::And(subs) => yes(!subs.is_empty()
                 && subs
