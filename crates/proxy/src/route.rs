@@ -1,5 +1,6 @@
 //! Picking the upstream of a request: the listener's one address, or (outbound) the first route
-//! matching the Host header or path prefix, then the cluster's next endpoint round-robin; and
+//! matching the Host header or path prefix, then the cluster's next endpoint round-robin
+//! (passing over those its outlier detector ejected, see `outlier`); and
 //! the TLS settings its connections are made with (the cluster's own, else the listener's),
 //! and the retry policy (the route's own, else the listener's), whose retries go to the
 //! cluster's next endpoint ([`Router::again`]).
