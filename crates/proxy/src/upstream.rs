@@ -799,6 +799,39 @@ mod tests {
         }
     }
 
+    /// An HTTP/2 upstream that refuses the stream (h2's server resetting it REFUSED_STREAM, as
+    /// one at its concurrency limit or going away does) is told apart from other resets, so
+    /// that `retry_on: refused-stream` can retry it.
+    #[tokio::test]
+    async fn a_refused_stream_is_told_apart_from_other_resets() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut conn = h2::server::handshake(tcp).await.unwrap();
+            let mut n = 0;
+            while let Some(Ok((_, mut respond))) = conn.accept().await {
+                n += 1;
+                respond.send_reset(if n == 1 {
+                    h2::Reason::REFUSED_STREAM
+                } else {
+                    h2::Reason::INTERNAL_ERROR
+                });
+            }
+        });
+        let p = pool(Duration::from_secs(60));
+        let target = addr.to_string();
+        let fail = |r: Result<Response<_>, UpstreamError>| match r {
+            Ok(resp) => panic!("answered {}", resp.status()),
+            Err(e) => e,
+        };
+        let refused = fail(p.send(&target, &None, true, get(addr, true)).await);
+        assert!(refused.is_refused_stream(), "{refused:?}");
+        assert!(!refused.is_connect());
+        let reset = fail(p.send(&target, &None, true, get(addr, true)).await);
+        assert!(!reset.is_refused_stream(), "{reset:?}");
+    }
+
     #[tokio::test]
     async fn http2_requests_share_one_connection() {
         let app = app(Serve::Normal {
