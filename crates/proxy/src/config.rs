@@ -100,7 +100,7 @@ pub struct RetryPolicyConfig {
     pub retriable_status_codes: Vec<u16>,
     #[serde(default)]
     pub retry_back_off: RetryBackOff,
-    /// Retries in flight at once per route and worker thread, beyond which a failure is
+    /// Retries in flight at once to the cluster (all workers together), beyond which a failure is
     /// answered rather than retried (Envoy's circuit breaker `max_retries`, default 3): an
     /// upstream that fails every request is not sent the traffic again.
     #[serde(default = "three")]

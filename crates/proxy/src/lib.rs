@@ -171,14 +171,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 upstream_tls.clusters.insert(name.clone(), own);
             }
         }
-        let mut outliers = route::OutliersByCluster::new();
-        if let config::Upstream::Routed(routed) = &l.upstream {
-            for (name, cluster) in &routed.clusters {
-                if let Some(o) = &cluster.outlier_detection {
-                    let detector = Arc::new(outlier::Outliers::new(o, cluster.endpoints.len()));
-                    stats.watch_outliers(&l.name, name, detector.clone());
-                    outliers.insert(name.clone(), detector);
+        let mut shared = route::Shared::default();
+        match &l.upstream {
+            config::Upstream::Routed(routed) => {
+                for (name, cluster) in &routed.clusters {
+                    shared
+                        .retries_in_flight
+                        .insert(name.clone(), Arc::default());
+                    if let Some(o) = &cluster.outlier_detection {
+                        let detector = Arc::new(outlier::Outliers::new(o, cluster.endpoints.len()));
+                        stats.watch_outliers(&l.name, name, detector.clone());
+                        shared.outliers.insert(name.clone(), detector);
+                    }
                 }
+            }
+            config::Upstream::Single(_) => {
+                shared
+                    .retries_in_flight
+                    .insert(l.name.clone(), Arc::default());
             }
         }
         let tcp = tokio::net::TcpListener::bind(&l.listen)
@@ -197,7 +207,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 tls.clone(),
                 upstream_tls.clone(),
             );
-            let outliers = outliers.clone();
+            let shared = shared.clone();
             let stop = stop_rx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("proxy-{worker}"))
@@ -222,7 +232,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                             stats,
                             tls,
                             &upstream_tls,
-                            &outliers,
+                            &shared,
                         ));
                         listener.serve(rx, stop, drain).await;
                     });

@@ -108,12 +108,12 @@ impl Listener {
         stats: Arc<Stats>,
         tls: Option<Arc<tls::Watched<TlsAcceptor>>>,
         upstream_tls: &crate::route::TlsByCluster,
-        outliers: &crate::route::OutliersByCluster,
+        shared: &crate::route::Shared,
     ) -> Self {
         Listener {
             mode: config.mode,
             upstream_protocol: config.upstream_protocol,
-            router: Router::new(config, upstream_tls, outliers),
+            router: Router::new(config, upstream_tls, shared),
             tracer,
             stats,
             deadlines: Deadlines::new(config.timeouts.request),

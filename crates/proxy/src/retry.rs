@@ -40,8 +40,8 @@ pub enum Outcome<'a> {
     PerTryTimeout,
 }
 
-/// A route's retry policy, with its count of retries in flight (one per worker, as the
-/// workers share no state on the request path).
+/// A route's retry policy, with its cluster's count of retries in flight (shared by the
+/// listener's workers).
 #[derive(Debug)]
 pub struct RetryPolicy {
     on: Vec<RetryOn>,
@@ -51,11 +51,12 @@ pub struct RetryPolicy {
     base: Duration,
     max: Duration,
     max_active: usize,
-    active: AtomicUsize,
+    active: Arc<AtomicUsize>,
 }
 
 impl RetryPolicy {
-    pub fn new(c: &RetryPolicyConfig) -> Self {
+    /// `active`: the cluster's retries in flight, which `max_active_retries` caps.
+    pub fn new(c: &RetryPolicyConfig, active: Arc<AtomicUsize>) -> Self {
         let base = c.retry_back_off.base_interval;
         RetryPolicy {
             on: c.retry_on.clone(),
@@ -65,7 +66,7 @@ impl RetryPolicy {
             base,
             max: c.retry_back_off.max_interval.unwrap_or(base * 10),
             max_active: c.max_active_retries,
-            active: AtomicUsize::new(0),
+            active,
         }
     }
 
@@ -270,14 +271,17 @@ mod tests {
     use http_body_util::{BodyExt, Full, StreamBody};
 
     fn policy(on: &[RetryOn]) -> RetryPolicy {
-        RetryPolicy::new(&RetryPolicyConfig {
-            retry_on: on.to_vec(),
-            num_retries: 2,
-            per_try_timeout: None,
-            retriable_status_codes: vec![429],
-            retry_back_off: RetryBackOff::default(),
-            max_active_retries: 2,
-        })
+        RetryPolicy::new(
+            &RetryPolicyConfig {
+                retry_on: on.to_vec(),
+                num_retries: 2,
+                per_try_timeout: None,
+                retriable_status_codes: vec![429],
+                retry_back_off: RetryBackOff::default(),
+                max_active_retries: 2,
+            },
+            Arc::default(),
+        )
     }
 
     #[test]
@@ -333,13 +337,26 @@ mod tests {
     }
 
     #[test]
-    fn retries_in_flight_are_capped() {
+    fn retries_in_flight_are_capped_across_the_policies_of_a_cluster() {
         let p = policy(&[RetryOn::Reset]);
+        // Another worker's (or route's) policy for the same cluster shares the count.
+        let other = RetryPolicy::new(
+            &RetryPolicyConfig {
+                retry_on: vec![RetryOn::Reset],
+                num_retries: 1,
+                per_try_timeout: None,
+                retriable_status_codes: Vec::new(),
+                retry_back_off: RetryBackOff::default(),
+                max_active_retries: 2,
+            },
+            p.active.clone(),
+        );
         let a = p.admit().unwrap();
-        let _b = p.admit().unwrap();
+        let _b = other.admit().unwrap();
         assert!(p.admit().is_none());
+        assert!(other.admit().is_none());
         drop(a);
-        assert!(p.admit().is_some());
+        assert!(other.admit().is_some());
     }
 
     #[tokio::test]

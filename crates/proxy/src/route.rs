@@ -35,9 +35,26 @@ impl TlsByCluster {
     }
 }
 
-/// The outlier detectors of a listener's clusters (those with `outlier_detection`), shared
-/// by its workers.
+/// The outlier detectors of a listener's clusters (those with `outlier_detection`).
 pub type OutliersByCluster = BTreeMap<String, Arc<Outliers>>;
+
+/// What the workers of a listener share about its clusters (by name; a single upstream under
+/// the listener's name): outlier detectors, and the count of retries in flight that
+/// `max_active_retries` caps per cluster, as Envoy's circuit breaker does.
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub outliers: OutliersByCluster,
+    pub retries_in_flight: BTreeMap<String, Arc<AtomicUsize>>,
+}
+
+impl Shared {
+    fn in_flight(&self, cluster: &str) -> Arc<AtomicUsize> {
+        self.retries_in_flight
+            .get(cluster)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
 
 /// Where one request goes.
 #[derive(Clone)]
@@ -105,14 +122,17 @@ struct Route {
 }
 
 impl Router {
-    pub fn new(l: &ListenerConfig, tls: &TlsByCluster, outliers: &OutliersByCluster) -> Self {
+    pub fn new(l: &ListenerConfig, tls: &TlsByCluster, shared: &Shared) -> Self {
         match &l.upstream {
             Upstream::Single(addr) => Router {
                 listener_name: l.name.as_str().into(),
                 single: Some(Single {
                     address: addr.as_str().into(),
                     tls: tls.listener.clone(),
-                    retry: l.retry_policy.as_ref().map(RetryPolicy::new),
+                    retry: l
+                        .retry_policy
+                        .as_ref()
+                        .map(|p| RetryPolicy::new(p, shared.in_flight(&l.name))),
                 }),
                 routes: Vec::new(),
             },
@@ -142,8 +162,8 @@ impl Router {
                             .retry_policy
                             .as_ref()
                             .or(l.retry_policy.as_ref())
-                            .map(RetryPolicy::new),
-                        outliers: outliers.get(&route.cluster).cloned(),
+                            .map(|p| RetryPolicy::new(p, shared.in_flight(&route.cluster))),
+                        outliers: shared.outliers.get(&route.cluster).cloned(),
                         next: AtomicUsize::new(0),
                     })
                     .collect(),
@@ -257,7 +277,7 @@ listeners:
         let r = Router::new(
             &c.listeners[0],
             &TlsByCluster::default(),
-            &OutliersByCluster::new(),
+            &Shared::default(),
         );
         assert_eq!(&**r.pick(Some("SVC-B:8080"), "/x").unwrap().address, "b1:1");
         assert_eq!(&**r.pick(Some("svc-b"), "/x").unwrap().address, "b2:2");
@@ -291,8 +311,12 @@ listeners:
             unreachable!()
         };
         let o = routed.clusters["c"].outlier_detection.unwrap();
-        let outliers = OutliersByCluster::from([("c".to_owned(), Arc::new(Outliers::new(&o, 3)))]);
-        let r = Router::new(&c.listeners[0], &TlsByCluster::default(), &outliers);
+        let shared = Shared {
+            outliers: OutliersByCluster::from([("c".to_owned(), Arc::new(Outliers::new(&o, 3)))]),
+            ..Shared::default()
+        };
+        let outliers = &shared.outliers;
+        let r = Router::new(&c.listeners[0], &TlsByCluster::default(), &shared);
         let picks = || -> Vec<String> {
             (0..4)
                 .map(|_| r.pick(None, "/").unwrap().address.to_string())
