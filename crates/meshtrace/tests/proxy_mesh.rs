@@ -1061,10 +1061,7 @@ fn proxy_upstream_down_is_502_and_timeout_is_504_with_error_spans() {
     let dir = tempfile::tempdir().unwrap();
     let server = AllInOne::start(dir.path(), &[]);
     // A port nobody listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_port();
     let down = single(dead, Some(server.addr("zipkin")), "");
     let tid = "1111111111111111aaaaaaaaaaaaaaaa";
     let url = format!("http://{}/down", down.addr("in"));
@@ -1121,10 +1118,7 @@ fn proxy_collector_away_never_slows_requests_and_drops_are_counted() {
     // The collector is a port nobody answers on: requests still succeed at once, the bounded
     // buffer fills, and drops show in /metrics.
     let app = App::start();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_port();
     let proxy = Proxy::start(
         &format!(
             "node_id: side\nadmin: 127.0.0.1:0\nlisteners:\n  - {{name: in, mode: inbound, listen: '127.0.0.1:0', upstream: '{}'}}\ntracing:\n  collector: http://{dead}/api/v2/spans\n  buffer_size: 5\n  flush: {{ count: 2, interval: 50ms }}\n",

@@ -62,10 +62,7 @@ fn proxy_retries_failed_requests_on_the_next_endpoint_with_the_body_and_says_so_
     let dir = tempfile::tempdir().unwrap();
     let server = AllInOne::start(dir.path(), &[]);
     let app = App::start();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_port();
     let yaml = outbound(
         &app,
         dead,
@@ -168,10 +165,7 @@ fn proxy_retries_failed_requests_on_the_next_endpoint_with_the_body_and_says_so_
 #[test]
 fn proxy_retry_policy_mistakes_are_refused_by_name() {
     let app = App::start();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_port();
     let with = |policy: &str| refused(&outbound(&app, dead, "127.0.0.1:9", policy));
     let err = with("{ retry_on: '5xx,sometimes' }");
     assert!(
@@ -194,10 +188,7 @@ fn proxy_retry_policy_mistakes_are_refused_by_name() {
 #[test]
 fn proxy_outlier_detection_ejects_a_failing_endpoint_for_a_while_then_tries_it_again() {
     let app = App::start();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_port();
     let yaml = format!(
         "node_id: caller
 admin: 127.0.0.1:0

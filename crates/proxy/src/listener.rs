@@ -283,13 +283,7 @@ impl Listener {
             s.tag("upstream_address", target.address.clone());
         }
         let Ok(authority) = Authority::try_from(&**target.address) else {
-            return self.local(
-                span,
-                request_bytes,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UH",
-                "bad upstream address\n",
-            );
+            return self.bad_address(span, request_bytes);
         };
         if let Some(protocol) = upgrade {
             return self
@@ -323,13 +317,7 @@ impl Listener {
             let Some((upstream_req, http2)) =
                 self.upstream_request(parts, body, &target, authority, version)
             else {
-                return self.local(
-                    span,
-                    request_bytes,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "UH",
-                    "bad upstream address\n",
-                );
+                return self.bad_address(span, request_bytes);
             };
             let attempt = self
                 .upstreams
@@ -388,13 +376,7 @@ impl Listener {
                     drop(admitted);
                     target = self.router.again(&target);
                     let Ok(next) = Authority::try_from(&**target.address) else {
-                        return self.local(
-                            span,
-                            request_bytes,
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "UH",
-                            "bad upstream address\n",
-                        );
+                        return self.bad_address(span, request_bytes);
                     };
                     authority = next;
                     parts = h.parts();
@@ -515,6 +497,21 @@ impl Listener {
         }
         parts.uri = Uri::from_parts(uri).ok()?;
         Some((Request::from_parts(parts, body), http2))
+    }
+
+    /// 503 when the upstream's address makes no URI (Envoy's `UH`: no healthy upstream).
+    fn bad_address(
+        &self,
+        span: Option<ActiveSpan>,
+        request_bytes: Arc<AtomicU64>,
+    ) -> Response<TracedResponse> {
+        self.local(
+            span,
+            request_bytes,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UH",
+            "bad upstream address\n",
+        )
     }
 
     /// 502 when the upstream could not be reached or reset before answering.

@@ -375,6 +375,14 @@ pub fn single(app: SocketAddr, collector: Option<&str>, extra: &str) -> Proxy {
     )
 }
 
+/// An address on 127.0.0.1 nobody listens on (bound, then let go).
+pub fn dead_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
