@@ -1,11 +1,16 @@
-//! `meshtrace proxy`'s `retry_policy` and clusters' `outlier_detection`, end to end on
-//! 127.0.0.1: the test app (whose `/flaky` fails a given number of times), a port nobody listens
-//! on as a dead endpoint, a proxy process, `meshtrace all-in-one` as the collector of its spans,
-//! and curl as the caller.
+//! `meshtrace proxy`'s `retry_policy` and clusters' `outlier_detection` and `health_checks`, end
+//! to end on 127.0.0.1: the test app (whose `/flaky` fails a given number of times and whose
+//! `/healthz` answers as told), a port nobody listens on as a dead endpoint, grpcio's own gRPC
+//! health service (tests/python/grpc_health_server.py), a proxy process, `meshtrace all-in-one`
+//! as the collector of its spans, and curl as the caller.
 
 mod common;
 mod proxy_support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -245,4 +250,261 @@ listeners:
     );
     let err = refused(&yaml.replace("consecutive_5xx: 2", "consecutive_errors: 2"));
     assert!(err.contains("consecutive_errors"), "{err}");
+}
+
+/// An outbound listener routing everything to cluster `svc` of `endpoints`, health-checked by
+/// `check` (a flow mapping of Envoy's `HealthCheck`).
+fn checked(endpoints: &[String], check: &str) -> String {
+    format!(
+        "node_id: caller
+admin: 127.0.0.1:0
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes:
+        - {{ path_prefix: /, cluster: svc }}
+      clusters:
+        svc:
+          endpoints: [{}]
+          health_checks: [{check}]
+",
+        endpoints
+            .iter()
+            .map(|e| format!("'{e}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// `svc`'s endpoints in `health` (healthy, unhealthy, pending) by the proxy's gauge.
+fn endpoints(proxy: &Proxy, health: &str) -> u64 {
+    metric(
+        proxy,
+        &format!(r#"meshtrace_proxy_endpoints{{listener="out",cluster="svc",health="{health}"}}"#),
+    )
+}
+
+/// Waits (≤ 10 s) until `svc` has `healthy` healthy and `unhealthy` unhealthy endpoints.
+fn wait_for(proxy: &Proxy, healthy: u64, unhealthy: u64) {
+    let now = || (endpoints(proxy, "healthy"), endpoints(proxy, "unhealthy"));
+    let reached = eventually(Duration::from_secs(10), || {
+        (now() == (healthy, unhealthy)).then_some(())
+    });
+    assert!(
+        reached.is_some(),
+        "want {healthy} healthy and {unhealthy} unhealthy, have {:?}",
+        now()
+    );
+}
+
+/// Requests the app served, its health checks left out.
+fn served(app: &App) -> usize {
+    app.seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| header(h, "user-agent") != Some("meshtrace/HC"))
+        .count()
+}
+
+#[test]
+fn proxy_http_health_checks_take_a_failing_endpoint_out_and_bring_it_back() {
+    let (a, b) = (App::start(), App::start());
+    let yaml = checked(
+        &[a.addr.to_string(), b.addr.to_string()],
+        "{ timeout: 500ms, interval: 100ms, unhealthy_threshold: 2, healthy_threshold: 2, http_health_check: { path: /healthz, expected_statuses: [{ start: 200, end: 300 }] } }",
+    );
+    let proxy = Proxy::start(&yaml, &["out", "admin"]);
+    let url = format!("http://{}/echo", proxy.addr("out"));
+    let all_ok = |n: usize| {
+        let statuses: Vec<u16> = (0..n).map(|_| get(&url).status).collect();
+        assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    };
+    wait_for(&proxy, 2, 0);
+    // Both healthy: round-robin over both (each worker thread has its own turn).
+    all_ok(10);
+    assert!(
+        served(&a) >= 2 && served(&b) >= 2,
+        "{} {}",
+        served(&a),
+        served(&b)
+    );
+    assert_eq!(served(&a) + served(&b), 10);
+    // The checks, as the app sees them: a GET of the path, Host the cluster's name, a user
+    // agent saying what they are, and a B3 "do not sample" for whatever traces behind it.
+    let checks: Vec<hyper::HeaderMap> = b
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| header(h, "user-agent") == Some("meshtrace/HC"))
+        .cloned()
+        .collect();
+    assert!(!checks.is_empty());
+    assert_eq!(
+        (header(&checks[0], "host"), header(&checks[0], "b3")),
+        (Some("svc"), Some("0"))
+    );
+
+    // b's checks fail: out, and every request goes to a.
+    b.health.store(503, Ordering::Relaxed);
+    wait_for(&proxy, 1, 1);
+    let before = (served(&a), served(&b));
+    all_ok(10);
+    assert_eq!((served(&a), served(&b)), (before.0 + 10, before.1));
+    assert!(
+        metric(
+            &proxy,
+            r#"meshtrace_proxy_health_checks_total{listener="out",cluster="svc",result="failure"}"#
+        ) >= 2
+    );
+
+    // A status within the expected range (204): back in after two checks in a row.
+    b.health.store(204, Ordering::Relaxed);
+    wait_for(&proxy, 2, 0);
+    let before = served(&b);
+    all_ok(10);
+    assert!(served(&b) >= before + 2, "{before} {}", served(&b));
+    assert!(
+        metric(
+            &proxy,
+            r#"meshtrace_proxy_health_checks_total{listener="out",cluster="svc",result="success"}"#
+        ) >= 4
+    );
+
+    // Both failing: requests still go to both (panic routing), not nowhere.
+    a.health.store(500, Ordering::Relaxed);
+    b.health.store(500, Ordering::Relaxed);
+    wait_for(&proxy, 0, 2);
+    let before = (served(&a), served(&b));
+    all_ok(10);
+    assert!(served(&a) >= before.0 + 2 && served(&b) >= before.1 + 2);
+}
+
+#[test]
+fn proxy_tcp_health_checks_keep_requests_off_a_dead_endpoint() {
+    let app = App::start();
+    let dead = dead_port();
+    let yaml = checked(
+        &[dead.to_string(), app.addr.to_string()],
+        "{ timeout: 500ms, interval: 200ms, unhealthy_threshold: 3, healthy_threshold: 1, tcp_health_check: {} }",
+    );
+    let proxy = Proxy::start(&yaml, &["out", "admin"]);
+    // The first check decides alone: the dead endpoint is out at once, thresholds or not.
+    wait_for(&proxy, 1, 1);
+    let url = format!("http://{}/echo", proxy.addr("out"));
+    // No retry policy, no outlier detection: only the health check keeps requests off it.
+    let statuses: Vec<u16> = (0..10).map(|_| get(&url).status).collect();
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(served(&app), 10);
+}
+
+/// grpcio's health service (tests/python/grpc_health_server.py), told what to answer on stdin.
+struct HealthServer {
+    child: Child,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+}
+
+impl HealthServer {
+    fn start() -> HealthServer {
+        let py = python_dir();
+        let mut child = Command::new(py.join(".venv/bin/python"))
+            .arg(py.join("grpc_health_server.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the gRPC health server");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the health server starts");
+        let port = first
+            .strip_prefix("listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        HealthServer { child, port, lines }
+    }
+
+    /// Sets `service`'s status ("-": the server's), once the server says it did.
+    fn set(&mut self, service: &str, status: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{service} {status}").unwrap();
+        stdin.flush().unwrap();
+        let want = format!("set {service} {status}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if line == want {
+                return;
+            }
+        }
+        panic!("the health server did not set {service} {status}");
+    }
+
+    /// Whether a Check of `service` arrived since the last call.
+    fn checked(&self, service: &str) -> bool {
+        let want = format!("check {service}");
+        self.lines.try_iter().any(|l| l == want)
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn proxy_grpc_health_checks_ask_the_grpc_health_service() {
+    let mut server = HealthServer::start();
+    server.set("-", "SERVING");
+    let endpoint = format!("127.0.0.1:{}", server.port);
+    let check = |service: &str| {
+        format!("{{ timeout: 1s, interval: 100ms, unhealthy_threshold: 1, healthy_threshold: 1, grpc_health_check: {{ service_name: '{service}' }} }}")
+    };
+    let proxy = Proxy::start(
+        &checked(std::slice::from_ref(&endpoint), &check("")),
+        &["out", "admin"],
+    );
+    wait_for(&proxy, 1, 0);
+    assert!(
+        server.checked("-"),
+        "the health service answered the checks"
+    );
+    server.set("-", "NOT_SERVING");
+    wait_for(&proxy, 0, 1);
+    server.set("-", "SERVING");
+    wait_for(&proxy, 1, 0);
+    // A service the server does not know: NOT_FOUND, unhealthy; known and serving: healthy.
+    let named = Proxy::start(
+        &checked(std::slice::from_ref(&endpoint), &check("meshtrace.Cart")),
+        &["out", "admin"],
+    );
+    wait_for(&named, 0, 1);
+    server.set("meshtrace.Cart", "SERVING");
+    wait_for(&named, 1, 0);
+    assert!(server.checked("meshtrace.Cart"));
+    // Mistakes in the block are refused by name.
+    let err = refused(&checked(
+        std::slice::from_ref(&endpoint),
+        "{ timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, grpc_health_check: { service: x } }",
+    ));
+    assert!(err.contains("unknown field `service`"), "{err}");
+    let err = refused(&checked(
+        std::slice::from_ref(&endpoint),
+        "{ timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1 }",
+    ));
+    assert!(err.contains("exactly one of http_health_check"), "{err}");
 }

@@ -344,6 +344,166 @@ pub struct Cluster {
     pub upstream_protocol: Option<UpstreamProtocol>,
     /// Passive health checking: endpoints failing in a row are left out for a while.
     pub outlier_detection: Option<OutlierDetection>,
+    /// Active health checking (a list, as Envoy's, of at most one check): endpoints failing
+    /// it are left out until they pass again.
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// One of a cluster's `health_checks` (Envoy's `HealthCheck`, with its field names): every
+/// `interval` each endpoint is checked (an HTTP GET, a TCP connect or the gRPC health service);
+/// `unhealthy_threshold` failures in a row take it out of the round-robin and
+/// `healthy_threshold` successes in a row bring it back (the first check decides alone).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// How long one check may take, connecting included.
+    #[serde(with = "dur")]
+    pub timeout: Duration,
+    /// Between checks of one endpoint.
+    #[serde(with = "dur")]
+    pub interval: Duration,
+    /// Between checks of an endpoint while it is unhealthy (default `interval`).
+    #[serde(default, with = "dur_opt")]
+    pub unhealthy_interval: Option<Duration>,
+    /// A random wait up to this long added to each interval (default none).
+    #[serde(default, with = "dur")]
+    pub interval_jitter: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    #[serde(default)]
+    pub http_health_check: Option<HttpHealthCheck>,
+    #[serde(default)]
+    pub tcp_health_check: Option<TcpHealthCheck>,
+    #[serde(default)]
+    pub grpc_health_check: Option<GrpcHealthCheck>,
+}
+
+/// A GET of `path`, healthy when the status is in `expected_statuses` (default: 200 only).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpHealthCheck {
+    pub path: String,
+    /// The Host (HTTP/2 authority) of the check (default: the cluster's name).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Half-open ranges `[start, end)`, as Envoy's.
+    #[serde(default)]
+    pub expected_statuses: Vec<StatusRange>,
+    /// `HTTP1` (default) or `HTTP2` (cleartext, prior knowledge; h2 over TLS).
+    #[serde(default)]
+    pub codec_client_type: CodecClientType,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum CodecClientType {
+    #[default]
+    #[serde(rename = "HTTP1")]
+    Http1,
+    #[serde(rename = "HTTP2")]
+    Http2,
+}
+
+/// A connect (and TLS handshake, for a cluster over TLS) that succeeds in time. Envoy's
+/// `send`/`receive` payloads are not supported (refused by name).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpHealthCheck {}
+
+/// `grpc.health.v1.Health/Check` over HTTP/2, healthy when the answer is `SERVING`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcHealthCheck {
+    /// The service asked about (default "": the server as a whole).
+    #[serde(default)]
+    pub service_name: String,
+    /// The `:authority` of the check (default: the cluster's name).
+    #[serde(default)]
+    pub authority: Option<String>,
+}
+
+/// What one of a cluster's health checks does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HealthCheckKind<'a> {
+    Http(&'a HttpHealthCheck),
+    Tcp,
+    Grpc(&'a GrpcHealthCheck),
+}
+
+impl HealthCheck {
+    /// The one kind of check set (checked at load).
+    pub fn kind(&self) -> HealthCheckKind<'_> {
+        match (&self.http_health_check, &self.grpc_health_check) {
+            (Some(h), _) => HealthCheckKind::Http(h),
+            (None, Some(g)) => HealthCheckKind::Grpc(g),
+            (None, None) => HealthCheckKind::Tcp,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let kinds = [
+            self.http_health_check.is_some(),
+            self.tcp_health_check.is_some(),
+            self.grpc_health_check.is_some(),
+        ];
+        if kinds.iter().filter(|&&k| k).count() != 1 {
+            return Err(
+                "needs exactly one of http_health_check, tcp_health_check and grpc_health_check"
+                    .to_owned(),
+            );
+        }
+        for (name, d) in [("timeout", self.timeout), ("interval", self.interval)]
+            .into_iter()
+            .chain(self.unhealthy_interval.map(|d| ("unhealthy_interval", d)))
+        {
+            if d.is_zero() {
+                return Err(format!("{name} must be more than 0"));
+            }
+        }
+        if self.unhealthy_threshold == 0 || self.healthy_threshold == 0 {
+            return Err("unhealthy_threshold and healthy_threshold must be at least 1".to_owned());
+        }
+        if let Some(h) = &self.http_health_check {
+            if !h.path.starts_with('/')
+                || http::uri::PathAndQuery::try_from(h.path.as_str()).is_err()
+            {
+                return Err(format!(
+                    "http_health_check: path {:?} is not a path starting with /",
+                    h.path
+                ));
+            }
+            if let Some(host) = &h.host {
+                if http::uri::Authority::try_from(host.as_str()).is_err() {
+                    return Err(format!("http_health_check: host {host:?} is not a host"));
+                }
+            }
+            for r in &h.expected_statuses {
+                if !(100..=599).contains(&r.start)
+                    || !(101..=600).contains(&r.end)
+                    || r.start >= r.end
+                {
+                    return Err(format!(
+                        "http_health_check: expected_statuses {{start: {}, end: {}}} is not a range of statuses (start 100-599, end above it and at most 600; end excluded)",
+                        r.start, r.end
+                    ));
+                }
+            }
+        }
+        if let Some(g) = &self.grpc_health_check {
+            if let Some(a) = &g.authority {
+                if http::uri::Authority::try_from(a.as_str()).is_err() {
+                    return Err(format!("grpc_health_check: authority {a:?} is not a host"));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Envoy's cluster `outlier_detection` (consecutive 5xx; see `outlier`), with its defaults.
@@ -419,13 +579,15 @@ impl<'de> Deserialize<'de> for Cluster {
             upstream_protocol: Option<UpstreamProtocol>,
             #[serde(default)]
             outlier_detection: Option<OutlierDetection>,
+            #[serde(default)]
+            health_checks: Vec<HealthCheck>,
         }
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Cluster;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(
-                    "a list of host:port endpoints, or a map with endpoints, tls, upstream_protocol and outlier_detection",
+                    "a list of host:port endpoints, or a map with endpoints, tls, upstream_protocol, outlier_detection and health_checks",
                 )
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Cluster, A::Error> {
@@ -435,6 +597,7 @@ impl<'de> Deserialize<'de> for Cluster {
                     tls: ClusterTls::Listener,
                     upstream_protocol: None,
                     outlier_detection: None,
+                    health_checks: Vec::new(),
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cluster, A::Error> {
@@ -443,12 +606,14 @@ impl<'de> Deserialize<'de> for Cluster {
                     tls,
                     upstream_protocol,
                     outlier_detection,
+                    health_checks,
                 } = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(Cluster {
                     endpoints,
                     tls,
                     upstream_protocol,
                     outlier_detection,
+                    health_checks,
                 })
             }
         }
@@ -734,6 +899,21 @@ impl Config {
                             ))
                         })?;
                     }
+                    if cluster.health_checks.len() > 1 {
+                        return bad(format!(
+                            "listener {:?}: cluster {name:?}: health_checks has {} checks; one is supported (as in Envoy)",
+                            l.name,
+                            cluster.health_checks.len()
+                        ));
+                    }
+                    if let Some(h) = cluster.health_checks.first() {
+                        h.check().map_err(|m| {
+                            ConfigError::Invalid(format!(
+                                "listener {:?}: cluster {name:?}: health_checks: {m}",
+                                l.name
+                            ))
+                        })?;
+                    }
                 }
                 for route in &r.routes {
                     if let Some(p) = &route.retry_policy {
@@ -897,6 +1077,12 @@ mod tests {
             Duration::from_secs(300),
             "Envoy's default"
         );
+        let h = &cart.health_checks[0];
+        assert_eq!(
+            (h.interval, h.unhealthy_threshold, h.healthy_threshold),
+            (Duration::from_secs(5), 3, 2)
+        );
+        assert!(matches!(h.kind(), HealthCheckKind::Http(http) if http.path == "/healthz"));
         let l = c.listeners[0].retry_policy.as_ref().unwrap();
         assert_eq!(l.retry_on, [RetryOn::ConnectFailure]);
         assert_eq!(
@@ -1024,6 +1210,115 @@ tracing:
                 line_of(&text, &format!("{key}:"))
             );
             assert!(e.contains(&want), "{e}");
+        }
+    }
+
+    #[test]
+    fn health_checks_parse_with_envoys_names_and_mistakes_are_refused_by_name() {
+        let yaml = |check: &str| {
+            format!(
+                "node_id: n
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes: [{{ path_prefix: /, cluster: c }}]
+      clusters:
+        c:
+          endpoints: [a:1, b:2]
+          health_checks: [{check}]
+"
+            )
+        };
+        let c = Config::from_yaml(&yaml(
+            "{ timeout: 1s, interval: 5s, unhealthy_interval: 10s, interval_jitter: 1s, unhealthy_threshold: 3, healthy_threshold: 2, http_health_check: { path: /healthz, host: cart.local, expected_statuses: [{ start: 200, end: 300 }], codec_client_type: HTTP2 } }",
+        ))
+        .unwrap();
+        let Upstream::Routed(r) = &c.listeners[0].upstream else {
+            panic!("routed")
+        };
+        let h = &r.clusters["c"].health_checks[0];
+        assert_eq!(
+            (
+                h.timeout,
+                h.interval,
+                h.unhealthy_interval,
+                h.interval_jitter
+            ),
+            (
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Some(Duration::from_secs(10)),
+                Duration::from_secs(1)
+            )
+        );
+        let HealthCheckKind::Http(http) = h.kind() else {
+            panic!("an HTTP check")
+        };
+        assert_eq!(
+            (
+                http.path.as_str(),
+                http.host.as_deref(),
+                http.codec_client_type
+            ),
+            ("/healthz", Some("cart.local"), CodecClientType::Http2)
+        );
+        let base = "timeout: 1s, interval: 5s, unhealthy_threshold: 3, healthy_threshold: 2";
+        let tcp =
+            Config::from_yaml(&yaml(&format!("{{ {base}, tcp_health_check: {{}} }}"))).unwrap();
+        let Upstream::Routed(r) = &tcp.listeners[0].upstream else {
+            panic!("routed")
+        };
+        assert_eq!(
+            r.clusters["c"].health_checks[0].kind(),
+            HealthCheckKind::Tcp
+        );
+        for (check, want) in [
+            (format!("{{ {base} }}"), "exactly one of http_health_check"),
+            (
+                format!("{{ {base}, tcp_health_check: {{}}, grpc_health_check: {{}} }}"),
+                "exactly one of",
+            ),
+            (
+                "{ timeout: 1s, unhealthy_threshold: 3, healthy_threshold: 2, tcp_health_check: {} }".to_owned(),
+                "missing field `interval`",
+            ),
+            (
+                format!("{{ {base}, tcp_health_check: {{ send: {{ text: '01' }} }} }}"),
+                "unknown field `send`",
+            ),
+            (
+                format!("{{ {base}, http_health_check: {{ path: healthz }} }}"),
+                "path \"healthz\" is not a path",
+            ),
+            (
+                format!("{{ {base}, http_health_check: {{ path: /h, expected_statuses: [{{ start: 300, end: 200 }}] }} }}"),
+                "expected_statuses {start: 300, end: 200}",
+            ),
+            (
+                format!("{{ {base}, http_health_check: {{ path: /h, codec_client_type: HTTP3 }} }}"),
+                "HTTP3",
+            ),
+            (
+                format!("{{ {base}, grpc_health_check: {{ authority: 'a b' }} }}"),
+                "authority \"a b\" is not a host",
+            ),
+            (
+                "{ timeout: 0s, interval: 5s, unhealthy_threshold: 3, healthy_threshold: 2, tcp_health_check: {} }".to_owned(),
+                "timeout must be more than 0",
+            ),
+            (
+                "{ timeout: 1s, interval: 5s, unhealthy_threshold: 0, healthy_threshold: 2, tcp_health_check: {} }".to_owned(),
+                "must be at least 1",
+            ),
+            (
+                format!("{{ {base}, tcp_health_check: {{}} }}, {{ {base}, tcp_health_check: {{}} }}"),
+                "health_checks has 2 checks; one is supported",
+            ),
+        ] {
+            let e = Config::from_yaml(&yaml(&check)).unwrap_err().to_string();
+            assert!(e.contains(want), "{check}: {e}");
         }
     }
 

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod config;
 mod deadline;
 mod forward;
+mod health_check;
 mod listener;
 pub mod memory;
 mod outlier;
@@ -60,6 +61,8 @@ pub struct Running {
     admin_task: Option<tokio::task::JoinHandle<()>>,
     /// The tasks reloading certificates that changed on disk.
     reloading: Vec<tokio::task::JoinHandle<()>>,
+    /// The clusters' active health checks.
+    checking: Vec<tokio::task::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     stats: Arc<stats::Stats>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -72,7 +75,12 @@ impl Running {
     /// its timeout), the drained requests' spans included.
     pub async fn shutdown(self) {
         self.stats.draining.store(true, Ordering::Relaxed);
-        for t in self.accepting.iter().chain(&self.reloading) {
+        for t in self
+            .accepting
+            .iter()
+            .chain(&self.reloading)
+            .chain(&self.checking)
+        {
             t.abort();
         }
         self.stop.send_replace(true);
@@ -128,6 +136,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let drain = config.drain_timeout;
     let mut listeners = Vec::new();
     let mut accepting = Vec::new();
+    let mut checking = Vec::new();
     let mut threads = Vec::new();
     for l in &config.listeners {
         let bind_error = |source| StartError::Bind {
@@ -182,6 +191,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                         let detector = Arc::new(outlier::Outliers::new(o, cluster.endpoints.len()));
                         stats.watch_outliers(&l.name, name, detector.clone());
                         shared.outliers.insert(name.clone(), detector);
+                    }
+                    if let Some(check) = cluster.health_checks.first() {
+                        let health =
+                            Arc::new(health_check::ClusterHealth::new(cluster.endpoints.len()));
+                        stats.watch_health(&l.name, name, health.clone());
+                        shared.health.insert(name.clone(), health.clone());
+                        checking.extend(health_check::spawn(health_check::Cluster {
+                            listener: l.name.clone(),
+                            name: name.clone(),
+                            endpoints: cluster.endpoints.clone(),
+                            tls: upstream_tls.of(name),
+                            check: check.clone(),
+                            health,
+                        }));
                     }
                 }
             }
@@ -266,6 +289,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         accepting,
         admin_task,
         reloading,
+        checking,
         workers: threads,
         stats,
         stop: stop_tx,

@@ -1,6 +1,7 @@
 //! Picking the upstream of a request: the listener's one address, or (outbound) the first route
 //! matching the Host header or path prefix, then the cluster's next endpoint round-robin
-//! (passing over those its outlier detector ejected, see `outlier`); and
+//! (passing over those its outlier detector ejected, see `outlier`, and those failing its
+//! active health checks, see `health_check`); and
 //! the TLS settings its connections are made with (the cluster's own, else the listener's),
 //! and the retry policy (the route's own, else the listener's), whose retries go to the
 //! cluster's next endpoint ([`Router::again`]).
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{ListenerConfig, Upstream, UpstreamProtocol};
+use crate::health_check::ClusterHealth;
 use crate::outlier::Outliers;
 use crate::retry::RetryPolicy;
 use crate::tls::{Originate, Watched};
@@ -27,7 +29,7 @@ pub struct TlsByCluster {
 }
 
 impl TlsByCluster {
-    fn of(&self, cluster: &str) -> UpstreamTls {
+    pub fn of(&self, cluster: &str) -> UpstreamTls {
         match self.clusters.get(cluster) {
             Some(own) => own.clone(),
             None => self.listener.clone(),
@@ -39,11 +41,13 @@ impl TlsByCluster {
 pub type OutliersByCluster = BTreeMap<String, Arc<Outliers>>;
 
 /// What the workers of a listener share about its clusters (by name; a single upstream under
-/// the listener's name): outlier detectors, and the count of retries in flight that
-/// `max_active_retries` caps per cluster, as Envoy's circuit breaker does.
+/// the listener's name): outlier detectors, active health checks' verdicts, and the count of
+/// retries in flight that `max_active_retries` caps per cluster, as Envoy's circuit breaker does.
 #[derive(Clone, Default)]
 pub struct Shared {
     pub outliers: OutliersByCluster,
+    /// The clusters with `health_checks`.
+    pub health: BTreeMap<String, Arc<ClusterHealth>>,
     pub retries_in_flight: BTreeMap<String, Arc<AtomicUsize>>,
 }
 
@@ -118,6 +122,7 @@ struct Route {
     rewrite: Option<(String, String)>,
     retry: Option<RetryPolicy>,
     outliers: Option<Arc<Outliers>>,
+    health: Option<Arc<ClusterHealth>>,
     next: AtomicUsize,
 }
 
@@ -164,6 +169,7 @@ impl Router {
                             .or(l.retry_policy.as_ref())
                             .map(|p| RetryPolicy::new(p, shared.in_flight(&route.cluster))),
                         outliers: shared.outliers.get(&route.cluster).cloned(),
+                        health: shared.health.get(&route.cluster).cloned(),
                         next: AtomicUsize::new(0),
                     })
                     .collect(),
@@ -208,19 +214,23 @@ impl Router {
 }
 
 impl Route {
-    /// The next endpoint round-robin, passing over those the outlier detector ejected (all of
-    /// them, when every one is out: panic routing, as Envoy's).
+    /// Whether endpoint `j` may take requests: not ejected, and healthy if health-checked.
+    fn available(&self, j: usize) -> bool {
+        self.outliers.as_ref().is_none_or(|o| o.available(j))
+            && self.health.as_ref().is_none_or(|h| h.healthy(j))
+    }
+
+    /// The next endpoint round-robin, passing over those the outlier detector ejected and
+    /// those not healthy (all of them, when none is left: panic routing, as Envoy's).
     fn next_target(&self) -> Target<'_> {
         let route = self;
         let n = route.endpoints.len();
         let mut i = route.next.fetch_add(1, Ordering::Relaxed) % n;
-        if let Some(outliers) = &route.outliers {
-            if let Some(up) = (0..n).map(|k| (i + k) % n).find(|&j| outliers.available(j)) {
-                if up != i {
-                    // Skipped over: the counter moves on past it.
-                    route.next.fetch_add((up + n - i) % n, Ordering::Relaxed);
-                    i = up;
-                }
+        if (route.outliers.is_some() || route.health.is_some()) && !route.available(i) {
+            if let Some(up) = (1..n).map(|k| (i + k) % n).find(|&j| route.available(j)) {
+                // Skipped over: the counter moves on past it.
+                route.next.fetch_add((up + n - i) % n, Ordering::Relaxed);
+                i = up;
             }
         }
         Target {
@@ -338,5 +348,52 @@ listeners:
         all.truncate(3);
         all.sort();
         assert_eq!(all, ["a:1", "b:2", "c:3"]);
+    }
+
+    #[test]
+    fn only_healthy_endpoints_take_requests_while_any_is() {
+        let c = Config::from_yaml(
+            r#"
+node_id: n
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes: [{ path_prefix: /, cluster: c }]
+      clusters:
+        c: [a:1, b:2, c:3]
+"#,
+        )
+        .unwrap();
+        let health = Arc::new(ClusterHealth::new(3));
+        let shared = Shared {
+            health: BTreeMap::from([("c".to_owned(), health.clone())]),
+            ..Shared::default()
+        };
+        let r = Router::new(&c.listeners[0], &TlsByCluster::default(), &shared);
+        let picks = |n: usize| -> Vec<String> {
+            let mut p: Vec<String> = (0..n)
+                .map(|_| r.pick(None, "/").unwrap().address.to_string())
+                .collect();
+            p.sort();
+            p.dedup();
+            p
+        };
+        // Nothing checked yet: all of them (panic routing).
+        assert_eq!(picks(3), ["a:1", "b:2", "c:3"]);
+        health.set(0, crate::health_check::Health::Healthy);
+        health.set(1, crate::health_check::Health::Unhealthy);
+        assert_eq!(
+            picks(6),
+            ["a:1"],
+            "the pending and the unhealthy are passed over"
+        );
+        health.set(2, crate::health_check::Health::Healthy);
+        assert_eq!(picks(6), ["a:1", "c:3"]);
+        for i in 0..3 {
+            health.set(i, crate::health_check::Health::Unhealthy);
+        }
+        assert_eq!(picks(3), ["a:1", "b:2", "c:3"], "none healthy: all of them");
     }
 }

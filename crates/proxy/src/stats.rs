@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::health_check::ClusterHealth;
 use crate::outlier::Outliers;
 
 #[derive(Debug, Default)]
@@ -37,6 +38,8 @@ pub struct Stats {
     pub outlier_ejections: AtomicU64,
     /// The detectors, by listener and cluster, for the gauge of endpoints out now.
     outliers: Mutex<Vec<(String, String, Arc<Outliers>)>>,
+    /// The clusters with active health checks, by listener and cluster.
+    health: Mutex<Vec<(String, String, Arc<ClusterHealth>)>>,
     /// Set on SIGTERM: `/healthz` answers 503 while requests in flight drain.
     pub draining: AtomicBool,
 }
@@ -56,6 +59,14 @@ impl Stats {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((listener.to_owned(), cluster.to_owned(), outliers));
+    }
+
+    /// Shows the checks of `cluster` (of `listener`) and how many of its endpoints are healthy.
+    pub fn watch_health(&self, listener: &str, cluster: &str, health: Arc<ClusterHealth>) {
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((listener.to_owned(), cluster.to_owned(), health));
     }
 
     pub fn render(&self) -> String {
@@ -156,7 +167,40 @@ impl Stats {
                 o.ejected()
             );
         }
+        drop(outliers);
+        self.render_health(&mut out);
         out
+    }
+
+    fn render_health(&self, out: &mut String) {
+        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        if health.is_empty() {
+            return;
+        }
+        out.push_str("# HELP meshtrace_proxy_health_checks_total Active health checks of cluster endpoints, by result.\n# TYPE meshtrace_proxy_health_checks_total counter\n");
+        for (listener, cluster, h) in health.iter() {
+            for (result, n) in [("success", &h.successes), ("failure", &h.failures)] {
+                let _ = writeln!(
+                    out,
+                    "meshtrace_proxy_health_checks_total{{listener=\"{}\",cluster=\"{}\",result=\"{result}\"}} {}",
+                    label(listener),
+                    label(cluster),
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+        out.push_str("# HELP meshtrace_proxy_endpoints Endpoints of health-checked clusters, by health (pending: not checked yet).\n# TYPE meshtrace_proxy_endpoints gauge\n");
+        for (listener, cluster, h) in health.iter() {
+            for (state, n) in h.counts() {
+                let _ = writeln!(
+                    out,
+                    "meshtrace_proxy_endpoints{{listener=\"{}\",cluster=\"{}\",health=\"{}\"}} {n}",
+                    label(listener),
+                    label(cluster),
+                    state.name()
+                );
+            }
+        }
     }
 }
 

@@ -394,6 +394,12 @@ where
         Ok(TokioIo::new(io))
     }
 
+    /// Connects to `address` (and completes the TLS handshake with `tls`), then closes: a TCP
+    /// health check.
+    pub async fn probe(&self, address: &str, tls: &UpstreamTls) -> Result<(), UpstreamError> {
+        self.connect(address, tls, false).await.map(drop)
+    }
+
     /// Runs for as long as the worker does: while connections are pooled, closes those unused for
     /// `idle_timeout` (every half of it, at least every 50 ms); with none, waits without a timer.
     pub async fn reaper(self: Arc<Self>) {

@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub type Seen = Arc<Mutex<Vec<hyper::HeaderMap>>>;
 pub struct App {
     pub addr: SocketAddr,
     pub seen: Seen,
+    /// The status `/healthz` answers (200 to begin with).
+    pub health: Arc<AtomicU16>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -35,7 +38,8 @@ impl App {
     /// one every 20 ms; `/count` reads the request body as it comes and answers its length;
     /// `/gate` sends one chunk, then waits for a byte-count request... see tests;
     /// `/flaky?key=K&fail=N` fails its first N requests with key K (503, or with `&hang` no
-    /// answer for 3 s), then answers `attempt I body B` (B: the request body's length).
+    /// answer for 3 s), then answers `attempt I body B` (B: the request body's length);
+    /// `/healthz` answers with the status in [`App::health`].
     pub fn start() -> App {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -48,14 +52,18 @@ impl App {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let seen2 = seen.clone();
+        let health: Arc<AtomicU16> = Arc::new(AtomicU16::new(200));
+        let health2 = health.clone();
         runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let seen = seen2.clone();
+                let (seen, health) = (seen2.clone(), health2.clone());
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| app(req, seen.clone()));
+                    let svc = hyper::service::service_fn(move |req| {
+                        app(req, seen.clone(), health.load(Ordering::Relaxed))
+                    });
                     let _ = hyper_util::server::conn::auto::Builder::new(
                         hyper_util::rt::TokioExecutor::new(),
                     )
@@ -67,6 +75,7 @@ impl App {
         App {
             addr,
             seen,
+            health,
             _runtime: runtime,
         }
     }
@@ -86,6 +95,7 @@ pub type AppBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 pub async fn app(
     req: hyper::Request<hyper::body::Incoming>,
     seen: Seen,
+    health: u16,
 ) -> Result<hyper::Response<AppBody>, Infallible> {
     seen.lock().unwrap().push(req.headers().clone());
     let full = |s: String| http_body_util::Full::new(Bytes::from(s)).boxed();
@@ -128,6 +138,11 @@ pub async fn app(
             full(format!("{n}"))
         }
         "/flaky" => return Ok(flaky(req).await),
+        "/healthz" => {
+            let mut r = hyper::Response::new(full(format!("health {health}")));
+            *r.status_mut() = hyper::StatusCode::from_u16(health).unwrap();
+            return Ok(r);
+        }
         "/version" => {
             // The HTTP version the request came in, and its authority as the app sees it.
             let authority = req
