@@ -563,3 +563,178 @@ fn proxy_reports_carry_the_configured_headers() {
     );
     assert!(err.contains("tracing.headers \"bad header\""), "{err}");
 }
+
+/// The lines of an access log file so far.
+fn log_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (≤ 10 s) until the file at `path` has `n` lines; returns them.
+fn wait_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    eventually(Duration::from_secs(10), || {
+        let lines = log_lines(path);
+        (lines.len() >= n).then_some(lines)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{} has not {n} lines: {:?}",
+            path.display(),
+            log_lines(path)
+        )
+    })
+}
+
+#[test]
+fn proxy_access_logs_say_what_each_request_did_and_lead_to_its_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(&dir.path().join("data"), &[]);
+    let app = App::start();
+    let dead = dead_port();
+    let (edge_log, out_log) = (dir.path().join("edge.log"), dir.path().join("out.log"));
+    let yaml = format!(
+        r#"node_id: side
+admin: 127.0.0.1:0
+listeners:
+  - name: edge
+    mode: edge
+    listen: 127.0.0.1:0
+    upstream: '{app}'
+    timeouts: {{ request: 500ms }}
+    access_log:
+      path: {edge_log}
+      flush_interval: 50ms
+      json_format:
+        status: "%RESPONSE_CODE%"
+        flags: "%RESPONSE_FLAGS%"
+        request: "%REQ(:METHOD)% %REQ(:PATH)%"
+        request_id: "%REQ(X-REQUEST-ID)%"
+        trace_id: "%TRACE_ID%"
+        received: "%BYTES_RECEIVED%"
+        sent: "%BYTES_SENT%"
+        ms: "%DURATION%"
+        agent: "%REQ(USER-AGENT):4%"
+        missing: "%REQ(X-NOT-THERE)%"
+        client: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    retry_policy: {{ retry_on: connect-failure, num_retries: 1 }}
+    upstream:
+      routes: [{{ path_prefix: /echo, cluster: pair, name: echo-route }}]
+      clusters:
+        pair: ['{dead}', '{app}']
+    access_log: {{ path: {out_log}, flush_interval: 50ms }}
+tracing:
+  collector: http://{collector}/api/v2/spans
+  protocol: zipkin-json
+  propagation: [b3multi]
+  flush: {{ count: 100, interval: 100ms }}
+"#,
+        app = app.addr,
+        edge_log = edge_log.display(),
+        out_log = out_log.display(),
+        collector = server.addr("zipkin"),
+    );
+    let proxy = Proxy::start(&yaml, &["edge", "out", "admin"]);
+    let edge = proxy.addr("edge");
+
+    // A POST of 1,000 bytes through the edge: its JSON line, typed.
+    let a = post(
+        &format!("http://{edge}/count"),
+        &["user-agent: meshtrace-test"],
+        &[b'x'; 1000],
+    );
+    assert_eq!((a.status, a.text().as_str()), (200, "1000"));
+    let line: serde_json::Value = serde_json::from_str(&wait_lines(&edge_log, 1)[0]).unwrap();
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["flags"], "-");
+    assert_eq!(line["request"], "POST /count");
+    assert_eq!(
+        (line["received"].as_u64(), line["sent"].as_u64()),
+        (Some(1000), Some(4))
+    );
+    assert!(line["ms"].is_u64(), "{line}");
+    assert_eq!(line["agent"], "mesh", "cut to 4 bytes");
+    assert_eq!(line["missing"], serde_json::Value::Null);
+    assert_eq!(line["client"], "127.0.0.1");
+    // The edge made the request id; the app got the same one.
+    let request_id = line["request_id"].as_str().unwrap();
+    assert_eq!(header(&app.last(), "x-request-id"), Some(request_id));
+    // The trace id leads to the trace: the collector has the proxy's span under it.
+    let trace_id = line["trace_id"].as_str().unwrap();
+    assert_eq!(trace_id.len(), 32);
+    assert_eq!(header(&app.last(), "x-b3-traceid"), Some(trace_id));
+    let trace = trace_with(&server, trace_id, 1);
+    assert_eq!(trace["spans"][0]["operationName"], "POST /count");
+
+    // A request the app does not answer in time: 504, flagged, its line still written.
+    assert_eq!(get(&format!("http://{edge}/slow")).status, 504);
+    let line: serde_json::Value = serde_json::from_str(&wait_lines(&edge_log, 2)[1]).unwrap();
+    assert_eq!(
+        (line["status"].as_u64(), line["flags"].as_str()),
+        (Some(504), Some("UT"))
+    );
+
+    // Outbound, in Envoy's default format: the retry went to the app (the dead endpoint first
+    // or not, the line names where the answer came from); no route is 404 NR, upstream "-".
+    let out = proxy.addr("out");
+    for _ in 0..2 {
+        assert_eq!(get(&format!("http://{out}/echo")).status, 200);
+    }
+    assert_eq!(get(&format!("http://{out}/nowhere")).status, 404);
+    // (Each worker thread writes its own lines: in order per connection, not across them.)
+    let lines = wait_lines(&out_log, 3);
+    let (echo, nowhere): (Vec<&String>, Vec<&String>) =
+        lines.iter().partition(|l| l.contains("/echo"));
+    assert_eq!((echo.len(), nowhere.len()), (2, 1), "{lines:?}");
+    for l in echo {
+        assert!(l.contains("\"GET /echo HTTP/1.1\" 200 - 0 2 "), "{l}");
+        assert!(l.ends_with(&format!("\"{}\"", app.addr)), "{l}");
+    }
+    assert!(
+        nowhere[0].contains("\"GET /nowhere HTTP/1.1\" 404 NR 0 "),
+        "{}",
+        nowhere[0]
+    );
+    assert!(nowhere[0].ends_with("\"-\""), "{}", nowhere[0]);
+
+    // logrotate: the file moved away, POST /reopen_logs, and new lines go to a new file.
+    std::fs::rename(&out_log, dir.path().join("out.log.1")).unwrap();
+    let admin = proxy.addr("admin");
+    assert_eq!(
+        curl(&["-X", "POST", &format!("http://{admin}/reopen_logs")]).status,
+        200
+    );
+    assert_eq!(get(&format!("http://{out}/echo")).status, 200);
+    assert_eq!(wait_lines(&out_log, 1).len(), 1);
+    assert_eq!(log_lines(&dir.path().join("out.log.1")).len(), 3);
+    // (The writer counts a batch once it is written.)
+    let written = eventually(Duration::from_secs(5), || {
+        let n = metric(&proxy, "meshtrace_proxy_access_log_lines_total");
+        (n == 6).then_some(n)
+    });
+    assert_eq!(written, Some(6));
+    assert_eq!(
+        metric(&proxy, "meshtrace_proxy_access_log_dropped_total"),
+        0
+    );
+
+    // Mistakes are refused by name.
+    let err = refused(&yaml.replace("%RESPONSE_FLAGS%", "%RESPONSE_FLAG%"));
+    assert!(
+        err.contains("unknown command operator %RESPONSE_FLAG%"),
+        "{err}"
+    );
+    let err = refused(&yaml.replace(
+        &format!("path: {}", edge_log.display()),
+        "path: /nonexistent/dir/edge.log",
+    ));
+    assert!(
+        err.contains("cannot open the access log /nonexistent/dir/edge.log"),
+        "{err}"
+    );
+}

@@ -1,5 +1,6 @@
-//! The admin port: `/metrics` (Prometheus text) and `/healthz` (503 while draining, so a load
-//! balancer or Kubernetes stops sending new requests; the port stays up through the drain).
+//! The admin port: `/metrics` (Prometheus text), `/healthz` (503 while draining, so a load
+//! balancer or Kubernetes stops sending new requests; the port stays up through the drain), and
+//! `POST /reopen_logs` (access log files opened again, after logrotate moved them; Envoy's).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ pub async fn serve(tcp: TcpListener, stats: Arc<Stats>) {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let stats = stats.clone();
-                async move { Ok::<_, Infallible>(answer(req.uri().path(), &stats)) }
+                async move { Ok::<_, Infallible>(answer(req.method(), req.uri().path(), &stats)) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -30,8 +31,16 @@ pub async fn serve(tcp: TcpListener, stats: Arc<Stats>) {
     }
 }
 
-fn answer(path: &str, stats: &Stats) -> Response<Full<Bytes>> {
+fn answer(method: &hyper::Method, path: &str, stats: &Stats) -> Response<Full<Bytes>> {
     let (status, body) = match path {
+        "/reopen_logs" if method == hyper::Method::POST => {
+            Stats::inc(&stats.reopen_logs);
+            (StatusCode::OK, "reopening the access logs\n".to_owned())
+        }
+        "/reopen_logs" => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST /reopen_logs\n".to_owned(),
+        ),
         "/metrics" => (StatusCode::OK, stats.render()),
         "/healthz" if stats.draining.load(std::sync::atomic::Ordering::Relaxed) => {
             (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned())

@@ -76,6 +76,47 @@ pub struct ListenerConfig {
     /// the listener that has none of its own. None by default.
     #[serde(default)]
     pub retry_policy: Option<RetryPolicyConfig>,
+    /// One line per request (Envoy's access log). None by default.
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// A listener's access log: where, and in which of Envoy's formats (a format string, Envoy's
+/// default one when neither is given, or a JSON dictionary).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// A file (appended to), or `/dev/stdout` (the default) or `/dev/stderr`.
+    #[serde(default = "default_access_log_path")]
+    pub path: String,
+    /// A format string with Envoy's command operators; end it with a newline.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// A JSON line per request: keys to values with command operators.
+    #[serde(default)]
+    pub json_format: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How long lines may wait in a worker's buffer (Envoy's `file_flush_interval`). Default 1s.
+    #[serde(default = "default_access_log_flush", with = "dur")]
+    pub flush_interval: Duration,
+}
+
+fn default_access_log_path() -> String {
+    "/dev/stdout".to_owned()
+}
+
+fn default_access_log_flush() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl AccessLogConfig {
+    /// The parsed format (its mistakes named).
+    pub fn parse(&self) -> Result<crate::access_log::Format, String> {
+        match (&self.format, &self.json_format) {
+            (Some(_), Some(_)) => Err("give format or json_format, not both".to_owned()),
+            (None, Some(dict)) => crate::access_log::Format::json(dict),
+            (text, None) => crate::access_log::Format::text(text.as_deref()),
+        }
+    }
 }
 
 /// When and how often a failed request is tried again, on the cluster's next endpoint (Envoy's
@@ -884,6 +925,17 @@ impl Config {
             return bad("no listeners".to_owned());
         }
         for l in &self.listeners {
+            if let Some(a) = &l.access_log {
+                a.parse().map_err(|m| {
+                    ConfigError::Invalid(format!("listener {:?}: access_log: {m}", l.name))
+                })?;
+                if a.flush_interval.is_zero() {
+                    return bad(format!(
+                        "listener {:?}: access_log: flush_interval must be more than 0",
+                        l.name
+                    ));
+                }
+            }
             if let Some(p) = &l.retry_policy {
                 p.check().map_err(|m| {
                     ConfigError::Invalid(format!("listener {:?}: retry_policy: {m}", l.name))
@@ -1046,6 +1098,9 @@ mod tests {
     fn the_documented_example_parses() {
         let c = Config::from_yaml(include_str!("../../../examples/proxy.yaml")).unwrap();
         assert_eq!(c.listeners.len(), 2);
+        let log = c.listeners[1].access_log.as_ref().unwrap();
+        assert_eq!(log.path, "/dev/stdout");
+        assert!(log.parse().is_ok());
         assert_eq!(c.tracing.protocol, Protocol::ZipkinJson);
         assert_eq!(c.tracing.custom_tags.len(), 3);
         let Upstream::Routed(r) = &c.listeners[0].upstream else {

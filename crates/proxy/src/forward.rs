@@ -15,6 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 
+use crate::access_log::Entry;
 use crate::retry::{Recording, Replay};
 use crate::span::ActiveSpan;
 
@@ -100,9 +101,33 @@ impl<B: Body<Data = Bytes> + Unpin> Body for CountedRequest<B> {
     }
 }
 
+/// What a request leaves behind when it is over: its span (when sampled) and its access log
+/// line (when the listener logs).
+#[derive(Default)]
+pub struct Record {
+    pub span: Option<ActiveSpan>,
+    pub log: Option<Box<Entry>>,
+}
+
+impl Record {
+    /// What is left to do once the response begins (`None`: nothing to record).
+    pub fn finish(self, request_bytes: Arc<AtomicU64>) -> Option<Finish> {
+        if self.span.is_none() && self.log.is_none() {
+            return None;
+        }
+        Some(Finish {
+            span: self.span,
+            log: self.log,
+            request_bytes,
+            response_bytes: 0,
+        })
+    }
+}
+
 /// What is left to record when the response is over.
 pub struct Finish {
-    pub span: ActiveSpan,
+    pub span: Option<ActiveSpan>,
+    pub log: Option<Box<Entry>>,
     pub request_bytes: Arc<AtomicU64>,
     pub response_bytes: u64,
 }
@@ -115,16 +140,19 @@ impl Finish {
         self.done(failed);
     }
 
-    fn done(mut self, failed: Option<String>) {
-        self.span.tag(
-            "request_size",
-            self.request_bytes.load(Ordering::Relaxed) as i64,
-        );
-        self.span.tag("response_size", self.response_bytes as i64);
-        if let Some(why) = failed {
-            self.span.error(&why);
+    fn done(self, failed: Option<String>) {
+        let request_bytes = self.request_bytes.load(Ordering::Relaxed);
+        if let Some(mut span) = self.span {
+            span.tag("request_size", request_bytes as i64);
+            span.tag("response_size", self.response_bytes as i64);
+            if let Some(why) = failed {
+                span.error(&why);
+            }
+            span.finish();
         }
-        self.span.finish();
+        if let Some(log) = self.log {
+            log.finish(request_bytes, self.response_bytes);
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! What it must not do: block or slow a request for the sake of tracing, buffer whole bodies, or
 //! fail a request because of a malformed tracing header.
 
+mod access_log;
 pub mod admin;
 pub mod config;
 mod deadline;
@@ -48,6 +49,14 @@ pub enum StartError {
     Tls { name: String, reason: String },
     #[error("cannot set up the reporter: {0}")]
     Report(#[from] report::ReportError),
+    #[error("listener {name:?}: cannot open the access log {path}: {source}")]
+    AccessLog {
+        name: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("listener {name:?}: access_log: {reason}")]
+    AccessLogFormat { name: String, reason: String },
 }
 
 /// A started proxy: its bound addresses (port 0 resolved) and a handle to stop it.
@@ -64,6 +73,8 @@ pub struct Running {
     /// The clusters' active health checks.
     checking: Vec<tokio::task::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    /// The access log writers (joined after the workers, which flush into them).
+    access_logs: access_log::Writers,
     stats: Arc<stats::Stats>,
     stop: tokio::sync::watch::Sender<bool>,
     reporter: report::ReporterHandle,
@@ -84,11 +95,12 @@ impl Running {
             t.abort();
         }
         self.stop.send_replace(true);
-        let workers = self.workers;
+        let (workers, access_logs) = (self.workers, self.access_logs);
         let _ = tokio::task::spawn_blocking(move || {
             for w in workers {
                 let _ = w.join();
             }
+            access_logs.join();
         })
         .await;
         self.reporter.close().await;
@@ -138,6 +150,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mut accepting = Vec::new();
     let mut checking = Vec::new();
     let mut threads = Vec::new();
+    let mut access_logs = access_log::Writers::new(stats.clone());
     for l in &config.listeners {
         let bind_error = |source| StartError::Bind {
             name: l.name.clone(),
@@ -214,6 +227,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     .insert(l.name.clone(), Arc::default());
             }
         }
+        let access_log = match &l.access_log {
+            Some(a) => {
+                let format = a.parse().map_err(|reason| StartError::AccessLogFormat {
+                    name: l.name.clone(),
+                    reason,
+                })?;
+                let out = access_logs
+                    .open(&a.path)
+                    .map_err(|source| StartError::AccessLog {
+                        name: l.name.clone(),
+                        path: a.path.clone(),
+                        source,
+                    })?;
+                Some((Arc::new(format), out, a.flush_interval))
+            }
+            None => None,
+        };
         let tcp = tokio::net::TcpListener::bind(&l.listen)
             .await
             .map_err(bind_error)?;
@@ -231,6 +261,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 upstream_tls.clone(),
             );
             let shared = shared.clone();
+            let access_log = access_log.as_ref().map(|(format, out, every)| {
+                (
+                    access_log::AccessLog::new(format.clone(), out.clone()),
+                    *every,
+                )
+            });
             let stop = stop_rx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("proxy-{worker}"))
@@ -256,6 +292,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                             tls,
                             &upstream_tls,
                             &shared,
+                            access_log,
                         ));
                         listener.serve(rx, stop, drain).await;
                     });
@@ -291,6 +328,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         reloading,
         checking,
         workers: threads,
+        access_logs,
         stats,
         stop: stop_tx,
         reporter,

@@ -31,14 +31,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::access_log::{self, AccessLog};
 use crate::config::{ListenerConfig, Mode, UpstreamProtocol};
 use crate::deadline::Deadlines;
 use crate::forward::{
-    local_body, strip_hop_by_hop, CountedRequest, Finish, TracedResponse, UpstreamRequest,
+    local_body, strip_hop_by_hop, CountedRequest, Finish, Record, TracedResponse, UpstreamRequest,
 };
 use crate::retry::{Outcome, Recording};
 use crate::route::{Router, Target};
-use crate::span::{ActiveSpan, TagValue, Tracer};
+use crate::span::{TagValue, Tracer};
 use crate::stats::Stats;
 use crate::tls;
 use crate::tunnel;
@@ -99,6 +100,8 @@ pub struct Listener {
     tunnels: Arc<watch::Sender<usize>>,
     /// HTTPS: each connection's handshake first.
     tls: Option<Arc<tls::Watched<TlsAcceptor>>>,
+    /// This worker's access log, and how often its lines go to the writer.
+    access_log: Option<(Arc<AccessLog>, Duration)>,
 }
 
 impl Listener {
@@ -109,6 +112,7 @@ impl Listener {
         tls: Option<Arc<tls::Watched<TlsAcceptor>>>,
         upstream_tls: &crate::route::TlsByCluster,
         shared: &crate::route::Shared,
+        access_log: Option<(Arc<AccessLog>, Duration)>,
     ) -> Self {
         Listener {
             mode: config.mode,
@@ -120,6 +124,7 @@ impl Listener {
             upstreams: Upstreams::new(config.timeouts.connect, config.timeouts.idle),
             tunnels: Arc::new(watch::channel(0).0),
             tls,
+            access_log,
         }
     }
 
@@ -135,6 +140,10 @@ impl Listener {
     ) {
         let sweeper = tokio::spawn(self.deadlines.clone().sweeper());
         let reaper = tokio::spawn(self.upstreams.clone().reaper());
+        let flusher = self
+            .access_log
+            .as_ref()
+            .map(|(log, every)| tokio::spawn(log.clone().flush_every(*every)));
         let connections = GracefulShutdown::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -153,17 +162,20 @@ impl Listener {
             };
             let this = self.clone();
             let watcher = connections.watcher();
+            let local = match &self.access_log {
+                Some((log, _)) if log.needs_local_address() => stream.local_addr().ok(),
+                _ => None,
+            };
+            let at = (peer, local);
             tokio::spawn(async move {
                 match &this.tls {
-                    None => this.serve_connection(stream, peer, false, watcher).await,
+                    None => this.serve_connection(stream, at, false, watcher).await,
                     Some(watched) => {
                         let acceptor = watched.get();
                         if let Some(tls) =
                             tls::handshake(&acceptor, stream, peer, &this.stats).await
                         {
-                            this.clone()
-                                .serve_connection(tls, peer, true, watcher)
-                                .await;
+                            this.clone().serve_connection(tls, at, true, watcher).await;
                         }
                     }
                 }
@@ -179,13 +191,18 @@ impl Listener {
         }
         sweeper.abort();
         reaper.abort();
+        if let (Some(flusher), Some((log, _))) = (flusher, &self.access_log) {
+            flusher.abort();
+            log.flush();
+        }
     }
 
-    /// Serves one connection (`secure`: over TLS) until it closes or the drain tells it to.
+    /// Serves one connection (`secure`: over TLS) from `peer` (to `local`, when the access log
+    /// wants it) until it closes or the drain tells it to.
     async fn serve_connection<I>(
         self: Arc<Self>,
         io: I,
-        peer: SocketAddr,
+        (peer, local): (SocketAddr, Option<SocketAddr>),
         secure: bool,
         watcher: Watcher,
     ) where
@@ -195,7 +212,7 @@ impl Listener {
         let peer_ip: Arc<str> = peer.ip().to_string().into();
         let svc = hyper::service::service_fn(move |req| {
             let (this, peer_ip) = (self.clone(), peer_ip.clone());
-            async move { Ok::<_, Infallible>(this.handle(req, peer, peer_ip, secure).await) }
+            async move { Ok::<_, Infallible>(this.handle(req, (peer, local), peer_ip, secure).await) }
         });
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
@@ -205,7 +222,7 @@ impl Listener {
     async fn handle(
         &self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
+        (peer, local): (SocketAddr, Option<SocketAddr>),
         peer_ip: Arc<str>,
         secure: bool,
     ) -> Response<TracedResponse> {
@@ -233,9 +250,26 @@ impl Listener {
             None => format!("{method} {path}"),
         };
         let begun = self.tracer.begin(self.mode, req.headers(), operation);
-        let mut span = begun.span;
+        let log = self.access_log.as_ref().map(|(log, _)| {
+            let mut entry = log.entry(access_log::Request {
+                method: req.method(),
+                uri: req.uri(),
+                headers: req.headers(),
+                secure,
+                peer,
+                local,
+                trace_id: begun.outgoing.trace_id,
+                protocol: protocol_name(version),
+            });
+            entry.route = route_name.map(str::to_owned);
+            entry
+        });
+        let mut rec = Record {
+            span: begun.span,
+            log,
+        };
         // The tags borrow from the request as it came in, before the trace headers are rewritten.
-        if let Some(s) = span.as_mut() {
+        if let Some(s) = rec.span.as_mut() {
             if let Some(id) = req
                 .headers()
                 .get(&X_REQUEST_ID)
@@ -270,20 +304,23 @@ impl Listener {
         };
         let Some(target) = target else {
             return self.local(
-                span,
+                rec,
                 request_bytes,
                 StatusCode::NOT_FOUND,
                 "NR",
                 "no route matched\n",
             );
         };
-        if let Some(s) = span.as_mut() {
+        if let Some(s) = rec.span.as_mut() {
             s.tag("upstream_cluster", target.cluster.clone());
             s.tag("upstream_cluster.name", target.cluster.clone());
             s.tag("upstream_address", target.address.clone());
         }
+        if let Some(l) = rec.log.as_mut() {
+            l.upstream(target.cluster, target.address);
+        }
         let Ok(authority) = Authority::try_from(&**target.address) else {
-            return self.bad_address(span, request_bytes);
+            return self.bad_address(rec, request_bytes);
         };
         if let Some(protocol) = upgrade {
             return self
@@ -292,7 +329,7 @@ impl Listener {
                     protocol,
                     (target.address, target.tls),
                     authority,
-                    span,
+                    rec,
                     request_bytes,
                 )
                 .await;
@@ -317,7 +354,7 @@ impl Listener {
             let Some((upstream_req, http2)) =
                 self.upstream_request(parts, body, &target, authority, version)
             else {
-                return self.bad_address(span, request_bytes);
+                return self.bad_address(rec, request_bytes);
             };
             let attempt = self
                 .upstreams
@@ -333,7 +370,7 @@ impl Listener {
                 } => answer,
                 () = &mut expiry => {
                     self.record(&target, true);
-                    return self.timed_out(span, request_bytes, "");
+                    return self.timed_out(rec, request_bytes, "");
                 }
             };
             self.record(
@@ -363,7 +400,7 @@ impl Listener {
                     let Some(admitted) = p.admit() else {
                         Stats::inc(&self.stats.retry_overflow);
                         gave_up = "UO";
-                        return self.answer(span, request_bytes, &target, answer, gave_up);
+                        return self.answer(rec, request_bytes, &target, answer, gave_up);
                     };
                     retries += 1;
                     Stats::inc(&self.stats.retries);
@@ -371,24 +408,27 @@ impl Listener {
                     tokio::select! {
                         biased;
                         () = tokio::time::sleep(p.back_off(retries)) => {}
-                        () = &mut expiry => return self.timed_out(span, request_bytes, ""),
+                        () = &mut expiry => return self.timed_out(rec, request_bytes, ""),
                     }
                     drop(admitted);
                     target = self.router.again(&target);
+                    if let Some(l) = rec.log.as_mut() {
+                        l.upstream(target.cluster, target.address);
+                    }
                     let Ok(next) = Authority::try_from(&**target.address) else {
-                        return self.bad_address(span, request_bytes);
+                        return self.bad_address(rec, request_bytes);
                     };
                     authority = next;
                     parts = h.parts();
                     body = UpstreamRequest::Replayed(replay);
-                    if let Some(s) = span.as_mut() {
+                    if let Some(s) = rec.span.as_mut() {
                         s.retag("upstream_address", target.address.clone());
                         s.retag("upstream_retries", i64::from(retries));
                     }
                     continue;
                 }
             }
-            return self.answer(span, request_bytes, &target, answer, gave_up);
+            return self.answer(rec, request_bytes, &target, answer, gave_up);
         }
     }
 
@@ -410,7 +450,7 @@ impl Listener {
     /// retried (`URX`: retries spent, `UO`: too many in flight).
     fn answer(
         &self,
-        span: Option<ActiveSpan>,
+        rec: Record,
         request_bytes: Arc<AtomicU64>,
         target: &Target<'_>,
         answer: Option<Result<Response<UpstreamBody<UpstreamRequest>>, UpstreamError>>,
@@ -420,11 +460,11 @@ impl Listener {
             Some(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                let finish = answered(span, parts.status, request_bytes, flags("-", gave_up));
+                let finish = answered(rec, &parts, request_bytes, flags("-", gave_up));
                 Response::from_parts(parts, TracedResponse::new(body.boxed(), finish))
             }
-            Some(Err(e)) => self.unanswered(span, request_bytes, target.address, e, gave_up),
-            None => self.timed_out(span, request_bytes, gave_up),
+            Some(Err(e)) => self.unanswered(rec, request_bytes, target.address, e, gave_up),
+            None => self.timed_out(rec, request_bytes, gave_up),
         }
     }
 
@@ -500,13 +540,9 @@ impl Listener {
     }
 
     /// 503 when the upstream's address makes no URI (Envoy's `UH`: no healthy upstream).
-    fn bad_address(
-        &self,
-        span: Option<ActiveSpan>,
-        request_bytes: Arc<AtomicU64>,
-    ) -> Response<TracedResponse> {
+    fn bad_address(&self, rec: Record, request_bytes: Arc<AtomicU64>) -> Response<TracedResponse> {
         self.local(
-            span,
+            rec,
             request_bytes,
             StatusCode::SERVICE_UNAVAILABLE,
             "UH",
@@ -517,7 +553,7 @@ impl Listener {
     /// 502 when the upstream could not be reached or reset before answering.
     fn unanswered(
         &self,
-        span: Option<ActiveSpan>,
+        mut rec: Record,
         request_bytes: Arc<AtomicU64>,
         address: &str,
         e: UpstreamError,
@@ -526,8 +562,11 @@ impl Listener {
         Stats::inc(&self.stats.upstream_errors);
         let flag = if e.is_connect() { "UF" } else { "UR" };
         tracing::debug!("upstream {address} failed: {e}");
+        if let Some(l) = rec.log.as_mut() {
+            l.failure = Some(e.to_string());
+        }
         self.local(
-            span,
+            rec,
             request_bytes,
             StatusCode::BAD_GATEWAY,
             flags(flag, gave_up),
@@ -538,13 +577,13 @@ impl Listener {
     /// 504 when the upstream's response headers did not come within `timeouts.request`.
     fn timed_out(
         &self,
-        span: Option<ActiveSpan>,
+        rec: Record,
         request_bytes: Arc<AtomicU64>,
         gave_up: &'static str,
     ) -> Response<TracedResponse> {
         Stats::inc(&self.stats.upstream_timeouts);
         self.local(
-            span,
+            rec,
             request_bytes,
             StatusCode::GATEWAY_TIMEOUT,
             flags("UT", gave_up),
@@ -561,7 +600,7 @@ impl Listener {
         protocol: HeaderValue,
         (address, tls): (&str, &crate::route::UpstreamTls),
         authority: Authority,
-        span: Option<ActiveSpan>,
+        rec: Record,
         request_bytes: Arc<AtomicU64>,
     ) -> Response<TracedResponse> {
         let downstream = hyper::upgrade::on(&mut req);
@@ -584,22 +623,22 @@ impl Listener {
         let answer = tokio::select! {
             biased;
             answer = self.upstreams.send_upgrade(address, tls, upstream_req) => answer,
-            () = expiry => return self.timed_out(span, request_bytes, ""),
+            () = expiry => return self.timed_out(rec, request_bytes, ""),
         };
         let mut resp = match answer {
             Ok(resp) => resp,
-            Err(e) => return self.unanswered(span, request_bytes, address, e, ""),
+            Err(e) => return self.unanswered(rec, request_bytes, address, e, ""),
         };
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            let finish = answered(span, parts.status, request_bytes, "-");
+            let finish = answered(rec, &parts, request_bytes, "-");
             return Response::from_parts(parts, TracedResponse::new(body.boxed(), finish));
         }
         let Some(protocol) = resp.headers().get(header::UPGRADE).cloned() else {
             Stats::inc(&self.stats.upstream_errors);
             return self.local(
-                span,
+                rec,
                 request_bytes,
                 StatusCode::BAD_GATEWAY,
                 "UPE",
@@ -610,7 +649,7 @@ impl Listener {
         let (mut parts, _) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         tunnel::restore(&mut parts.headers, protocol);
-        let finish = answered(span, parts.status, request_bytes, "-");
+        let finish = answered(rec, &parts, request_bytes, "-");
         tokio::spawn(tunnel::run(
             downstream,
             upstream,
@@ -622,51 +661,51 @@ impl Listener {
     /// An answer of the proxy's own, with the span finished as failed for 5xx.
     fn local(
         &self,
-        span: Option<ActiveSpan>,
+        mut rec: Record,
         request_bytes: Arc<AtomicU64>,
         status: StatusCode,
         flag: &'static str,
         text: &str,
     ) -> Response<TracedResponse> {
-        let finish = span.map(|mut s| {
+        if let Some(s) = rec.span.as_mut() {
             s.tag("http.status_code", i64::from(status.as_u16()));
             s.tag("response_flags", flag);
             if status.is_server_error() {
                 s.error(text.trim_end());
             }
-            Finish {
-                span: s,
-                request_bytes,
-                response_bytes: 0,
-            }
-        });
+        }
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        if let Some(l) = rec.log.as_mut() {
+            l.answered(status.as_u16(), flag, &headers);
+        }
+        let finish = rec.finish(request_bytes);
         let mut r = Response::new(TracedResponse::new(local_body(text.to_owned()), finish));
         *r.status_mut() = status;
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        *r.headers_mut() = headers;
         r
     }
 }
 
-/// What is left to record of a span once the upstream answered with `status`.
+/// What is left to record of a request once the upstream answered with `parts`.
 fn answered(
-    span: Option<ActiveSpan>,
-    status: StatusCode,
+    mut rec: Record,
+    parts: &http::response::Parts,
     request_bytes: Arc<AtomicU64>,
     flags: &'static str,
 ) -> Option<Finish> {
-    span.map(|mut s| {
+    let status = parts.status;
+    if let Some(s) = rec.span.as_mut() {
         s.tag("http.status_code", i64::from(status.as_u16()));
         s.tag("response_flags", flags);
         if status.is_server_error() {
             s.error(&format!("upstream answered {status}"));
         }
-        Finish {
-            span: s,
-            request_bytes,
-            response_bytes: 0,
-        }
-    })
+    }
+    if let Some(l) = rec.log.as_mut() {
+        l.answered(status.as_u16(), flags, &parts.headers);
+    }
+    rec.finish(request_bytes)
 }
 
 /// Envoy's response flags: `flag`, and `gave_up` (why a retriable failure was not retried)

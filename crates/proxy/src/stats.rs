@@ -40,6 +40,11 @@ pub struct Stats {
     outliers: Mutex<Vec<(String, String, Arc<Outliers>)>>,
     /// The clusters with active health checks, by listener and cluster.
     health: Mutex<Vec<(String, String, Arc<ClusterHealth>)>>,
+    /// Access log lines written, and dropped (the writer behind, or failing).
+    pub access_log_written: AtomicU64,
+    pub access_log_dropped: AtomicU64,
+    /// How many times `POST /reopen_logs` asked for the access log files to be opened again.
+    pub reopen_logs: AtomicU64,
     /// Set on SIGTERM: `/healthz` answers 503 while requests in flight drain.
     pub draining: AtomicBool,
 }
@@ -111,6 +116,16 @@ impl Stats {
                 "meshtrace_proxy_outlier_ejections_total",
                 "Endpoints ejected by outlier detection.",
                 &self.outlier_ejections,
+            ),
+            (
+                "meshtrace_proxy_access_log_lines_total",
+                "Access log lines written.",
+                &self.access_log_written,
+            ),
+            (
+                "meshtrace_proxy_access_log_dropped_total",
+                "Access log lines dropped: the writer fell behind or could not write.",
+                &self.access_log_dropped,
             ),
             (
                 "meshtrace_proxy_tls_handshake_failures_total",
