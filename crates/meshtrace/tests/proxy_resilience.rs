@@ -508,3 +508,198 @@ fn proxy_grpc_health_checks_ask_the_grpc_health_service() {
     ));
     assert!(err.contains("exactly one of http_health_check"), "{err}");
 }
+
+/// An outbound listener with `listener_extra` (faults, rate limits) routing `/echo` with
+/// `route_extra` and anything else without, to the app; an access log of status and flags.
+fn filtered(app: &App, log: &std::path::Path, listener_extra: &str, route_extra: &str) -> String {
+    format!(
+        "node_id: caller
+admin: 127.0.0.1:0
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+{listener_extra}
+    access_log: {{ path: {log}, format: \"%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n\", flush_interval: 50ms }}
+    upstream:
+      routes:
+        - {{ path_prefix: /echo, cluster: app{route_extra} }}
+        - {{ path_prefix: /, cluster: app }}
+      clusters:
+        app: ['{app}']
+",
+        app = app.addr,
+        log = log.display(),
+    )
+}
+
+/// curl with the response headers written before the body.
+fn with_headers(url: &str, headers: &[&str]) -> Answer {
+    let mut args = vec!["-D", "-"];
+    for h in headers {
+        args.push("-H");
+        args.push(h);
+    }
+    args.push(url);
+    curl(&args)
+}
+
+#[test]
+fn proxy_fault_injection_delays_and_aborts_as_configured_or_asked() {
+    let app = App::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let yaml = filtered(
+        &app,
+        &log,
+        "    fault: { delay: { header_delay: {} }, abort: { header_abort: {} } }",
+        ", fault: { delay: { fixed_delay: 100ms, percentage: 100 }, abort: { http_status: 503, percentage: 50 } }",
+    );
+    let proxy = Proxy::start(&yaml, &["out", "admin"]);
+    let out = proxy.addr("out");
+
+    // The route's faults: every request held 100 ms; about half answered 503 without reaching
+    // the app.
+    let started = Instant::now();
+    let statuses: Vec<u16> = (0..40)
+        .map(|_| get(&format!("http://{out}/echo")).status)
+        .collect();
+    assert!(started.elapsed() >= Duration::from_millis(40 * 100));
+    let aborted = statuses.iter().filter(|&&s| s == 503).count();
+    assert!(
+        (8..=32).contains(&aborted),
+        "{aborted} of 40 aborted at 50%"
+    );
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 40 - aborted);
+    assert_eq!(
+        served(&app),
+        40 - aborted,
+        "aborted requests never reach the app"
+    );
+    assert_eq!(metric(&proxy, "meshtrace_proxy_faults_delayed_total"), 40);
+    assert_eq!(
+        metric(&proxy, "meshtrace_proxy_faults_aborted_total") as usize,
+        aborted
+    );
+
+    // The listener's header-controlled faults, for the other routes: nothing unless asked.
+    let url = format!("http://{out}/other");
+    assert_eq!(get(&url).status, 200);
+    let teapot = with_headers(&url, &["x-envoy-fault-abort-request: 418"]);
+    assert_eq!(teapot.status, 418);
+    assert!(
+        teapot.text().ends_with("fault filter abort"),
+        "{}",
+        teapot.text()
+    );
+    let grpc = with_headers(&url, &["x-envoy-fault-abort-grpc-request: 14"]);
+    assert_eq!(grpc.status, 200);
+    let text = grpc.text().to_ascii_lowercase();
+    assert!(
+        text.contains("grpc-status: 14") && text.contains("content-type: application/grpc"),
+        "{text}"
+    );
+    let started = Instant::now();
+    assert_eq!(
+        with_headers(&url, &["x-envoy-fault-delay-request: 200"]).status,
+        200
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    // The access log says which fault did what (DI delayed, FI aborted).
+    let lines = eventually(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.lines().count() == 44).then_some(text)
+    })
+    .expect("44 lines");
+    assert_eq!(
+        lines.matches("/echo 503 DI,FI\n").count(),
+        aborted,
+        "{lines}"
+    );
+    assert_eq!(
+        lines.matches("/echo 200 DI\n").count(),
+        40 - aborted,
+        "{lines}"
+    );
+    for line in [
+        "/other 200 -\n",
+        "/other 418 FI\n",
+        "/other 200 FI\n",
+        "/other 200 DI\n",
+    ] {
+        assert!(lines.contains(line), "{line:?} in {lines}");
+    }
+
+    let err = refused(&yaml.replace("percentage: 50", "percentage: 150"));
+    assert!(
+        err.contains("percentage 150 is not between 0 and 100"),
+        "{err}"
+    );
+    let err = refused(&yaml.replace("http_status: 503", "http_status: 99"));
+    assert!(
+        err.contains("route to \"app\": fault: abort: http_status 99"),
+        "{err}"
+    );
+}
+
+#[test]
+fn proxy_local_rate_limit_answers_429_once_the_shared_bucket_is_empty() {
+    let app = App::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let yaml = filtered(
+        &app,
+        &log,
+        "",
+        ", local_rate_limit: { token_bucket: { max_tokens: 3, tokens_per_fill: 3, fill_interval: 2s }, enable_x_ratelimit_headers: DRAFT_VERSION_03 }",
+    );
+    let proxy = Proxy::start(&yaml, &["out", "admin"]);
+    let url = format!("http://{}/echo", proxy.addr("out"));
+    // Each curl is a connection of its own, dealt to the workers in turn: one bucket for all.
+    let started = Instant::now();
+    let answers: Vec<Answer> = (0..5).map(|_| with_headers(&url, &[])).collect();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "within one fill"
+    );
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let header = |a: &Answer, name: &str| -> String {
+        a.text()
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let remaining: Vec<String> = answers
+        .iter()
+        .map(|a| header(a, "x-ratelimit-remaining"))
+        .collect();
+    assert_eq!(remaining, ["2", "1", "0", "0", "0"]);
+    assert_eq!(header(&answers[0], "x-ratelimit-limit"), "3");
+    assert!(answers[3].text().ends_with("local_rate_limited"));
+    assert_eq!(served(&app), 3);
+    assert_eq!(metric(&proxy, "meshtrace_proxy_rate_limited_total"), 2);
+    // Another route has no bucket; and after the fill, the route is served again.
+    assert_eq!(
+        get(&format!("http://{}/other", proxy.addr("out"))).status,
+        200
+    );
+    std::thread::sleep(Duration::from_secs(2).saturating_sub(started.elapsed()));
+    assert_eq!(get(&url).status, 200);
+    let lines = eventually(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.lines().count() == 7).then_some(text)
+    })
+    .expect("7 lines");
+    assert_eq!(lines.matches("/echo 429 RL\n").count(), 2, "{lines}");
+
+    let err = refused(&yaml.replace("fill_interval: 2s", "fill_interval: 10ms"));
+    assert!(
+        err.contains("local_rate_limit: token_bucket.fill_interval must be at least 50ms"),
+        "{err}"
+    );
+}

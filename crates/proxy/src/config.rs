@@ -11,6 +11,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use wire::propagation::Format;
 
+pub use crate::fault::FaultConfig;
+pub use crate::rate_limit::LocalRateLimitConfig;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid proxy configuration: {0}")]
@@ -79,6 +82,13 @@ pub struct ListenerConfig {
     /// One line per request (Envoy's access log). None by default.
     #[serde(default)]
     pub access_log: Option<AccessLogConfig>,
+    /// Faults injected into requests (Envoy's `fault` filter), for every route without its own.
+    #[serde(default)]
+    pub fault: Option<FaultConfig>,
+    /// A token bucket for the listener's requests (Envoy's `local_ratelimit`); a route with its
+    /// own has a bucket of its own.
+    #[serde(default)]
+    pub local_rate_limit: Option<LocalRateLimitConfig>,
 }
 
 /// A listener's access log: where, and in which of Envoy's formats (a format string, Envoy's
@@ -708,6 +718,12 @@ pub struct RouteConfig {
     /// `prefix_rewrite`): `/api/cart` with `/` makes `/api/cart/items?x=1` `/items?x=1`.
     #[serde(default)]
     pub prefix_rewrite: Option<String>,
+    /// This route's faults (else the listener's `fault`).
+    #[serde(default)]
+    pub fault: Option<FaultConfig>,
+    /// This route's own token bucket (else the listener's `local_rate_limit`).
+    #[serde(default)]
+    pub local_rate_limit: Option<LocalRateLimitConfig>,
 }
 
 impl<'de> Deserialize<'de> for Upstream {
@@ -877,7 +893,7 @@ fn default_drain_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-mod dur {
+pub(crate) mod dur {
     use super::*;
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
@@ -885,7 +901,7 @@ mod dur {
     }
 }
 
-mod dur_opt {
+pub(crate) mod dur_opt {
     use super::*;
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         super::dur::deserialize(d).map(Some)
@@ -940,6 +956,33 @@ impl Config {
                 p.check().map_err(|m| {
                     ConfigError::Invalid(format!("listener {:?}: retry_policy: {m}", l.name))
                 })?;
+            }
+            let filters =
+                |at: String, f: Option<&FaultConfig>, r: Option<&LocalRateLimitConfig>| {
+                    if let Some(f) = f {
+                        f.check()
+                            .map_err(|m| ConfigError::Invalid(format!("{at}: fault: {m}")))?;
+                    }
+                    if let Some(r) = r {
+                        r.check().map_err(|m| {
+                            ConfigError::Invalid(format!("{at}: local_rate_limit: {m}"))
+                        })?;
+                    }
+                    Ok::<(), ConfigError>(())
+                };
+            filters(
+                format!("listener {:?}", l.name),
+                l.fault.as_ref(),
+                l.local_rate_limit.as_ref(),
+            )?;
+            if let Upstream::Routed(r) = &l.upstream {
+                for route in &r.routes {
+                    filters(
+                        format!("listener {:?}: route to {:?}", l.name, route.cluster),
+                        route.fault.as_ref(),
+                        route.local_rate_limit.as_ref(),
+                    )?;
+                }
             }
             if let Upstream::Routed(r) = &l.upstream {
                 for (name, cluster) in &r.clusters {

@@ -107,9 +107,24 @@ impl<B: Body<Data = Bytes> + Unpin> Body for CountedRequest<B> {
 pub struct Record {
     pub span: Option<ActiveSpan>,
     pub log: Option<Box<Entry>>,
+    /// A fault delayed it (Envoy's `DI`).
+    pub delayed: bool,
 }
 
 impl Record {
+    /// Envoy's response flags for the answer: `flag` (`-` for none), with `DI` when a fault
+    /// delayed the request (in Envoy's order: after the upstream's flags, before `FI`/`RL`).
+    pub fn flags(&self, flag: &'static str) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow;
+        match (self.delayed, flag) {
+            (false, flag) => Cow::Borrowed(flag),
+            (true, "-") => Cow::Borrowed("DI"),
+            (true, "FI") => Cow::Borrowed("DI,FI"),
+            (true, "RL") => Cow::Borrowed("DI,RL"),
+            (true, flag) => Cow::Owned(format!("{flag},DI")),
+        }
+    }
+
     /// What is left to do once the response begins (`None`: nothing to record).
     pub fn finish(self, request_bytes: Arc<AtomicU64>) -> Option<Finish> {
         if self.span.is_none() && self.log.is_none() {

@@ -13,11 +13,13 @@ mod access_log;
 pub mod admin;
 pub mod config;
 mod deadline;
+mod fault;
 mod forward;
 mod health_check;
 mod listener;
 pub mod memory;
 mod outlier;
+mod rate_limit;
 pub mod report;
 mod report_conn;
 mod retry;
@@ -193,7 +195,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 upstream_tls.clusters.insert(name.clone(), own);
             }
         }
-        let mut shared = route::Shared::default();
+        let mut shared = route::Shared {
+            bucket: l
+                .local_rate_limit
+                .as_ref()
+                .map(|c| Arc::new(rate_limit::TokenBucket::new(c))),
+            ..route::Shared::default()
+        };
+        if let config::Upstream::Routed(routed) = &l.upstream {
+            shared.route_buckets = routed
+                .routes
+                .iter()
+                .map(|r| {
+                    r.local_rate_limit
+                        .as_ref()
+                        .map(|c| Arc::new(rate_limit::TokenBucket::new(c)))
+                })
+                .collect();
+        }
         match &l.upstream {
             config::Upstream::Routed(routed) => {
                 for (name, cluster) in &routed.clusters {

@@ -267,6 +267,7 @@ impl Listener {
         let mut rec = Record {
             span: begun.span,
             log,
+            delayed: false,
         };
         // The tags borrow from the request as it came in, before the trace headers are rewritten.
         if let Some(s) = rec.span.as_mut() {
@@ -319,10 +320,65 @@ impl Listener {
         if let Some(l) = rec.log.as_mut() {
             l.upstream(target.cluster, target.address);
         }
+        // The route's (or listener's) filters, before anything goes upstream.
+        let taken = match target.bucket {
+            Some(bucket) => {
+                let verdict = bucket.take(std::time::Instant::now());
+                if !verdict.allowed {
+                    Stats::inc(&self.stats.rate_limited);
+                    let mut r = self.local(
+                        rec,
+                        request_bytes,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "RL",
+                        "local_rate_limited",
+                    );
+                    bucket.tell(&verdict, r.headers_mut());
+                    return r;
+                }
+                Some((bucket, verdict))
+            }
+            None => None,
+        };
+        if let Some(fault) = target.fault {
+            let faults = fault.decide(req.headers(), || fastrand::u32(..1_000_000));
+            if let Some(delay) = faults.delay {
+                Stats::inc(&self.stats.faults_delayed);
+                rec.delayed = true;
+                tokio::time::sleep(delay).await;
+            }
+            if let Some(abort) = faults.abort {
+                Stats::inc(&self.stats.faults_aborted);
+                return self.aborted(rec, request_bytes, abort);
+            }
+        }
+        let mut resp = self
+            .forward(req, target, rec, request_bytes, version, upgrade)
+            .await;
+        if let Some((bucket, verdict)) = taken {
+            bucket.tell(&verdict, resp.headers_mut());
+        }
+        resp
+    }
+
+    /// Sends a routed request upstream (a tunnel for an upgrade), with retries under a retry
+    /// policy, and answers with the upstream's response or the proxy's own failure.
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        target: Target<'_>,
+        mut rec: Record,
+        request_bytes: Arc<AtomicU64>,
+        version: Version,
+        upgrade: Option<HeaderValue>,
+    ) -> Response<TracedResponse> {
         let Ok(authority) = Authority::try_from(&**target.address) else {
             return self.bad_address(rec, request_bytes);
         };
         if let Some(protocol) = upgrade {
+            if let Some(l) = rec.log.as_mut() {
+                l.attempted();
+            }
             return self
                 .upgrade(
                     req,
@@ -356,6 +412,9 @@ impl Listener {
             else {
                 return self.bad_address(rec, request_bytes);
             };
+            if let Some(l) = rec.log.as_mut() {
+                l.attempted();
+            }
             let attempt = self
                 .upstreams
                 .send(target.address, target.tls, http2, upstream_req);
@@ -658,26 +717,69 @@ impl Listener {
         Response::from_parts(parts, TracedResponse::new(local_body(String::new()), None))
     }
 
+    /// A request a fault aborts: the status asked for, or for gRPC an HTTP 200 whose
+    /// `grpc-status` is the one asked for (trailers-only, as gRPC answers a failed call).
+    fn aborted(
+        &self,
+        rec: Record,
+        request_bytes: Arc<AtomicU64>,
+        abort: crate::fault::Abort,
+    ) -> Response<TracedResponse> {
+        const BODY: &str = "fault filter abort";
+        match abort {
+            crate::fault::Abort::Http(status) => self.local(
+                rec,
+                request_bytes,
+                StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "FI",
+                BODY,
+            ),
+            crate::fault::Abort::Grpc(code) => {
+                let mut headers = http::HeaderMap::new();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/grpc"),
+                );
+                headers.insert("grpc-status", HeaderValue::from(code));
+                headers.insert("grpc-message", HeaderValue::from_static(BODY));
+                self.local_with(rec, request_bytes, (StatusCode::OK, headers), "FI", "")
+            }
+        }
+    }
+
     /// An answer of the proxy's own, with the span finished as failed for 5xx.
     fn local(
         &self,
-        mut rec: Record,
+        rec: Record,
         request_bytes: Arc<AtomicU64>,
         status: StatusCode,
         flag: &'static str,
         text: &str,
     ) -> Response<TracedResponse> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        self.local_with(rec, request_bytes, (status, headers), flag, text)
+    }
+
+    /// An answer of the proxy's own with `headers`.
+    fn local_with(
+        &self,
+        mut rec: Record,
+        request_bytes: Arc<AtomicU64>,
+        (status, headers): (StatusCode, http::HeaderMap),
+        flag: &'static str,
+        text: &str,
+    ) -> Response<TracedResponse> {
+        let flags = rec.flags(flag);
         if let Some(s) = rec.span.as_mut() {
             s.tag("http.status_code", i64::from(status.as_u16()));
-            s.tag("response_flags", flag);
+            s.tag("response_flags", flags.clone());
             if status.is_server_error() {
                 s.error(text.trim_end());
             }
         }
-        let mut headers = http::HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         if let Some(l) = rec.log.as_mut() {
-            l.answered(status.as_u16(), flag, &headers);
+            l.answered(status.as_u16(), flags, &headers);
         }
         let finish = rec.finish(request_bytes);
         let mut r = Response::new(TracedResponse::new(local_body(text.to_owned()), finish));
@@ -695,9 +797,10 @@ fn answered(
     flags: &'static str,
 ) -> Option<Finish> {
     let status = parts.status;
+    let flags = rec.flags(flags);
     if let Some(s) = rec.span.as_mut() {
         s.tag("http.status_code", i64::from(status.as_u16()));
-        s.tag("response_flags", flags);
+        s.tag("response_flags", flags.clone());
         if status.is_server_error() {
             s.error(&format!("upstream answered {status}"));
         }

@@ -4,15 +4,17 @@
 //! active health checks, see `health_check`); and
 //! the TLS settings its connections are made with (the cluster's own, else the listener's),
 //! and the retry policy (the route's own, else the listener's), whose retries go to the
-//! cluster's next endpoint ([`Router::again`]).
+//! cluster's next endpoint ([`Router::again`]); and the faults and the token bucket (the
+//! route's own, else the listener's) the request meets first.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::config::{ListenerConfig, Upstream, UpstreamProtocol};
+use crate::config::{FaultConfig, ListenerConfig, Upstream, UpstreamProtocol};
 use crate::health_check::ClusterHealth;
 use crate::outlier::Outliers;
+use crate::rate_limit::TokenBucket;
 use crate::retry::RetryPolicy;
 use crate::tls::{Originate, Watched};
 
@@ -48,6 +50,10 @@ pub struct Shared {
     pub outliers: OutliersByCluster,
     /// The clusters with `health_checks`.
     pub health: BTreeMap<String, Arc<ClusterHealth>>,
+    /// The listener's `local_rate_limit` bucket.
+    pub bucket: Option<Arc<TokenBucket>>,
+    /// The routes' own buckets, in route order.
+    pub route_buckets: Vec<Option<Arc<TokenBucket>>>,
     pub retries_in_flight: BTreeMap<String, Arc<AtomicUsize>>,
 }
 
@@ -76,6 +82,10 @@ pub struct Target<'a> {
     pub operation: Option<&'a str>,
     /// The route's retry policy, if it has one.
     pub retry: Option<&'a RetryPolicy>,
+    /// The faults to inject, if any.
+    pub fault: Option<&'a FaultConfig>,
+    /// The token bucket the request takes from, if any.
+    pub bucket: Option<&'a TokenBucket>,
     /// The route picked (`None`: the listener's single upstream), for [`Router::again`].
     route: Option<&'a Route>,
     /// The endpoint's place in its cluster.
@@ -109,6 +119,8 @@ struct Single {
     address: Arc<str>,
     tls: UpstreamTls,
     retry: Option<RetryPolicy>,
+    fault: Option<FaultConfig>,
+    bucket: Option<Arc<TokenBucket>>,
 }
 
 struct Route {
@@ -123,6 +135,8 @@ struct Route {
     retry: Option<RetryPolicy>,
     outliers: Option<Arc<Outliers>>,
     health: Option<Arc<ClusterHealth>>,
+    fault: Option<FaultConfig>,
+    bucket: Option<Arc<TokenBucket>>,
     next: AtomicUsize,
 }
 
@@ -138,6 +152,8 @@ impl Router {
                         .retry_policy
                         .as_ref()
                         .map(|p| RetryPolicy::new(p, shared.in_flight(&l.name))),
+                    fault: l.fault.clone(),
+                    bucket: shared.bucket.clone(),
                 }),
                 routes: Vec::new(),
             },
@@ -147,7 +163,8 @@ impl Router {
                 routes: r
                     .routes
                     .iter()
-                    .map(|route| Route {
+                    .enumerate()
+                    .map(|(i, route)| Route {
                         host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
                         path_prefix: route.path_prefix.clone(),
                         cluster: route.cluster.as_str().into(),
@@ -170,6 +187,13 @@ impl Router {
                             .map(|p| RetryPolicy::new(p, shared.in_flight(&route.cluster))),
                         outliers: shared.outliers.get(&route.cluster).cloned(),
                         health: shared.health.get(&route.cluster).cloned(),
+                        fault: route.fault.clone().or_else(|| l.fault.clone()),
+                        bucket: shared
+                            .route_buckets
+                            .get(i)
+                            .cloned()
+                            .flatten()
+                            .or_else(|| shared.bucket.clone()),
                         next: AtomicUsize::new(0),
                     })
                     .collect(),
@@ -188,6 +212,8 @@ impl Router {
                 rewrite: None,
                 operation: None,
                 retry: single.retry.as_ref(),
+                fault: single.fault.as_ref(),
+                bucket: single.bucket.as_deref(),
                 route: None,
                 endpoint: 0,
             });
@@ -244,6 +270,8 @@ impl Route {
                 .map(|(from, to)| (from.as_str(), to.as_str())),
             operation: route.name.as_deref(),
             retry: route.retry.as_ref(),
+            fault: route.fault.as_ref(),
+            bucket: route.bucket.as_deref(),
             route: Some(route),
             endpoint: i,
         }

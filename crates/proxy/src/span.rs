@@ -90,6 +90,15 @@ pub enum TagValue {
     Bool(bool),
 }
 
+impl From<std::borrow::Cow<'static, str>> for TagValue {
+    fn from(s: std::borrow::Cow<'static, str>) -> Self {
+        match s {
+            std::borrow::Cow::Borrowed(s) => TagValue::Static(s),
+            std::borrow::Cow::Owned(s) => TagValue::Text(s),
+        }
+    }
+}
+
 impl From<&'static str> for TagValue {
     fn from(s: &'static str) -> Self {
         TagValue::Static(s)

@@ -40,6 +40,11 @@ pub struct Stats {
     outliers: Mutex<Vec<(String, String, Arc<Outliers>)>>,
     /// The clusters with active health checks, by listener and cluster.
     health: Mutex<Vec<(String, String, Arc<ClusterHealth>)>>,
+    /// Requests answered 429 by a `local_rate_limit` bucket.
+    pub rate_limited: AtomicU64,
+    /// Requests a `fault` delayed, and aborted.
+    pub faults_delayed: AtomicU64,
+    pub faults_aborted: AtomicU64,
     /// Access log lines written, and dropped (the writer behind, or failing).
     pub access_log_written: AtomicU64,
     pub access_log_dropped: AtomicU64,
@@ -116,6 +121,21 @@ impl Stats {
                 "meshtrace_proxy_outlier_ejections_total",
                 "Endpoints ejected by outlier detection.",
                 &self.outlier_ejections,
+            ),
+            (
+                "meshtrace_proxy_rate_limited_total",
+                "Requests answered 429 by a local rate limit (Envoy's RL).",
+                &self.rate_limited,
+            ),
+            (
+                "meshtrace_proxy_faults_delayed_total",
+                "Requests delayed by fault injection (Envoy's DI).",
+                &self.faults_delayed,
+            ),
+            (
+                "meshtrace_proxy_faults_aborted_total",
+                "Requests aborted by fault injection (Envoy's FI).",
+                &self.faults_aborted,
             ),
             (
                 "meshtrace_proxy_access_log_lines_total",

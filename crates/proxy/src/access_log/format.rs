@@ -360,7 +360,7 @@ impl Format {
             },
             Kind::Protocol => text(e.protocol),
             Kind::ResponseCode => Value::Number(u64::from(e.status)),
-            Kind::ResponseFlags => text(e.flags),
+            Kind::ResponseFlags => text(&e.flags),
             Kind::BytesReceived => Value::Number(e.bytes_received),
             Kind::BytesSent => Value::Number(e.bytes_sent),
             Kind::Duration => millis(e.duration),

@@ -60,7 +60,7 @@ pub struct Entry {
     pub(crate) attempts: u32,
     /// 0 until a response began (Envoy's: the client left first).
     pub(crate) status: u16,
-    pub(crate) flags: &'static str,
+    pub(crate) flags: std::borrow::Cow<'static, str>,
     pub(crate) failure: Option<String>,
     pub(crate) response_duration: Option<Duration>,
     pub(crate) duration: Option<Duration>,
@@ -138,7 +138,7 @@ impl AccessLog {
             upstream_host: None,
             attempts: 0,
             status: 0,
-            flags: "-",
+            flags: std::borrow::Cow::Borrowed("-"),
             failure: None,
             response_duration: None,
             duration: None,
@@ -187,15 +187,24 @@ impl Drop for AccessLog {
 }
 
 impl Entry {
-    /// Where the request went (again, for a retry).
+    /// Where the request goes (again, for a retry).
     pub fn upstream(&mut self, cluster: &Arc<str>, host: &Arc<str>) {
         self.cluster = Some(cluster.clone());
         self.upstream_host = Some(host.clone());
+    }
+
+    /// An attempt is sent upstream.
+    pub fn attempted(&mut self) {
         self.attempts += 1;
     }
 
     /// The response began: its status, Envoy's response flags, and the headers the format reads.
-    pub fn answered(&mut self, status: u16, flags: &'static str, headers: &http::HeaderMap) {
+    pub fn answered(
+        &mut self,
+        status: u16,
+        flags: std::borrow::Cow<'static, str>,
+        headers: &http::HeaderMap,
+    ) {
         self.status = status;
         self.flags = flags;
         self.response_duration = Some(self.began.elapsed());
@@ -270,9 +279,10 @@ mod tests {
     fn envoys_default_format_with_what_the_request_did() {
         let s = line(Format::text(None).unwrap(), |e| {
             e.upstream(&"cart".into(), &"10.0.1.7:8080".into());
+            e.attempted();
             let mut h = http::HeaderMap::new();
             h.insert("content-type", HeaderValue::from_static("text/plain"));
-            e.answered(201, "-", &h);
+            e.answered(201, "-".into(), &h);
         });
         // [2026-11-22T00:00:00.000Z] "POST /api/cart?id=7 HTTP/1.1" 201 - 12 345 0 - "-" "curl/8.0" "f00" "cart.mesh" "10.0.1.7:8080"
         let (time, rest) = s.split_once("] ").unwrap();
@@ -319,7 +329,7 @@ mod tests {
             unreachable!()
         };
         let s = line(Format::json(&dict).unwrap(), |e| {
-            e.answered(404, "NR", &http::HeaderMap::new());
+            e.answered(404, "NR".into(), &http::HeaderMap::new());
         });
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(
