@@ -1,6 +1,7 @@
 //! One listener: accepts HTTP/1.1 (keep-alive) and HTTP/2 cleartext (prior knowledge, so gRPC
 //! works) on the same port, or both over TLS (`tls`), and runs each request through route →
-//! span → forward.
+//! span (and access log entry, `access_log`) → the route's token bucket (`rate_limit`) and
+//! faults (`fault`) → forward.
 //!
 //! [`accept`] deals accepted connections out to the per-core workers in turn; each worker's
 //! [`Listener::serve`] then owns its connections, and its upstream pools, on its own thread.
