@@ -703,3 +703,68 @@ fn proxy_local_rate_limit_answers_429_once_the_shared_bucket_is_empty() {
         "{err}"
     );
 }
+
+#[test]
+fn proxy_circuit_breaker_answers_503_beyond_max_requests_in_flight() {
+    let app = App::start();
+    let yaml = format!(
+        "node_id: side
+admin: 127.0.0.1:0
+listeners:
+  - name: in
+    mode: inbound
+    listen: 127.0.0.1:0
+    upstream: '{}'
+    circuit_breakers: {{ max_requests: 2 }}
+",
+        app.addr
+    );
+    let proxy = Proxy::start(&yaml, &["in", "admin"]);
+    let url = format!("http://{}", proxy.addr("in"));
+    let active = || {
+        metric(
+            &proxy,
+            r#"meshtrace_proxy_upstream_requests_active{listener="in",cluster="in"}"#,
+        )
+    };
+    // Two slow requests (3 s) take both places...
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let url = format!("{url}/slow");
+            std::thread::spawn(move || get(&url).status)
+        })
+        .collect();
+    assert_eq!(
+        eventually(Duration::from_secs(5), || (active() == 2).then_some(())),
+        Some(())
+    );
+    // ...so a third is answered at once, without reaching the app.
+    let before = served(&app);
+    let started = Instant::now();
+    let over = with_headers(&format!("{url}/echo"), &[]);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(over.status, 503);
+    assert!(
+        over.text()
+            .to_ascii_lowercase()
+            .contains("x-envoy-overloaded: true"),
+        "{}",
+        over.text()
+    );
+    assert_eq!(served(&app), before);
+    assert_eq!(metric(&proxy, "meshtrace_proxy_upstream_overflow_total"), 1);
+    for s in slow {
+        assert_eq!(s.join().unwrap(), 200);
+    }
+    // Both answered: their places are free again.
+    assert_eq!(
+        eventually(Duration::from_secs(5), || (active() == 0).then_some(())),
+        Some(())
+    );
+    assert_eq!(get(&format!("{url}/echo")).status, 200);
+
+    let err = refused(&yaml.replace("max_requests: 2", "max_requests: 0"));
+    assert!(err.contains("circuit_breakers: max_requests 0"), "{err}");
+    let err = refused(&yaml.replace("max_requests: 2", "max_connections: 2"));
+    assert!(err.contains("unknown field `max_connections`"), "{err}");
+}

@@ -11,6 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use wire::propagation::Format;
 
+pub use crate::circuit_breaker::CircuitBreakers;
 pub use crate::fault::FaultConfig;
 pub use crate::rate_limit::LocalRateLimitConfig;
 
@@ -89,6 +90,10 @@ pub struct ListenerConfig {
     /// own has a bucket of its own.
     #[serde(default)]
     pub local_rate_limit: Option<LocalRateLimitConfig>,
+    /// Edge and inbound: the cap on requests in flight to the one upstream (an outbound
+    /// listener's clusters each have their own).
+    #[serde(default)]
+    pub circuit_breakers: Option<CircuitBreakers>,
 }
 
 /// A listener's access log: where, and in which of Envoy's formats (a format string, Envoy's
@@ -398,6 +403,8 @@ pub struct Cluster {
     /// Active health checking (a list, as Envoy's, of at most one check): endpoints failing
     /// it are left out until they pass again.
     pub health_checks: Vec<HealthCheck>,
+    /// The cap on requests in flight to the cluster.
+    pub circuit_breakers: Option<CircuitBreakers>,
 }
 
 /// One of a cluster's `health_checks` (Envoy's `HealthCheck`, with its field names): every
@@ -632,13 +639,15 @@ impl<'de> Deserialize<'de> for Cluster {
             outlier_detection: Option<OutlierDetection>,
             #[serde(default)]
             health_checks: Vec<HealthCheck>,
+            #[serde(default)]
+            circuit_breakers: Option<CircuitBreakers>,
         }
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Cluster;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(
-                    "a list of host:port endpoints, or a map with endpoints, tls, upstream_protocol, outlier_detection and health_checks",
+                    "a list of host:port endpoints, or a map with endpoints, tls, upstream_protocol, outlier_detection, health_checks and circuit_breakers",
                 )
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Cluster, A::Error> {
@@ -649,6 +658,7 @@ impl<'de> Deserialize<'de> for Cluster {
                     upstream_protocol: None,
                     outlier_detection: None,
                     health_checks: Vec::new(),
+                    circuit_breakers: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cluster, A::Error> {
@@ -658,6 +668,7 @@ impl<'de> Deserialize<'de> for Cluster {
                     upstream_protocol,
                     outlier_detection,
                     health_checks,
+                    circuit_breakers,
                 } = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(Cluster {
                     endpoints,
@@ -665,6 +676,7 @@ impl<'de> Deserialize<'de> for Cluster {
                     upstream_protocol,
                     outlier_detection,
                     health_checks,
+                    circuit_breakers,
                 })
             }
         }
@@ -975,6 +987,17 @@ impl Config {
                 l.fault.as_ref(),
                 l.local_rate_limit.as_ref(),
             )?;
+            if let Some(c) = &l.circuit_breakers {
+                if matches!(l.upstream, Upstream::Routed(_)) {
+                    return bad(format!(
+                        "listener {:?}: circuit_breakers belong to its clusters (clusters: {{name: {{endpoints: [...], circuit_breakers: ...}}}})",
+                        l.name
+                    ));
+                }
+                c.check().map_err(|m| {
+                    ConfigError::Invalid(format!("listener {:?}: circuit_breakers: {m}", l.name))
+                })?;
+            }
             if let Upstream::Routed(r) = &l.upstream {
                 for route in &r.routes {
                     filters(
@@ -990,6 +1013,14 @@ impl Config {
                         o.check().map_err(|m| {
                             ConfigError::Invalid(format!(
                                 "listener {:?}: cluster {name:?}: outlier_detection: {m}",
+                                l.name
+                            ))
+                        })?;
+                    }
+                    if let Some(c) = &cluster.circuit_breakers {
+                        c.check().map_err(|m| {
+                            ConfigError::Invalid(format!(
+                                "listener {:?}: cluster {name:?}: circuit_breakers: {m}",
                                 l.name
                             ))
                         })?;
@@ -1175,6 +1206,7 @@ mod tests {
             Duration::from_secs(300),
             "Envoy's default"
         );
+        assert_eq!(cart.circuit_breakers.unwrap().max_requests, 1024);
         let h = &cart.health_checks[0];
         assert_eq!(
             (h.interval, h.unhealthy_threshold, h.healthy_threshold),

@@ -16,6 +16,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 
 use crate::access_log::Entry;
+use crate::circuit_breaker::Inside;
 use crate::retry::{Recording, Replay};
 use crate::span::ActiveSpan;
 
@@ -175,11 +176,22 @@ impl Finish {
 pub struct TracedResponse {
     inner: ProxyBody,
     finish: Option<Finish>,
+    /// The request's place in its cluster's circuit breaker, kept until the body is over.
+    place: Option<Inside>,
 }
 
 impl TracedResponse {
     pub fn new(inner: ProxyBody, finish: Option<Finish>) -> Self {
-        TracedResponse { inner, finish }
+        TracedResponse {
+            inner,
+            finish,
+            place: None,
+        }
+    }
+
+    /// Keeps `place` until the response is over (or the client left).
+    pub fn hold(&mut self, place: Inside) {
+        self.place = Some(place);
     }
 }
 

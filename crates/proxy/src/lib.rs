@@ -11,6 +11,7 @@
 
 mod access_log;
 pub mod admin;
+mod circuit_breaker;
 pub mod config;
 mod deadline;
 mod fault;
@@ -224,6 +225,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                         stats.watch_outliers(&l.name, name, detector.clone());
                         shared.outliers.insert(name.clone(), detector);
                     }
+                    if let Some(c) = &cluster.circuit_breakers {
+                        let gate = Arc::new(circuit_breaker::Gate::new(c));
+                        stats.watch_gate(&l.name, name, gate.clone());
+                        shared.gates.insert(name.clone(), gate);
+                    }
                     if let Some(check) = cluster.health_checks.first() {
                         let health =
                             Arc::new(health_check::ClusterHealth::new(cluster.endpoints.len()));
@@ -244,6 +250,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 shared
                     .retries_in_flight
                     .insert(l.name.clone(), Arc::default());
+                if let Some(c) = &l.circuit_breakers {
+                    let gate = Arc::new(circuit_breaker::Gate::new(c));
+                    stats.watch_gate(&l.name, &l.name, gate.clone());
+                    shared.gates.insert(l.name.clone(), gate);
+                }
             }
         }
         let access_log = match &l.access_log {

@@ -353,11 +353,31 @@ impl Listener {
                 return self.aborted(rec, request_bytes, abort);
             }
         }
+        let place = match target.gate.map(|gate| gate.enter()) {
+            None => None,
+            Some(Some(place)) => Some(place),
+            Some(None) => {
+                Stats::inc(&self.stats.upstream_overflow);
+                let mut headers = http::HeaderMap::new();
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                headers.insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+                return self.local_with(
+                    rec,
+                    request_bytes,
+                    (StatusCode::SERVICE_UNAVAILABLE, headers),
+                    "UO",
+                    "upstream overflow: the cluster's max_requests are in flight\n",
+                );
+            }
+        };
         let mut resp = self
             .forward(req, target, rec, request_bytes, version, upgrade)
             .await;
         if let Some((bucket, verdict)) = taken {
             bucket.tell(&verdict, resp.headers_mut());
+        }
+        if let Some(place) = place {
+            resp.body_mut().hold(place);
         }
         resp
     }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::circuit_breaker::Gate;
 use crate::config::{FaultConfig, ListenerConfig, Upstream, UpstreamProtocol};
 use crate::health_check::ClusterHealth;
 use crate::outlier::Outliers;
@@ -54,6 +55,8 @@ pub struct Shared {
     pub bucket: Option<Arc<TokenBucket>>,
     /// The routes' own buckets, in route order.
     pub route_buckets: Vec<Option<Arc<TokenBucket>>>,
+    /// The circuit breakers, by cluster (the listener's name for a single upstream).
+    pub gates: BTreeMap<String, Arc<Gate>>,
     pub retries_in_flight: BTreeMap<String, Arc<AtomicUsize>>,
 }
 
@@ -86,6 +89,8 @@ pub struct Target<'a> {
     pub fault: Option<&'a FaultConfig>,
     /// The token bucket the request takes from, if any.
     pub bucket: Option<&'a TokenBucket>,
+    /// The cluster's circuit breaker, if it has one.
+    pub gate: Option<&'a Gate>,
     /// The route picked (`None`: the listener's single upstream), for [`Router::again`].
     route: Option<&'a Route>,
     /// The endpoint's place in its cluster.
@@ -121,6 +126,7 @@ struct Single {
     retry: Option<RetryPolicy>,
     fault: Option<FaultConfig>,
     bucket: Option<Arc<TokenBucket>>,
+    gate: Option<Arc<Gate>>,
 }
 
 struct Route {
@@ -137,6 +143,7 @@ struct Route {
     health: Option<Arc<ClusterHealth>>,
     fault: Option<FaultConfig>,
     bucket: Option<Arc<TokenBucket>>,
+    gate: Option<Arc<Gate>>,
     next: AtomicUsize,
 }
 
@@ -154,6 +161,7 @@ impl Router {
                         .map(|p| RetryPolicy::new(p, shared.in_flight(&l.name))),
                     fault: l.fault.clone(),
                     bucket: shared.bucket.clone(),
+                    gate: shared.gates.get(&l.name).cloned(),
                 }),
                 routes: Vec::new(),
             },
@@ -194,6 +202,7 @@ impl Router {
                             .cloned()
                             .flatten()
                             .or_else(|| shared.bucket.clone()),
+                        gate: shared.gates.get(&route.cluster).cloned(),
                         next: AtomicUsize::new(0),
                     })
                     .collect(),
@@ -214,6 +223,7 @@ impl Router {
                 retry: single.retry.as_ref(),
                 fault: single.fault.as_ref(),
                 bucket: single.bucket.as_deref(),
+                gate: single.gate.as_deref(),
                 route: None,
                 endpoint: 0,
             });
@@ -272,6 +282,7 @@ impl Route {
             retry: route.retry.as_ref(),
             fault: route.fault.as_ref(),
             bucket: route.bucket.as_deref(),
+            gate: route.gate.as_deref(),
             route: Some(route),
             endpoint: i,
         }

@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::circuit_breaker::Gate;
 use crate::health_check::ClusterHealth;
 use crate::outlier::Outliers;
 
@@ -40,6 +41,10 @@ pub struct Stats {
     outliers: Mutex<Vec<(String, String, Arc<Outliers>)>>,
     /// The clusters with active health checks, by listener and cluster.
     health: Mutex<Vec<(String, String, Arc<ClusterHealth>)>>,
+    /// The clusters with circuit breakers, by listener and cluster.
+    gates: Mutex<Vec<(String, String, Arc<Gate>)>>,
+    /// Requests answered 503 by a cluster's circuit breaker (`max_requests` in flight).
+    pub upstream_overflow: AtomicU64,
     /// Requests answered 429 by a `local_rate_limit` bucket.
     pub rate_limited: AtomicU64,
     /// Requests a `fault` delayed, and aborted.
@@ -69,6 +74,14 @@ impl Stats {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((listener.to_owned(), cluster.to_owned(), outliers));
+    }
+
+    /// Shows how many requests to `cluster` (of `listener`) its circuit breaker counts in flight.
+    pub fn watch_gate(&self, listener: &str, cluster: &str, gate: Arc<Gate>) {
+        self.gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((listener.to_owned(), cluster.to_owned(), gate));
     }
 
     /// Shows the checks of `cluster` (of `listener`) and how many of its endpoints are healthy.
@@ -121,6 +134,11 @@ impl Stats {
                 "meshtrace_proxy_outlier_ejections_total",
                 "Endpoints ejected by outlier detection.",
                 &self.outlier_ejections,
+            ),
+            (
+                "meshtrace_proxy_upstream_overflow_total",
+                "Requests answered 503 by a cluster's circuit breaker (Envoy's UO).",
+                &self.upstream_overflow,
             ),
             (
                 "meshtrace_proxy_rate_limited_total",
@@ -204,6 +222,20 @@ impl Stats {
         }
         drop(outliers);
         self.render_health(&mut out);
+        let gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        if !gates.is_empty() {
+            out.push_str("# HELP meshtrace_proxy_upstream_requests_active Requests in flight to a cluster with circuit breakers.\n# TYPE meshtrace_proxy_upstream_requests_active gauge\n");
+        }
+        for (listener, cluster, g) in gates.iter() {
+            let _ = writeln!(
+                out,
+                "meshtrace_proxy_upstream_requests_active{{listener=\"{}\",cluster=\"{}\"}} {}",
+                label(listener),
+                label(cluster),
+                g.in_flight()
+            );
+        }
+        drop(gates);
         out
     }
 

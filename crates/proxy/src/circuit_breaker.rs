@@ -1,0 +1,98 @@
+//! A cluster's circuit breaker (Envoy's `circuit_breakers` `max_requests`): at most so many
+//! requests in flight to the cluster at once, counted across the workers; one more is answered
+//! 503 at once (response flag `UO`, `x-envoy-overloaded: true`) rather than queued behind an
+//! upstream that is already slow, so that overload fails fast instead of spreading.
+//!
+//! A request is in flight from when it is forwarded until its response has been sent to the end
+//! (or the client left); its retries stay within its one place.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+/// A cluster's (or a listener's single upstream's) `circuit_breakers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakers {
+    pub max_requests: usize,
+}
+
+impl CircuitBreakers {
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_requests == 0 {
+            return Err("max_requests 0 would let no request through".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// The count of a cluster's requests in flight, shared by the workers.
+#[derive(Debug)]
+pub struct Gate {
+    in_flight: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// A place taken in the gate, given back when dropped.
+#[derive(Debug)]
+pub struct Inside(Arc<AtomicUsize>);
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Gate {
+    pub fn new(c: &CircuitBreakers) -> Self {
+        Gate {
+            in_flight: Arc::default(),
+            max: c.max_requests,
+        }
+    }
+
+    /// A place, unless `max_requests` are in flight already.
+    pub fn enter(&self) -> Option<Inside> {
+        let mut n = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            if n >= self.max {
+                return None;
+            }
+            match self.in_flight.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Inside(self.in_flight.clone())),
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_max_requests_are_inside_and_leaving_makes_room() {
+        let g = Gate::new(&CircuitBreakers { max_requests: 2 });
+        let a = g.enter().unwrap();
+        let b = g.enter().unwrap();
+        assert!(g.enter().is_none());
+        assert_eq!(g.in_flight(), 2);
+        drop(a);
+        let c = g.enter();
+        assert!(c.is_some());
+        drop((b, c));
+        assert_eq!(g.in_flight(), 0);
+        assert!(CircuitBreakers { max_requests: 0 }.check().is_err());
+    }
+}
