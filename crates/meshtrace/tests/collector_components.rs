@@ -923,6 +923,9 @@ processors:
       - 'set(attributes["name.sha256"], SHA256(name))'
       - 'set(attributes["first"], Substring(name, 0, 3))'
       - 'set(attributes["code"], Int(Concat(["4", "04"], "")))'
+      - 'set(attributes["route.key"], Format("%s|%05d|%.2f|%v|%d", [name, attributes["http.status_code"], attributes["sample.ratio"], attributes["http.retry"], name])) where IsRootSpan()'
+      - 'set(attributes["name.fnv"], FNV(name))'
+      - 'set(attributes["parsed"], ParseJSON("{{\"tier\": \"gold\", \"n\": 2, \"gone\": null}}")) where IsRootSpan()'
 exporters:
   otlphttp:
     traces_endpoint: http://{}/conv
@@ -975,9 +978,34 @@ service:
             otlp_json_attr(a, "name.sha256"),
             text(sha.split_whitespace().next().unwrap())
         );
+        // FNV-1a 64 as Go's hash/fnv computes it, as a signed int64.
+        let fnv = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        }) as i64;
+        assert_eq!(otlp_json_attr(a, "name.fnv"), int(&fnv.to_string()));
         if name == "GET /checkout" {
             assert_eq!(otlp_json_attr(a, "who"), text("conv|200|0.25|false|<nil>"));
             assert_eq!(otlp_json_attr(a, "items"), int("2"));
+            // Go's fmt, including how it says a verb does not fit its argument.
+            assert_eq!(
+                otlp_json_attr(a, "route.key"),
+                text("GET /checkout|00200|0.25|false|%!d(string=GET /checkout)")
+            );
+            // A map attribute; JSON numbers are doubles, nulls are left out.
+            let parsed = otlp_json_attr(a, "parsed").expect("parsed");
+            let fields = parsed["kvlistValue"]["values"].as_array().unwrap();
+            let field = |k: &str| {
+                fields
+                    .iter()
+                    .find(|f| f["key"] == k)
+                    .map(|f| f["value"].clone())
+            };
+            assert_eq!(fields.len(), 2, "{parsed}");
+            assert_eq!(field("tier"), text("gold"));
+            assert_eq!(
+                field("n").and_then(|v| v["doubleValue"].as_f64()),
+                Some(2.0)
+            );
         } else {
             assert_eq!(otlp_json_attr(a, "who"), None, "not a root: {span}");
         }

@@ -5,7 +5,9 @@
 //! Each follows the OTel Collector's `ottlfuncs`: the conversions (`Int`, `Double`, `String`)
 //! give `nil` for what they cannot convert, so a `set` of it does nothing; the string functions
 //! are strict and fail on anything but a string (their statement then follows `error_mode`).
-//! Lengths and offsets count bytes, as Go's strings do.
+//! Lengths and offsets count bytes, as Go's strings do. `Format` writes as Go's `fmt.Sprintf`
+//! (`go_fmt`), `FNV` hashes as Go's `hash/fnv` (FNV-1a, 64 bits, as a signed int), and
+//! `ParseJSON` gives a map (or list) whose numbers are doubles, as Go's JSON decoding does.
 
 use model::AnyValue;
 use sha1::Digest;
@@ -44,12 +46,15 @@ enum Func {
     IsMap,
     IsList,
     IsRootSpan,
+    Fnv,
+    Format,
+    ParseJson,
 }
 
 /// The converters built, for the message naming one that is not.
 pub const BUILT: &str = "Concat, Len, ToLowerCase, ToUpperCase, Substring, SHA1, SHA256, Int, \
     Double, String, HasPrefix, HasSuffix, Trim, TrimPrefix, TrimSuffix, Split, IsString, IsInt, \
-    IsDouble, IsBool, IsMap, IsList, IsRootSpan, IsMatch";
+    IsDouble, IsBool, IsMap, IsList, IsRootSpan, IsMatch, FNV, Format, ParseJSON";
 
 impl Call {
     /// The call of converter `name` with `args`; an error names an unknown converter or a wrong
@@ -78,6 +83,9 @@ impl Call {
             "IsBool" => (Func::IsBool, 1, 1),
             "IsMap" => (Func::IsMap, 1, 1),
             "IsList" => (Func::IsList, 1, 1),
+            "FNV" => (Func::Fnv, 1, 1),
+            "Format" => (Func::Format, 2, 2),
+            "ParseJSON" => (Func::ParseJson, 1, 1),
             "IsRootSpan" if span_context => (Func::IsRootSpan, 0, 0),
             "IsRootSpan" => return Err("IsRootSpan exists in the span context only".into()),
             other => return Err(format!("the converter {other} is not built ({BUILT} are)")),
@@ -96,6 +104,9 @@ impl Call {
         }
         if func == Func::Concat && !matches!(args[0], Operand::List(_)) {
             return Err("Concat takes a list of values first: Concat([a, b], \"-\")".into());
+        }
+        if func == Func::Format && !matches!(args[1], Operand::List(_)) {
+            return Err("Format takes a list of values second: Format(\"%s-%d\", [a, b])".into());
         }
         Ok(Call { func, args })
     }
@@ -238,6 +249,36 @@ impl Call {
             Func::IsMap => Value::Bool(matches!(arg(0)?, Value::Other(AnyValue::KvList(_)))),
             Func::IsList => Value::Bool(matches!(arg(0)?, Value::Other(AnyValue::Array(_)))),
             Func::IsRootSpan => Value::Bool(cx.span.is_some_and(|s| s.parent_span_id.is_none())),
+            Func::Fnv => {
+                let s = string(self.func, arg(0)?)?;
+                if s.is_empty() {
+                    // As ottlfuncs: the empty string hashes to itself.
+                    return Ok(Value::Str(s));
+                }
+                Value::Int(fnv1a_64(s.as_bytes()) as i64)
+            }
+            Func::Format => {
+                let format = string(self.func, arg(0)?)?;
+                let Operand::List(items) = &self.args[1] else {
+                    return Err("Format takes a list".into()); // checked when parsed
+                };
+                let values = items
+                    .iter()
+                    .map(|i| i.value(cx))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Value::Str(super::go_fmt::sprintf(&format, &values))
+            }
+            Func::ParseJson => {
+                let s = string(self.func, arg(0)?)?;
+                let parsed: serde_json::Value =
+                    serde_json::from_str(&s).map_err(|e| format!("ParseJSON: not JSON ({e})"))?;
+                match parsed {
+                    v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_)) => {
+                        Value::Other(from_json(v).unwrap_or(AnyValue::KvList(Vec::new())))
+                    }
+                    _ => return Err("ParseJSON takes a JSON object or array".into()),
+                }
+            }
         })
     }
 }
@@ -256,6 +297,9 @@ fn name(f: Func) -> &'static str {
         Func::TrimSuffix => "TrimSuffix",
         Func::Split => "Split",
         Func::Concat => "Concat",
+        Func::Fnv => "FNV",
+        Func::Format => "Format",
+        Func::ParseJson => "ParseJSON",
         _ => "the converter",
     }
 }
@@ -293,6 +337,33 @@ fn int(f: Func, what: &str, v: Value) -> Result<i64, String> {
 }
 
 /// A value as Concat writes it: `None` for lists and maps (left out).
+/// FNV-1a, 64 bits (Go's `hash/fnv.New64a`, which `FNV` uses).
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A parsed JSON value as telemetry holds it (ParseJSON's mapping: numbers are doubles, as
+/// Go's decoder gives them; `null` has no attribute value and is left out).
+fn from_json(v: serde_json::Value) -> Option<AnyValue> {
+    Some(match v {
+        serde_json::Value::Null => return None,
+        serde_json::Value::Bool(b) => AnyValue::Bool(b),
+        serde_json::Value::Number(n) => AnyValue::Double(n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(s) => AnyValue::String(s),
+        serde_json::Value::Array(items) => {
+            AnyValue::Array(items.into_iter().filter_map(from_json).collect())
+        }
+        serde_json::Value::Object(fields) => AnyValue::KvList(
+            fields
+                .into_iter()
+                .filter_map(|(k, v)| Some(model::KeyValue::new(k, from_json(v)?)))
+                .collect(),
+        ),
+    })
+}
+
 fn concat_text(v: Value) -> Option<String> {
     Some(match v {
         Value::Nil => "<nil>".to_owned(),

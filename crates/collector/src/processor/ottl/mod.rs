@@ -19,6 +19,7 @@
 //! `nil`; values of different types are unequal, and ordering them is false.
 
 mod converter;
+mod go_fmt;
 mod statement;
 
 use std::cmp::Ordering;
@@ -860,6 +861,24 @@ mod tests {
             ),
             (r#"IsList(Split(name, " "))"#, true),
             (r#"IsMatch(ToLowerCase(name), "^get ")"#, true),
+            // FNV-1a 64 (Go's hash/fnv), as a signed int64: its published vectors.
+            (r#"FNV("a") == -5808556873153909620"#, true),
+            (r#"FNV("foobar") == -8821353812377114648"#, true),
+            (r#"FNV("") == "" "#, true),
+            (
+                r#"Format("%s %03d %.2f %v", [name, attributes["http.status_code"], attributes["ratio"], attributes["retry"]]) == "GET /healthz 503 0.50 false""#,
+                true,
+            ),
+            (
+                r#"Format("%d", [name]) == "%!d(string=GET /healthz)""#,
+                true,
+            ),
+            (
+                r#"IsMap(ParseJSON("{\"a\": 1, \"b\": [true, null, \"x\"], \"c\": null}"))"#,
+                true,
+            ),
+            (r#"Len(ParseJSON("{\"a\": 1, \"c\": null}")) == 1"#, true),
+            (r#"IsList(ParseJSON("[1, 2]"))"#, true),
         ] {
             assert_eq!(eval(text), want, "{text}");
         }
@@ -890,6 +909,9 @@ mod tests {
             ),
             // `or` does not hide a failure on its left.
             (r#"Len(kind) == 1 or true"#, "Len takes"),
+            (r#"IsMap(ParseJSON("{nope"))"#, "ParseJSON: not JSON"),
+            (r#"IsMap(ParseJSON("3"))"#, "a JSON object or array"),
+            (r#"FNV(kind) == 1"#, "FNV takes a string, not an int"),
         ] {
             let err = Condition::parse(text).unwrap().eval(&cx).unwrap_err();
             assert!(err.contains(why), "{text}: {err}");
@@ -915,6 +937,10 @@ mod tests {
             ),
             (r#"Len(name)"#, "needs a comparison"),
             (r#"Concat(name, "-") == "x""#, "Concat takes a list"),
+            (
+                r#"Format("%s", name) == "x""#,
+                "Format takes a list of values second",
+            ),
             (r#"Len(name == 3"#, "expected `,` or `)`"),
             (r#"links == nil"#, "path `links` is not built"),
             (r#"name == "open"#, "not closed"),
