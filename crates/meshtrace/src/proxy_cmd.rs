@@ -31,7 +31,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("meshtrace: {name} listening on {addr} (proxy, {mode:?} mode)");
     }
     if let Some(addr) = running.admin {
-        println!("meshtrace: admin listening on {addr} (/metrics, /healthz)");
+        println!("meshtrace: admin listening on {addr} (/metrics, /healthz, /clusters, POST /reopen_logs)");
     }
     shutdown.wait().await;
     running.shutdown().await;

@@ -218,6 +218,14 @@ listeners:
     let first = statuses(4);
     assert_eq!(first.iter().filter(|&&s| s == 502).count(), 2, "{first:?}");
     assert_eq!(metric(&proxy, "meshtrace_proxy_outlier_ejections_total"), 1);
+    let clusters = get(&format!("http://{}/clusters", proxy.addr("admin"))).text();
+    assert_eq!(
+        clusters,
+        format!(
+            "out/pair::{dead}::health_flags::/failed_outlier_check\nout/pair::{}::health_flags::healthy\n",
+            app.addr
+        )
+    );
     let metrics = get(&format!("http://{}/metrics", proxy.addr("admin"))).text();
     assert!(
         metrics.contains(r#"meshtrace_proxy_outlier_ejected{listener="out",cluster="pair"} 1"#),
@@ -351,6 +359,16 @@ fn proxy_http_health_checks_take_a_failing_endpoint_out_and_bring_it_back() {
     // b's checks fail: out, and every request goes to a.
     b.health.store(503, Ordering::Relaxed);
     wait_for(&proxy, 1, 1);
+    // The admin port's /clusters says which, with Envoy's health flags.
+    let clusters = get(&format!("http://{}/clusters", proxy.addr("admin"))).text();
+    assert!(
+        clusters.contains(&format!("out/svc::{}::health_flags::healthy\n", a.addr))
+            && clusters.contains(&format!(
+                "out/svc::{}::health_flags::/failed_active_hc\n",
+                b.addr
+            )),
+        "{clusters}"
+    );
     let before = (served(&a), served(&b));
     all_ok(10);
     assert_eq!((served(&a), served(&b)), (before.0 + 10, before.1));
@@ -753,6 +771,13 @@ listeners:
     );
     assert_eq!(served(&app), before);
     assert_eq!(metric(&proxy, "meshtrace_proxy_upstream_overflow_total"), 1);
+    let clusters = get(&format!("http://{}/clusters", proxy.addr("admin"))).text();
+    assert!(
+        clusters.starts_with(
+            "in/in::default_priority::max_requests::2\nin/in::default_priority::rq_active::2\n"
+        ),
+        "{clusters}"
+    );
     for s in slow {
         assert_eq!(s.join().unwrap(), 200);
     }

@@ -1,6 +1,9 @@
 //! The admin port: `/metrics` (Prometheus text), `/healthz` (503 while draining, so a load
 //! balancer or Kubernetes stops sending new requests; the port stays up through the drain), and
-//! `POST /reopen_logs` (access log files opened again, after logrotate moved them; Envoy's).
+//! `POST /reopen_logs` (access log files opened again, after logrotate moved them; Envoy's), and
+//! `/clusters`: every cluster's endpoints with Envoy's `health_flags` (failing active health
+//! checks, pending their first, ejected by outlier detection) and its circuit breaker, one
+//! `listener/cluster::what::value` line each, as Envoy's admin writes them.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -46,9 +49,35 @@ fn answer(method: &hyper::Method, path: &str, stats: &Stats) -> Response<Full<By
             (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned())
         }
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+        "/clusters" => (StatusCode::OK, clusters(stats)),
         _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r
+}
+
+/// The `/clusters` page.
+fn clusters(stats: &Stats) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for c in stats.clusters() {
+        let name = format!("{}/{}", c.listener, c.cluster);
+        if let Some(g) = &c.gate {
+            let _ = writeln!(out, "{name}::default_priority::max_requests::{}", g.max());
+            let _ = writeln!(
+                out,
+                "{name}::default_priority::rq_active::{}",
+                g.in_flight()
+            );
+        }
+        for (i, endpoint) in c.endpoints.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}::{endpoint}::health_flags::{}",
+                c.health_flags(i)
+            );
+        }
+    }
+    out
 }

@@ -71,6 +71,11 @@ impl Gate {
         }
     }
 
+    /// The most requests in flight at once.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)

@@ -222,18 +222,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                         .insert(name.clone(), Arc::default());
                     if let Some(o) = &cluster.outlier_detection {
                         let detector = Arc::new(outlier::Outliers::new(o, cluster.endpoints.len()));
-                        stats.watch_outliers(&l.name, name, detector.clone());
                         shared.outliers.insert(name.clone(), detector);
                     }
                     if let Some(c) = &cluster.circuit_breakers {
                         let gate = Arc::new(circuit_breaker::Gate::new(c));
-                        stats.watch_gate(&l.name, name, gate.clone());
                         shared.gates.insert(name.clone(), gate);
                     }
                     if let Some(check) = cluster.health_checks.first() {
                         let health =
                             Arc::new(health_check::ClusterHealth::new(cluster.endpoints.len()));
-                        stats.watch_health(&l.name, name, health.clone());
                         shared.health.insert(name.clone(), health.clone());
                         checking.extend(health_check::spawn(health_check::Cluster {
                             listener: l.name.clone(),
@@ -252,10 +249,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     .insert(l.name.clone(), Arc::default());
                 if let Some(c) = &l.circuit_breakers {
                     let gate = Arc::new(circuit_breaker::Gate::new(c));
-                    stats.watch_gate(&l.name, &l.name, gate.clone());
                     shared.gates.insert(l.name.clone(), gate);
                 }
             }
+        }
+        let clusters: Vec<(String, Vec<String>)> = match &l.upstream {
+            config::Upstream::Routed(routed) => routed
+                .clusters
+                .iter()
+                .map(|(name, c)| (name.clone(), c.endpoints.clone()))
+                .collect(),
+            config::Upstream::Single(address) => vec![(l.name.clone(), vec![address.clone()])],
+        };
+        for (cluster, endpoints) in clusters {
+            stats.watch_cluster(stats::ClusterView {
+                listener: l.name.clone(),
+                outliers: shared.outliers.get(&cluster).cloned(),
+                health: shared.health.get(&cluster).cloned(),
+                gate: shared.gates.get(&cluster).cloned(),
+                cluster,
+                endpoints,
+            });
         }
         let access_log = match &l.access_log {
             Some(a) => {

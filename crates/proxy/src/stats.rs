@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::circuit_breaker::Gate;
-use crate::health_check::ClusterHealth;
+use crate::health_check::{ClusterHealth, Health};
 use crate::outlier::Outliers;
 
 #[derive(Debug, Default)]
@@ -37,12 +37,8 @@ pub struct Stats {
     pub tunnels_open: AtomicU64,
     /// Endpoints the outlier detectors ejected (Envoy's `outlier_detection.ejections_enforced_total`).
     pub outlier_ejections: AtomicU64,
-    /// The detectors, by listener and cluster, for the gauge of endpoints out now.
-    outliers: Mutex<Vec<(String, String, Arc<Outliers>)>>,
-    /// The clusters with active health checks, by listener and cluster.
-    health: Mutex<Vec<(String, String, Arc<ClusterHealth>)>>,
-    /// The clusters with circuit breakers, by listener and cluster.
-    gates: Mutex<Vec<(String, String, Arc<Gate>)>>,
+    /// Every listener's clusters, for their gauges and the admin port's `/clusters`.
+    clusters: Mutex<Vec<ClusterView>>,
     /// Requests answered 503 by a cluster's circuit breaker (`max_requests` in flight).
     pub upstream_overflow: AtomicU64,
     /// Requests answered 429 by a `local_rate_limit` bucket.
@@ -68,28 +64,20 @@ impl Stats {
         c.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Shows how many endpoints of `cluster` (of `listener`) `outliers` keeps out.
-    pub fn watch_outliers(&self, listener: &str, cluster: &str, outliers: Arc<Outliers>) {
-        self.outliers
+    /// Shows `cluster` on `/metrics` (what is kept about it) and `/clusters`.
+    pub fn watch_cluster(&self, cluster: ClusterView) {
+        self.clusters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((listener.to_owned(), cluster.to_owned(), outliers));
+            .push(cluster);
     }
 
-    /// Shows how many requests to `cluster` (of `listener`) its circuit breaker counts in flight.
-    pub fn watch_gate(&self, listener: &str, cluster: &str, gate: Arc<Gate>) {
-        self.gates
+    /// The clusters watched, in the order they were.
+    pub fn clusters(&self) -> Vec<ClusterView> {
+        self.clusters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((listener.to_owned(), cluster.to_owned(), gate));
-    }
-
-    /// Shows the checks of `cluster` (of `listener`) and how many of its endpoints are healthy.
-    pub fn watch_health(&self, listener: &str, cluster: &str, health: Arc<ClusterHealth>) {
-        self.health
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((listener.to_owned(), cluster.to_owned(), health));
+            .clone()
     }
 
     pub fn render(&self) -> String {
@@ -207,67 +195,105 @@ impl Stats {
             "# HELP meshtrace_proxy_tunnels_open Upgraded connections (WebSocket) open.\n# TYPE meshtrace_proxy_tunnels_open gauge\nmeshtrace_proxy_tunnels_open {}",
             self.tunnels_open.load(Ordering::Relaxed)
         );
-        let outliers = self.outliers.lock().unwrap_or_else(PoisonError::into_inner);
-        if !outliers.is_empty() {
-            out.push_str("# HELP meshtrace_proxy_outlier_ejected Endpoints out of their cluster's round-robin now.\n# TYPE meshtrace_proxy_outlier_ejected gauge\n");
-        }
-        for (listener, cluster, o) in outliers.iter() {
-            let _ = writeln!(
-                out,
-                "meshtrace_proxy_outlier_ejected{{listener=\"{}\",cluster=\"{}\"}} {}",
-                label(listener),
-                label(cluster),
-                o.ejected()
-            );
-        }
-        drop(outliers);
-        self.render_health(&mut out);
-        let gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
-        if !gates.is_empty() {
-            out.push_str("# HELP meshtrace_proxy_upstream_requests_active Requests in flight to a cluster with circuit breakers.\n# TYPE meshtrace_proxy_upstream_requests_active gauge\n");
-        }
-        for (listener, cluster, g) in gates.iter() {
-            let _ = writeln!(
-                out,
-                "meshtrace_proxy_upstream_requests_active{{listener=\"{}\",cluster=\"{}\"}} {}",
-                label(listener),
-                label(cluster),
-                g.in_flight()
-            );
-        }
-        drop(gates);
+        let clusters = self.clusters();
+        render_clusters(&clusters, &mut out);
         out
     }
+}
 
-    fn render_health(&self, out: &mut String) {
-        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-        if health.is_empty() {
-            return;
+/// What the admin port shows of one cluster (an edge or inbound listener's single upstream is a
+/// cluster named as the listener): its endpoints and what is kept about them.
+#[derive(Clone, Debug)]
+pub struct ClusterView {
+    pub listener: String,
+    pub cluster: String,
+    pub endpoints: Vec<String>,
+    pub outliers: Option<Arc<Outliers>>,
+    pub health: Option<Arc<ClusterHealth>>,
+    pub gate: Option<Arc<Gate>>,
+}
+
+impl ClusterView {
+    /// Envoy's `health_flags` of endpoint `i`: `healthy`, or the reasons it is not
+    /// (`/failed_active_hc`, `/pending_active_hc`, `/failed_outlier_check`).
+    pub fn health_flags(&self, i: usize) -> String {
+        let mut flags = String::new();
+        if let Some(h) = &self.health {
+            match h.get(i) {
+                Health::Unhealthy => flags.push_str("/failed_active_hc"),
+                Health::Pending => flags.push_str("/pending_active_hc"),
+                Health::Healthy => {}
+            }
         }
+        if self.outliers.as_ref().is_some_and(|o| !o.available(i)) {
+            flags.push_str("/failed_outlier_check");
+        }
+        if flags.is_empty() {
+            flags.push_str("healthy");
+        }
+        flags
+    }
+}
+
+/// The per-cluster gauges and counters.
+fn render_clusters(clusters: &[ClusterView], out: &mut String) {
+    let labels = |c: &ClusterView| {
+        format!(
+            "listener=\"{}\",cluster=\"{}\"",
+            label(&c.listener),
+            label(&c.cluster)
+        )
+    };
+    let with_outliers: Vec<_> = clusters.iter().filter(|c| c.outliers.is_some()).collect();
+    if !with_outliers.is_empty() {
+        out.push_str("# HELP meshtrace_proxy_outlier_ejected Endpoints out of their cluster's round-robin now.\n# TYPE meshtrace_proxy_outlier_ejected gauge\n");
+    }
+    for c in with_outliers {
+        let ejected = c.outliers.as_ref().map_or(0, |o| o.ejected());
+        let _ = writeln!(
+            out,
+            "meshtrace_proxy_outlier_ejected{{{}}} {ejected}",
+            labels(c)
+        );
+    }
+    let checked: Vec<_> = clusters.iter().filter(|c| c.health.is_some()).collect();
+    if !checked.is_empty() {
         out.push_str("# HELP meshtrace_proxy_health_checks_total Active health checks of cluster endpoints, by result.\n# TYPE meshtrace_proxy_health_checks_total counter\n");
-        for (listener, cluster, h) in health.iter() {
+        for c in &checked {
+            let Some(h) = &c.health else { continue };
             for (result, n) in [("success", &h.successes), ("failure", &h.failures)] {
                 let _ = writeln!(
                     out,
-                    "meshtrace_proxy_health_checks_total{{listener=\"{}\",cluster=\"{}\",result=\"{result}\"}} {}",
-                    label(listener),
-                    label(cluster),
+                    "meshtrace_proxy_health_checks_total{{{},result=\"{result}\"}} {}",
+                    labels(c),
                     n.load(Ordering::Relaxed)
                 );
             }
         }
         out.push_str("# HELP meshtrace_proxy_endpoints Endpoints of health-checked clusters, by health (pending: not checked yet).\n# TYPE meshtrace_proxy_endpoints gauge\n");
-        for (listener, cluster, h) in health.iter() {
+        for c in &checked {
+            let Some(h) = &c.health else { continue };
             for (state, n) in h.counts() {
                 let _ = writeln!(
                     out,
-                    "meshtrace_proxy_endpoints{{listener=\"{}\",cluster=\"{}\",health=\"{}\"}} {n}",
-                    label(listener),
-                    label(cluster),
+                    "meshtrace_proxy_endpoints{{{},health=\"{}\"}} {n}",
+                    labels(c),
                     state.name()
                 );
             }
         }
+    }
+    let gated: Vec<_> = clusters.iter().filter(|c| c.gate.is_some()).collect();
+    if !gated.is_empty() {
+        out.push_str("# HELP meshtrace_proxy_upstream_requests_active Requests in flight to a cluster with circuit breakers.\n# TYPE meshtrace_proxy_upstream_requests_active gauge\n");
+    }
+    for c in gated {
+        let n = c.gate.as_ref().map_or(0, |g| g.in_flight());
+        let _ = writeln!(
+            out,
+            "meshtrace_proxy_upstream_requests_active{{{}}} {n}",
+            labels(c)
+        );
     }
 }
 
