@@ -793,3 +793,93 @@ listeners:
     let err = refused(&yaml.replace("max_requests: 2", "max_connections: 2"));
     assert!(err.contains("unknown field `max_connections`"), "{err}");
 }
+
+#[test]
+fn proxy_honours_x_envoy_retry_and_timeout_headers_inside_the_mesh_and_strips_them_at_the_edge() {
+    let app = App::start();
+    let yaml = format!(
+        "node_id: caller
+admin: 127.0.0.1:0
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes: [{{ path_prefix: /, cluster: app }}]
+      clusters:
+        app: ['{app}']
+  - name: edge
+    mode: edge
+    listen: 127.0.0.1:0
+    upstream: '{app}'
+    fault: {{ abort: {{ header_abort: {{}} }} }}
+",
+        app = app.addr
+    );
+    let proxy = Proxy::start(&yaml, &["out", "edge", "admin"]);
+    let (out, edge) = (proxy.addr("out"), proxy.addr("edge"));
+    let retry = ["x-envoy-retry-on: 5xx", "x-envoy-max-retries: 2"];
+
+    // No retry policy configured: the caller's headers make one (two retries of 5xx).
+    let a = with_headers(&format!("http://{out}/flaky?key=xh1&fail=2"), &retry);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(flaky_attempts("xh1"), 3);
+    // Envoy's x-envoy-upstream-service-time: the answering attempt's milliseconds.
+    assert!(a
+        .text()
+        .to_ascii_lowercase()
+        .contains("x-envoy-upstream-service-time: "));
+    // Taken off before the request went upstream.
+    let last = app.last();
+    assert_eq!(header(&last, "x-envoy-retry-on"), None);
+    assert_eq!(header(&last, "x-envoy-max-retries"), None);
+    // Without them, no retry.
+    assert_eq!(
+        get(&format!("http://{out}/flaky?key=xh2&fail=1")).status,
+        503
+    );
+    assert_eq!(flaky_attempts("xh2"), 1);
+
+    // A timeout of the request's own: 504 long before the listener's 15 s.
+    let started = Instant::now();
+    let slow = with_headers(
+        &format!("http://{out}/slow"),
+        &["x-envoy-upstream-rq-timeout-ms: 300"],
+    );
+    assert_eq!(slow.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A per-try timeout: the hanging first attempt is given up after 300 ms and retried.
+    let started = Instant::now();
+    let a = with_headers(
+        &format!("http://{out}/flaky?key=xh3&fail=1&hang"),
+        &[
+            "x-envoy-retry-on: reset",
+            "x-envoy-upstream-rq-per-try-timeout-ms: 300",
+        ],
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(flaky_attempts("xh3"), 2);
+
+    // At the edge, a request from outside the mesh: its x-envoy-* headers go, unheeded.
+    let a = with_headers(&format!("http://{edge}/flaky?key=xh4&fail=1"), &retry);
+    assert_eq!(a.status, 503);
+    assert_eq!(flaky_attempts("xh4"), 1);
+    let a = with_headers(
+        &format!("http://{edge}/echo"),
+        &[
+            "x-envoy-fault-abort-request: 418",
+            "x-envoy-decorator-operation: x",
+        ],
+    );
+    assert_eq!(a.status, 200, "no fault from outside: {}", a.text());
+    let last = app.last();
+    assert!(
+        last.keys().all(|k| !k.as_str().starts_with("x-envoy-")),
+        "{last:?}"
+    );
+}

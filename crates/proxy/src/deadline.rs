@@ -142,6 +142,37 @@ impl Deadlines {
     }
 }
 
+/// A request's time limit: the listener's (from its deadline table), one the request asked for
+/// (`x-envoy-upstream-rq-timeout-ms`, on a timer of its own), or none.
+pub enum Limit {
+    Listener(Expiry),
+    Asked(Pin<Box<tokio::time::Sleep>>),
+    None,
+}
+
+impl Limit {
+    /// The listener's limit, or the one asked for (zero: none).
+    pub fn of(deadlines: &Arc<Deadlines>, asked: Option<Duration>) -> Limit {
+        match asked {
+            None => Limit::Listener(deadlines.start()),
+            Some(Duration::ZERO) => Limit::None,
+            Some(d) => Limit::Asked(Box::pin(tokio::time::sleep(d))),
+        }
+    }
+}
+
+impl Future for Limit {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.get_mut() {
+            Limit::Listener(e) => Pin::new(e).poll(cx),
+            Limit::Asked(s) => s.as_mut().poll(cx),
+            Limit::None => Poll::Pending,
+        }
+    }
+}
+
 /// One request's timeout; see [`Deadlines::start`].
 pub struct Expiry {
     deadlines: Arc<Deadlines>,

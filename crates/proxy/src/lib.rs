@@ -14,6 +14,7 @@ pub mod admin;
 mod circuit_breaker;
 pub mod config;
 mod deadline;
+mod envoy_headers;
 mod fault;
 mod forward;
 mod health_check;

@@ -35,10 +35,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::access_log::{self, AccessLog};
 use crate::config::{ListenerConfig, Mode, UpstreamProtocol};
 use crate::deadline::Deadlines;
+use crate::deadline::Limit;
 use crate::forward::{
     local_body, strip_hop_by_hop, CountedRequest, Finish, Record, TracedResponse, UpstreamRequest,
 };
-use crate::retry::{Outcome, Recording};
+use crate::retry::{Outcome, Recording, RetryPolicy};
 use crate::route::{Router, Target};
 use crate::span::{TagValue, Tracer};
 use crate::stats::Stats;
@@ -47,6 +48,8 @@ use crate::tunnel;
 use crate::upstream::{UpstreamBody, UpstreamError, Upstreams};
 
 static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+static UPSTREAM_SERVICE_TIME: http::HeaderName =
+    http::HeaderName::from_static("x-envoy-upstream-service-time");
 
 /// Accepted connections on their way from the accept loop to one worker.
 pub type Accepted = mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>;
@@ -229,6 +232,7 @@ impl Listener {
     ) -> Response<TracedResponse> {
         Stats::inc(&self.stats.requests);
         if self.mode == Mode::Edge {
+            crate::envoy_headers::strip_external(req.headers_mut());
             if !req.headers().contains_key(&X_REQUEST_ID) {
                 if let Ok(v) = HeaderValue::from_str(&new_request_id()) {
                     req.headers_mut().insert(X_REQUEST_ID.clone(), v);
@@ -413,8 +417,14 @@ impl Listener {
         }
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        // What the caller asked for with x-envoy-* headers (none are left at the edge).
+        let asked = crate::envoy_headers::take(&mut parts.headers);
+        let custom = RetryPolicy::asked(target.retry, target.retries_in_flight, &asked);
         let body = CountedRequest::new(body, request_bytes.clone());
-        let policy = target.retry.filter(|p| p.num_retries > 0);
+        let policy = custom
+            .as_ref()
+            .or(target.retry)
+            .filter(|p| p.num_retries > 0);
         let (mut body, tape) = match policy {
             None => (UpstreamRequest::Streamed(body), None),
             Some(_) => {
@@ -424,7 +434,7 @@ impl Listener {
         };
         // What a retry starts again from: the request as it came, before the upstream's form.
         let head = policy.map(|_| Head::of(&parts));
-        let mut expiry = self.deadlines.start();
+        let mut expiry = Limit::of(&self.deadlines, asked.timeout);
         let (mut target, mut authority) = (target, authority);
         let mut retries = 0;
         loop {
@@ -436,6 +446,7 @@ impl Listener {
             if let Some(l) = rec.log.as_mut() {
                 l.attempted();
             }
+            let sent = std::time::Instant::now();
             let attempt = self
                 .upstreams
                 .send(target.address, target.tls, http2, upstream_req);
@@ -480,7 +491,7 @@ impl Listener {
                     let Some(admitted) = p.admit() else {
                         Stats::inc(&self.stats.retry_overflow);
                         gave_up = "UO";
-                        return self.answer(rec, request_bytes, &target, answer, gave_up);
+                        return self.answer(rec, request_bytes, (&target, sent), answer, gave_up);
                     };
                     retries += 1;
                     Stats::inc(&self.stats.retries);
@@ -508,7 +519,7 @@ impl Listener {
                     continue;
                 }
             }
-            return self.answer(rec, request_bytes, &target, answer, gave_up);
+            return self.answer(rec, request_bytes, (&target, sent), answer, gave_up);
         }
     }
 
@@ -525,14 +536,15 @@ impl Listener {
         }
     }
 
-    /// The answer to the downstream once the attempts are over: the upstream's response, else
-    /// 502 or 504; `gave_up` is the response flag saying why a retriable failure was not
-    /// retried (`URX`: retries spent, `UO`: too many in flight).
+    /// The answer to the downstream once the attempts are over: the upstream's response (with
+    /// Envoy's `x-envoy-upstream-service-time`, the milliseconds since the answering attempt
+    /// was `sent`), else 502 or 504; `gave_up` is the response flag saying why a retriable
+    /// failure was not retried (`URX`: retries spent, `UO`: too many in flight).
     fn answer(
         &self,
         rec: Record,
         request_bytes: Arc<AtomicU64>,
-        target: &Target<'_>,
+        (target, sent): (&Target<'_>, std::time::Instant),
         answer: Option<Result<Response<UpstreamBody<UpstreamRequest>>, UpstreamError>>,
         gave_up: &'static str,
     ) -> Response<TracedResponse> {
@@ -540,6 +552,10 @@ impl Listener {
             Some(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
+                let millis = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+                parts
+                    .headers
+                    .insert(&UPSTREAM_SERVICE_TIME, HeaderValue::from(millis));
                 let finish = answered(rec, &parts, request_bytes, flags("-", gave_up));
                 Response::from_parts(parts, TracedResponse::new(body.boxed(), finish))
             }

@@ -70,6 +70,60 @@ impl RetryPolicy {
         }
     }
 
+    /// The policy a request asked for with its `x-envoy-*` headers (see `envoy_headers`), on
+    /// top of the route's `base`: its conditions added, `x-envoy-max-retries` for the number,
+    /// its per-try timeout. `None` when it asked for nothing that changes the policy (and when
+    /// it asked for a number of retries without any condition and the route has no policy,
+    /// which Envoy ignores too). `active`: the cluster's retries in flight.
+    pub fn asked(
+        base: Option<&RetryPolicy>,
+        active: &Arc<AtomicUsize>,
+        asked: &crate::envoy_headers::Asked,
+    ) -> Option<RetryPolicy> {
+        if asked.retry_on.is_empty()
+            && asked.max_retries.is_none()
+            && asked.per_try_timeout.is_none()
+        {
+            return None;
+        }
+        let mut policy = match base {
+            Some(b) => RetryPolicy {
+                on: b.on.clone(),
+                num_retries: b.num_retries,
+                per_try_timeout: b.per_try_timeout,
+                status_codes: b.status_codes.clone(),
+                base: b.base,
+                max: b.max,
+                max_active: b.max_active,
+                active: b.active.clone(),
+            },
+            None if asked.retry_on.is_empty() => return None,
+            // Envoy's defaults: one retry, 25 ms back-off up to 250 ms, three in flight.
+            None => RetryPolicy {
+                on: Vec::new(),
+                num_retries: 1,
+                per_try_timeout: None,
+                status_codes: Vec::new(),
+                base: Duration::from_millis(25),
+                max: Duration::from_millis(250),
+                max_active: 3,
+                active: active.clone(),
+            },
+        };
+        for on in &asked.retry_on {
+            if !policy.on.contains(on) {
+                policy.on.push(*on);
+            }
+        }
+        if let Some(n) = asked.max_retries {
+            policy.num_retries = n;
+        }
+        if asked.per_try_timeout.is_some() {
+            policy.per_try_timeout = asked.per_try_timeout;
+        }
+        Some(policy)
+    }
+
     /// Whether this policy retries an attempt that ended so.
     pub fn retries(&self, outcome: Outcome<'_>) -> bool {
         self.on.iter().any(|on| match (on, outcome) {

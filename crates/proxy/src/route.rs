@@ -91,6 +91,8 @@ pub struct Target<'a> {
     pub bucket: Option<&'a TokenBucket>,
     /// The cluster's circuit breaker, if it has one.
     pub gate: Option<&'a Gate>,
+    /// The cluster's retries in flight (for a policy a request asks for with its headers).
+    pub retries_in_flight: &'a Arc<AtomicUsize>,
     /// The route picked (`None`: the listener's single upstream), for [`Router::again`].
     route: Option<&'a Route>,
     /// The endpoint's place in its cluster.
@@ -127,6 +129,7 @@ struct Single {
     fault: Option<FaultConfig>,
     bucket: Option<Arc<TokenBucket>>,
     gate: Option<Arc<Gate>>,
+    retries_in_flight: Arc<AtomicUsize>,
 }
 
 struct Route {
@@ -144,6 +147,7 @@ struct Route {
     fault: Option<FaultConfig>,
     bucket: Option<Arc<TokenBucket>>,
     gate: Option<Arc<Gate>>,
+    retries_in_flight: Arc<AtomicUsize>,
     next: AtomicUsize,
 }
 
@@ -162,6 +166,7 @@ impl Router {
                     fault: l.fault.clone(),
                     bucket: shared.bucket.clone(),
                     gate: shared.gates.get(&l.name).cloned(),
+                    retries_in_flight: shared.in_flight(&l.name),
                 }),
                 routes: Vec::new(),
             },
@@ -203,6 +208,7 @@ impl Router {
                             .flatten()
                             .or_else(|| shared.bucket.clone()),
                         gate: shared.gates.get(&route.cluster).cloned(),
+                        retries_in_flight: shared.in_flight(&route.cluster),
                         next: AtomicUsize::new(0),
                     })
                     .collect(),
@@ -224,6 +230,7 @@ impl Router {
                 fault: single.fault.as_ref(),
                 bucket: single.bucket.as_deref(),
                 gate: single.gate.as_deref(),
+                retries_in_flight: &single.retries_in_flight,
                 route: None,
                 endpoint: 0,
             });
@@ -283,6 +290,7 @@ impl Route {
             fault: route.fault.as_ref(),
             bucket: route.bucket.as_deref(),
             gate: route.gate.as_deref(),
+            retries_in_flight: &route.retries_in_flight,
             route: Some(route),
             endpoint: i,
         }
