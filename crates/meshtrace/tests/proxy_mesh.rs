@@ -1156,3 +1156,76 @@ fn proxy_collector_away_never_slows_requests_and_drops_are_counted() {
         "retries: {m}"
     );
 }
+
+/// Routes by exact path, path regex and request header, and a weighted split between two
+/// versions of a service (a canary), through an outbound listener to two apps.
+#[test]
+fn proxy_routes_by_path_and_header_and_splits_traffic_by_weight() {
+    let (stable, canary) = (App::start(), App::start());
+    let yaml = format!(
+        r#"node_id: caller
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes:
+        - {{ path: /echo, cluster: stable }}
+        - {{ path_regex: '/v[0-9]+/echo', cluster: canary }}
+        - {{ path_prefix: /, headers: [{{ name: x-version, string_match: {{ exact: canary }} }}], cluster: canary }}
+        - path_prefix: /
+          weighted_clusters: {{ clusters: [{{ name: stable, weight: 80 }}, {{ name: canary, weight: 20 }}] }}
+      clusters:
+        stable: ['{}']
+        canary: ['{}']
+"#,
+        stable.addr, canary.addr
+    );
+    let proxy = Proxy::start(&yaml, &["out"]);
+    let out = proxy.addr("out");
+    let seen = |app: &App| app.seen.lock().unwrap().len();
+    let get_ok = |path: &str, headers: &[&str]| {
+        let mut args: Vec<String> = headers
+            .iter()
+            .flat_map(|h| ["-H".to_owned(), (*h).to_owned()])
+            .collect();
+        args.push(format!("http://{out}{path}"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(curl(&args).status, 200, "{path}");
+    };
+    get_ok("/echo", &[]);
+    assert_eq!((seen(&stable), seen(&canary)), (1, 0), "exact path");
+    get_ok("/v2/echo", &[]);
+    assert_eq!((seen(&stable), seen(&canary)), (1, 1), "path regex");
+    for _ in 0..5 {
+        get_ok("/echo/more", &["x-version: canary"]);
+    }
+    assert_eq!((seen(&stable), seen(&canary)), (1, 6), "the header's route");
+    // The split: 200 requests, about 20% to the canary (bounds far outside a fair draw's
+    // spread: σ ≈ 5.7).
+    for _ in 0..200 {
+        get_ok("/echo/more", &[]);
+    }
+    let to_canary = seen(&canary) - 6;
+    assert_eq!(seen(&stable) - 1 + to_canary, 200);
+    assert!(
+        (15..=70).contains(&to_canary),
+        "{to_canary} of 200 to the canary"
+    );
+
+    for (from, to, want) in [
+        (
+            "cluster: stable }}\n        - {{ path_regex",
+            "cluster: stable, weighted_clusters: { clusters: [{ name: canary, weight: 1 }] } }\n        - { path_regex",
+            "needs exactly one of cluster and weighted_clusters",
+        ),
+        ("'/v[0-9]+/echo'", "'/v[0-9+/echo'", "path_regex: regex"),
+        ("weight: 80 }, { name: canary, weight: 20", "weight: 0 }, { name: canary, weight: 0", "the weights add up to 0"),
+        ("name: canary, weight: 20", "name: nope, weight: 20", "route to unknown cluster \"nope\""),
+        ("string_match: { exact: canary }", "string_match: { exact: canary, prefix: c }", "exactly one of exact"),
+    ] {
+        let yaml = yaml.replacen(&from.replace("{{", "{").replace("}}", "}"), to, 1);
+        let err = refused(&yaml);
+        assert!(err.contains(want), "{to}: {err}");
+    }
+}

@@ -14,6 +14,7 @@ use wire::propagation::Format;
 pub use crate::circuit_breaker::CircuitBreakers;
 pub use crate::fault::FaultConfig;
 pub use crate::rate_limit::LocalRateLimitConfig;
+pub use crate::route_match::{HeaderMatcher, WeightedClusters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -719,7 +720,21 @@ pub struct RouteConfig {
     /// Matches the start of the path.
     #[serde(default)]
     pub path_prefix: Option<String>,
-    pub cluster: String,
+    /// Matches the whole path (query left out).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// A regular expression (RE2) the whole path must match.
+    #[serde(default)]
+    pub path_regex: Option<String>,
+    /// Request headers that must match too (Envoy's `HeaderMatcher`s).
+    #[serde(default)]
+    pub headers: Vec<HeaderMatcher>,
+    /// The cluster the route sends to; or `weighted_clusters`.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Several clusters, each taking a share of the requests in proportion to its weight.
+    #[serde(default)]
+    pub weighted_clusters: Option<WeightedClusters>,
     /// Operation name of the spans of this route (default `METHOD path`).
     #[serde(default)]
     pub name: Option<String>,
@@ -736,6 +751,76 @@ pub struct RouteConfig {
     /// This route's own token bucket (else the listener's `local_rate_limit`).
     #[serde(default)]
     pub local_rate_limit: Option<LocalRateLimitConfig>,
+}
+
+impl RouteConfig {
+    /// The clusters the route sends to, with their weights (one at weight 1 for `cluster`).
+    pub fn clusters(&self) -> Vec<(&str, u32)> {
+        match (&self.cluster, &self.weighted_clusters) {
+            (Some(c), _) => vec![(c.as_str(), 1)],
+            (None, Some(w)) => w
+                .clusters
+                .iter()
+                .map(|c| (c.name.as_str(), c.weight))
+                .collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// The route's name in messages: its cluster, or its weighted clusters.
+    pub fn label(&self) -> String {
+        match (&self.cluster, &self.weighted_clusters) {
+            (Some(c), _) => c.clone(),
+            (None, Some(w)) => w
+                .clusters
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+            (None, None) => "nothing".to_owned(),
+        }
+    }
+
+    /// The route's match and destination, checked.
+    fn check_match(&self) -> Result<(), String> {
+        match (&self.cluster, &self.weighted_clusters) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err("needs exactly one of cluster and weighted_clusters".to_owned())
+            }
+            (None, Some(w)) => {
+                if w.clusters.is_empty() {
+                    return Err("weighted_clusters lists no cluster".to_owned());
+                }
+                let total: u64 = w.clusters.iter().map(|c| u64::from(c.weight)).sum();
+                if total == 0 || total > u64::from(u32::MAX) {
+                    return Err(format!(
+                        "weighted_clusters: the weights add up to {total}; more than 0 is needed"
+                    ));
+                }
+            }
+            (Some(_), None) => {}
+        }
+        let paths = [
+            self.path_prefix.is_some(),
+            self.path.is_some(),
+            self.path_regex.is_some(),
+        ];
+        if paths.iter().filter(|&&p| p).count() > 1 {
+            return Err("give one of path_prefix, path and path_regex".to_owned());
+        }
+        if let Some(p) = &self.path {
+            if !p.starts_with('/') {
+                return Err(format!("path {p:?} does not start with /"));
+            }
+        }
+        if let Some(r) = &self.path_regex {
+            crate::route_match::whole(r).map_err(|e| format!("path_regex: {e}"))?;
+        }
+        for h in &self.headers {
+            h.compile()?;
+        }
+        Ok(())
+    }
 }
 
 impl<'de> Deserialize<'de> for Upstream {
@@ -1001,7 +1086,7 @@ impl Config {
             if let Upstream::Routed(r) = &l.upstream {
                 for route in &r.routes {
                     filters(
-                        format!("listener {:?}: route to {:?}", l.name, route.cluster),
+                        format!("listener {:?}: route to {:?}", l.name, route.label()),
                         route.fault.as_ref(),
                         route.local_rate_limit.as_ref(),
                     )?;
@@ -1046,7 +1131,8 @@ impl Config {
                         p.check().map_err(|m| {
                             ConfigError::Invalid(format!(
                                 "listener {:?}: route to {:?}: retry_policy: {m}",
-                                l.name, route.cluster
+                                l.name,
+                                route.label()
                             ))
                         })?;
                     }
@@ -1055,12 +1141,24 @@ impl Config {
             match (&l.mode, &l.upstream) {
                 (Mode::Outbound, Upstream::Routed(r)) => {
                     for route in &r.routes {
-                        if route.host.is_none() && route.path_prefix.is_none() {
+                        if route.host.is_none()
+                            && route.path_prefix.is_none()
+                            && route.path.is_none()
+                            && route.path_regex.is_none()
+                            && route.headers.is_empty()
+                        {
                             return bad(format!(
-                                "listener {:?}: a route needs host or path_prefix",
+                                "listener {:?}: a route needs host, path_prefix, path, path_regex or headers",
                                 l.name
                             ));
                         }
+                        route.check_match().map_err(|m| {
+                            ConfigError::Invalid(format!(
+                                "listener {:?}: route to {:?}: {m}",
+                                l.name,
+                                route.label()
+                            ))
+                        })?;
                         if let Some(to) = &route.prefix_rewrite {
                             if route.path_prefix.is_none() {
                                 return bad(format!(
@@ -1077,20 +1175,22 @@ impl Config {
                                 ));
                             }
                         }
-                        match r.clusters.get(&route.cluster) {
-                            None => {
-                                return bad(format!(
-                                    "listener {:?}: route to unknown cluster {:?}",
-                                    l.name, route.cluster
-                                ))
+                        for (cluster, _) in route.clusters() {
+                            match r.clusters.get(cluster) {
+                                None => {
+                                    return bad(format!(
+                                        "listener {:?}: route to unknown cluster {cluster:?}",
+                                        l.name
+                                    ))
+                                }
+                                Some(c) if c.endpoints.is_empty() => {
+                                    return bad(format!(
+                                        "listener {:?}: cluster {cluster:?} has no endpoints",
+                                        l.name
+                                    ))
+                                }
+                                Some(_) => {}
                             }
-                            Some(c) if c.endpoints.is_empty() => {
-                                return bad(format!(
-                                    "listener {:?}: cluster {:?} has no endpoints",
-                                    l.name, route.cluster
-                                ))
-                            }
-                            Some(_) => {}
                         }
                     }
                 }

@@ -26,6 +26,7 @@ pub mod report;
 mod report_conn;
 mod retry;
 mod route;
+mod route_match;
 pub mod sampling;
 mod span;
 pub mod stats;

@@ -247,7 +247,7 @@ impl Listener {
             .and_then(|v| v.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()));
         let path = req.uri().path();
-        let target = self.router.pick(host, path);
+        let target = self.router.pick(host, path, req.headers());
         let route_name = target.as_ref().and_then(|t| t.operation);
         let method = req.method();
         let operation = || match route_name {

@@ -17,7 +17,9 @@ use crate::health_check::ClusterHealth;
 use crate::outlier::Outliers;
 use crate::rate_limit::TokenBucket;
 use crate::retry::RetryPolicy;
+use crate::route_match::Header;
 use crate::tls::{Originate, Watched};
+use http::HeaderMap;
 
 /// TLS settings for connections to an upstream (`None`: cleartext).
 pub type UpstreamTls = Option<Arc<Watched<Originate>>>;
@@ -93,8 +95,8 @@ pub struct Target<'a> {
     pub gate: Option<&'a Gate>,
     /// The cluster's retries in flight (for a policy a request asks for with its headers).
     pub retries_in_flight: &'a Arc<AtomicUsize>,
-    /// The route picked (`None`: the listener's single upstream), for [`Router::again`].
-    route: Option<&'a Route>,
+    /// The cluster picked (`None`: the listener's single upstream), for [`Router::again`].
+    to: Option<&'a Cluster>,
     /// The endpoint's place in its cluster.
     endpoint: usize,
 }
@@ -103,7 +105,7 @@ impl Target<'_> {
     /// Tells the cluster's outlier detector (if it has one) how the attempt went: `failed` for
     /// a 5xx answer or none. Returns the ejection it caused, if any.
     pub fn record(&self, failed: bool) -> Option<std::time::Duration> {
-        let outliers = self.route?.outliers.as_ref()?;
+        let outliers = self.to?.outliers.as_ref()?;
         if !failed {
             outliers.succeeded(self.endpoint);
             return None;
@@ -119,6 +121,9 @@ pub struct Router {
     listener_name: Arc<str>,
     single: Option<Single>,
     routes: Vec<Route>,
+    /// The clusters the routes send to (a cluster routed to twice is here once: one
+    /// round-robin).
+    clusters: Vec<Cluster>,
 }
 
 /// An edge or inbound listener's one upstream.
@@ -132,26 +137,53 @@ struct Single {
     retries_in_flight: Arc<AtomicUsize>,
 }
 
-struct Route {
-    host: Option<String>,
-    path_prefix: Option<String>,
-    cluster: Arc<str>,
-    name: Option<String>,
+/// A cluster as the routes reach it: its endpoints and what is kept about them.
+struct Cluster {
+    name: Arc<str>,
     endpoints: Vec<Arc<str>>,
     tls: UpstreamTls,
     protocol: Option<UpstreamProtocol>,
-    rewrite: Option<(String, String)>,
-    retry: Option<RetryPolicy>,
     outliers: Option<Arc<Outliers>>,
     health: Option<Arc<ClusterHealth>>,
-    fault: Option<FaultConfig>,
-    bucket: Option<Arc<TokenBucket>>,
     gate: Option<Arc<Gate>>,
     retries_in_flight: Arc<AtomicUsize>,
     next: AtomicUsize,
 }
 
+struct Route {
+    host: Option<String>,
+    path: PathMatch,
+    headers: Vec<Header>,
+    name: Option<String>,
+    rewrite: Option<(String, String)>,
+    fault: Option<FaultConfig>,
+    bucket: Option<Arc<TokenBucket>>,
+    /// Where it sends: (the running total of the weights up to this one, the cluster's place in
+    /// [`Router::clusters`], the retry policy with that cluster's count of retries in flight).
+    to: Vec<(u32, usize, Option<RetryPolicy>)>,
+}
+
+enum PathMatch {
+    Any,
+    Prefix(String),
+    Exact(String),
+    Regex(regex::Regex),
+}
+
+impl PathMatch {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Regex(r) => r.is_match(path),
+        }
+    }
+}
+
 impl Router {
+    /// The listener's router (its configuration already checked: a mistake left here makes a
+    /// route that matches nothing).
     pub fn new(l: &ListenerConfig, tls: &TlsByCluster, shared: &Shared) -> Self {
         match &l.upstream {
             Upstream::Single(addr) => Router {
@@ -169,55 +201,90 @@ impl Router {
                     retries_in_flight: shared.in_flight(&l.name),
                 }),
                 routes: Vec::new(),
+                clusters: Vec::new(),
             },
-            Upstream::Routed(r) => Router {
-                listener_name: l.name.as_str().into(),
-                single: None,
-                routes: r
+            Upstream::Routed(r) => {
+                let mut clusters: Vec<Cluster> = Vec::new();
+                let mut place = |name: &str| -> usize {
+                    if let Some(i) = clusters.iter().position(|c| &*c.name == name) {
+                        return i;
+                    }
+                    let config = r.clusters.get(name);
+                    clusters.push(Cluster {
+                        name: name.into(),
+                        endpoints: config
+                            .map(|c| c.endpoints.iter().map(|a| a.as_str().into()).collect())
+                            .unwrap_or_default(),
+                        tls: tls.of(name),
+                        protocol: config.and_then(|c| c.upstream_protocol),
+                        outliers: shared.outliers.get(name).cloned(),
+                        health: shared.health.get(name).cloned(),
+                        gate: shared.gates.get(name).cloned(),
+                        retries_in_flight: shared.in_flight(name),
+                        next: AtomicUsize::new(0),
+                    });
+                    clusters.len() - 1
+                };
+                let routes = r
                     .routes
                     .iter()
                     .enumerate()
-                    .map(|(i, route)| Route {
-                        host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
-                        path_prefix: route.path_prefix.clone(),
-                        cluster: route.cluster.as_str().into(),
-                        name: route.name.clone(),
-                        endpoints: r
-                            .clusters
-                            .get(&route.cluster)
-                            .map(|c| c.endpoints.iter().map(|a| a.as_str().into()).collect())
-                            .unwrap_or_default(),
-                        tls: tls.of(&route.cluster),
-                        protocol: r
-                            .clusters
-                            .get(&route.cluster)
-                            .and_then(|c| c.upstream_protocol),
-                        rewrite: route.path_prefix.clone().zip(route.prefix_rewrite.clone()),
-                        retry: route
-                            .retry_policy
-                            .as_ref()
-                            .or(l.retry_policy.as_ref())
-                            .map(|p| RetryPolicy::new(p, shared.in_flight(&route.cluster))),
-                        outliers: shared.outliers.get(&route.cluster).cloned(),
-                        health: shared.health.get(&route.cluster).cloned(),
-                        fault: route.fault.clone().or_else(|| l.fault.clone()),
-                        bucket: shared
-                            .route_buckets
-                            .get(i)
-                            .cloned()
-                            .flatten()
-                            .or_else(|| shared.bucket.clone()),
-                        gate: shared.gates.get(&route.cluster).cloned(),
-                        retries_in_flight: shared.in_flight(&route.cluster),
-                        next: AtomicUsize::new(0),
+                    .map(|(i, route)| {
+                        let policy = route.retry_policy.as_ref().or(l.retry_policy.as_ref());
+                        let mut total = 0u32;
+                        let to = route
+                            .clusters()
+                            .into_iter()
+                            .filter(|(_, weight)| *weight > 0)
+                            .map(|(name, weight)| {
+                                total = total.saturating_add(weight);
+                                let retry =
+                                    policy.map(|p| RetryPolicy::new(p, shared.in_flight(name)));
+                                (total, place(name), retry)
+                            })
+                            .collect();
+                        let path = match (&route.path_prefix, &route.path, &route.path_regex) {
+                            (Some(p), _, _) => PathMatch::Prefix(p.clone()),
+                            (None, Some(p), _) => PathMatch::Exact(p.clone()),
+                            (None, None, Some(r)) => crate::route_match::whole(r)
+                                .map_or(PathMatch::Exact(String::new()), PathMatch::Regex),
+                            (None, None, None) => PathMatch::Any,
+                        };
+                        let headers = route
+                            .headers
+                            .iter()
+                            .filter_map(|h| h.compile().ok())
+                            .collect();
+                        Route {
+                            host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                            path,
+                            headers,
+                            name: route.name.clone(),
+                            rewrite: route.path_prefix.clone().zip(route.prefix_rewrite.clone()),
+                            fault: route.fault.clone().or_else(|| l.fault.clone()),
+                            bucket: shared
+                                .route_buckets
+                                .get(i)
+                                .cloned()
+                                .flatten()
+                                .or_else(|| shared.bucket.clone()),
+                            to,
+                        }
                     })
-                    .collect(),
-            },
+                    .collect();
+                Router {
+                    listener_name: l.name.as_str().into(),
+                    single: None,
+                    routes,
+                    clusters,
+                }
+            }
         }
     }
 
-    /// `host`: the Host header or authority, with or without a port. `None` when no route matches.
-    pub fn pick(&self, host: Option<&str>, path: &str) -> Option<Target<'_>> {
+    /// The first route matching the request (`host`: its Host header or authority, with or
+    /// without a port), and one of its clusters' endpoints. `None` when no route matches.
+    pub fn pick(&self, host: Option<&str>, path: &str, headers: &HeaderMap) -> Option<Target<'_>> {
         if let Some(single) = &self.single {
             return Some(Target {
                 cluster: &self.listener_name,
@@ -231,32 +298,64 @@ impl Router {
                 bucket: single.bucket.as_deref(),
                 gate: single.gate.as_deref(),
                 retries_in_flight: &single.retries_in_flight,
-                route: None,
+                to: None,
                 endpoint: 0,
             });
         }
         let host = host.map(strip_port).map(str::to_ascii_lowercase);
         let route = self.routes.iter().find(|r| {
             r.host.as_deref().is_none_or(|h| Some(h) == host.as_deref())
-                && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+                && r.path.matches(path)
+                && r.headers.iter().all(|h| h.matches(headers))
         })?;
-        if route.endpoints.is_empty() {
+        let (_, cluster, retry) = match route.to.as_slice() {
+            [] => return None,
+            [one] => one,
+            all => {
+                let total = all.last().map_or(1, |(t, _, _)| *t);
+                let draw = fastrand::u32(0..total);
+                all.iter().find(|(upto, _, _)| draw < *upto)?
+            }
+        };
+        let cluster = &self.clusters[*cluster];
+        if cluster.endpoints.is_empty() {
             return None;
         }
-        Some(route.next_target())
+        let endpoint = cluster.next_endpoint();
+        Some(Target {
+            cluster: &cluster.name,
+            address: &cluster.endpoints[endpoint],
+            tls: &cluster.tls,
+            protocol: cluster.protocol,
+            rewrite: route
+                .rewrite
+                .as_ref()
+                .map(|(from, to)| (from.as_str(), to.as_str())),
+            operation: route.name.as_deref(),
+            retry: retry.as_ref(),
+            fault: route.fault.as_ref(),
+            bucket: route.bucket.as_deref(),
+            gate: cluster.gate.as_deref(),
+            retries_in_flight: &cluster.retries_in_flight,
+            to: Some(cluster),
+            endpoint,
+        })
     }
 
-    /// Where a retry of a request to `target` goes: the cluster's next endpoint round-robin
-    /// (the same one for a single upstream).
+    /// Where a retry of a request to `target` goes: the same cluster's next endpoint
+    /// round-robin (the same one for a single upstream).
     pub fn again<'a>(&'a self, target: &Target<'a>) -> Target<'a> {
-        match target.route {
-            Some(route) => route.next_target(),
-            None => target.clone(),
+        let mut next = target.clone();
+        if let Some(cluster) = target.to {
+            let endpoint = cluster.next_endpoint();
+            next.address = &cluster.endpoints[endpoint];
+            next.endpoint = endpoint;
         }
+        next
     }
 }
 
-impl Route {
+impl Cluster {
     /// Whether endpoint `j` may take requests: not ejected, and healthy if health-checked.
     fn available(&self, j: usize) -> bool {
         self.outliers.as_ref().is_none_or(|o| o.available(j))
@@ -265,35 +364,17 @@ impl Route {
 
     /// The next endpoint round-robin, passing over those the outlier detector ejected and
     /// those not healthy (all of them, when none is left: panic routing, as Envoy's).
-    fn next_target(&self) -> Target<'_> {
-        let route = self;
-        let n = route.endpoints.len();
-        let mut i = route.next.fetch_add(1, Ordering::Relaxed) % n;
-        if (route.outliers.is_some() || route.health.is_some()) && !route.available(i) {
-            if let Some(up) = (1..n).map(|k| (i + k) % n).find(|&j| route.available(j)) {
+    fn next_endpoint(&self) -> usize {
+        let n = self.endpoints.len();
+        let mut i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        if (self.outliers.is_some() || self.health.is_some()) && !self.available(i) {
+            if let Some(up) = (1..n).map(|k| (i + k) % n).find(|&j| self.available(j)) {
                 // Skipped over: the counter moves on past it.
-                route.next.fetch_add((up + n - i) % n, Ordering::Relaxed);
+                self.next.fetch_add((up + n - i) % n, Ordering::Relaxed);
                 i = up;
             }
         }
-        Target {
-            cluster: &route.cluster,
-            address: &route.endpoints[i],
-            tls: &route.tls,
-            protocol: route.protocol,
-            rewrite: route
-                .rewrite
-                .as_ref()
-                .map(|(from, to)| (from.as_str(), to.as_str())),
-            operation: route.name.as_deref(),
-            retry: route.retry.as_ref(),
-            fault: route.fault.as_ref(),
-            bucket: route.bucket.as_deref(),
-            gate: route.gate.as_deref(),
-            retries_in_flight: &route.retries_in_flight,
-            route: Some(route),
-            endpoint: i,
-        }
+        i
     }
 }
 
@@ -336,16 +417,31 @@ listeners:
             &TlsByCluster::default(),
             &Shared::default(),
         );
-        assert_eq!(&**r.pick(Some("SVC-B:8080"), "/x").unwrap().address, "b1:1");
-        assert_eq!(&**r.pick(Some("svc-b"), "/x").unwrap().address, "b2:2");
-        assert_eq!(&**r.pick(Some("svc-b"), "/x").unwrap().address, "b1:1");
-        let t = r.pick(Some("other"), "/api/v1").unwrap();
+        assert_eq!(
+            &**r.pick(Some("SVC-B:8080"), "/x", &HeaderMap::new())
+                .unwrap()
+                .address,
+            "b1:1"
+        );
+        assert_eq!(
+            &**r.pick(Some("svc-b"), "/x", &HeaderMap::new())
+                .unwrap()
+                .address,
+            "b2:2"
+        );
+        assert_eq!(
+            &**r.pick(Some("svc-b"), "/x", &HeaderMap::new())
+                .unwrap()
+                .address,
+            "b1:1"
+        );
+        let t = r.pick(Some("other"), "/api/v1", &HeaderMap::new()).unwrap();
         assert_eq!(
             (&**t.cluster, &**t.address, t.operation),
             ("c", "c1:1", Some("api"))
         );
-        assert!(r.pick(Some("other"), "/nope").is_none());
-        assert!(r.pick(None, "/nope").is_none());
+        assert!(r.pick(Some("other"), "/nope", &HeaderMap::new()).is_none());
+        assert!(r.pick(None, "/nope", &HeaderMap::new()).is_none());
     }
 
     #[test]
@@ -376,18 +472,23 @@ listeners:
         let r = Router::new(&c.listeners[0], &TlsByCluster::default(), &shared);
         let picks = || -> Vec<String> {
             (0..4)
-                .map(|_| r.pick(None, "/").unwrap().address.to_string())
+                .map(|_| {
+                    r.pick(None, "/", &HeaderMap::new())
+                        .unwrap()
+                        .address
+                        .to_string()
+                })
                 .collect()
         };
         assert_eq!(picks(), ["a:1", "b:2", "c:3", "a:1"]);
         // b fails once: out; the others share its turns evenly.
-        let b = r.pick(None, "/").unwrap();
+        let b = r.pick(None, "/", &HeaderMap::new()).unwrap();
         assert_eq!(&**b.address, "b:2");
         assert!(b.record(true).is_some());
         assert_eq!(picks(), ["c:3", "a:1", "c:3", "a:1"]);
         // All out: round-robin over all of them (panic routing), not over none.
         for _ in 0..3 {
-            let t = r.pick(None, "/").unwrap();
+            let t = r.pick(None, "/", &HeaderMap::new()).unwrap();
             t.record(true);
         }
         assert_eq!(outliers["c"].ejected(), 3);
@@ -421,7 +522,12 @@ listeners:
         let r = Router::new(&c.listeners[0], &TlsByCluster::default(), &shared);
         let picks = |n: usize| -> Vec<String> {
             let mut p: Vec<String> = (0..n)
-                .map(|_| r.pick(None, "/").unwrap().address.to_string())
+                .map(|_| {
+                    r.pick(None, "/", &HeaderMap::new())
+                        .unwrap()
+                        .address
+                        .to_string()
+                })
                 .collect();
             p.sort();
             p.dedup();
@@ -442,5 +548,71 @@ listeners:
             health.set(i, crate::health_check::Health::Unhealthy);
         }
         assert_eq!(picks(3), ["a:1", "b:2", "c:3"], "none healthy: all of them");
+    }
+
+    #[test]
+    fn exact_and_regex_paths_headers_and_weighted_clusters_choose_where_requests_go() {
+        let c = Config::from_yaml(
+            r#"
+node_id: n
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes:
+        - { path: /exact, cluster: a }
+        - { path_regex: '/v[0-9]+/items', cluster: b }
+        - { path_prefix: /, headers: [{ name: x-canary, exact_match: 'true' }], cluster: b }
+        - path_prefix: /
+          weighted_clusters: { clusters: [{ name: a, weight: 90 }, { name: b, weight: 10 }] }
+      clusters:
+        a: [a:1]
+        b: [b:1]
+"#,
+        )
+        .unwrap();
+        let r = Router::new(
+            &c.listeners[0],
+            &TlsByCluster::default(),
+            &Shared::default(),
+        );
+        let none = HeaderMap::new();
+        let to = |path: &str, h: &HeaderMap| r.pick(None, path, h).unwrap().cluster.to_string();
+        assert_eq!(to("/exact", &none), "a");
+        assert_eq!(to("/v2/items", &none), "b");
+        let mut canary = HeaderMap::new();
+        canary.insert("x-canary", http::HeaderValue::from_static("true"));
+        for _ in 0..20 {
+            assert_eq!(to("/anything", &canary), "b");
+        }
+        // The split: about 10% to b (bounds far outside a fair draw's spread).
+        fastrand::seed(7);
+        let to_b = (0..10_000)
+            .filter(|_| to("/exact/more", &none) == "b")
+            .count();
+        assert!((700..=1300).contains(&to_b), "{to_b} of 10,000 to b");
+        // A regex matches the whole path, not a part of it.
+        let only = Config::from_yaml(
+            r#"
+node_id: n
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes: [{ path_regex: '/v[0-9]+/items', cluster: b }]
+      clusters: { b: [b:1] }
+"#,
+        )
+        .unwrap();
+        let r = Router::new(
+            &only.listeners[0],
+            &TlsByCluster::default(),
+            &Shared::default(),
+        );
+        assert!(r.pick(None, "/v2/items", &none).is_some());
+        assert!(r.pick(None, "/v2/items/x", &none).is_none());
+        assert!(r.pick(None, "/api/v2/items", &none).is_none());
     }
 }

@@ -1,0 +1,286 @@
+//! What a route matches besides its Host and path prefix, and where it sends what it matched:
+//! an exact `path` or a `path_regex`, request `headers` (Envoy's `HeaderMatcher`: exact, prefix,
+//! suffix, contains or regex match, presence, inverted), and `weighted_clusters` (Envoy's
+//! traffic split: each request goes to one of several clusters, in proportion to their
+//! weights; a canary takes 5% while the stable version takes the rest).
+//!
+//! Regular expressions are RE2's syntax (the `regex` crate), as Envoy's `safe_regex` is, and
+//! match the whole path or value, as Envoy's do.
+
+use http::HeaderMap;
+use serde::Deserialize;
+
+/// One of a route's `headers`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatcher {
+    pub name: String,
+    /// How the value must read.
+    #[serde(default)]
+    pub string_match: Option<StringMatch>,
+    /// The legacy form of `string_match: { exact: ... }`.
+    #[serde(default)]
+    pub exact_match: Option<String>,
+    /// Whether the header must be there (`true`) or absent (`false`), whatever its value.
+    #[serde(default)]
+    pub present_match: Option<bool>,
+    /// Matches what the rest would not.
+    #[serde(default)]
+    pub invert_match: bool,
+}
+
+/// Envoy's `StringMatcher`: exactly one of its ways.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StringMatch {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub suffix: Option<String>,
+    #[serde(default)]
+    pub contains: Option<String>,
+    #[serde(default)]
+    pub safe_regex: Option<SafeRegex>,
+    #[serde(default)]
+    pub ignore_case: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafeRegex {
+    pub regex: String,
+}
+
+/// A route's `weighted_clusters`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedClusters {
+    pub clusters: Vec<WeightedCluster>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedCluster {
+    pub name: String,
+    pub weight: u32,
+}
+
+/// A header matcher ready to test requests.
+#[derive(Debug)]
+pub struct Header {
+    name: http::HeaderName,
+    test: Test,
+    invert: bool,
+}
+
+#[derive(Debug)]
+enum Test {
+    Present(bool),
+    Exact(String, bool),
+    Prefix(String, bool),
+    Suffix(String, bool),
+    Contains(String, bool),
+    Regex(regex::Regex),
+}
+
+/// A whole-string regex (Envoy's `safe_regex` matches the whole value).
+pub fn whole(pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("regex {pattern:?}: {e}"))
+}
+
+impl HeaderMatcher {
+    /// The matcher, its mistakes named.
+    pub fn compile(&self) -> Result<Header, String> {
+        let name = http::HeaderName::from_bytes(self.name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| format!("headers: {:?} is not a header name", self.name))?;
+        let lower = |s: &str, ignore_case: bool| {
+            if ignore_case {
+                s.to_lowercase()
+            } else {
+                s.to_owned()
+            }
+        };
+        let test = match (&self.string_match, &self.exact_match, self.present_match) {
+            (Some(m), None, None) => {
+                let ways = [
+                    m.exact.is_some(),
+                    m.prefix.is_some(),
+                    m.suffix.is_some(),
+                    m.contains.is_some(),
+                    m.safe_regex.is_some(),
+                ];
+                if ways.iter().filter(|&&w| w).count() != 1 {
+                    return Err(format!(
+                        "headers: {:?}: string_match needs exactly one of exact, prefix, suffix, contains and safe_regex",
+                        self.name
+                    ));
+                }
+                let ic = m.ignore_case;
+                if let Some(s) = &m.exact {
+                    Test::Exact(lower(s, ic), ic)
+                } else if let Some(s) = &m.prefix {
+                    Test::Prefix(lower(s, ic), ic)
+                } else if let Some(s) = &m.suffix {
+                    Test::Suffix(lower(s, ic), ic)
+                } else if let Some(s) = &m.contains {
+                    Test::Contains(lower(s, ic), ic)
+                } else {
+                    let r = m.safe_regex.as_ref().map_or("", |r| r.regex.as_str());
+                    Test::Regex(whole(r).map_err(|e| format!("headers: {:?}: {e}", self.name))?)
+                }
+            }
+            (None, Some(exact), None) => Test::Exact(exact.clone(), false),
+            (None, None, Some(present)) => Test::Present(present),
+            // Only a name: the header must be there (Envoy's default).
+            (None, None, None) => Test::Present(true),
+            _ => {
+                return Err(format!(
+                    "headers: {:?}: give one of string_match, exact_match and present_match",
+                    self.name
+                ))
+            }
+        };
+        Ok(Header {
+            name,
+            test,
+            invert: self.invert_match,
+        })
+    }
+}
+
+impl Header {
+    /// Whether `headers` match (all the values of a repeated header, joined by commas, as
+    /// Envoy reads them).
+    pub fn matches(&self, headers: &HeaderMap) -> bool {
+        let mut values = headers.get_all(&self.name).iter();
+        let value: Option<String> = match values.next() {
+            None => None,
+            Some(first) => {
+                let mut v = String::from_utf8_lossy(first.as_bytes()).into_owned();
+                for more in values {
+                    v.push(',');
+                    v.push_str(&String::from_utf8_lossy(more.as_bytes()));
+                }
+                Some(v)
+            }
+        };
+        let fold = |v: &str, ic: bool| if ic { v.to_lowercase() } else { v.to_owned() };
+        let hit = match (&self.test, value.as_deref()) {
+            (Test::Present(want), v) => v.is_some() == *want,
+            (_, None) => false,
+            (Test::Exact(s, ic), Some(v)) => fold(v, *ic) == *s,
+            (Test::Prefix(s, ic), Some(v)) => fold(v, *ic).starts_with(s.as_str()),
+            (Test::Suffix(s, ic), Some(v)) => fold(v, *ic).ends_with(s.as_str()),
+            (Test::Contains(s, ic), Some(v)) => fold(v, *ic).contains(s.as_str()),
+            (Test::Regex(r), Some(v)) => r.is_match(v),
+        };
+        hit != self.invert
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(yaml: &str) -> Header {
+        serde_yaml::from_str::<HeaderMatcher>(yaml)
+            .unwrap()
+            .compile()
+            .unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn header_matchers_read_as_envoys() {
+        let canary = headers(&[("x-canary", "true"), ("x-user", "Alice@Example.com")]);
+        let none = HeaderMap::new();
+        for (yaml, on_canary, on_none) in [
+            ("{ name: x-canary }", true, false),
+            ("{ name: X-Canary, exact_match: 'true' }", true, false),
+            ("{ name: x-canary, present_match: false }", false, true),
+            (
+                "{ name: x-canary, string_match: { exact: 'TRUE', ignore_case: true } }",
+                true,
+                false,
+            ),
+            (
+                "{ name: x-user, string_match: { suffix: '@example.com' } }",
+                false,
+                false,
+            ),
+            (
+                "{ name: x-user, string_match: { suffix: '@example.com', ignore_case: true } }",
+                true,
+                false,
+            ),
+            (
+                "{ name: x-user, string_match: { prefix: Ali } }",
+                true,
+                false,
+            ),
+            (
+                "{ name: x-user, string_match: { contains: '@' } }",
+                true,
+                false,
+            ),
+            (
+                "{ name: x-user, string_match: { safe_regex: { regex: '[A-Z][a-z]+@.*' } } }",
+                true,
+                false,
+            ),
+            (
+                "{ name: x-user, string_match: { safe_regex: { regex: 'Alice' } } }",
+                false,
+                false,
+            ),
+            (
+                "{ name: x-canary, exact_match: 'true', invert_match: true }",
+                false,
+                true,
+            ),
+        ] {
+            let m = matcher(yaml);
+            assert_eq!(
+                (m.matches(&canary), m.matches(&none)),
+                (on_canary, on_none),
+                "{yaml}"
+            );
+        }
+        let twice = headers(&[("x-tag", "a"), ("x-tag", "b")]);
+        assert!(matcher("{ name: x-tag, exact_match: 'a,b' }").matches(&twice));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (yaml, want) in [
+            (
+                "{ name: x, string_match: { exact: a, prefix: b } }",
+                "exactly one of exact",
+            ),
+            (
+                "{ name: x, string_match: { safe_regex: { regex: '(' } } }",
+                "regex \"(\"",
+            ),
+            (
+                "{ name: x, exact_match: a, present_match: true }",
+                "give one of",
+            ),
+            ("{ name: 'a b' }", "not a header name"),
+        ] {
+            let e = serde_yaml::from_str::<HeaderMatcher>(yaml)
+                .unwrap()
+                .compile()
+                .unwrap_err();
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
+    }
+}
