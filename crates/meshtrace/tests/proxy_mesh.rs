@@ -1229,3 +1229,81 @@ listeners:
         assert!(err.contains(want), "{to}: {err}");
     }
 }
+
+/// Envoy's header changes per route and per listener, and `host_rewrite_literal`, as the app
+/// and the caller see them.
+#[test]
+fn proxy_adds_and_removes_headers_and_rewrites_the_host() {
+    let app = App::start();
+    let yaml = format!(
+        r#"node_id: caller
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    request_headers_to_add:
+      - {{ header: {{ key: x-mesh, value: shop }}, append_action: OVERWRITE_IF_EXISTS_OR_ADD }}
+    response_headers_to_remove: [x-internal]
+    upstream:
+      routes:
+        - path_prefix: /version
+          cluster: app
+          host_rewrite_literal: api.example.com
+          request_headers_to_remove: [x-secret]
+          request_headers_to_add:
+            - {{ header: {{ key: x-tag, value: route }} }}
+            - {{ header: {{ key: x-mesh, value: route }} }}
+          response_headers_to_add:
+            - {{ header: {{ key: x-served-by, value: meshtrace }}, append_action: ADD_IF_ABSENT }}
+      clusters:
+        app: ['{}']
+"#,
+        app.addr
+    );
+    let proxy = Proxy::start(&yaml, &["out"]);
+    let a = curl(&[
+        "-D",
+        "-",
+        "-H",
+        "x-secret: s3cret",
+        "-H",
+        "x-tag: caller",
+        "-H",
+        "x-mesh: caller",
+        &format!("http://{}/version", proxy.addr("out")),
+    ]);
+    assert_eq!(a.status, 200);
+    // The app answers its HTTP version and the authority it was sent.
+    assert!(
+        a.text().ends_with("HTTP/1.1 api.example.com"),
+        "{}",
+        a.text()
+    );
+    let seen = app.last();
+    assert_eq!(header(&seen, "x-secret"), None);
+    let tags: Vec<&str> = seen
+        .get_all("x-tag")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["caller", "route"], "appended");
+    // The route appended its x-mesh, then the listener's overwrote them all.
+    let mesh: Vec<&str> = seen
+        .get_all("x-mesh")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(mesh, ["shop"]);
+    assert!(
+        a.text()
+            .to_ascii_lowercase()
+            .contains("x-served-by: meshtrace"),
+        "{}",
+        a.text()
+    );
+
+    let err = refused(&yaml.replace("value: shop", "value: '%HOSTNAME%'"));
+    assert!(err.contains("%...% variables are not supported"), "{err}");
+    let err = refused(&yaml.replace("api.example.com", "'not a host'"));
+    assert!(err.contains("host_rewrite_literal \"not a host\""), "{err}");
+}

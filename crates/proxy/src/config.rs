@@ -13,6 +13,7 @@ use wire::propagation::Format;
 
 pub use crate::circuit_breaker::CircuitBreakers;
 pub use crate::fault::FaultConfig;
+pub use crate::header_ops::{HeaderOpsConfig, HeaderToAdd};
 pub use crate::rate_limit::LocalRateLimitConfig;
 pub use crate::route_match::{HeaderMatcher, WeightedClusters};
 
@@ -95,6 +96,16 @@ pub struct ListenerConfig {
     /// listener's clusters each have their own).
     #[serde(default)]
     pub circuit_breakers: Option<CircuitBreakers>,
+    /// Envoy's header changes: headers added to (`append_action` as Envoy's) and removed from
+    /// requests sent upstream and their answers.
+    #[serde(default)]
+    pub request_headers_to_add: Vec<HeaderToAdd>,
+    #[serde(default)]
+    pub request_headers_to_remove: Vec<String>,
+    #[serde(default)]
+    pub response_headers_to_add: Vec<HeaderToAdd>,
+    #[serde(default)]
+    pub response_headers_to_remove: Vec<String>,
 }
 
 /// A listener's access log: where, and in which of Envoy's formats (a format string, Envoy's
@@ -751,9 +762,45 @@ pub struct RouteConfig {
     /// This route's own token bucket (else the listener's `local_rate_limit`).
     #[serde(default)]
     pub local_rate_limit: Option<LocalRateLimitConfig>,
+    /// The Host (HTTP/2 `:authority`) the upstream is sent instead of the request's own
+    /// (Envoy's `host_rewrite_literal`), e.g. an external service's name.
+    #[serde(default)]
+    pub host_rewrite_literal: Option<String>,
+    /// Envoy's header changes: headers added to (`append_action` as Envoy's) and removed from
+    /// requests sent upstream and their answers.
+    #[serde(default)]
+    pub request_headers_to_add: Vec<HeaderToAdd>,
+    #[serde(default)]
+    pub request_headers_to_remove: Vec<String>,
+    #[serde(default)]
+    pub response_headers_to_add: Vec<HeaderToAdd>,
+    #[serde(default)]
+    pub response_headers_to_remove: Vec<String>,
+}
+
+impl ListenerConfig {
+    /// The listener's header changes.
+    pub fn header_ops(&self) -> HeaderOpsConfig {
+        HeaderOpsConfig {
+            request_headers_to_add: self.request_headers_to_add.clone(),
+            request_headers_to_remove: self.request_headers_to_remove.clone(),
+            response_headers_to_add: self.response_headers_to_add.clone(),
+            response_headers_to_remove: self.response_headers_to_remove.clone(),
+        }
+    }
 }
 
 impl RouteConfig {
+    /// The route's header changes.
+    pub fn header_ops(&self) -> HeaderOpsConfig {
+        HeaderOpsConfig {
+            request_headers_to_add: self.request_headers_to_add.clone(),
+            request_headers_to_remove: self.request_headers_to_remove.clone(),
+            response_headers_to_add: self.response_headers_to_add.clone(),
+            response_headers_to_remove: self.response_headers_to_remove.clone(),
+        }
+    }
+
     /// The clusters the route sends to, with their weights (one at weight 1 for `cluster`).
     pub fn clusters(&self) -> Vec<(&str, u32)> {
         match (&self.cluster, &self.weighted_clusters) {
@@ -818,6 +865,12 @@ impl RouteConfig {
         }
         for h in &self.headers {
             h.compile()?;
+        }
+        self.header_ops().compile()?;
+        if let Some(h) = &self.host_rewrite_literal {
+            if http::uri::Authority::try_from(h.as_str()).is_err() {
+                return Err(format!("host_rewrite_literal {h:?} is not a host"));
+            }
         }
         Ok(())
     }
@@ -1072,6 +1125,9 @@ impl Config {
                 l.fault.as_ref(),
                 l.local_rate_limit.as_ref(),
             )?;
+            l.header_ops()
+                .compile()
+                .map_err(|m| ConfigError::Invalid(format!("listener {:?}: {m}", l.name)))?;
             if let Some(c) = &l.circuit_breakers {
                 if matches!(l.upstream, Upstream::Routed(_)) {
                     return bad(format!(

@@ -17,6 +17,7 @@ mod deadline;
 mod envoy_headers;
 mod fault;
 mod forward;
+mod header_ops;
 mod health_check;
 mod listener;
 pub mod memory;

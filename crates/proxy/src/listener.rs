@@ -419,6 +419,12 @@ impl Listener {
         strip_hop_by_hop(&mut parts.headers);
         // What the caller asked for with x-envoy-* headers (none are left at the edge).
         let asked = crate::envoy_headers::take(&mut parts.headers);
+        for ops in target.header_ops {
+            ops.request.apply(&mut parts.headers);
+        }
+        if let Some(host) = target.host_rewrite {
+            rewrite_host(&mut parts, host);
+        }
         let custom = RetryPolicy::asked(target.retry, target.retries_in_flight, &asked);
         let body = CountedRequest::new(body, request_bytes.clone());
         let policy = custom
@@ -552,6 +558,9 @@ impl Listener {
             Some(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
+                for ops in target.header_ops {
+                    ops.response.apply(&mut parts.headers);
+                }
                 let millis = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
                 parts
                     .headers
@@ -890,6 +899,18 @@ impl Head {
         parts.version = self.version;
         parts.headers = self.headers.clone();
         parts
+    }
+}
+
+/// `host_rewrite_literal`: the request's Host (and an HTTP/2 request's authority) made `host`.
+fn rewrite_host(parts: &mut http::request::Parts, host: &HeaderValue) {
+    parts.headers.insert(header::HOST, host.clone());
+    if parts.uri.authority().is_some() {
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.authority = Authority::try_from(host.as_bytes()).ok();
+        if let Ok(u) = Uri::from_parts(uri) {
+            parts.uri = u;
+        }
     }
 }
 

@@ -11,15 +11,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use http::{HeaderMap, HeaderValue};
+
 use crate::circuit_breaker::Gate;
 use crate::config::{FaultConfig, ListenerConfig, Upstream, UpstreamProtocol};
+use crate::header_ops::{HeaderOps, HeaderOpsConfig};
 use crate::health_check::ClusterHealth;
 use crate::outlier::Outliers;
 use crate::rate_limit::TokenBucket;
 use crate::retry::RetryPolicy;
 use crate::route_match::Header;
 use crate::tls::{Originate, Watched};
-use http::HeaderMap;
 
 /// TLS settings for connections to an upstream (`None`: cleartext).
 pub type UpstreamTls = Option<Arc<Watched<Originate>>>;
@@ -95,6 +97,10 @@ pub struct Target<'a> {
     pub gate: Option<&'a Gate>,
     /// The cluster's retries in flight (for a policy a request asks for with its headers).
     pub retries_in_flight: &'a Arc<AtomicUsize>,
+    /// Header changes, the route's then the listener's.
+    pub header_ops: &'a [HeaderOps],
+    /// The Host the upstream is sent instead of the request's, with `host_rewrite_literal`.
+    pub host_rewrite: Option<&'a HeaderValue>,
     /// The cluster picked (`None`: the listener's single upstream), for [`Router::again`].
     to: Option<&'a Cluster>,
     /// The endpoint's place in its cluster.
@@ -135,6 +141,7 @@ struct Single {
     bucket: Option<Arc<TokenBucket>>,
     gate: Option<Arc<Gate>>,
     retries_in_flight: Arc<AtomicUsize>,
+    header_ops: Vec<HeaderOps>,
 }
 
 /// A cluster as the routes reach it: its endpoints and what is kept about them.
@@ -158,6 +165,8 @@ struct Route {
     rewrite: Option<(String, String)>,
     fault: Option<FaultConfig>,
     bucket: Option<Arc<TokenBucket>>,
+    header_ops: Vec<HeaderOps>,
+    host_rewrite: Option<HeaderValue>,
     /// Where it sends: (the running total of the weights up to this one, the cluster's place in
     /// [`Router::clusters`], the retry policy with that cluster's count of retries in flight).
     to: Vec<(u32, usize, Option<RetryPolicy>)>,
@@ -199,6 +208,7 @@ impl Router {
                     bucket: shared.bucket.clone(),
                     gate: shared.gates.get(&l.name).cloned(),
                     retries_in_flight: shared.in_flight(&l.name),
+                    header_ops: ops(&[l.header_ops()]),
                 }),
                 routes: Vec::new(),
                 clusters: Vec::new(),
@@ -262,6 +272,11 @@ impl Router {
                             name: route.name.clone(),
                             rewrite: route.path_prefix.clone().zip(route.prefix_rewrite.clone()),
                             fault: route.fault.clone().or_else(|| l.fault.clone()),
+                            header_ops: ops(&[route.header_ops(), l.header_ops()]),
+                            host_rewrite: route
+                                .host_rewrite_literal
+                                .as_deref()
+                                .and_then(|h| HeaderValue::from_str(h).ok()),
                             bucket: shared
                                 .route_buckets
                                 .get(i)
@@ -298,6 +313,8 @@ impl Router {
                 bucket: single.bucket.as_deref(),
                 gate: single.gate.as_deref(),
                 retries_in_flight: &single.retries_in_flight,
+                header_ops: &single.header_ops,
+                host_rewrite: None,
                 to: None,
                 endpoint: 0,
             });
@@ -337,6 +354,8 @@ impl Router {
             bucket: route.bucket.as_deref(),
             gate: cluster.gate.as_deref(),
             retries_in_flight: &cluster.retries_in_flight,
+            header_ops: &route.header_ops,
+            host_rewrite: route.host_rewrite.as_ref(),
             to: Some(cluster),
             endpoint,
         })
@@ -376,6 +395,16 @@ impl Cluster {
         }
         i
     }
+}
+
+/// The levels of header changes that change something (checked at load: a mistake left here
+/// changes nothing).
+fn ops(levels: &[HeaderOpsConfig]) -> Vec<HeaderOps> {
+    levels
+        .iter()
+        .filter(|c| !c.is_empty())
+        .filter_map(|c| c.compile().ok())
+        .collect()
 }
 
 fn strip_port(host: &str) -> &str {
