@@ -325,28 +325,57 @@ impl Listener {
         if let Some(l) = rec.log.as_mut() {
             l.upstream(target.cluster, target.address);
         }
-        // The route's (or listener's) filters, before anything goes upstream.
-        let taken = match target.bucket {
-            Some(bucket) => {
-                let verdict = bucket.take(std::time::Instant::now());
-                if !verdict.allowed {
-                    Stats::inc(&self.stats.rate_limited);
-                    let mut r = self.local(
-                        rec,
-                        request_bytes,
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "RL",
-                        "local_rate_limited",
-                    );
-                    bucket.tell(&verdict, r.headers_mut());
-                    return r;
-                }
-                Some((bucket, verdict))
-            }
-            None => None,
+        let (rec, passed) = match self
+            .filters(&target, req.headers(), rec, &request_bytes)
+            .await
+        {
+            Ok(passed) => passed,
+            Err(answer) => return answer,
         };
+        let mut resp = self
+            .forward(req, target, rec, request_bytes, version, upgrade)
+            .await;
+        if let Some((bucket, verdict)) = passed.bucket {
+            bucket.tell(&verdict, resp.headers_mut());
+        }
+        if let Some(place) = passed.place {
+            resp.body_mut().hold(place);
+        }
+        resp
+    }
+
+    /// What a routed request meets before anything goes upstream: the route's (or listener's)
+    /// token bucket, its faults, its cluster's circuit breaker. `Err`: the answer instead
+    /// (429, an injected fault, 503).
+    async fn filters<'t>(
+        &self,
+        target: &Target<'t>,
+        headers: &http::HeaderMap,
+        mut rec: Record,
+        request_bytes: &Arc<AtomicU64>,
+    ) -> Result<(Record, Passed<'t>), Response<TracedResponse>> {
+        let mut passed = Passed {
+            bucket: None,
+            place: None,
+        };
+        if let Some(bucket) = target.bucket {
+            let verdict = bucket.take(std::time::Instant::now());
+            if !verdict.allowed {
+                Stats::inc(&self.stats.rate_limited);
+                let mut r = self.local(
+                    rec,
+                    request_bytes.clone(),
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RL",
+                    "local_rate_limited",
+                );
+                bucket.tell(&verdict, r.headers_mut());
+                return Err(r);
+            }
+            passed.bucket = Some((bucket, verdict));
+        }
         if let Some(fault) = target.fault {
-            let faults = fault.decide(req.headers(), || fastrand::u32(..1_000_000));
+            let faults = fault.decide(headers, || fastrand::u32(..1_000_000));
             if let Some(delay) = faults.delay {
                 Stats::inc(&self.stats.faults_delayed);
                 rec.delayed = true;
@@ -354,36 +383,28 @@ impl Listener {
             }
             if let Some(abort) = faults.abort {
                 Stats::inc(&self.stats.faults_aborted);
-                return self.aborted(rec, request_bytes, abort);
+                return Err(self.aborted(rec, request_bytes.clone(), abort));
             }
         }
-        let place = match target.gate.map(|gate| gate.enter()) {
-            None => None,
-            Some(Some(place)) => Some(place),
-            Some(None) => {
-                Stats::inc(&self.stats.upstream_overflow);
-                let mut headers = http::HeaderMap::new();
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-                headers.insert("x-envoy-overloaded", HeaderValue::from_static("true"));
-                return self.local_with(
-                    rec,
-                    request_bytes,
-                    (StatusCode::SERVICE_UNAVAILABLE, headers),
-                    "UO",
-                    "upstream overflow: the cluster's max_requests are in flight\n",
-                );
+        if let Some(gate) = target.gate {
+            match gate.enter() {
+                Some(place) => passed.place = Some(place),
+                None => {
+                    Stats::inc(&self.stats.upstream_overflow);
+                    let mut headers = http::HeaderMap::new();
+                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                    headers.insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+                    return Err(self.local_with(
+                        rec,
+                        request_bytes.clone(),
+                        (StatusCode::SERVICE_UNAVAILABLE, headers),
+                        "UO",
+                        "upstream overflow: the cluster's max_requests are in flight\n",
+                    ));
+                }
             }
-        };
-        let mut resp = self
-            .forward(req, target, rec, request_bytes, version, upgrade)
-            .await;
-        if let Some((bucket, verdict)) = taken {
-            bucket.tell(&verdict, resp.headers_mut());
         }
-        if let Some(place) = place {
-            resp.body_mut().hold(place);
-        }
-        resp
+        Ok((rec, passed))
     }
 
     /// Sends a routed request upstream (a tunnel for an upgrade), with retries under a retry
@@ -871,6 +892,16 @@ fn flags(flag: &'static str, gave_up: &'static str) -> &'static str {
         ("UT", "UO") => "UT,UO",
         (flag, _) => flag,
     }
+}
+
+/// What a request passed on its way upstream, kept until its answer: the token bucket's verdict
+/// (for the `x-ratelimit-*` headers) and its place in the cluster's circuit breaker.
+struct Passed<'t> {
+    bucket: Option<(
+        &'t crate::rate_limit::TokenBucket,
+        crate::rate_limit::Verdict,
+    )>,
+    place: Option<crate::circuit_breaker::Inside>,
 }
 
 /// The head of a request as it came (hop-by-hop headers gone), kept for a retry to start again
