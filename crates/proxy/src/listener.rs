@@ -582,10 +582,9 @@ impl Listener {
                 for ops in target.header_ops {
                     ops.response.apply(&mut parts.headers);
                 }
-                let millis = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
                 parts
                     .headers
-                    .insert(&UPSTREAM_SERVICE_TIME, HeaderValue::from(millis));
+                    .insert(&UPSTREAM_SERVICE_TIME, millis_value(sent.elapsed()));
                 let finish = answered(rec, &parts, request_bytes, flags("-", gave_up));
                 Response::from_parts(parts, TracedResponse::new(body.boxed(), finish))
             }
@@ -930,6 +929,19 @@ impl Head {
         parts.version = self.version;
         parts.headers = self.headers.clone();
         parts
+    }
+}
+
+/// A header value of whole milliseconds; the usual few (below 20) without an allocation.
+fn millis_value(d: Duration) -> HeaderValue {
+    const SMALL: [&str; 20] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+        "17", "18", "19",
+    ];
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    match SMALL.get(ms as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(ms),
     }
 }
 
