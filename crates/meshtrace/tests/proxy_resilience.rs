@@ -551,6 +551,15 @@ listeners:
     )
 }
 
+/// The access log at `path` once it holds `n` lines (waiting up to 10 s).
+fn log_text(path: &std::path::Path, n: usize) -> String {
+    eventually(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        (text.lines().count() == n).then_some(text)
+    })
+    .unwrap_or_else(|| panic!("{} has not {n} lines", path.display()))
+}
+
 /// curl with the response headers written before the body.
 fn with_headers(url: &str, headers: &[&str]) -> Answer {
     let mut args = vec!["-D", "-"];
@@ -625,11 +634,7 @@ fn proxy_fault_injection_delays_and_aborts_as_configured_or_asked() {
     assert!(started.elapsed() >= Duration::from_millis(200));
 
     // The access log says which fault did what (DI delayed, FI aborted).
-    let lines = eventually(Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        (text.lines().count() == 44).then_some(text)
-    })
-    .expect("44 lines");
+    let lines = log_text(&log, 44);
     assert_eq!(
         lines.matches("/echo 503 DI,FI\n").count(),
         aborted,
@@ -708,11 +713,7 @@ fn proxy_local_rate_limit_answers_429_once_the_shared_bucket_is_empty() {
     );
     std::thread::sleep(Duration::from_secs(2).saturating_sub(started.elapsed()));
     assert_eq!(get(&url).status, 200);
-    let lines = eventually(Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        (text.lines().count() == 7).then_some(text)
-    })
-    .expect("7 lines");
+    let lines = log_text(&log, 7);
     assert_eq!(lines.matches("/echo 429 RL\n").count(), 2, "{lines}");
 
     let err = refused(&yaml.replace("fill_interval: 2s", "fill_interval: 10ms"));

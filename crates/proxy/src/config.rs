@@ -778,27 +778,43 @@ pub struct RouteConfig {
     pub response_headers_to_remove: Vec<String>,
 }
 
+/// The four header-change lists of a listener or route, together (flat keys in the YAML, as
+/// Envoy writes them: serde cannot flatten a struct into one that refuses unknown keys).
+fn header_ops(
+    request_add: &[HeaderToAdd],
+    request_remove: &[String],
+    response_add: &[HeaderToAdd],
+    response_remove: &[String],
+) -> HeaderOpsConfig {
+    HeaderOpsConfig {
+        request_headers_to_add: request_add.to_vec(),
+        request_headers_to_remove: request_remove.to_vec(),
+        response_headers_to_add: response_add.to_vec(),
+        response_headers_to_remove: response_remove.to_vec(),
+    }
+}
+
 impl ListenerConfig {
     /// The listener's header changes.
     pub fn header_ops(&self) -> HeaderOpsConfig {
-        HeaderOpsConfig {
-            request_headers_to_add: self.request_headers_to_add.clone(),
-            request_headers_to_remove: self.request_headers_to_remove.clone(),
-            response_headers_to_add: self.response_headers_to_add.clone(),
-            response_headers_to_remove: self.response_headers_to_remove.clone(),
-        }
+        header_ops(
+            &self.request_headers_to_add,
+            &self.request_headers_to_remove,
+            &self.response_headers_to_add,
+            &self.response_headers_to_remove,
+        )
     }
 }
 
 impl RouteConfig {
     /// The route's header changes.
     pub fn header_ops(&self) -> HeaderOpsConfig {
-        HeaderOpsConfig {
-            request_headers_to_add: self.request_headers_to_add.clone(),
-            request_headers_to_remove: self.request_headers_to_remove.clone(),
-            response_headers_to_add: self.response_headers_to_add.clone(),
-            response_headers_to_remove: self.response_headers_to_remove.clone(),
-        }
+        header_ops(
+            &self.request_headers_to_add,
+            &self.request_headers_to_remove,
+            &self.response_headers_to_add,
+            &self.response_headers_to_remove,
+        )
     }
 
     /// The clusters the route sends to, with their weights (one at weight 1 for `cluster`).
