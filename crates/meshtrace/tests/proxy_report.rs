@@ -738,3 +738,44 @@ tracing:
         "{err}"
     );
 }
+
+#[test]
+fn proxy_access_log_filter_writes_only_what_it_admits() {
+    let app = App::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("errors.log");
+    let yaml = format!(
+        r#"node_id: side
+admin: 127.0.0.1:0
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes: [{{ path_prefix: /echo, cluster: app }}]
+      clusters:
+        app: ['{}']
+    access_log:
+      path: {}
+      format: "%RESPONSE_CODE% %REQ(:PATH)%\n"
+      flush_interval: 50ms
+      filter:
+        status_code_filter: {{ comparison: {{ op: GE, value: {{ default_value: 400, runtime_key: access_log.min_status }} }} }}
+"#,
+        app.addr,
+        log.display()
+    );
+    let proxy = Proxy::start(&yaml, &["out", "admin"]);
+    let out = proxy.addr("out");
+    for path in ["/echo", "/nowhere", "/echo", "/also-nowhere"] {
+        get(&format!("http://{out}{path}"));
+    }
+    // (Each worker writes its own lines: sorted, not in arrival order.)
+    let mut lines = wait_lines(&log, 2);
+    lines.sort();
+    assert_eq!(lines, ["404 /also-nowhere", "404 /nowhere"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(log_lines(&log).len(), 2, "the 200s are not written");
+    let err = refused(&yaml.replace("op: GE", "op: GT"));
+    assert!(err.contains("GT"), "{err}");
+}

@@ -125,6 +125,9 @@ pub struct AccessLogConfig {
     /// How long lines may wait in a worker's buffer (Envoy's `file_flush_interval`). Default 1s.
     #[serde(default = "default_access_log_flush", with = "dur")]
     pub flush_interval: Duration,
+    /// Which requests are written (Envoy's access log `filter`); all without one.
+    #[serde(default)]
+    pub filter: Option<crate::access_log::Filter>,
 }
 
 fn default_access_log_path() -> String {
@@ -1108,9 +1111,11 @@ impl Config {
         }
         for l in &self.listeners {
             if let Some(a) = &l.access_log {
-                a.parse().map_err(|m| {
-                    ConfigError::Invalid(format!("listener {:?}: access_log: {m}", l.name))
-                })?;
+                a.parse()
+                    .and_then(|_| a.filter.as_ref().map_or(Ok(()), |f| f.check()))
+                    .map_err(|m| {
+                        ConfigError::Invalid(format!("listener {:?}: access_log: {m}", l.name))
+                    })?;
                 if a.flush_interval.is_zero() {
                     return bad(format!(
                         "listener {:?}: access_log: flush_interval must be more than 0",

@@ -287,7 +287,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                         path: a.path.clone(),
                         source,
                     })?;
-                Some((Arc::new(format), out, a.flush_interval))
+                let filter = a.filter.clone().map(Arc::new);
+                Some((Arc::new(format), filter, out, a.flush_interval))
             }
             None => None,
         };
@@ -308,9 +309,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 upstream_tls.clone(),
             );
             let shared = shared.clone();
-            let access_log = access_log.as_ref().map(|(format, out, every)| {
+            let access_log = access_log.as_ref().map(|(format, filter, out, every)| {
                 (
-                    access_log::AccessLog::new(format.clone(), out.clone()),
+                    access_log::AccessLog::new(format.clone(), filter.clone(), out.clone()),
                     *every,
                 )
             });

@@ -8,6 +8,7 @@
 //! `flush_interval`; should the writer fall behind (a full disk, a stalled pipe), batches are
 //! dropped and counted in `/metrics`, never waited for.
 
+mod filter;
 mod format;
 mod writer;
 
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::HeaderValue;
 use model::TraceId;
 
+pub use filter::Filter;
 pub use format::Format;
 pub use writer::{Handle, Writers};
 
@@ -29,6 +31,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// One listener's access log on one worker.
 pub struct AccessLog {
     format: Arc<Format>,
+    /// Which requests are written (all without one).
+    filter: Option<Arc<Filter>>,
     pending: Mutex<Batch>,
     out: Handle,
 }
@@ -81,9 +85,10 @@ pub struct Request<'a> {
 }
 
 impl AccessLog {
-    pub fn new(format: Arc<Format>, out: Handle) -> Arc<Self> {
+    pub fn new(format: Arc<Format>, filter: Option<Arc<Filter>>, out: Handle) -> Arc<Self> {
         Arc::new(AccessLog {
             format,
+            filter,
             pending: Mutex::new(Batch::default()),
             out,
         })
@@ -152,6 +157,9 @@ impl AccessLog {
     }
 
     fn write(&self, e: &Entry) {
+        if self.filter.as_ref().is_some_and(|f| !f.admits(e)) {
+            return;
+        }
         let mut pending = self.lock();
         self.format.render(e, &mut pending.bytes);
         pending.lines += 1;
@@ -252,7 +260,7 @@ mod tests {
         let stats = Arc::new(crate::stats::Stats::default());
         let mut writers = Writers::new(stats.clone());
         let out = writers.open(path.to_str().unwrap()).unwrap();
-        let log = AccessLog::new(Arc::new(format), out);
+        let log = AccessLog::new(Arc::new(format), None, out);
         let req = http::Request::builder()
             .method("POST")
             .uri("/api/cart?id=7")
@@ -362,5 +370,57 @@ mod tests {
             .as_secs();
         assert!(now.abs_diff(secs.parse().unwrap()) < 60, "{s}");
         assert!(year.len() == 4 && year.starts_with("20"), "{s}");
+    }
+
+    #[test]
+    fn filters_choose_the_lines_as_envoys_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writers = Writers::new(Arc::new(crate::stats::Stats::default()));
+        let out = writers
+            .open(dir.path().join("f.log").to_str().unwrap())
+            .unwrap();
+        let log = AccessLog::new(Arc::new(Format::text(None).unwrap()), None, out);
+        let entry = |status: u16, ms: u64, flags: &'static str| {
+            let mut e = entry_of(&log, http::Request::new(()));
+            e.status = status;
+            e.duration = Some(Duration::from_millis(ms));
+            e.flags = flags.into();
+            e
+        };
+        let filter = |yaml: &str| {
+            let f: Filter = serde_yaml::from_str(yaml).unwrap();
+            f.check().unwrap();
+            f
+        };
+        let errors_or_slow = filter(
+            "{ or_filter: { filters: [ { status_code_filter: { comparison: { op: GE, value: { default_value: 500, runtime_key: x } } } }, { duration_filter: { comparison: { op: GE, value: { default_value: 1000 } } } } ] } }",
+        );
+        assert!(errors_or_slow.admits(&entry(503, 5, "-")));
+        assert!(errors_or_slow.admits(&entry(200, 1500, "-")));
+        assert!(!errors_or_slow.admits(&entry(404, 5, "-")));
+        let flagged = filter("{ response_flag_filter: {} }");
+        assert!(flagged.admits(&entry(200, 5, "DI")) && !flagged.admits(&entry(200, 5, "-")));
+        let upstream = filter("{ response_flag_filter: { flags: [UF, URX] } }");
+        assert!(
+            upstream.admits(&entry(502, 5, "UF,URX")) && !upstream.admits(&entry(503, 5, "UO"))
+        );
+        let both = filter(
+            "{ and_filter: { filters: [ { status_code_filter: { comparison: { op: NE, value: { default_value: 200 } } } }, { duration_filter: { comparison: { op: LE, value: { default_value: 10 } } } } ] } }",
+        );
+        assert!(both.admits(&entry(201, 10, "-")) && !both.admits(&entry(200, 1, "-")));
+        for (yaml, want) in [
+            ("{}", "exactly one of"),
+            (
+                "{ response_flag_filter: { flags: [XX] } }",
+                "\"XX\" is not a flag",
+            ),
+            (
+                "{ and_filter: { filters: [ { response_flag_filter: {} } ] } }",
+                "two filters or more",
+            ),
+        ] {
+            let f: Filter = serde_yaml::from_str(yaml).unwrap();
+            assert!(f.check().unwrap_err().contains(want), "{yaml}");
+        }
     }
 }
