@@ -884,3 +884,51 @@ listeners:
         "{last:?}"
     );
 }
+
+#[test]
+fn a_route_timeout_replaces_the_listeners_and_a_callers_own_wins() {
+    let app = App::start();
+    let yaml = format!(
+        "node_id: caller
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    timeouts: {{ request: 1s }}
+    upstream:
+      routes:
+        - {{ path: /slow, headers: [{{ name: x-patient, present_match: true }}], cluster: app, timeout: 0s }}
+        - {{ host: elsewhere, cluster: app }}
+        - {{ path: /slow, cluster: app, timeout: 300ms }}
+      clusters:
+        app: ['{app}']
+",
+        app = app.addr
+    );
+    let proxy = Proxy::start(&yaml, &["out"]);
+    let out = proxy.addr("out");
+    // The route's 300 ms, not the listener's 1 s.
+    let started = Instant::now();
+    assert_eq!(get(&format!("http://{out}/slow")).status, 504);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(900),
+        "{took:?}"
+    );
+    // `0s`: no limit at all, so the app's 3 s answer comes back although the listener's is 1 s.
+    let a = with_headers(&format!("http://{out}/slow"), &["x-patient: 1"]);
+    assert_eq!(a.status, 200, "{}", a.text());
+    // A caller's own limit wins over the route's.
+    let started = Instant::now();
+    let a = with_headers(
+        &format!("http://{out}/slow"),
+        &["x-patient: 1", "x-envoy-upstream-rq-timeout-ms: 200"],
+    );
+    assert_eq!(a.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Other routes keep the listener's.
+    let started = Instant::now();
+    let a = with_headers(&format!("http://{out}/slow"), &["host: elsewhere"]);
+    assert_eq!(a.status, 504);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}

@@ -755,6 +755,11 @@ pub struct RouteConfig {
     /// This route's retries (else the listener's `retry_policy`).
     #[serde(default)]
     pub retry_policy: Option<RetryPolicyConfig>,
+    /// This route's time limit for the upstream's response headers, all attempts together
+    /// (Envoy's route `timeout`; else the listener's `timeouts.request`; `0s`: none). A caller's
+    /// `x-envoy-upstream-rq-timeout-ms` still wins inside the mesh, as in Envoy.
+    #[serde(default, with = "dur_opt")]
+    pub timeout: Option<Duration>,
     /// Replaces the matched `path_prefix` before the request goes upstream (Envoy's
     /// `prefix_rewrite`): `/api/cart` with `/` makes `/api/cart/items?x=1` `/items?x=1`.
     #[serde(default)]

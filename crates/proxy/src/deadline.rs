@@ -142,21 +142,22 @@ impl Deadlines {
     }
 }
 
-/// A request's time limit: the listener's (from its deadline table), one the request asked for
-/// (`x-envoy-upstream-rq-timeout-ms`, on a timer of its own), or none.
+/// A request's time limit: the listener's (from its deadline table), one of its own (asked for
+/// with `x-envoy-upstream-rq-timeout-ms`, or its route's `timeout`, on a timer of its own), or
+/// none.
 pub enum Limit {
     Listener(Expiry),
-    Asked(Pin<Box<tokio::time::Sleep>>),
+    Own(Pin<Box<tokio::time::Sleep>>),
     None,
 }
 
 impl Limit {
-    /// The listener's limit, or the one asked for (zero: none).
-    pub fn of(deadlines: &Arc<Deadlines>, asked: Option<Duration>) -> Limit {
-        match asked {
+    /// The listener's limit, or the request's own (zero: none).
+    pub fn of(deadlines: &Arc<Deadlines>, own: Option<Duration>) -> Limit {
+        match own {
             None => Limit::Listener(deadlines.start()),
             Some(Duration::ZERO) => Limit::None,
-            Some(d) => Limit::Asked(Box::pin(tokio::time::sleep(d))),
+            Some(d) => Limit::Own(Box::pin(tokio::time::sleep(d))),
         }
     }
 }
@@ -167,7 +168,7 @@ impl Future for Limit {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match self.get_mut() {
             Limit::Listener(e) => Pin::new(e).poll(cx),
-            Limit::Asked(s) => s.as_mut().poll(cx),
+            Limit::Own(s) => s.as_mut().poll(cx),
             Limit::None => Poll::Pending,
         }
     }

@@ -10,7 +10,7 @@
 //! them: `upstream_protocol`), on the worker's own upstream connections (`upstream`); the
 //! request's authority (`Host`, `:authority`) goes with it, converted between the two. Failures
 //! the proxy answers itself: 404 (no route, `NR`), 502 (upstream connect or reset, `UF`/`UR`),
-//! 504 (no response headers within `timeouts.request`, `UT`). Under a `retry_policy`, a failure
+//! 504 (no response headers within the route's `timeout`, else `timeouts.request`, `UT`). Under a `retry_policy`, a failure
 //! it names is retried on the cluster's next endpoint instead (`retry`), and the answer is the
 //! last attempt's. An HTTP/1.1 request to switch protocols (WebSocket) becomes a tunnel once
 //! the upstream agrees (`tunnel`).
@@ -461,7 +461,8 @@ impl Listener {
         };
         // What a retry starts again from: the request as it came, before the upstream's form.
         let head = policy.map(|_| Head::of(&parts));
-        let mut expiry = Limit::of(&self.deadlines, asked.timeout);
+        // A caller's own limit wins over the route's, as in Envoy.
+        let mut expiry = Limit::of(&self.deadlines, asked.timeout.or(target.timeout));
         let (mut target, mut authority) = (target, authority);
         let mut retries = 0;
         loop {

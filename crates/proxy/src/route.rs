@@ -89,6 +89,8 @@ pub struct Target<'a> {
     pub operation: Option<&'a str>,
     /// The route's retry policy, if it has one.
     pub retry: Option<&'a RetryPolicy>,
+    /// The route's own time limit (`Some(0s)`: none), instead of the listener's.
+    pub timeout: Option<std::time::Duration>,
     /// The faults to inject, if any.
     pub fault: Option<&'a FaultConfig>,
     /// The token bucket the request takes from, if any.
@@ -162,6 +164,7 @@ struct Route {
     path: PathMatch,
     headers: Vec<Header>,
     name: Option<String>,
+    timeout: Option<std::time::Duration>,
     rewrite: Option<(String, String)>,
     fault: Option<FaultConfig>,
     bucket: Option<Arc<TokenBucket>>,
@@ -270,6 +273,7 @@ impl Router {
                             path,
                             headers,
                             name: route.name.clone(),
+                            timeout: route.timeout,
                             rewrite: route.path_prefix.clone().zip(route.prefix_rewrite.clone()),
                             fault: route.fault.clone().or_else(|| l.fault.clone()),
                             header_ops: ops(&[route.header_ops(), l.header_ops()]),
@@ -309,6 +313,7 @@ impl Router {
                 rewrite: None,
                 operation: None,
                 retry: single.retry.as_ref(),
+                timeout: None,
                 fault: single.fault.as_ref(),
                 bucket: single.bucket.as_deref(),
                 gate: single.gate.as_deref(),
@@ -350,6 +355,7 @@ impl Router {
                 .map(|(from, to)| (from.as_str(), to.as_str())),
             operation: route.name.as_deref(),
             retry: retry.as_ref(),
+            timeout: route.timeout,
             fault: route.fault.as_ref(),
             bucket: route.bucket.as_deref(),
             gate: cluster.gate.as_deref(),
