@@ -1217,7 +1217,7 @@ listeners:
         (
             "cluster: stable }}\n        - {{ path_regex",
             "cluster: stable, weighted_clusters: { clusters: [{ name: canary, weight: 1 }] } }\n        - { path_regex",
-            "needs exactly one of cluster and weighted_clusters",
+            "needs exactly one of cluster, weighted_clusters, direct_response and redirect",
         ),
         ("'/v[0-9]+/echo'", "'/v[0-9+/echo'", "path_regex: regex"),
         ("weight: 80 }, { name: canary, weight: 20", "weight: 0 }, { name: canary, weight: 0", "the weights add up to 0"),
@@ -1306,4 +1306,177 @@ listeners:
     assert!(err.contains("%...% variables are not supported"), "{err}");
     let err = refused(&yaml.replace("api.example.com", "'not a host'"));
     assert!(err.contains("host_rewrite_literal \"not a host\""), "{err}");
+}
+
+#[test]
+fn proxy_edge_routes_answer_with_direct_responses_and_redirects() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    let yaml = format!(
+        r#"node_id: edge-1
+listeners:
+  - name: edge
+    mode: edge
+    listen: 127.0.0.1:0
+    upstream:
+      routes:
+        - path: /robots.txt
+          direct_response: {{ status: 200, body: {{ inline_string: "User-agent: *\nDisallow: /\n" }} }}
+          response_headers_to_add: [{{ header: {{ key: cache-control, value: max-age=60 }} }}]
+        - {{ path: /down, name: maintenance, direct_response: {{ status: 503, body: {{ inline_string: "down for maintenance\n" }} }} }}
+        - {{ path: /gone, direct_response: {{ status: 410 }} }}
+        - {{ host: plain.example, redirect: {{ https_redirect: true }} }}
+        - {{ path_prefix: /old/, redirect: {{ prefix_rewrite: /new/, response_code: PERMANENT_REDIRECT }} }}
+        - {{ path_prefix: /new/, prefix_rewrite: /, cluster: app }}
+        - {{ path: /moved, redirect: {{ host_redirect: 'elsewhere.example:8443', path_redirect: /here, strip_query: true, response_code: FOUND }} }}
+        - {{ path_prefix: /, cluster: app }}
+      clusters:
+        app: ['{app}']
+{tracing}"#,
+        app = app.addr,
+        tracing = tracing_block(server.addr("zipkin"), "b3multi"),
+    );
+    let proxy = Proxy::start(&yaml, &["edge"]);
+    let edge = proxy.addr("edge");
+    let traced = |tid: &str, path: &str, extra: &[&str]| {
+        let mut args = vec![
+            "-D".to_owned(),
+            "-".to_owned(),
+            "-H".to_owned(),
+            format!("x-b3-traceid: {tid}"),
+            "-H".to_owned(),
+            "x-b3-spanid: 2222222222222222".to_owned(),
+            "-H".to_owned(),
+            "x-b3-sampled: 1".to_owned(),
+        ];
+        for e in extra {
+            args.push("-H".to_owned());
+            args.push((*e).to_owned());
+        }
+        args.push(format!("http://{edge}{path}"));
+        curl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let head = |a: &Answer, name: &str| -> Option<String> {
+        let text = a.text();
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+
+    // A direct response: its body and the route's response header, the app never asked.
+    let a = traced("1111111111111111aaaaaaaaaaaaaaa1", "/robots.txt", &[]);
+    assert_eq!(a.status, 200);
+    assert!(
+        a.text().ends_with("User-agent: *\nDisallow: /\n"),
+        "{}",
+        a.text()
+    );
+    assert_eq!(head(&a, "content-type").as_deref(), Some("text/plain"));
+    assert_eq!(head(&a, "cache-control").as_deref(), Some("max-age=60"));
+    let a = traced("1111111111111111aaaaaaaaaaaaaaa2", "/down", &[]);
+    assert_eq!(a.status, 503);
+    assert!(a.text().ends_with("down for maintenance\n"));
+    let a = traced("1111111111111111aaaaaaaaaaaaaaa3", "/gone", &[]);
+    assert_eq!(a.status, 410);
+    assert_eq!(head(&a, "content-type"), None, "no body, no type");
+    assert_eq!(head(&a, "content-length").as_deref(), Some("0"));
+
+    // Redirects: Location built from the request.
+    let a = traced(
+        "1111111111111111aaaaaaaaaaaaaaa4",
+        "/cart?item=3",
+        &["host: plain.example:80"],
+    );
+    assert_eq!(a.status, 301);
+    assert_eq!(
+        head(&a, "location").as_deref(),
+        Some("https://plain.example/cart?item=3")
+    );
+    let a = traced(
+        "1111111111111111aaaaaaaaaaaaaaa5",
+        "/old/docs/a?v=2",
+        &["host: shop"],
+    );
+    assert_eq!(a.status, 308);
+    assert_eq!(
+        head(&a, "location").as_deref(),
+        Some("http://shop/new/docs/a?v=2")
+    );
+    let a = traced(
+        "1111111111111111aaaaaaaaaaaaaaa6",
+        "/moved?secret=1",
+        &["host: shop"],
+    );
+    assert_eq!(a.status, 302);
+    assert_eq!(
+        head(&a, "location").as_deref(),
+        Some("http://elsewhere.example:8443/here")
+    );
+    // curl follows it as a browser would (back to the edge, whose /new/ route takes off the
+    // prefix on the way to the app's /version).
+    let followed = curl(&["-L", &format!("http://{edge}/old/version")]);
+    assert_eq!(followed.status, 200, "{}", followed.text());
+    assert_eq!(followed.text(), format!("HTTP/1.1 {edge}"));
+
+    // The edge still routes everything else to the app.
+    let a = traced("1111111111111111aaaaaaaaaaaaaaa7", "/echo", &["host: shop"]);
+    assert_eq!(a.status, 200, "{}", a.text());
+
+    // Spans: the proxy's own answers are reported as Envoy's are, with no upstream.
+    let s = trace_with(&server, "1111111111111111aaaaaaaaaaaaaaa2", 1)["spans"][0].clone();
+    assert_eq!(s["operationName"], "maintenance");
+    assert_eq!(tag_str(&s, "http.status_code"), "503");
+    assert_eq!(tag_str(&s, "error"), "true");
+    assert_eq!(tag_str(&s, "response_flags"), "-");
+    assert!(tag(&s, "upstream_cluster").is_none(), "{s:#}");
+    let s = trace_with(&server, "1111111111111111aaaaaaaaaaaaaaa4", 1)["spans"][0].clone();
+    assert_eq!(tag_str(&s, "http.status_code"), "301");
+    assert!(tag(&s, "error").is_none(), "{s:#}");
+    assert_eq!(
+        tag_str(&s, "http.url"),
+        "http://plain.example:80/cart?item=3"
+    );
+    let s = trace_with(&server, "1111111111111111aaaaaaaaaaaaaaa7", 1)["spans"][0].clone();
+    assert_eq!(tag_str(&s, "upstream_cluster"), "app");
+
+    // Mistakes are named.
+    for (from, to, want) in [
+        ("status: 410", "status: 99", "status 99 is not 200–599"),
+        (
+            "https_redirect: true",
+            "https_redirect: true, scheme_redirect: ftp",
+            "give one of https_redirect and scheme_redirect",
+        ),
+        (
+            "prefix_rewrite: /new/",
+            "prefix_rewrite: /new/, path_redirect: /x",
+            "give one of path_redirect and prefix_rewrite",
+        ),
+        (
+            "path: /gone, direct_response",
+            "path: /gone, cluster: app, direct_response",
+            "needs exactly one of cluster",
+        ),
+        (
+            "inline_string: \"down",
+            "filename: /no/such/file, inline_string: \"down",
+            "exactly one of inline_string",
+        ),
+        (
+            "response_code: FOUND",
+            "response_code: 302",
+            "unknown variant",
+        ),
+    ] {
+        assert!(yaml.contains(from), "{from}");
+        let err = refused(&yaml.replacen(from, to, 1));
+        assert!(err.contains(want), "{to}: {err}");
+    }
+    let err = refused(&yaml.replace("mode: edge", "mode: inbound"));
+    assert!(
+        err.contains("an inbound listener takes one upstream"),
+        "{err}"
+    );
 }

@@ -749,6 +749,12 @@ pub struct RouteConfig {
     /// Several clusters, each taking a share of the requests in proportion to its weight.
     #[serde(default)]
     pub weighted_clusters: Option<WeightedClusters>,
+    /// Or no upstream: the route answers with this status and body itself.
+    #[serde(default)]
+    pub direct_response: Option<crate::local_reply::DirectResponseConfig>,
+    /// Or no upstream: the route answers with a redirect.
+    #[serde(default)]
+    pub redirect: Option<crate::local_reply::RedirectConfig>,
     /// Operation name of the spans of this route (default `METHOD path`).
     #[serde(default)]
     pub name: Option<String>,
@@ -848,28 +854,47 @@ impl RouteConfig {
                 .map(|c| c.name.as_str())
                 .collect::<Vec<_>>()
                 .join("+"),
+            (None, None) if self.direct_response.is_some() => "direct_response".to_owned(),
+            (None, None) if self.redirect.is_some() => "redirect".to_owned(),
             (None, None) => "nothing".to_owned(),
+        }
+    }
+
+    /// What the route answers with itself, if it sends nowhere.
+    pub fn local_reply(&self) -> Result<Option<crate::local_reply::LocalReply>, String> {
+        use crate::local_reply::LocalReply;
+        match (&self.direct_response, &self.redirect) {
+            (Some(d), _) => LocalReply::direct(d).map(Some),
+            (None, Some(r)) => LocalReply::redirect(r, self.path_prefix.as_deref()).map(Some),
+            (None, None) => Ok(None),
         }
     }
 
     /// The route's match and destination, checked.
     fn check_match(&self) -> Result<(), String> {
-        match (&self.cluster, &self.weighted_clusters) {
-            (Some(_), Some(_)) | (None, None) => {
-                return Err("needs exactly one of cluster and weighted_clusters".to_owned())
+        let actions = [
+            self.cluster.is_some(),
+            self.weighted_clusters.is_some(),
+            self.direct_response.is_some(),
+            self.redirect.is_some(),
+        ];
+        if actions.iter().filter(|&&a| a).count() != 1 {
+            return Err(
+                "needs exactly one of cluster, weighted_clusters, direct_response and redirect"
+                    .to_owned(),
+            );
+        }
+        self.local_reply()?;
+        if let Some(w) = &self.weighted_clusters {
+            if w.clusters.is_empty() {
+                return Err("weighted_clusters lists no cluster".to_owned());
             }
-            (None, Some(w)) => {
-                if w.clusters.is_empty() {
-                    return Err("weighted_clusters lists no cluster".to_owned());
-                }
-                let total: u64 = w.clusters.iter().map(|c| u64::from(c.weight)).sum();
-                if total == 0 || total > u64::from(u32::MAX) {
-                    return Err(format!(
-                        "weighted_clusters: the weights add up to {total}; more than 0 is needed"
-                    ));
-                }
+            let total: u64 = w.clusters.iter().map(|c| u64::from(c.weight)).sum();
+            if total == 0 || total > u64::from(u32::MAX) {
+                return Err(format!(
+                    "weighted_clusters: the weights add up to {total}; more than 0 is needed"
+                ));
             }
-            (Some(_), None) => {}
         }
         let paths = [
             self.path_prefix.is_some(),
@@ -1221,7 +1246,7 @@ impl Config {
                 }
             }
             match (&l.mode, &l.upstream) {
-                (Mode::Outbound, Upstream::Routed(r)) => {
+                (Mode::Outbound | Mode::Edge, Upstream::Routed(r)) => {
                     for route in &r.routes {
                         if route.host.is_none()
                             && route.path_prefix.is_none()
@@ -1276,10 +1301,9 @@ impl Config {
                         }
                     }
                 }
-                (Mode::Outbound, Upstream::Single(_)) => {}
-                (_, Upstream::Routed(_)) => {
+                (Mode::Inbound, Upstream::Routed(_)) => {
                     return bad(format!(
-                        "listener {:?}: edge and inbound listeners take one upstream host:port",
+                        "listener {:?}: an inbound listener takes one upstream host:port (its app)",
                         l.name
                     ))
                 }

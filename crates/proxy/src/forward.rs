@@ -250,8 +250,8 @@ impl Drop for TracedResponse {
 }
 
 /// A small body the proxy answers itself (404, 502, 503, 504).
-pub fn local_body(text: String) -> ProxyBody {
-    Full::new(Bytes::from(text))
+pub fn local_body(body: impl Into<Bytes>) -> ProxyBody {
+    Full::new(body.into())
         .map_err(|never| match never {})
         .boxed()
 }

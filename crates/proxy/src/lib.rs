@@ -20,6 +20,7 @@ mod forward;
 mod header_ops;
 mod health_check;
 mod listener;
+mod local_reply;
 pub mod memory;
 mod outlier;
 mod rate_limit;

@@ -15,6 +15,7 @@
 //! last attempt's. An HTTP/1.1 request to switch protocols (WebSocket) becomes a tunnel once
 //! the upstream agrees (`tunnel`).
 
+use bytes::Bytes;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -39,8 +40,9 @@ use crate::deadline::Limit;
 use crate::forward::{
     local_body, strip_hop_by_hop, CountedRequest, Finish, Record, TracedResponse, UpstreamRequest,
 };
+use crate::local_reply::{self, LocalReply};
 use crate::retry::{Outcome, Recording, RetryPolicy};
-use crate::route::{Router, Target};
+use crate::route::{Guards, Local, Pick, Router, Target};
 use crate::span::{TagValue, Tracer};
 use crate::stats::Stats;
 use crate::tls;
@@ -247,8 +249,8 @@ impl Listener {
             .and_then(|v| v.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()));
         let path = req.uri().path();
-        let target = self.router.pick(host, path, req.headers());
-        let route_name = target.as_ref().and_then(|t| t.operation);
+        let picked = self.router.pick(host, path, req.headers());
+        let route_name = picked.as_ref().and_then(|p| p.operation());
         let method = req.method();
         let operation = || match route_name {
             Some(op) => op.to_owned(),
@@ -302,20 +304,34 @@ impl Listener {
                 s.tag("user_agent", user_agent.to_owned());
             }
         }
-        wire::propagation::inject(&begun.outgoing, &self.tracer.formats, req.headers_mut());
         let request_bytes = Arc::new(AtomicU64::new(0));
+        let target = match picked {
+            Some(Pick::Upstream(target)) => target,
+            Some(Pick::Local(local)) => {
+                let asked = local_reply::Asked {
+                    secure,
+                    host: host.unwrap_or(""),
+                    path: req.uri().path(),
+                    query: req.uri().query(),
+                };
+                return self
+                    .answer_locally(local, asked, req.headers(), rec, request_bytes)
+                    .await;
+            }
+            None => {
+                return self.local(
+                    rec,
+                    request_bytes,
+                    StatusCode::NOT_FOUND,
+                    "NR",
+                    "no route matched\n",
+                )
+            }
+        };
+        wire::propagation::inject(&begun.outgoing, &self.tracer.formats, req.headers_mut());
         let upgrade = match version {
             Version::HTTP_11 => tunnel::requested(req.headers()),
             _ => None,
-        };
-        let Some(target) = target else {
-            return self.local(
-                rec,
-                request_bytes,
-                StatusCode::NOT_FOUND,
-                "NR",
-                "no route matched\n",
-            );
         };
         if let Some(s) = rec.span.as_mut() {
             s.tag("upstream_cluster", target.cluster.clone());
@@ -326,7 +342,7 @@ impl Listener {
             l.upstream(target.cluster, target.address);
         }
         let (rec, passed) = match self
-            .filters(&target, req.headers(), rec, &request_bytes)
+            .filters(target.guards, req.headers(), rec, &request_bytes)
             .await
         {
             Ok(passed) => passed,
@@ -349,7 +365,7 @@ impl Listener {
     /// (429, an injected fault, 503).
     async fn filters<'t>(
         &self,
-        target: &Target<'t>,
+        guards: Guards<'t>,
         headers: &http::HeaderMap,
         mut rec: Record,
         request_bytes: &Arc<AtomicU64>,
@@ -358,7 +374,7 @@ impl Listener {
             bucket: None,
             place: None,
         };
-        if let Some(bucket) = target.bucket {
+        if let Some(bucket) = guards.bucket {
             let verdict = bucket.take(std::time::Instant::now());
             if !verdict.allowed {
                 Stats::inc(&self.stats.rate_limited);
@@ -374,7 +390,7 @@ impl Listener {
             }
             passed.bucket = Some((bucket, verdict));
         }
-        if let Some(fault) = target.fault {
+        if let Some(fault) = guards.fault {
             let faults = fault.decide(headers, || fastrand::u32(..1_000_000));
             if let Some(delay) = faults.delay {
                 Stats::inc(&self.stats.faults_delayed);
@@ -386,7 +402,7 @@ impl Listener {
                 return Err(self.aborted(rec, request_bytes.clone(), abort));
             }
         }
-        if let Some(gate) = target.gate {
+        if let Some(gate) = guards.gate {
             match gate.enter() {
                 Some(place) => passed.place = Some(place),
                 None => {
@@ -399,12 +415,56 @@ impl Listener {
                         request_bytes.clone(),
                         (StatusCode::SERVICE_UNAVAILABLE, headers),
                         "UO",
-                        "upstream overflow: the cluster's max_requests are in flight\n",
+                        Bytes::from_static(
+                            b"upstream overflow: the cluster's max_requests are in flight\n",
+                        ),
                     ));
                 }
             }
         }
         Ok((rec, passed))
+    }
+
+    /// The answer of a route that sends nowhere (`direct_response`, `redirect`), after its
+    /// token bucket and faults, with its response header changes.
+    async fn answer_locally(
+        &self,
+        local: Local<'_>,
+        asked: local_reply::Asked<'_>,
+        headers: &http::HeaderMap,
+        rec: Record,
+        request_bytes: Arc<AtomicU64>,
+    ) -> Response<TracedResponse> {
+        let (rec, passed) = match self
+            .filters(local.guards, headers, rec, &request_bytes)
+            .await
+        {
+            Ok(passed) => passed,
+            Err(answer) => return answer,
+        };
+        let mut headers = http::HeaderMap::new();
+        let (status, body) = match local.reply {
+            LocalReply::Direct { status, body } => {
+                if !body.is_empty() {
+                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                }
+                (*status, body.clone())
+            }
+            LocalReply::Redirect(r) => {
+                if let Some(location) = r.location(&asked) {
+                    headers.insert(header::LOCATION, location);
+                }
+                (r.status(), Bytes::new())
+            }
+        };
+        for ops in local.header_ops {
+            ops.response.apply(&mut headers);
+        }
+        let mut resp = self.local_with(rec, request_bytes, (status, headers), "-", body);
+        if let Some((bucket, verdict)) = passed.bucket {
+            bucket.tell(&verdict, resp.headers_mut());
+        }
+        resp
     }
 
     /// Sends a routed request upstream (a tunnel for an upgrade), with retries under a retry
@@ -809,7 +869,13 @@ impl Listener {
                 );
                 headers.insert("grpc-status", HeaderValue::from(code));
                 headers.insert("grpc-message", HeaderValue::from_static(BODY));
-                self.local_with(rec, request_bytes, (StatusCode::OK, headers), "FI", "")
+                self.local_with(
+                    rec,
+                    request_bytes,
+                    (StatusCode::OK, headers),
+                    "FI",
+                    Bytes::new(),
+                )
             }
         }
     }
@@ -825,7 +891,8 @@ impl Listener {
     ) -> Response<TracedResponse> {
         let mut headers = http::HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        self.local_with(rec, request_bytes, (status, headers), flag, text)
+        let body = Bytes::copy_from_slice(text.as_bytes());
+        self.local_with(rec, request_bytes, (status, headers), flag, body)
     }
 
     /// An answer of the proxy's own with `headers`.
@@ -835,21 +902,27 @@ impl Listener {
         request_bytes: Arc<AtomicU64>,
         (status, headers): (StatusCode, http::HeaderMap),
         flag: &'static str,
-        text: &str,
+        body: Bytes,
     ) -> Response<TracedResponse> {
         let flags = rec.flags(flag);
         if let Some(s) = rec.span.as_mut() {
             s.tag("http.status_code", i64::from(status.as_u16()));
             s.tag("response_flags", flags.clone());
             if status.is_server_error() {
-                s.error(text.trim_end());
+                // The body's first line says why (the status's reason when it is empty).
+                let text = String::from_utf8_lossy(&body);
+                let why = text.lines().next().unwrap_or_default().trim_end();
+                s.error(match why {
+                    "" => status.canonical_reason().unwrap_or("error"),
+                    why => why,
+                });
             }
         }
         if let Some(l) = rec.log.as_mut() {
             l.answered(status.as_u16(), flags, &headers);
         }
         let finish = rec.finish(request_bytes);
-        let mut r = Response::new(TracedResponse::new(local_body(text.to_owned()), finish));
+        let mut r = Response::new(TracedResponse::new(local_body(body), finish));
         *r.status_mut() = status;
         *r.headers_mut() = headers;
         r

@@ -17,6 +17,7 @@ use crate::circuit_breaker::Gate;
 use crate::config::{FaultConfig, ListenerConfig, Upstream, UpstreamProtocol};
 use crate::header_ops::{HeaderOps, HeaderOpsConfig};
 use crate::health_check::ClusterHealth;
+use crate::local_reply::LocalReply;
 use crate::outlier::Outliers;
 use crate::rate_limit::TokenBucket;
 use crate::retry::RetryPolicy;
@@ -91,12 +92,8 @@ pub struct Target<'a> {
     pub retry: Option<&'a RetryPolicy>,
     /// The route's own time limit (`Some(0s)`: none), instead of the listener's.
     pub timeout: Option<std::time::Duration>,
-    /// The faults to inject, if any.
-    pub fault: Option<&'a FaultConfig>,
-    /// The token bucket the request takes from, if any.
-    pub bucket: Option<&'a TokenBucket>,
-    /// The cluster's circuit breaker, if it has one.
-    pub gate: Option<&'a Gate>,
+    /// What the request meets before it goes upstream.
+    pub guards: Guards<'a>,
     /// The cluster's retries in flight (for a policy a request asks for with its headers).
     pub retries_in_flight: &'a Arc<AtomicUsize>,
     /// Header changes, the route's then the listener's.
@@ -107,6 +104,44 @@ pub struct Target<'a> {
     to: Option<&'a Cluster>,
     /// The endpoint's place in its cluster.
     endpoint: usize,
+}
+
+/// What a request meets before it is sent upstream or answered: the faults to inject, the
+/// token bucket it takes from, the cluster's circuit breaker (each if any).
+#[derive(Clone, Copy, Default)]
+pub struct Guards<'a> {
+    pub fault: Option<&'a FaultConfig>,
+    pub bucket: Option<&'a TokenBucket>,
+    pub gate: Option<&'a Gate>,
+}
+
+/// What the request's route does with it.
+pub enum Pick<'a> {
+    /// Sends it upstream.
+    Upstream(Target<'a>),
+    /// Answers it itself: `direct_response` or `redirect`.
+    Local(Local<'a>),
+}
+
+/// A route that answers itself.
+pub struct Local<'a> {
+    pub reply: &'a LocalReply,
+    /// The route's operation name, if it has one.
+    pub operation: Option<&'a str>,
+    /// Faults and the token bucket still apply (Envoy's filters run before its router).
+    pub guards: Guards<'a>,
+    /// The route's and listener's header changes (their response half applies).
+    pub header_ops: &'a [HeaderOps],
+}
+
+impl Pick<'_> {
+    /// The route's operation name, if it has one.
+    pub fn operation(&self) -> Option<&str> {
+        match self {
+            Pick::Upstream(t) => t.operation,
+            Pick::Local(l) => l.operation,
+        }
+    }
 }
 
 impl Target<'_> {
@@ -170,6 +205,8 @@ struct Route {
     bucket: Option<Arc<TokenBucket>>,
     header_ops: Vec<HeaderOps>,
     host_rewrite: Option<HeaderValue>,
+    /// What it answers with itself (then `to` is empty).
+    reply: Option<LocalReply>,
     /// Where it sends: (the running total of the weights up to this one, the cluster's place in
     /// [`Router::clusters`], the retry policy with that cluster's count of retries in flight).
     to: Vec<(u32, usize, Option<RetryPolicy>)>,
@@ -274,6 +311,7 @@ impl Router {
                             headers,
                             name: route.name.clone(),
                             timeout: route.timeout,
+                            reply: route.local_reply().ok().flatten(),
                             rewrite: route.path_prefix.clone().zip(route.prefix_rewrite.clone()),
                             fault: route.fault.clone().or_else(|| l.fault.clone()),
                             header_ops: ops(&[route.header_ops(), l.header_ops()]),
@@ -303,9 +341,9 @@ impl Router {
 
     /// The first route matching the request (`host`: its Host header or authority, with or
     /// without a port), and one of its clusters' endpoints. `None` when no route matches.
-    pub fn pick(&self, host: Option<&str>, path: &str, headers: &HeaderMap) -> Option<Target<'_>> {
+    pub fn pick(&self, host: Option<&str>, path: &str, headers: &HeaderMap) -> Option<Pick<'_>> {
         if let Some(single) = &self.single {
-            return Some(Target {
+            return Some(Pick::Upstream(Target {
                 cluster: &self.listener_name,
                 address: &single.address,
                 tls: &single.tls,
@@ -314,15 +352,17 @@ impl Router {
                 operation: None,
                 retry: single.retry.as_ref(),
                 timeout: None,
-                fault: single.fault.as_ref(),
-                bucket: single.bucket.as_deref(),
-                gate: single.gate.as_deref(),
+                guards: Guards {
+                    fault: single.fault.as_ref(),
+                    bucket: single.bucket.as_deref(),
+                    gate: single.gate.as_deref(),
+                },
                 retries_in_flight: &single.retries_in_flight,
                 header_ops: &single.header_ops,
                 host_rewrite: None,
                 to: None,
                 endpoint: 0,
-            });
+            }));
         }
         let host = host.map(strip_port).map(str::to_ascii_lowercase);
         let route = self.routes.iter().find(|r| {
@@ -330,6 +370,18 @@ impl Router {
                 && r.path.matches(path)
                 && r.headers.iter().all(|h| h.matches(headers))
         })?;
+        if let Some(reply) = &route.reply {
+            return Some(Pick::Local(Local {
+                reply,
+                operation: route.name.as_deref(),
+                guards: Guards {
+                    fault: route.fault.as_ref(),
+                    bucket: route.bucket.as_deref(),
+                    gate: None,
+                },
+                header_ops: &route.header_ops,
+            }));
+        }
         let (_, cluster, retry) = match route.to.as_slice() {
             [] => return None,
             [one] => one,
@@ -344,7 +396,7 @@ impl Router {
             return None;
         }
         let endpoint = cluster.next_endpoint();
-        Some(Target {
+        Some(Pick::Upstream(Target {
             cluster: &cluster.name,
             address: &cluster.endpoints[endpoint],
             tls: &cluster.tls,
@@ -356,15 +408,31 @@ impl Router {
             operation: route.name.as_deref(),
             retry: retry.as_ref(),
             timeout: route.timeout,
-            fault: route.fault.as_ref(),
-            bucket: route.bucket.as_deref(),
-            gate: cluster.gate.as_deref(),
+            guards: Guards {
+                fault: route.fault.as_ref(),
+                bucket: route.bucket.as_deref(),
+                gate: cluster.gate.as_deref(),
+            },
             retries_in_flight: &cluster.retries_in_flight,
             header_ops: &route.header_ops,
             host_rewrite: route.host_rewrite.as_ref(),
             to: Some(cluster),
             endpoint,
-        })
+        }))
+    }
+
+    /// [`Router::pick`] when it sends upstream.
+    #[cfg(test)]
+    fn pick_upstream(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<Target<'_>> {
+        match self.pick(host, path, headers)? {
+            Pick::Upstream(t) => Some(t),
+            Pick::Local(_) => None,
+        }
     }
 
     /// Where a retry of a request to `target` goes: the same cluster's next endpoint
@@ -453,30 +521,34 @@ listeners:
             &Shared::default(),
         );
         assert_eq!(
-            &**r.pick(Some("SVC-B:8080"), "/x", &HeaderMap::new())
+            &**r.pick_upstream(Some("SVC-B:8080"), "/x", &HeaderMap::new())
                 .unwrap()
                 .address,
             "b1:1"
         );
         assert_eq!(
-            &**r.pick(Some("svc-b"), "/x", &HeaderMap::new())
+            &**r.pick_upstream(Some("svc-b"), "/x", &HeaderMap::new())
                 .unwrap()
                 .address,
             "b2:2"
         );
         assert_eq!(
-            &**r.pick(Some("svc-b"), "/x", &HeaderMap::new())
+            &**r.pick_upstream(Some("svc-b"), "/x", &HeaderMap::new())
                 .unwrap()
                 .address,
             "b1:1"
         );
-        let t = r.pick(Some("other"), "/api/v1", &HeaderMap::new()).unwrap();
+        let t = r
+            .pick_upstream(Some("other"), "/api/v1", &HeaderMap::new())
+            .unwrap();
         assert_eq!(
             (&**t.cluster, &**t.address, t.operation),
             ("c", "c1:1", Some("api"))
         );
-        assert!(r.pick(Some("other"), "/nope", &HeaderMap::new()).is_none());
-        assert!(r.pick(None, "/nope", &HeaderMap::new()).is_none());
+        assert!(r
+            .pick_upstream(Some("other"), "/nope", &HeaderMap::new())
+            .is_none());
+        assert!(r.pick_upstream(None, "/nope", &HeaderMap::new()).is_none());
     }
 
     #[test]
@@ -508,7 +580,7 @@ listeners:
         let picks = || -> Vec<String> {
             (0..4)
                 .map(|_| {
-                    r.pick(None, "/", &HeaderMap::new())
+                    r.pick_upstream(None, "/", &HeaderMap::new())
                         .unwrap()
                         .address
                         .to_string()
@@ -517,13 +589,13 @@ listeners:
         };
         assert_eq!(picks(), ["a:1", "b:2", "c:3", "a:1"]);
         // b fails once: out; the others share its turns evenly.
-        let b = r.pick(None, "/", &HeaderMap::new()).unwrap();
+        let b = r.pick_upstream(None, "/", &HeaderMap::new()).unwrap();
         assert_eq!(&**b.address, "b:2");
         assert!(b.record(true).is_some());
         assert_eq!(picks(), ["c:3", "a:1", "c:3", "a:1"]);
         // All out: round-robin over all of them (panic routing), not over none.
         for _ in 0..3 {
-            let t = r.pick(None, "/", &HeaderMap::new()).unwrap();
+            let t = r.pick_upstream(None, "/", &HeaderMap::new()).unwrap();
             t.record(true);
         }
         assert_eq!(outliers["c"].ejected(), 3);
@@ -558,7 +630,7 @@ listeners:
         let picks = |n: usize| -> Vec<String> {
             let mut p: Vec<String> = (0..n)
                 .map(|_| {
-                    r.pick(None, "/", &HeaderMap::new())
+                    r.pick_upstream(None, "/", &HeaderMap::new())
                         .unwrap()
                         .address
                         .to_string()
@@ -613,7 +685,8 @@ listeners:
             &Shared::default(),
         );
         let none = HeaderMap::new();
-        let to = |path: &str, h: &HeaderMap| r.pick(None, path, h).unwrap().cluster.to_string();
+        let to =
+            |path: &str, h: &HeaderMap| r.pick_upstream(None, path, h).unwrap().cluster.to_string();
         assert_eq!(to("/exact", &none), "a");
         assert_eq!(to("/v2/items", &none), "b");
         let mut canary = HeaderMap::new();
@@ -646,8 +719,8 @@ listeners:
             &TlsByCluster::default(),
             &Shared::default(),
         );
-        assert!(r.pick(None, "/v2/items", &none).is_some());
-        assert!(r.pick(None, "/v2/items/x", &none).is_none());
-        assert!(r.pick(None, "/api/v2/items", &none).is_none());
+        assert!(r.pick_upstream(None, "/v2/items", &none).is_some());
+        assert!(r.pick_upstream(None, "/v2/items/x", &none).is_none());
+        assert!(r.pick_upstream(None, "/api/v2/items", &none).is_none());
     }
 }
