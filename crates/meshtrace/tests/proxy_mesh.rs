@@ -1480,3 +1480,222 @@ listeners:
         "{err}"
     );
 }
+
+/// Which of `apps` served `call` (each app counts the requests it saw).
+fn served_by(apps: &[App], call: impl FnOnce()) -> usize {
+    let before: Vec<usize> = apps.iter().map(|a| a.seen.lock().unwrap().len()).collect();
+    call();
+    let grew: Vec<usize> = apps
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| a.seen.lock().unwrap().len() > before[*i])
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(grew.len(), 1, "one app serves a request: {grew:?}");
+    grew[0]
+}
+
+#[test]
+fn proxy_ring_hash_keeps_a_user_on_one_endpoint_across_proxies() {
+    let apps = [App::start(), App::start(), App::start()];
+    let yaml = format!(
+        r#"node_id: caller
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes:
+        - path_prefix: /
+          cluster: shop
+          hash_policy:
+            - {{ header: {{ header_name: x-user }}, terminal: true }}
+            - {{ cookie: {{ name: session }} }}
+      clusters:
+        shop:
+          endpoints: ['{}', '{}', '{}']
+          lb_policy: RING_HASH
+          ring_hash_lb_config: {{ minimum_ring_size: 2048 }}
+"#,
+        apps[0].addr, apps[1].addr, apps[2].addr
+    );
+    // Two proxies of the same configuration: two sidecars of one caller's replicas.
+    let (p1, p2) = (Proxy::start(&yaml, &["out"]), Proxy::start(&yaml, &["out"]));
+    let call = |proxy: &Proxy, header: &str| {
+        let a = curl(&["-H", header, &format!("http://{}/echo", proxy.addr("out"))]);
+        assert_eq!(a.status, 200, "{}", a.text());
+    };
+    let mut users_per_app = [0; 3];
+    for user in 0..30 {
+        let header = if user < 20 {
+            format!("x-user: user-{user}")
+        } else {
+            format!("cookie: theme=dark; session=s{user}")
+        };
+        let first = served_by(&apps, || call(&p1, &header));
+        users_per_app[first] += 1;
+        for proxy in [&p2, &p1, &p2] {
+            assert_eq!(
+                served_by(&apps, || call(proxy, &header)),
+                first,
+                "{header}: the same endpoint from either proxy"
+            );
+        }
+    }
+    // 30 users over 3 endpoints: each endpoint has some (all on two: p ≈ 1.5e-5).
+    assert!(users_per_app.iter().all(|&n| n > 0), "{users_per_app:?}");
+    // Without a hash (no header, no cookie), requests spread at random.
+    let mut spread = [0; 3];
+    for _ in 0..30 {
+        spread[served_by(&apps, || call(&p1, "x-other: 1"))] += 1;
+    }
+    assert!(spread.iter().all(|&n| n > 0), "{spread:?}");
+
+    for (from, to, want) in [
+        (
+            "lb_policy: RING_HASH",
+            "lb_policy: MAGLEV",
+            "MAGLEV is not built",
+        ),
+        (
+            "lb_policy: RING_HASH",
+            "lb_policy: FASTEST",
+            "unknown variant `FASTEST`",
+        ),
+        (
+            "{ cookie: { name: session } }",
+            "{ cookie: { name: session, ttl: 1h } }",
+            "ttl",
+        ),
+        (
+            "{ cookie: { name: session } }",
+            "{}",
+            "exactly one of header",
+        ),
+        (
+            "minimum_ring_size: 2048",
+            "minimum_ring_size: 0",
+            "minimum_ring_size 0",
+        ),
+    ] {
+        assert!(yaml.contains(from), "{from}");
+        let err = refused(&yaml.replacen(from, to, 1));
+        assert!(err.contains(want), "{to}: {err}");
+    }
+}
+
+#[test]
+fn proxy_least_request_sends_to_the_idle_endpoint_and_counts_requests_in_flight() {
+    let apps = [App::start(), App::start()];
+    let yaml = format!(
+        r#"node_id: caller
+admin: 127.0.0.1:0
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes: [{{ path_prefix: /, cluster: pool }}]
+      clusters:
+        pool:
+          endpoints: ['{}', '{}']
+          lb_policy: LEAST_REQUEST
+          least_request_lb_config: {{ choice_count: 20 }}
+"#,
+        apps[0].addr, apps[1].addr
+    );
+    let proxy = Proxy::start(&yaml, &["out", "admin"]);
+    let (out, admin) = (proxy.addr("out").to_owned(), proxy.addr("admin").to_owned());
+    let in_flight = || -> Vec<u64> {
+        get(&format!("http://{admin}/clusters"))
+            .text()
+            .lines()
+            .filter_map(|l| {
+                l.split_once("::rq_active::")
+                    .map(|(_, n)| n.parse().unwrap())
+            })
+            .collect()
+    };
+    assert_eq!(in_flight(), [0, 0]);
+    // A slow request (3 s) holds one endpoint.
+    let slow = {
+        let out = out.clone();
+        std::thread::spawn(move || get(&format!("http://{out}/slow")).status)
+    };
+    let busy = eventually(Duration::from_secs(5), || {
+        apps.iter().position(|a| !a.seen.lock().unwrap().is_empty())
+    })
+    .expect("the slow request reached an app");
+    assert_eq!(in_flight().iter().sum::<u64>(), 1);
+    // Twenty draws of two endpoints per request: the idle one is nearly always among them
+    // (all on the busy one: 2^-20 per request).
+    for _ in 0..20 {
+        let to = served_by(&apps, || {
+            assert_eq!(get(&format!("http://{out}/echo")).status, 200);
+        });
+        assert_ne!(
+            to, busy,
+            "a request went to the endpoint with one in flight"
+        );
+    }
+    assert_eq!(slow.join().unwrap(), 200);
+    assert_eq!(
+        eventually(Duration::from_secs(5), || (in_flight() == [0, 0])
+            .then_some(())),
+        Some(())
+    );
+}
+
+#[test]
+fn proxy_without_panic_routing_answers_503_uh_when_no_endpoint_is_healthy() {
+    let app = App::start();
+    let yaml = format!(
+        r#"node_id: caller
+admin: 127.0.0.1:0
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes: [{{ path_prefix: /, cluster: app }}]
+      clusters:
+        app:
+          endpoints: ['{}']
+          common_lb_config: {{ healthy_panic_threshold: {{ value: 0 }} }}
+          health_checks:
+            - {{ timeout: 1s, interval: 100ms, unhealthy_threshold: 1, healthy_threshold: 1, http_health_check: {{ path: /healthz }} }}
+"#,
+        app.addr
+    );
+    let proxy = Proxy::start(&yaml, &["out", "admin"]);
+    let (out, admin) = (proxy.addr("out"), proxy.addr("admin"));
+    assert_eq!(
+        eventually(Duration::from_secs(5), || {
+            (get(&format!("http://{out}/echo")).status == 200).then_some(())
+        }),
+        Some(()),
+        "healthy: served"
+    );
+    app.health.store(503, std::sync::atomic::Ordering::Relaxed);
+    let a = eventually(Duration::from_secs(5), || {
+        let a = get(&format!("http://{out}/echo"));
+        (a.status == 503).then_some(a)
+    })
+    .expect("no healthy endpoint: 503");
+    assert_eq!(a.text(), "no healthy upstream\n");
+    let metrics = get(&format!("http://{admin}/metrics")).text();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("meshtrace_proxy_no_healthy_upstream_total ") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+    // Healthy again: served again.
+    app.health.store(200, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        eventually(Duration::from_secs(5), || {
+            (get(&format!("http://{out}/echo")).status == 200).then_some(())
+        }),
+        Some(())
+    );
+}

@@ -2,7 +2,8 @@
 //! balancer or Kubernetes stops sending new requests; the port stays up through the drain), and
 //! `POST /reopen_logs` (access log files opened again, after logrotate moved them; Envoy's), and
 //! `/clusters`: every cluster's endpoints with Envoy's `health_flags` (failing active health
-//! checks, pending their first, ejected by outlier detection) and its circuit breaker, one
+//! checks, pending their first, ejected by outlier detection), requests in flight per endpoint
+//! for a `LEAST_REQUEST` cluster, and its circuit breaker, one
 //! `listener/cluster::what::value` line each, as Envoy's admin writes them.
 
 use std::convert::Infallible;
@@ -72,6 +73,11 @@ fn clusters(stats: &Stats) -> String {
             );
         }
         for (i, endpoint) in c.endpoints.iter().enumerate() {
+            // Requests in flight per endpoint, where a LEAST_REQUEST balancer counts them.
+            if let Some(n) = c.active.as_ref().and_then(|a| a.get(i)) {
+                let n = n.load(std::sync::atomic::Ordering::Relaxed);
+                let _ = writeln!(out, "{name}::{endpoint}::rq_active::{n}");
+            }
             let _ = writeln!(
                 out,
                 "{name}::{endpoint}::health_flags::{}",

@@ -38,6 +38,15 @@ pub struct Gate {
 #[derive(Debug)]
 pub struct Inside(Arc<AtomicUsize>);
 
+impl Inside {
+    /// Counts one more in `count` until dropped (a request in flight to an endpoint, for
+    /// `LEAST_REQUEST` balancing).
+    pub fn count(count: &Arc<AtomicUsize>) -> Inside {
+        count.fetch_add(1, Ordering::Relaxed);
+        Inside(count.clone())
+    }
+}
+
 impl Drop for Inside {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::balance::{BalanceConfig, CommonLbConfig, LbPolicy, LeastRequestConfig, RingHashConfig};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use wire::propagation::Format;
@@ -420,6 +421,8 @@ pub struct Cluster {
     pub health_checks: Vec<HealthCheck>,
     /// The cap on requests in flight to the cluster.
     pub circuit_breakers: Option<CircuitBreakers>,
+    /// How an endpoint is picked (`lb_policy` and its settings, `common_lb_config`).
+    pub balance: crate::balance::BalanceConfig,
 }
 
 /// One of a cluster's `health_checks` (Envoy's `HealthCheck`, with its field names): every
@@ -656,13 +659,21 @@ impl<'de> Deserialize<'de> for Cluster {
             health_checks: Vec<HealthCheck>,
             #[serde(default)]
             circuit_breakers: Option<CircuitBreakers>,
+            #[serde(default)]
+            lb_policy: LbPolicy,
+            #[serde(default)]
+            least_request_lb_config: LeastRequestConfig,
+            #[serde(default)]
+            ring_hash_lb_config: RingHashConfig,
+            #[serde(default)]
+            common_lb_config: CommonLbConfig,
         }
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Cluster;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(
-                    "a list of host:port endpoints, or a map with endpoints, tls, upstream_protocol, outlier_detection, health_checks and circuit_breakers",
+                    "a list of host:port endpoints, or a map with endpoints, tls, upstream_protocol, outlier_detection, health_checks, circuit_breakers, lb_policy (with least_request_lb_config, ring_hash_lb_config) and common_lb_config",
                 )
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Cluster, A::Error> {
@@ -674,6 +685,7 @@ impl<'de> Deserialize<'de> for Cluster {
                     outlier_detection: None,
                     health_checks: Vec::new(),
                     circuit_breakers: None,
+                    balance: BalanceConfig::default(),
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cluster, A::Error> {
@@ -684,6 +696,10 @@ impl<'de> Deserialize<'de> for Cluster {
                     outlier_detection,
                     health_checks,
                     circuit_breakers,
+                    lb_policy,
+                    least_request_lb_config,
+                    ring_hash_lb_config,
+                    common_lb_config,
                 } = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(Cluster {
                     endpoints,
@@ -692,6 +708,12 @@ impl<'de> Deserialize<'de> for Cluster {
                     outlier_detection,
                     health_checks,
                     circuit_breakers,
+                    balance: BalanceConfig {
+                        lb_policy,
+                        least_request: least_request_lb_config,
+                        ring_hash: ring_hash_lb_config,
+                        common: common_lb_config,
+                    },
                 })
             }
         }
@@ -761,6 +783,10 @@ pub struct RouteConfig {
     /// This route's retries (else the listener's `retry_policy`).
     #[serde(default)]
     pub retry_policy: Option<RetryPolicyConfig>,
+    /// What a `RING_HASH` cluster hashes the request by (Envoy's `hash_policy`): headers,
+    /// cookies, query parameters, the caller's IP, in order (combined; `terminal` stops).
+    #[serde(default)]
+    pub hash_policy: Vec<crate::balance::HashPolicyConfig>,
     /// This route's time limit for the upstream's response headers, all attempts together
     /// (Envoy's route `timeout`; else the listener's `timeouts.request`; `0s`: none). A caller's
     /// `x-envoy-upstream-rq-timeout-ms` still wins inside the mesh, as in Envoy.
@@ -885,6 +911,9 @@ impl RouteConfig {
             );
         }
         self.local_reply()?;
+        for h in &self.hash_policy {
+            h.compile()?;
+        }
         if let Some(w) = &self.weighted_clusters {
             if w.clusters.is_empty() {
                 return Err("weighted_clusters lists no cluster".to_owned());
@@ -1217,6 +1246,12 @@ impl Config {
                             ))
                         })?;
                     }
+                    cluster.balance.check().map_err(|m| {
+                        ConfigError::Invalid(format!(
+                            "listener {:?}: cluster {name:?}: {m}",
+                            l.name
+                        ))
+                    })?;
                     if cluster.health_checks.len() > 1 {
                         return bad(format!(
                             "listener {:?}: cluster {name:?}: health_checks has {} checks; one is supported (as in Envoy)",

@@ -176,8 +176,9 @@ impl Finish {
 pub struct TracedResponse {
     inner: ProxyBody,
     finish: Option<Finish>,
-    /// The request's place in its cluster's circuit breaker, kept until the body is over.
-    place: Option<Inside>,
+    /// The request's place in its cluster's circuit breaker and its endpoint's count of
+    /// requests in flight, kept until the body is over.
+    held: Vec<Inside>,
 }
 
 impl TracedResponse {
@@ -185,13 +186,13 @@ impl TracedResponse {
         TracedResponse {
             inner,
             finish,
-            place: None,
+            held: Vec::new(),
         }
     }
 
     /// Keeps `place` until the response is over (or the client left).
     pub fn hold(&mut self, place: Inside) {
-        self.place = Some(place);
+        self.held.push(place);
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod access_log;
 pub mod admin;
+pub mod balance;
 mod circuit_breaker;
 pub mod config;
 mod deadline;
@@ -224,6 +225,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     shared
                         .retries_in_flight
                         .insert(name.clone(), Arc::default());
+                    if cluster.balance.lb_policy == balance::LbPolicy::LeastRequest {
+                        let active = balance::counters(cluster.endpoints.len());
+                        shared.active.insert(name.clone(), active);
+                    }
                     if let Some(o) = &cluster.outlier_detection {
                         let detector = Arc::new(outlier::Outliers::new(o, cluster.endpoints.len()));
                         shared.outliers.insert(name.clone(), detector);
@@ -271,6 +276,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 outliers: shared.outliers.get(&cluster).cloned(),
                 health: shared.health.get(&cluster).cloned(),
                 gate: shared.gates.get(&cluster).cloned(),
+                active: shared.active.get(&cluster).cloned(),
                 cluster,
                 endpoints,
             });

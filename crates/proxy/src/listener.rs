@@ -42,7 +42,7 @@ use crate::forward::{
 };
 use crate::local_reply::{self, LocalReply};
 use crate::retry::{Outcome, Recording, RetryPolicy};
-use crate::route::{Guards, Local, Pick, Router, Target};
+use crate::route::{self, Guards, Local, Pick, Router, Target};
 use crate::span::{TagValue, Tracer};
 use crate::stats::Stats;
 use crate::tls;
@@ -249,7 +249,13 @@ impl Listener {
             .and_then(|v| v.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()));
         let path = req.uri().path();
-        let picked = self.router.pick(host, path, req.headers());
+        let picked = self.router.pick(&route::Request {
+            host,
+            path,
+            query: req.uri().query(),
+            headers: req.headers(),
+            peer: peer.ip(),
+        });
         let route_name = picked.as_ref().and_then(|p| p.operation());
         let method = req.method();
         let operation = || match route_name {
@@ -317,6 +323,20 @@ impl Listener {
                 return self
                     .answer_locally(local, asked, req.headers(), rec, request_bytes)
                     .await;
+            }
+            Some(Pick::Unavailable { cluster, .. }) => {
+                Stats::inc(&self.stats.no_healthy_upstream);
+                if let Some(s) = rec.span.as_mut() {
+                    s.tag("upstream_cluster", cluster.clone());
+                    s.tag("upstream_cluster.name", cluster.clone());
+                }
+                return self.local(
+                    rec,
+                    request_bytes,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UH",
+                    "no healthy upstream\n",
+                );
             }
             None => {
                 return self.local(
@@ -535,6 +555,8 @@ impl Listener {
                 l.attempted();
             }
             let sent = std::time::Instant::now();
+            // In flight to this endpoint (for LEAST_REQUEST) until the answer's body is over.
+            let active = target.active.map(crate::circuit_breaker::Inside::count);
             let attempt = self
                 .upstreams
                 .send(target.address, target.tls, http2, upstream_req);
@@ -579,7 +601,12 @@ impl Listener {
                     let Some(admitted) = p.admit() else {
                         Stats::inc(&self.stats.retry_overflow);
                         gave_up = "UO";
-                        return self.answer(rec, request_bytes, (&target, sent), answer, gave_up);
+                        let mut resp =
+                            self.answer(rec, request_bytes, (&target, sent), answer, gave_up);
+                        if let Some(a) = active {
+                            resp.body_mut().hold(a);
+                        }
+                        return resp;
                     };
                     retries += 1;
                     Stats::inc(&self.stats.retries);
@@ -607,7 +634,11 @@ impl Listener {
                     continue;
                 }
             }
-            return self.answer(rec, request_bytes, (&target, sent), answer, gave_up);
+            let mut resp = self.answer(rec, request_bytes, (&target, sent), answer, gave_up);
+            if let Some(a) = active {
+                resp.body_mut().hold(a);
+            }
+            return resp;
         }
     }
 

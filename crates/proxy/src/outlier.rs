@@ -8,8 +8,8 @@
 //! The n-th ejection in a row lasts n × `base_ejection_time`, at most `max_ejection_time`; an
 //! endpoint that answers well after an ejection starts again from one. At most
 //! `max_ejection_percent` of the endpoints are out at once (at least one may always be), and
-//! should every endpoint left be out, requests go round-robin over all of them (Envoy's panic
-//! routing) rather than nowhere.
+//! should too few endpoints be left, requests go to all of them (Envoy's panic routing, see
+//! `balance`) rather than nowhere.
 //!
 //! The state is shared by the workers of a listener (atomics, no lock): one worker's failures
 //! count for all, as Envoy's detector aggregates its workers'.

@@ -1,18 +1,20 @@
-//! Picking the upstream of a request: the listener's one address, or (outbound) the first route
-//! matching the Host header or path prefix, then the cluster's next endpoint round-robin
-//! (passing over those its outlier detector ejected, see `outlier`, and those failing its
-//! active health checks, see `health_check`); and
+//! Picking the upstream of a request: the listener's one address, or (outbound, edge) the first
+//! route matching the Host header, path and headers; a route that answers itself (`local_reply`),
+//! or the cluster's endpoint its balancer picks (`balance`: round-robin by default, passing over
+//! those its outlier detector ejected, see `outlier`, and those failing its active health
+//! checks, see `health_check`); and
 //! the TLS settings its connections are made with (the cluster's own, else the listener's),
 //! and the retry policy (the route's own, else the listener's), whose retries go to the
 //! cluster's next endpoint ([`Router::again`]); and the faults and the token bucket (the
 //! route's own, else the listener's) the request meets first.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
 
+use crate::balance::{self, Balancer, HashPolicy};
 use crate::circuit_breaker::Gate;
 use crate::config::{FaultConfig, ListenerConfig, Upstream, UpstreamProtocol};
 use crate::header_ops::{HeaderOps, HeaderOpsConfig};
@@ -63,6 +65,8 @@ pub struct Shared {
     /// The circuit breakers, by cluster (the listener's name for a single upstream).
     pub gates: BTreeMap<String, Arc<Gate>>,
     pub retries_in_flight: BTreeMap<String, Arc<AtomicUsize>>,
+    /// Requests in flight per endpoint, of the `LEAST_REQUEST` clusters.
+    pub active: BTreeMap<String, Arc<[Arc<AtomicUsize>]>>,
 }
 
 impl Shared {
@@ -100,10 +104,14 @@ pub struct Target<'a> {
     pub header_ops: &'a [HeaderOps],
     /// The Host the upstream is sent instead of the request's, with `host_rewrite_literal`.
     pub host_rewrite: Option<&'a HeaderValue>,
+    /// The endpoint's count of requests in flight, when its balancer counts them.
+    pub active: Option<&'a Arc<AtomicUsize>>,
     /// The cluster picked (`None`: the listener's single upstream), for [`Router::again`].
     to: Option<&'a Cluster>,
     /// The endpoint's place in its cluster.
     endpoint: usize,
+    /// The request's hash, for a hashing balancer.
+    hash: Option<u64>,
 }
 
 /// What a request meets before it is sent upstream or answered: the faults to inject, the
@@ -121,6 +129,11 @@ pub enum Pick<'a> {
     Upstream(Target<'a>),
     /// Answers it itself: `direct_response` or `redirect`.
     Local(Local<'a>),
+    /// Its cluster has no endpoint left to take it (every one out, panic routing off).
+    Unavailable {
+        cluster: &'a Arc<str>,
+        operation: Option<&'a str>,
+    },
 }
 
 /// A route that answers itself.
@@ -140,6 +153,7 @@ impl Pick<'_> {
         match self {
             Pick::Upstream(t) => t.operation,
             Pick::Local(l) => l.operation,
+            Pick::Unavailable { operation, .. } => *operation,
         }
     }
 }
@@ -191,7 +205,7 @@ struct Cluster {
     health: Option<Arc<ClusterHealth>>,
     gate: Option<Arc<Gate>>,
     retries_in_flight: Arc<AtomicUsize>,
-    next: AtomicUsize,
+    balancer: Balancer,
 }
 
 struct Route {
@@ -207,6 +221,8 @@ struct Route {
     host_rewrite: Option<HeaderValue>,
     /// What it answers with itself (then `to` is empty).
     reply: Option<LocalReply>,
+    /// What a `RING_HASH` cluster hashes its requests by.
+    hash: Vec<HashPolicy>,
     /// Where it sends: (the running total of the weights up to this one, the cluster's place in
     /// [`Router::clusters`], the retry policy with that cluster's count of retries in flight).
     to: Vec<(u32, usize, Option<RetryPolicy>)>,
@@ -260,18 +276,24 @@ impl Router {
                         return i;
                     }
                     let config = r.clusters.get(name);
+                    let endpoints: Vec<Arc<str>> = config
+                        .map(|c| c.endpoints.iter().map(|a| a.as_str().into()).collect())
+                        .unwrap_or_default();
+                    let balancer = Balancer::new(
+                        &config.map(|c| c.balance).unwrap_or_default(),
+                        &endpoints,
+                        shared.active.get(name).cloned(),
+                    );
                     clusters.push(Cluster {
                         name: name.into(),
-                        endpoints: config
-                            .map(|c| c.endpoints.iter().map(|a| a.as_str().into()).collect())
-                            .unwrap_or_default(),
+                        endpoints,
                         tls: tls.of(name),
                         protocol: config.and_then(|c| c.upstream_protocol),
                         outliers: shared.outliers.get(name).cloned(),
                         health: shared.health.get(name).cloned(),
                         gate: shared.gates.get(name).cloned(),
                         retries_in_flight: shared.in_flight(name),
-                        next: AtomicUsize::new(0),
+                        balancer,
                     });
                     clusters.len() - 1
                 };
@@ -312,6 +334,11 @@ impl Router {
                             name: route.name.clone(),
                             timeout: route.timeout,
                             reply: route.local_reply().ok().flatten(),
+                            hash: route
+                                .hash_policy
+                                .iter()
+                                .filter_map(|h| h.compile().ok())
+                                .collect(),
                             rewrite: route.path_prefix.clone().zip(route.prefix_rewrite.clone()),
                             fault: route.fault.clone().or_else(|| l.fault.clone()),
                             header_ops: ops(&[route.header_ops(), l.header_ops()]),
@@ -341,7 +368,8 @@ impl Router {
 
     /// The first route matching the request (`host`: its Host header or authority, with or
     /// without a port), and one of its clusters' endpoints. `None` when no route matches.
-    pub fn pick(&self, host: Option<&str>, path: &str, headers: &HeaderMap) -> Option<Pick<'_>> {
+    pub fn pick(&self, r: &Request<'_>) -> Option<Pick<'_>> {
+        let (host, path, headers) = (r.host, r.path, r.headers);
         if let Some(single) = &self.single {
             return Some(Pick::Upstream(Target {
                 cluster: &self.listener_name,
@@ -360,8 +388,10 @@ impl Router {
                 retries_in_flight: &single.retries_in_flight,
                 header_ops: &single.header_ops,
                 host_rewrite: None,
+                active: None,
                 to: None,
                 endpoint: 0,
+                hash: None,
             }));
         }
         let host = host.map(strip_port).map(str::to_ascii_lowercase);
@@ -392,10 +422,22 @@ impl Router {
             }
         };
         let cluster = &self.clusters[*cluster];
-        if cluster.endpoints.is_empty() {
-            return None;
-        }
-        let endpoint = cluster.next_endpoint();
+        let hash = if cluster.balancer.hashes() {
+            let facts = balance::Hashed {
+                headers,
+                query: r.query,
+                peer: r.peer,
+            };
+            balance::hash(&route.hash, &facts)
+        } else {
+            None
+        };
+        let Some(endpoint) = cluster.pick(hash, None) else {
+            return Some(Pick::Unavailable {
+                cluster: &cluster.name,
+                operation: route.name.as_deref(),
+            });
+        };
         Some(Pick::Upstream(Target {
             cluster: &cluster.name,
             address: &cluster.endpoints[endpoint],
@@ -416,8 +458,10 @@ impl Router {
             retries_in_flight: &cluster.retries_in_flight,
             header_ops: &route.header_ops,
             host_rewrite: route.host_rewrite.as_ref(),
+            active: cluster.balancer.active(endpoint),
             to: Some(cluster),
             endpoint,
+            hash,
         }))
     }
 
@@ -429,23 +473,44 @@ impl Router {
         path: &str,
         headers: &HeaderMap,
     ) -> Option<Target<'_>> {
-        match self.pick(host, path, headers)? {
+        let r = Request {
+            host,
+            path,
+            query: None,
+            headers,
+            peer: std::net::Ipv4Addr::LOCALHOST.into(),
+        };
+        match self.pick(&r)? {
             Pick::Upstream(t) => Some(t),
-            Pick::Local(_) => None,
+            Pick::Local(_) | Pick::Unavailable { .. } => None,
         }
     }
 
-    /// Where a retry of a request to `target` goes: the same cluster's next endpoint
-    /// round-robin (the same one for a single upstream).
+    /// Where a retry of a request to `target` goes: another endpoint of the same cluster as
+    /// its balancer picks (round-robin's next; for a hash, the next one along the ring), the
+    /// same one when there is no other (and for a single upstream).
     pub fn again<'a>(&'a self, target: &Target<'a>) -> Target<'a> {
         let mut next = target.clone();
         if let Some(cluster) = target.to {
-            let endpoint = cluster.next_endpoint();
-            next.address = &cluster.endpoints[endpoint];
-            next.endpoint = endpoint;
+            if let Some(endpoint) = cluster.pick(target.hash, Some(target.endpoint)) {
+                next.address = &cluster.endpoints[endpoint];
+                next.endpoint = endpoint;
+                next.active = cluster.balancer.active(endpoint);
+            }
         }
         next
     }
+}
+
+/// What of a request its route and endpoint are picked by.
+pub struct Request<'a> {
+    /// Its Host header or authority, with or without a port.
+    pub host: Option<&'a str>,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// The caller's address (a `hash_policy` may hash it).
+    pub peer: std::net::IpAddr,
 }
 
 impl Cluster {
@@ -455,19 +520,15 @@ impl Cluster {
             && self.health.as_ref().is_none_or(|h| h.healthy(j))
     }
 
-    /// The next endpoint round-robin, passing over those the outlier detector ejected and
-    /// those not healthy (all of them, when none is left: panic routing, as Envoy's).
-    fn next_endpoint(&self) -> usize {
-        let n = self.endpoints.len();
-        let mut i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        if (self.outliers.is_some() || self.health.is_some()) && !self.available(i) {
-            if let Some(up) = (1..n).map(|k| (i + k) % n).find(|&j| self.available(j)) {
-                // Skipped over: the counter moves on past it.
-                self.next.fetch_add((up + n - i) % n, Ordering::Relaxed);
-                i = up;
-            }
-        }
-        i
+    /// The endpoint for a request (`hash`: its hash, for a hashing balancer; `not`: the one a
+    /// retry leaves), passing over those the outlier detector ejected and those not healthy
+    /// unless too few are left (see `balance`). `None`: none is left.
+    fn pick(&self, hash: Option<u64>, not: Option<usize>) -> Option<usize> {
+        let checked = self.outliers.is_some() || self.health.is_some();
+        let available = |j: usize| self.available(j);
+        let available: Option<&dyn Fn(usize) -> bool> = checked.then_some(&available);
+        self.balancer
+            .pick(self.endpoints.len(), hash, available, not)
     }
 }
 
@@ -645,12 +706,12 @@ listeners:
         health.set(0, crate::health_check::Health::Healthy);
         health.set(1, crate::health_check::Health::Unhealthy);
         assert_eq!(
-            picks(6),
-            ["a:1"],
-            "the pending and the unhealthy are passed over"
+            picks(9),
+            ["a:1", "b:2", "c:3"],
+            "one of three left is under Envoy's 50% panic threshold: all of them"
         );
         health.set(2, crate::health_check::Health::Healthy);
-        assert_eq!(picks(6), ["a:1", "c:3"]);
+        assert_eq!(picks(6), ["a:1", "c:3"], "the unhealthy one is passed over");
         for i in 0..3 {
             health.set(i, crate::health_check::Health::Unhealthy);
         }

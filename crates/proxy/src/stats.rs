@@ -41,6 +41,8 @@ pub struct Stats {
     clusters: Mutex<Vec<ClusterView>>,
     /// Requests answered 503 by a cluster's circuit breaker (`max_requests` in flight).
     pub upstream_overflow: AtomicU64,
+    /// Requests answered 503 because their cluster had no endpoint left (Envoy's `UH`).
+    pub no_healthy_upstream: AtomicU64,
     /// Requests answered 429 by a `local_rate_limit` bucket.
     pub rate_limited: AtomicU64,
     /// Requests a `fault` delayed, and aborted.
@@ -129,6 +131,11 @@ impl Stats {
                 &self.upstream_overflow,
             ),
             (
+                "meshtrace_proxy_no_healthy_upstream_total",
+                "Requests answered 503 because no endpoint of the cluster was left (Envoy's UH).",
+                &self.no_healthy_upstream,
+            ),
+            (
                 "meshtrace_proxy_rate_limited_total",
                 "Requests answered 429 by a local rate limit (Envoy's RL).",
                 &self.rate_limited,
@@ -211,6 +218,8 @@ pub struct ClusterView {
     pub outliers: Option<Arc<Outliers>>,
     pub health: Option<Arc<ClusterHealth>>,
     pub gate: Option<Arc<Gate>>,
+    /// Requests in flight per endpoint (`LEAST_REQUEST` clusters).
+    pub active: Option<Arc<[Arc<std::sync::atomic::AtomicUsize>]>>,
 }
 
 impl ClusterView {

@@ -1,0 +1,732 @@
+//! How a cluster picks the endpoint of a request (Envoy's `lb_policy`): `ROUND_ROBIN` (the
+//! default), `RANDOM`, `LEAST_REQUEST` (of `choice_count` endpoints drawn at random, the one
+//! with the fewest requests in flight, counted across the workers) and `RING_HASH` (a
+//! consistent hash of the request, from the route's `hash_policy`: the same user, session or
+//! key reaches the same endpoint, from every proxy that has the same endpoints, and only about
+//! 1/n of the keys move when an endpoint comes or goes).
+//!
+//! Every policy passes over the endpoints outlier detection ejected and those failing their
+//! health checks, unless fewer than `healthy_panic_threshold` percent of them are left (Envoy's
+//! default 50%): then it picks among all of them (panic routing), since a cluster half down is
+//! more likely mis-checked than unable to serve. With a threshold of 0 there is no panic, and a
+//! cluster with no endpoint left has none to give (503, flag `UH`).
+//!
+//! The ring follows Envoy's documented construction (each endpoint hashed at
+//! `ceil(minimum_ring_size / n)` points, `address_i` under xxHash64, the request's hash placed
+//! at the first point at or after it); a key whose endpoint is out walks on along the ring, so
+//! the keys of the endpoints left do not move.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http::HeaderMap;
+use serde::Deserialize;
+
+/// Envoy's `lb_policy` names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LbPolicy {
+    #[default]
+    RoundRobin,
+    LeastRequest,
+    Random,
+    RingHash,
+    /// Refused by the check: not built (RING_HASH hashes as consistently).
+    Maglev,
+}
+
+/// `least_request_lb_config`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeastRequestConfig {
+    /// Endpoints drawn at random per request (Envoy's default 2: the power of two choices).
+    pub choice_count: u32,
+}
+
+impl Default for LeastRequestConfig {
+    fn default() -> Self {
+        LeastRequestConfig { choice_count: 2 }
+    }
+}
+
+/// `ring_hash_lb_config`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingHashConfig {
+    pub minimum_ring_size: u64,
+    pub maximum_ring_size: u64,
+    pub hash_function: RingHashFunction,
+}
+
+impl Default for RingHashConfig {
+    fn default() -> Self {
+        RingHashConfig {
+            minimum_ring_size: 1024,
+            maximum_ring_size: 8 * 1024 * 1024,
+            hash_function: RingHashFunction::XxHash,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RingHashFunction {
+    XxHash,
+    /// Refused by the check: not built.
+    MurmurHash2,
+}
+
+/// `common_lb_config`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommonLbConfig {
+    #[serde(default)]
+    pub healthy_panic_threshold: Option<Percent>,
+}
+
+/// Envoy's `type.v3.Percent`.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Percent {
+    pub value: f64,
+}
+
+/// A cluster's balancing settings, as the configuration gives them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BalanceConfig {
+    pub lb_policy: LbPolicy,
+    pub least_request: LeastRequestConfig,
+    pub ring_hash: RingHashConfig,
+    pub common: CommonLbConfig,
+}
+
+impl BalanceConfig {
+    pub fn check(&self) -> Result<(), String> {
+        if self.lb_policy == LbPolicy::Maglev {
+            return Err(
+                "lb_policy MAGLEV is not built: RING_HASH hashes requests as consistently"
+                    .to_owned(),
+            );
+        }
+        if self.least_request.choice_count < 2 {
+            return Err(format!(
+                "least_request_lb_config.choice_count must be at least 2, got {}",
+                self.least_request.choice_count
+            ));
+        }
+        let r = &self.ring_hash;
+        if r.hash_function != RingHashFunction::XxHash {
+            return Err("ring_hash_lb_config.hash_function: only XX_HASH is built".to_owned());
+        }
+        if r.minimum_ring_size == 0 || r.minimum_ring_size > r.maximum_ring_size {
+            return Err(format!(
+                "ring_hash_lb_config: minimum_ring_size {} must be 1 to maximum_ring_size {}",
+                r.minimum_ring_size, r.maximum_ring_size
+            ));
+        }
+        if r.maximum_ring_size > 8 * 1024 * 1024 {
+            return Err(format!(
+                "ring_hash_lb_config.maximum_ring_size {} is over Envoy's limit of 8388608",
+                r.maximum_ring_size
+            ));
+        }
+        if let Some(p) = self.common.healthy_panic_threshold {
+            if !(0.0..=100.0).contains(&p.value) {
+                return Err(format!(
+                    "common_lb_config.healthy_panic_threshold {} is not a percentage",
+                    p.value
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One of a route's `hash_policy` entries (Envoy's `RouteAction.HashPolicy`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashPolicyConfig {
+    #[serde(default)]
+    pub header: Option<HeaderHash>,
+    #[serde(default)]
+    pub cookie: Option<CookieHash>,
+    #[serde(default)]
+    pub query_parameter: Option<QueryHash>,
+    #[serde(default)]
+    pub connection_properties: Option<ConnectionHash>,
+    /// When this one gives a hash, the ones after it are not looked at.
+    #[serde(default)]
+    pub terminal: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderHash {
+    pub header_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookieHash {
+    pub name: String,
+    /// Refused by the check: making the cookie when it is missing is not built.
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryHash {
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionHash {
+    pub source_ip: bool,
+}
+
+/// What a request is hashed by.
+#[derive(Clone, Debug)]
+pub struct HashPolicy {
+    source: Source,
+    terminal: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Source {
+    Header(http::HeaderName),
+    Cookie(String),
+    Query(String),
+    CallerIp,
+}
+
+impl HashPolicyConfig {
+    pub fn compile(&self) -> Result<HashPolicy, String> {
+        let given = [
+            self.header.is_some(),
+            self.cookie.is_some(),
+            self.query_parameter.is_some(),
+            self.connection_properties.is_some(),
+        ];
+        if given.iter().filter(|&&g| g).count() != 1 {
+            return Err(
+                "hash_policy: each entry needs exactly one of header, cookie, query_parameter and connection_properties"
+                    .to_owned(),
+            );
+        }
+        let source = if let Some(h) = &self.header {
+            Source::Header(
+                http::HeaderName::try_from(h.header_name.as_str()).map_err(|_| {
+                    format!("hash_policy: {:?} is not a header name", h.header_name)
+                })?,
+            )
+        } else if let Some(c) = &self.cookie {
+            if c.ttl.is_some() {
+                return Err(format!(
+                    "hash_policy: cookie {:?}: ttl (making the cookie when it is missing) is not built; the cookie is hashed when the request has it",
+                    c.name
+                ));
+            }
+            Source::Cookie(c.name.clone())
+        } else if let Some(q) = &self.query_parameter {
+            Source::Query(q.name.clone())
+        } else {
+            match self.connection_properties {
+                Some(ConnectionHash { source_ip: true }) => Source::CallerIp,
+                _ => {
+                    return Err(
+                        "hash_policy: connection_properties needs source_ip: true".to_owned()
+                    )
+                }
+            }
+        };
+        Ok(HashPolicy {
+            source,
+            terminal: self.terminal,
+        })
+    }
+}
+
+/// What of a request its hash may be made from.
+pub struct Hashed<'a> {
+    pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+    pub peer: std::net::IpAddr,
+}
+
+fn xxhash(bytes: &[u8]) -> u64 {
+    twox_hash::XxHash64::oneshot(0, bytes)
+}
+
+/// The request's hash under `policies` (Envoy's combination: each new hash is XORed into the
+/// one so far rotated left by one bit), `None` when none of them found its value.
+pub fn hash(policies: &[HashPolicy], r: &Hashed<'_>) -> Option<u64> {
+    let mut acc: Option<u64> = None;
+    for p in policies {
+        let h = match &p.source {
+            Source::Header(name) => r.headers.get(name).map(|v| xxhash(v.as_bytes())),
+            Source::Cookie(name) => cookie(r.headers, name).map(|v| xxhash(v.as_bytes())),
+            Source::Query(name) => query_value(r.query, name).map(|v| xxhash(v.as_bytes())),
+            Source::CallerIp => Some(xxhash(r.peer.to_string().as_bytes())),
+        };
+        if let Some(h) = h {
+            acc = Some(match acc {
+                Some(a) => a.rotate_left(1) ^ h,
+                None => h,
+            });
+            if p.terminal {
+                break;
+            }
+        }
+    }
+    acc
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then(|| v.trim_matches('"'))
+        })
+}
+
+fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|pair| match pair.split_once('=') {
+            Some((k, v)) if k == name => Some(v),
+            None if pair == name => Some(""),
+            _ => None,
+        })
+}
+
+/// A cluster's balancer (one per worker; what it counts is shared).
+pub struct Balancer {
+    kind: Kind,
+    /// Percent of endpoints that must be left for the others to be passed over.
+    panic_threshold: f64,
+}
+
+enum Kind {
+    RoundRobin(AtomicUsize),
+    Random,
+    LeastRequest {
+        choices: u32,
+        /// Requests in flight per endpoint, shared by the workers.
+        active: Arc<[Arc<AtomicUsize>]>,
+    },
+    Ring(Ring),
+}
+
+impl Balancer {
+    /// `active`: the cluster's shared counts of requests in flight (for `LEAST_REQUEST`).
+    pub fn new(
+        c: &BalanceConfig,
+        endpoints: &[Arc<str>],
+        active: Option<Arc<[Arc<AtomicUsize>]>>,
+    ) -> Self {
+        let kind = match c.lb_policy {
+            LbPolicy::RoundRobin | LbPolicy::Maglev => Kind::RoundRobin(AtomicUsize::new(0)),
+            LbPolicy::Random => Kind::Random,
+            LbPolicy::LeastRequest => Kind::LeastRequest {
+                choices: c.least_request.choice_count,
+                active: active.unwrap_or_else(|| counters(endpoints.len())),
+            },
+            LbPolicy::RingHash => Kind::Ring(Ring::new(endpoints, &c.ring_hash)),
+        };
+        Balancer {
+            kind,
+            panic_threshold: c.common.healthy_panic_threshold.map_or(50.0, |p| p.value),
+        }
+    }
+
+    /// Whether requests are hashed (then [`Balancer::pick`] wants their hash).
+    pub fn hashes(&self) -> bool {
+        matches!(self.kind, Kind::Ring(_))
+    }
+
+    /// The count of requests in flight to endpoint `i`, when this balancer counts them.
+    pub fn active(&self, i: usize) -> Option<&Arc<AtomicUsize>> {
+        match &self.kind {
+            Kind::LeastRequest { active, .. } => active.get(i),
+            _ => None,
+        }
+    }
+
+    /// The endpoint (of `n`) for a request with `hash` (ring hash only), among those
+    /// `available` says may take requests (`None`: all may) unless too few are left; and
+    /// other than `not` when another one may be had (a retry's next endpoint). `None`: none
+    /// is left and panic routing is off.
+    pub fn pick(
+        &self,
+        n: usize,
+        hash: Option<u64>,
+        available: Option<&dyn Fn(usize) -> bool>,
+        not: Option<usize>,
+    ) -> Option<usize> {
+        if n == 0 {
+            return None;
+        }
+        let ok = |i: usize| available.is_none_or(|a| a(i));
+        let left = match available {
+            None => n,
+            Some(a) => (0..n).filter(|&i| a(i)).count(),
+        };
+        // Panic routing: too few left to trust the checks, so every endpoint is a candidate.
+        let panic = left < n && (left as f64) * 100.0 < self.panic_threshold * n as f64;
+        if left == 0 && !panic {
+            return None;
+        }
+        let candidate = |i: usize| panic || ok(i);
+        let others = |i: usize| candidate(i) && Some(i) != not;
+        let total = if panic { n } else { left };
+        // A retry goes elsewhere when there is elsewhere to go.
+        let eligible: &dyn Fn(usize) -> bool = if not.is_some() && total > 1 {
+            &others
+        } else {
+            &candidate
+        };
+        match &self.kind {
+            Kind::RoundRobin(next) => {
+                let i = next.fetch_add(1, Ordering::Relaxed) % n;
+                if eligible(i) {
+                    return Some(i);
+                }
+                let up = (1..n).map(|k| (i + k) % n).find(|&j| eligible(j))?;
+                // Skipped over: the counter moves on past it.
+                next.fetch_add((up + n - i) % n, Ordering::Relaxed);
+                Some(up)
+            }
+            Kind::Random => random_of(n, eligible),
+            Kind::LeastRequest { choices, active } => {
+                let mut best: Option<usize> = None;
+                for _ in 0..*choices {
+                    let i = random_of(n, eligible)?;
+                    let load = |j: usize| active.get(j).map_or(0, |a| a.load(Ordering::Relaxed));
+                    if best.is_none_or(|b| load(i) < load(b)) {
+                        best = Some(i);
+                    }
+                }
+                best
+            }
+            Kind::Ring(ring) => match hash {
+                // The same endpoint for the same key; a retry walks on to the next one.
+                Some(h) => ring.walk(h, eligible),
+                None => random_of(n, eligible),
+            },
+        }
+    }
+}
+
+/// Fresh counts of requests in flight for `n` endpoints.
+pub fn counters(n: usize) -> Arc<[Arc<AtomicUsize>]> {
+    (0..n).map(|_| Arc::new(AtomicUsize::new(0))).collect()
+}
+
+/// A random one of the endpoints `eligible` says yes to.
+fn random_of(n: usize, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+    // Mostly every endpoint is eligible: a draw or two finds one without counting.
+    for _ in 0..2 {
+        let i = fastrand::usize(..n);
+        if eligible(i) {
+            return Some(i);
+        }
+    }
+    let k = (0..n).filter(|&i| eligible(i)).count();
+    if k == 0 {
+        return None;
+    }
+    let r = fastrand::usize(..k);
+    (0..n).filter(|&i| eligible(i)).nth(r)
+}
+
+/// A hash ring: points sorted by hash, each naming an endpoint.
+struct Ring {
+    points: Vec<(u64, usize)>,
+}
+
+impl Ring {
+    fn new(endpoints: &[Arc<str>], c: &RingHashConfig) -> Self {
+        let n = endpoints.len().max(1) as u64;
+        let per = c
+            .minimum_ring_size
+            .div_ceil(n)
+            .min((c.maximum_ring_size / n).max(1));
+        let mut points = Vec::with_capacity((per * n) as usize);
+        let mut key = String::new();
+        for (i, address) in endpoints.iter().enumerate() {
+            for k in 0..per {
+                key.clear();
+                key.push_str(address);
+                key.push('_');
+                key.push_str(itoa::Buffer::new().format(k));
+                points.push((xxhash(key.as_bytes()), i));
+            }
+        }
+        points.sort_unstable();
+        Ring { points }
+    }
+
+    /// The first eligible endpoint at or after `h` on the ring.
+    fn walk(&self, h: u64, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let start = self.points.partition_point(|&(p, _)| p < h);
+        let len = self.points.len();
+        (0..len)
+            .map(|k| self.points[(start + k) % len].1)
+            .find(|&i| eligible(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(n: usize) -> Vec<Arc<str>> {
+        (0..n).map(|i| format!("10.0.0.{i}:8080").into()).collect()
+    }
+
+    fn balancer(yaml_policy: LbPolicy, n: usize) -> Balancer {
+        let c = BalanceConfig {
+            lb_policy: yaml_policy,
+            ..BalanceConfig::default()
+        };
+        Balancer::new(&c, &endpoints(n), None)
+    }
+
+    #[test]
+    fn ring_hash_is_stable_across_balancers_and_moves_few_keys_when_an_endpoint_goes() {
+        let c = BalanceConfig {
+            lb_policy: LbPolicy::RingHash,
+            ..BalanceConfig::default()
+        };
+        let a = Balancer::new(&c, &endpoints(5), None);
+        let b = Balancer::new(&c, &endpoints(5), None);
+        let mut per = [0usize; 5];
+        for k in 0..10_000u64 {
+            let h = xxhash(format!("user-{k}").as_bytes());
+            let x = a.pick(5, Some(h), None, None).unwrap();
+            assert_eq!(
+                Some(x),
+                b.pick(5, Some(h), None, None),
+                "another proxy agrees"
+            );
+            assert_eq!(
+                Some(x),
+                a.pick(5, Some(h), None, None),
+                "and so does the next request"
+            );
+            per[x] += 1;
+        }
+        // Every endpoint takes a share (1024 points: each within a loose ±50% of 2,000).
+        assert!(per.iter().all(|&p| (1_000..3_000).contains(&p)), "{per:?}");
+        // Endpoint 2 out: its keys move, nobody else's.
+        let out = |i: usize| i != 2;
+        let mut moved = 0;
+        for k in 0..10_000u64 {
+            let h = xxhash(format!("user-{k}").as_bytes());
+            let before = a.pick(5, Some(h), None, None).unwrap();
+            let after = a.pick(5, Some(h), Some(&out), None).unwrap();
+            assert_ne!(after, 2);
+            if before != 2 {
+                assert_eq!(before, after, "a key of an endpoint left stays");
+            } else {
+                moved += 1;
+            }
+        }
+        assert_eq!(moved, per[2]);
+        // A retry walks on to another endpoint.
+        let h = xxhash(b"user-1");
+        let first = a.pick(5, Some(h), None, None).unwrap();
+        let retry = a.pick(5, Some(h), None, Some(first)).unwrap();
+        assert_ne!(first, retry);
+    }
+
+    #[test]
+    fn least_request_prefers_the_idle_endpoint() {
+        let active = counters(2);
+        let c = BalanceConfig {
+            lb_policy: LbPolicy::LeastRequest,
+            least_request: LeastRequestConfig { choice_count: 4 },
+            ..BalanceConfig::default()
+        };
+        let b = Balancer::new(&c, &endpoints(2), Some(active.clone()));
+        active[0].store(10, Ordering::Relaxed);
+        let to_idle = (0..1000)
+            .filter(|_| b.pick(2, None, None, None) == Some(1))
+            .count();
+        // Four draws from two: all four land on the busy one with chance 1/16.
+        assert!(to_idle > 850, "{to_idle}");
+        assert!(Arc::ptr_eq(b.active(1).unwrap(), &active[1]));
+    }
+
+    #[test]
+    fn random_and_round_robin_pass_over_endpoints_out_unless_too_many_are() {
+        for policy in [
+            LbPolicy::Random,
+            LbPolicy::RoundRobin,
+            LbPolicy::LeastRequest,
+        ] {
+            let b = balancer(policy, 4);
+            // One of four out: never picked.
+            let out = |i: usize| i != 3;
+            for _ in 0..200 {
+                assert_ne!(b.pick(4, None, Some(&out), None), Some(3), "{policy:?}");
+            }
+            // Three of four out (25% left, under the 50% default): panic, all are picked.
+            let mostly_out = |i: usize| i == 0;
+            let mut seen = [false; 4];
+            for _ in 0..400 {
+                seen[b.pick(4, None, Some(&mostly_out), None).unwrap()] = true;
+            }
+            assert_eq!(seen, [true; 4], "{policy:?}");
+            // Two of four out (50% left): not panic.
+            let half = |i: usize| i < 2;
+            for _ in 0..200 {
+                assert!(
+                    b.pick(4, None, Some(&half), None).unwrap() < 2,
+                    "{policy:?}"
+                );
+            }
+        }
+        // Round-robin goes in turn.
+        let b = balancer(LbPolicy::RoundRobin, 3);
+        let turns: Vec<_> = (0..6)
+            .map(|_| b.pick(3, None, None, None).unwrap())
+            .collect();
+        assert_eq!(turns, [0, 1, 2, 0, 1, 2]);
+        // A retry goes elsewhere.
+        for _ in 0..50 {
+            let b = balancer(LbPolicy::Random, 2);
+            assert_eq!(b.pick(2, None, None, Some(0)), Some(1));
+        }
+    }
+
+    #[test]
+    fn threshold_zero_means_no_panic_and_none_left_is_none() {
+        let c = BalanceConfig {
+            common: CommonLbConfig {
+                healthy_panic_threshold: Some(Percent { value: 0.0 }),
+            },
+            ..BalanceConfig::default()
+        };
+        let b = Balancer::new(&c, &endpoints(3), None);
+        let one = |i: usize| i == 1;
+        for _ in 0..10 {
+            assert_eq!(b.pick(3, None, Some(&one), None), Some(1));
+        }
+        let none = |_: usize| false;
+        assert_eq!(b.pick(3, None, Some(&none), None), None);
+        // With the default, none left is panic: one of all.
+        let b = balancer(LbPolicy::RoundRobin, 3);
+        assert!(b.pick(3, None, Some(&none), None).is_some());
+        // At 100, anything out is panic.
+        let c = BalanceConfig {
+            common: CommonLbConfig {
+                healthy_panic_threshold: Some(Percent { value: 100.0 }),
+            },
+            ..BalanceConfig::default()
+        };
+        let b = Balancer::new(&c, &endpoints(3), None);
+        let mut seen = [false; 3];
+        let two = |i: usize| i != 0;
+        for _ in 0..30 {
+            seen[b.pick(3, None, Some(&two), None).unwrap()] = true;
+        }
+        assert_eq!(seen, [true; 3]);
+    }
+
+    #[test]
+    fn request_hashes_follow_the_policies() {
+        let policies = |yaml: &str| -> Vec<HashPolicy> {
+            let c: Vec<HashPolicyConfig> = serde_yaml::from_str(yaml).unwrap();
+            c.iter().map(|p| p.compile().unwrap()).collect()
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user", "alice".parse().unwrap());
+        headers.insert("cookie", "a=1; session=\"s-42\"; b=2".parse().unwrap());
+        let r = Hashed {
+            headers: &headers,
+            query: Some("k=v&shard=7&flag"),
+            peer: "10.1.2.3".parse().unwrap(),
+        };
+        let h = |yaml: &str| hash(&policies(yaml), &r);
+        assert_eq!(
+            h("[{ header: { header_name: x-user } }]"),
+            Some(xxhash(b"alice"))
+        );
+        assert_eq!(h("[{ cookie: { name: session } }]"), Some(xxhash(b"s-42")));
+        assert_eq!(
+            h("[{ query_parameter: { name: shard } }]"),
+            Some(xxhash(b"7"))
+        );
+        assert_eq!(
+            h("[{ query_parameter: { name: flag } }]"),
+            Some(xxhash(b""))
+        );
+        assert_eq!(
+            h("[{ connection_properties: { source_ip: true } }]"),
+            Some(xxhash(b"10.1.2.3"))
+        );
+        // Missing values give nothing; the next policy still may.
+        assert_eq!(h("[{ header: { header_name: x-none } }]"), None);
+        assert_eq!(
+            h("[{ header: { header_name: x-none } }, { cookie: { name: session } }]"),
+            Some(xxhash(b"s-42"))
+        );
+        // Two combine; a terminal one that found its value ends the list.
+        assert_eq!(
+            h("[{ header: { header_name: x-user } }, { query_parameter: { name: shard } }]"),
+            Some(xxhash(b"alice").rotate_left(1) ^ xxhash(b"7"))
+        );
+        assert_eq!(
+            h("[{ header: { header_name: x-user }, terminal: true }, { query_parameter: { name: shard } }]"),
+            Some(xxhash(b"alice"))
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let compile = |yaml: &str| {
+            serde_yaml::from_str::<HashPolicyConfig>(yaml)
+                .unwrap()
+                .compile()
+                .unwrap_err()
+        };
+        assert!(compile("{}").contains("exactly one of"));
+        assert!(compile("{ header: { header_name: 'a b' } }").contains("not a header name"));
+        assert!(compile("{ cookie: { name: s, ttl: 1h } }").contains("ttl"));
+        assert!(compile("{ connection_properties: { source_ip: false } }").contains("source_ip"));
+        let check = |c: BalanceConfig| c.check().unwrap_err();
+        assert!(check(BalanceConfig {
+            lb_policy: LbPolicy::Maglev,
+            ..BalanceConfig::default()
+        })
+        .contains("MAGLEV is not built"));
+        assert!(check(BalanceConfig {
+            least_request: LeastRequestConfig { choice_count: 1 },
+            ..BalanceConfig::default()
+        })
+        .contains("choice_count"));
+        assert!(check(BalanceConfig {
+            common: CommonLbConfig {
+                healthy_panic_threshold: Some(Percent { value: 150.0 })
+            },
+            ..BalanceConfig::default()
+        })
+        .contains("not a percentage"));
+        assert!(check(BalanceConfig {
+            ring_hash: RingHashConfig {
+                minimum_ring_size: 10,
+                maximum_ring_size: 5,
+                hash_function: RingHashFunction::XxHash
+            },
+            ..BalanceConfig::default()
+        })
+        .contains("minimum_ring_size"));
+    }
+}
