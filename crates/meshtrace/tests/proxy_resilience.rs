@@ -932,3 +932,115 @@ listeners:
     assert_eq!(a.status, 504);
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
+
+#[test]
+fn proxy_spawn_upstream_span_gives_each_attempt_its_own_span_and_the_app_the_last_as_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    let yaml = format!(
+        "node_id: caller
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    retry_policy: {{ retry_on: 5xx, num_retries: 2, retry_back_off: {{ base_interval: 1ms }} }}
+    timeouts: {{ request: 1s }}
+    upstream:
+      routes: [{{ path_prefix: /, cluster: app }}]
+      clusters:
+        app: ['{app}']
+{tracing}  spawn_upstream_span: true
+",
+        app = app.addr,
+        tracing = tracing_block(server.addr("zipkin"), "b3multi"),
+    );
+    let proxy = Proxy::start(&yaml, &["out"]);
+    let out = proxy.addr("out");
+    let traced = |tid: &str, path: &str| {
+        curl(&[
+            "-H",
+            &format!("x-b3-traceid: {tid}"),
+            "-H",
+            "x-b3-spanid: 2222222222222222",
+            "-H",
+            "x-b3-sampled: 1",
+            &format!("http://{out}{path}"),
+        ])
+    };
+
+    // The first attempt answers 503, the second 200.
+    let tid = "5555555555555555aaaaaaaaaaaaaaa1";
+    let a = traced(tid, "/flaky?key=spawn1&fail=1");
+    assert_eq!(a.status, 200, "{}", a.text());
+    let t = trace_with(&server, tid, 3);
+    let spans = t["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 3, "{t:#}");
+    let listener = spans
+        .iter()
+        .find(|s| parent_of(s).as_deref() == Some("2222222222222222"))
+        .expect("the listener's span, child of the caller's");
+    assert_eq!(
+        tag_str(listener, "span.kind"),
+        "server",
+        "a SERVER span when spawning"
+    );
+    assert_eq!(tag_str(listener, "upstream_retries"), "1");
+    let mut attempts: Vec<&serde_json::Value> = spans
+        .iter()
+        .filter(|s| parent_of(s).as_deref() == listener["spanID"].as_str())
+        .collect();
+    attempts.sort_by_key(|s| tag_str(s, "upstream_attempt"));
+    assert_eq!(attempts.len(), 2, "{t:#}");
+    for (i, s) in attempts.iter().enumerate() {
+        assert_eq!(s["operationName"], "router app egress");
+        assert_eq!(tag_str(s, "span.kind"), "client");
+        assert_eq!(tag_str(s, "upstream_attempt"), (i + 1).to_string());
+        assert_eq!(tag_str(s, "upstream_address"), app.addr.to_string());
+        assert_eq!(tag_str(s, "component"), "proxy");
+    }
+    assert_eq!(tag_str(attempts[0], "http.status_code"), "503");
+    assert_eq!(tag_str(attempts[0], "error"), "true");
+    assert_eq!(tag_str(attempts[1], "http.status_code"), "200");
+    assert!(tag(attempts[1], "error").is_none());
+    // Each attempt within the listener's span, the second after the first.
+    let start = |s: &serde_json::Value| s["startTime"].as_u64().unwrap();
+    let end = |s: &serde_json::Value| start(s) + s["duration"].as_u64().unwrap();
+    assert!(start(attempts[0]) >= start(listener) && end(attempts[1]) <= end(listener));
+    assert!(start(attempts[1]) >= end(attempts[0]));
+    // The app's parent is the answering attempt, not the listener's span.
+    let h = app.last();
+    assert_eq!(header(&h, "x-b3-spanid"), attempts[1]["spanID"].as_str());
+    assert_eq!(header(&h, "x-b3-parentspanid"), listener["spanID"].as_str());
+    assert_eq!(header(&h, "x-b3-traceid"), Some(tid));
+
+    // An attempt that gets no answer in time: its span says so, and so does the listener's.
+    let tid = "5555555555555555aaaaaaaaaaaaaaa2";
+    assert_eq!(traced(tid, "/slow").status, 504);
+    let t = trace_with(&server, tid, 2);
+    let attempt = t["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["operationName"] == "router app egress")
+        .cloned()
+        .expect("the attempt's span");
+    assert_eq!(tag_str(&attempt, "error"), "true");
+    assert_eq!(tag_str(&attempt, "response_flags"), "UT");
+    assert!(tag(&attempt, "http.status_code").is_none(), "{attempt:#}");
+
+    // Unsampled: no spans, and the app's parent is the proxy's own id as before.
+    let a = curl(&[
+        "-H",
+        "x-b3-traceid: 5555555555555555aaaaaaaaaaaaaaa3",
+        "-H",
+        "x-b3-spanid: 2222222222222222",
+        "-H",
+        "x-b3-sampled: 0",
+        &format!("http://{out}/echo"),
+    ]);
+    assert_eq!(a.status, 200);
+    let h = app.last();
+    assert_eq!(header(&h, "x-b3-sampled"), Some("0"));
+    assert_eq!(header(&h, "x-b3-parentspanid"), Some("2222222222222222"));
+}

@@ -1030,6 +1030,10 @@ pub struct TracingConfig {
     pub trace_id_128bit: bool,
     /// Inbound SERVER spans reuse the caller's span id (Zipkin's shared span) instead of a child id.
     pub shared_span_context: bool,
+    /// Each upstream attempt (a retry too) gets a CLIENT span of its own, child of the
+    /// listener's span, which is then a SERVER span in every mode; the next hop is the
+    /// attempt's child (Envoy's `spawn_upstream_span`): retries show in the trace.
+    pub spawn_upstream_span: bool,
     pub sampling: Sampling,
     pub custom_tags: Vec<CustomTag>,
     pub flush: Flush,
@@ -1047,6 +1051,7 @@ impl Default for TracingConfig {
             propagation: vec![Format::B3Multi],
             trace_id_128bit: true,
             shared_span_context: false,
+            spawn_upstream_span: false,
             sampling: Sampling::default(),
             custom_tags: Vec::new(),
             flush: Flush::default(),

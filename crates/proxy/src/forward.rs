@@ -110,6 +110,10 @@ pub struct Record {
     pub log: Option<Box<Entry>>,
     /// A fault delayed it (Envoy's `DI`).
     pub delayed: bool,
+    /// With `spawn_upstream_span` (and a span): the context the attempts' spans continue...
+    pub spawn: Option<Box<wire::propagation::TraceContext>>,
+    /// ...and the span of the attempt in flight.
+    pub attempt: Option<ActiveSpan>,
 }
 
 impl Record {
@@ -133,6 +137,7 @@ impl Record {
         }
         Some(Finish {
             span: self.span,
+            attempt: self.attempt,
             log: self.log,
             request_bytes,
             response_bytes: 0,
@@ -143,6 +148,8 @@ impl Record {
 /// What is left to record when the response is over.
 pub struct Finish {
     pub span: Option<ActiveSpan>,
+    /// The answering upstream attempt's span, ended with the response.
+    pub attempt: Option<ActiveSpan>,
     pub log: Option<Box<Entry>>,
     pub request_bytes: Arc<AtomicU64>,
     pub response_bytes: u64,
@@ -158,6 +165,12 @@ impl Finish {
 
     fn done(self, failed: Option<String>) {
         let request_bytes = self.request_bytes.load(Ordering::Relaxed);
+        if let Some(mut attempt) = self.attempt {
+            if let Some(why) = &failed {
+                attempt.error(why);
+            }
+            attempt.finish();
+        }
         if let Some(mut span) = self.span {
             span.tag("request_size", request_bytes as i64);
             span.tag("response_size", self.response_bytes as i64);

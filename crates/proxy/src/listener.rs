@@ -281,6 +281,8 @@ impl Listener {
             span: begun.span,
             log,
             delayed: false,
+            spawn: None,
+            attempt: None,
         };
         // The tags borrow from the request as it came in, before the trace headers are rewritten.
         if let Some(s) = rec.span.as_mut() {
@@ -349,6 +351,10 @@ impl Listener {
             }
         };
         wire::propagation::inject(&begun.outgoing, &self.tracer.formats, req.headers_mut());
+        if self.tracer.spawn_upstream && rec.span.is_some() {
+            // Each attempt writes its own span's id over these (see `forward`).
+            rec.spawn = Some(Box::new(begun.outgoing));
+        }
         let upgrade = match version {
             Version::HTTP_11 => tunnel::requested(req.headers()),
             _ => None,
@@ -546,6 +552,7 @@ impl Listener {
         let (mut target, mut authority) = (target, authority);
         let mut retries = 0;
         loop {
+            self.start_attempt(&mut rec, &target, retries, &mut parts.headers);
             let Some((upstream_req, http2)) =
                 self.upstream_request(parts, body, &target, authority, version)
             else {
@@ -610,6 +617,7 @@ impl Listener {
                     };
                     retries += 1;
                     Stats::inc(&self.stats.retries);
+                    end_attempt(&mut rec, &answer);
                     drop(answer);
                     tokio::select! {
                         biased;
@@ -640,6 +648,30 @@ impl Listener {
             }
             return resp;
         }
+    }
+
+    /// With `spawn_upstream_span`: starts the span of the attempt about to go to `target`, and
+    /// names it as the parent in the trace headers sent.
+    fn start_attempt(
+        &self,
+        rec: &mut Record,
+        target: &Target<'_>,
+        retries: u32,
+        headers: &mut http::HeaderMap,
+    ) {
+        let (Some(ctx), Some(span)) = (rec.spawn.as_deref_mut(), rec.span.as_ref()) else {
+            return;
+        };
+        let mut attempt = span.attempt(target.cluster);
+        Stats::inc(&self.stats.spans_started);
+        attempt.tag("upstream_cluster", target.cluster.clone());
+        attempt.tag("upstream_cluster.name", target.cluster.clone());
+        attempt.tag("upstream_address", target.address.clone());
+        attempt.tag("upstream_attempt", i64::from(retries) + 1);
+        ctx.parent_span_id = Some(span.span_id());
+        ctx.span_id = attempt.span_id();
+        wire::propagation::inject(ctx, &self.tracer.formats, headers);
+        rec.attempt = Some(attempt);
     }
 
     /// Tells the outlier detector of the target's cluster how an attempt went (`failed`: a 5xx
@@ -943,10 +975,16 @@ impl Listener {
                 // The body's first line says why (the status's reason when it is empty).
                 let text = String::from_utf8_lossy(&body);
                 let why = text.lines().next().unwrap_or_default().trim_end();
-                s.error(match why {
+                let why = match why {
                     "" => status.canonical_reason().unwrap_or("error"),
                     why => why,
-                });
+                };
+                // The attempt in flight (if any) got no answer: the proxy's 5xx says why.
+                if let Some(a) = rec.attempt.as_mut() {
+                    a.tag("response_flags", flags.clone());
+                    a.error(why);
+                }
+                s.error(why);
             }
         }
         if let Some(l) = rec.log.as_mut() {
@@ -960,6 +998,25 @@ impl Listener {
     }
 }
 
+/// Ends the span of an attempt that is retried, with how it went.
+fn end_attempt<B>(rec: &mut Record, answer: &Option<Result<Response<B>, UpstreamError>>) {
+    let Some(mut a) = rec.attempt.take() else {
+        return;
+    };
+    match answer {
+        Some(Ok(resp)) => {
+            let status = resp.status();
+            a.tag("http.status_code", i64::from(status.as_u16()));
+            if status.is_server_error() {
+                a.error(&format!("upstream answered {status}"));
+            }
+        }
+        Some(Err(e)) => a.error(&e.to_string()),
+        None => a.error("per-try timeout"),
+    }
+    a.finish();
+}
+
 /// What is left to record of a request once the upstream answered with `parts`.
 fn answered(
     mut rec: Record,
@@ -969,6 +1026,12 @@ fn answered(
 ) -> Option<Finish> {
     let status = parts.status;
     let flags = rec.flags(flags);
+    if let Some(a) = rec.attempt.as_mut() {
+        a.tag("http.status_code", i64::from(status.as_u16()));
+        if status.is_server_error() {
+            a.error(&format!("upstream answered {status}"));
+        }
+    }
     if let Some(s) = rec.span.as_mut() {
         s.tag("http.status_code", i64::from(status.as_u16()));
         s.tag("response_flags", flags.clone());

@@ -5,7 +5,10 @@
 //! - edge: a SERVER span, child of the incoming context, or the root of a new trace;
 //! - outbound: a CLIENT span with a new span id, parent = the incoming span;
 //! - inbound: a SERVER span, child of the incoming (client) span, or with `shared_span_context`
-//!   the caller's own span id (Zipkin's shared client/server span).
+//!   the caller's own span id (Zipkin's shared client/server span);
+//! - with `spawn_upstream_span`, in every mode: a SERVER span, and a CLIENT child span per
+//!   upstream attempt ([`ActiveSpan::attempt`], named `router CLUSTER egress`), which is the
+//!   next hop's parent.
 //!
 //! The tags are Envoy's:
 //! `component=proxy`, `node_id`, `zone`, `guid:x-request-id`, `http.url`, `http.method`,
@@ -39,6 +42,8 @@ pub struct Tracer {
     pub formats: Vec<Format>,
     trace_id_128bit: bool,
     shared_span_context: bool,
+    /// `spawn_upstream_span`: a span per upstream attempt.
+    pub spawn_upstream: bool,
     sampling: Sampling,
     custom_tags: Vec<(String, TagSource)>,
     sink: Option<SpanSink>,
@@ -251,6 +256,7 @@ impl Tracer {
             formats: t.propagation.clone(),
             trace_id_128bit: t.trace_id_128bit,
             shared_span_context: t.shared_span_context,
+            spawn_upstream: t.spawn_upstream_span,
             sampling: t.sampling,
             custom_tags,
             sink,
@@ -353,7 +359,7 @@ impl Tracer {
                         parent_span_id: parent,
                         trace_state: outgoing.trace_state.clone(),
                         name: operation(),
-                        kind: if mode == Mode::Outbound {
+                        kind: if mode == Mode::Outbound && !self.spawn_upstream {
                             SpanKind::Client
                         } else {
                             SpanKind::Server
@@ -374,6 +380,30 @@ impl Tracer {
 }
 
 impl ActiveSpan {
+    pub fn span_id(&self) -> SpanId {
+        self.span.span_id
+    }
+
+    /// A CLIENT span of one upstream attempt, child of this one, starting now.
+    pub fn attempt(&self, cluster: &str) -> ActiveSpan {
+        ActiveSpan {
+            span: ProxySpan {
+                trace_id: self.span.trace_id,
+                span_id: new_span_id(),
+                parent_span_id: Some(self.span.span_id),
+                trace_state: self.span.trace_state.clone(),
+                name: format!("router {cluster} egress"),
+                kind: SpanKind::Client,
+                start_unix_nano: now_nanos(),
+                end_unix_nano: 0,
+                tags: Vec::with_capacity(8),
+                status: Status::default(),
+            },
+            started: Instant::now(),
+            sink: self.sink.clone(),
+        }
+    }
+
     pub fn tag(&mut self, key: &'static str, value: impl Into<TagValue>) {
         self.span.tags.push((Cow::Borrowed(key), value.into()));
     }
