@@ -113,7 +113,7 @@ pub struct Record {
     /// With `spawn_upstream_span` (and a span): the context the attempts' spans continue...
     pub spawn: Option<Box<wire::propagation::TraceContext>>,
     /// ...and the span of the attempt in flight.
-    pub attempt: Option<ActiveSpan>,
+    pub attempt: Option<Box<ActiveSpan>>,
 }
 
 impl Record {
@@ -149,7 +149,7 @@ impl Record {
 pub struct Finish {
     pub span: Option<ActiveSpan>,
     /// The answering upstream attempt's span, ended with the response.
-    pub attempt: Option<ActiveSpan>,
+    pub attempt: Option<Box<ActiveSpan>>,
     pub log: Option<Box<Entry>>,
     pub request_bytes: Arc<AtomicU64>,
     pub response_bytes: u64,

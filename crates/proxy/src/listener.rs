@@ -671,7 +671,7 @@ impl Listener {
         ctx.parent_span_id = Some(span.span_id());
         ctx.span_id = attempt.span_id();
         wire::propagation::inject(ctx, &self.tracer.formats, headers);
-        rec.attempt = Some(attempt);
+        rec.attempt = Some(Box::new(attempt));
     }
 
     /// Tells the outlier detector of the target's cluster how an attempt went (`failed`: a 5xx
