@@ -1699,3 +1699,141 @@ listeners:
         Some(())
     );
 }
+
+#[test]
+fn proxy_mirrors_requests_to_a_shadow_cluster_without_waiting_for_it() {
+    let (live, next) = (App::start(), App::start());
+    // A shadow that takes connections and never answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let yaml = format!(
+        r#"node_id: caller
+admin: 127.0.0.1:0
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes:
+        - path: /stuck
+          cluster: live
+          timeout: 500ms
+          request_mirror_policies: [{{ cluster: hole }}]
+        - path_prefix: /
+          cluster: live
+          request_mirror_policies: [{{ cluster: next, runtime_fraction: {{ default_value: {{ numerator: 100 }} }} }}]
+      clusters:
+        live: ['{}']
+        next: ['{}']
+        hole: ['{}']
+tracing: {{ propagation: [b3multi] }}
+"#,
+        live.addr,
+        next.addr,
+        hole.local_addr().unwrap()
+    );
+    let proxy = Proxy::start(&yaml, &["out", "admin"]);
+    let (out, admin) = (proxy.addr("out"), proxy.addr("admin"));
+    let counter = |name: &str| -> u64 {
+        get(&format!("http://{admin}/metrics"))
+            .text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name} "))
+                    .map(|v| v.parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let seen = |app: &App| app.seen.lock().unwrap().len();
+
+    // A GET: the live app answers, the shadow gets a copy with its host suffixed and the same
+    // trace headers.
+    let a = curl(&[
+        "-H",
+        "host: cart.mesh:8080",
+        "-H",
+        "x-b3-traceid: 7777777777777777aaaaaaaaaaaaaaa1",
+        "-H",
+        "x-b3-spanid: 2222222222222222",
+        "-H",
+        "x-b3-sampled: 1",
+        &format!("http://{out}/echo?x=1"),
+    ]);
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        eventually(Duration::from_secs(5), || (counter(
+            "meshtrace_proxy_mirrored_total"
+        ) == 1)
+            .then_some(())),
+        Some(())
+    );
+    let (real, copy) = (live.last(), next.last());
+    assert_eq!(header(&real, "host"), Some("cart.mesh:8080"));
+    assert_eq!(header(&copy, "host"), Some("cart.mesh-shadow:8080"));
+    for h in [
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+    ] {
+        assert_eq!(header(&copy, h), header(&real, h), "{h}");
+    }
+
+    // A POST with a body: copied whole once the live app has read it (the shadow's /count
+    // answers only when the 10,000 bytes have come, and only then is the copy counted).
+    let body = "b".repeat(10_000);
+    let a = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &body,
+        &format!("http://{out}/count"),
+    ]);
+    assert_eq!(a.text(), "10000");
+    assert_eq!(
+        eventually(Duration::from_secs(5), || (counter(
+            "meshtrace_proxy_mirrored_total"
+        ) == 2)
+            .then_some(())),
+        Some(())
+    );
+    assert_eq!(header(&next.last(), "content-length"), Some("10000"));
+    // Over 64 KiB: not kept, so not copied, and counted.
+    let before = seen(&next);
+    let big = "b".repeat(70_000);
+    let a = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &big,
+        &format!("http://{out}/count"),
+    ]);
+    assert_eq!(a.text(), "70000");
+    assert_eq!(counter("meshtrace_proxy_mirror_skipped_total"), 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(seen(&next), before);
+
+    // A shadow that never answers does not hold the caller; it is given up after the route's
+    // timeout and counted.
+    let started = Instant::now();
+    assert_eq!(get(&format!("http://{out}/stuck")).status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        eventually(Duration::from_secs(5), || (counter(
+            "meshtrace_proxy_mirror_failed_total"
+        ) == 1)
+            .then_some(())),
+        Some(())
+    );
+
+    let err = refused(&yaml.replace("{ cluster: hole }", "{ cluster: nowhere }"));
+    assert!(
+        err.contains("route to unknown cluster \"nowhere\""),
+        "{err}"
+    );
+    let err = refused(&yaml.replace("{ cluster: hole }", "{ cluster: hole, percent: 5 }"));
+    assert!(err.contains("unknown field `percent`"), "{err}");
+}

@@ -777,6 +777,10 @@ pub struct RouteConfig {
     /// Or no upstream: the route answers with a redirect.
     #[serde(default)]
     pub redirect: Option<crate::local_reply::RedirectConfig>,
+    /// Copies of (a share of) the requests to other clusters, their answers thrown away
+    /// (Envoy's shadow traffic; see `mirror`).
+    #[serde(default)]
+    pub request_mirror_policies: Vec<crate::mirror::MirrorPolicyConfig>,
     /// Operation name of the spans of this route (default `METHOD path`).
     #[serde(default)]
     pub name: Option<String>,
@@ -1322,7 +1326,21 @@ impl Config {
                                 ));
                             }
                         }
-                        for (cluster, _) in route.clusters() {
+                        if !route.request_mirror_policies.is_empty()
+                            && route.cluster.is_none()
+                            && route.weighted_clusters.is_none()
+                        {
+                            return bad(format!(
+                                "listener {:?}: route to {:?}: request_mirror_policies need a cluster to send the request itself to",
+                                l.name,
+                                route.label()
+                            ));
+                        }
+                        let mirrored = route
+                            .request_mirror_policies
+                            .iter()
+                            .map(|m| (m.cluster.as_str(), 0));
+                        for (cluster, _) in route.clusters().into_iter().chain(mirrored) {
                             match r.clusters.get(cluster) {
                                 None => {
                                     return bad(format!(

@@ -53,6 +53,11 @@ enum Slot {
 }
 
 impl Deadlines {
+    /// The listener's request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn new(timeout: Duration) -> Arc<Self> {
         Arc::new(Deadlines {
             timeout,

@@ -78,6 +78,13 @@ impl Default for Percentage {
     }
 }
 
+impl Percentage {
+    /// The share out of a million.
+    pub fn per_million(&self) -> u32 {
+        self.per_million
+    }
+}
+
 impl<'de> Deserialize<'de> for Percentage {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]

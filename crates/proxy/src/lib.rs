@@ -23,6 +23,7 @@ mod health_check;
 mod listener;
 mod local_reply;
 pub mod memory;
+pub mod mirror;
 mod outlier;
 mod rate_limit;
 pub mod report;

@@ -10,10 +10,13 @@
 //! them: `upstream_protocol`), on the worker's own upstream connections (`upstream`); the
 //! request's authority (`Host`, `:authority`) goes with it, converted between the two. Failures
 //! the proxy answers itself: 404 (no route, `NR`), 502 (upstream connect or reset, `UF`/`UR`),
-//! 504 (no response headers within the route's `timeout`, else `timeouts.request`, `UT`). Under a `retry_policy`, a failure
-//! it names is retried on the cluster's next endpoint instead (`retry`), and the answer is the
-//! last attempt's. An HTTP/1.1 request to switch protocols (WebSocket) becomes a tunnel once
-//! the upstream agrees (`tunnel`).
+//! 503 (no endpoint left, `UH`), 504 (no response headers within the route's `timeout`, else
+//! `timeouts.request`, `UT`); and a route's own answers (`local_reply`). Under a
+//! `retry_policy`, a failure it names is retried on another endpoint of the cluster instead
+//! (`retry`), and the answer is the last attempt's (each attempt a span of its own with
+//! `spawn_upstream_span`). Copies of a route's requests go to its mirror clusters unwaited
+//! (`mirror`). An HTTP/1.1 request to switch protocols (WebSocket) becomes a tunnel once the
+//! upstream agrees (`tunnel`).
 
 use bytes::Bytes;
 use std::convert::Infallible;
@@ -41,7 +44,8 @@ use crate::forward::{
     local_body, strip_hop_by_hop, CountedRequest, Finish, Record, TracedResponse, UpstreamRequest,
 };
 use crate::local_reply::{self, LocalReply};
-use crate::retry::{Outcome, Recording, RetryPolicy};
+use crate::mirror::Mirror;
+use crate::retry::{Outcome, Recording, Replay, RetryPolicy, Tape};
 use crate::route::{self, Guards, Local, Pick, Router, Target};
 use crate::span::{TagValue, Tracer};
 use crate::stats::Stats;
@@ -533,20 +537,27 @@ impl Listener {
             rewrite_host(&mut parts, host);
         }
         let custom = RetryPolicy::asked(target.retry, target.retries_in_flight, &asked);
+        let bodyless = hyper::body::Body::is_end_stream(&body);
         let body = CountedRequest::new(body, request_bytes.clone());
         let policy = custom
             .as_ref()
             .or(target.retry)
             .filter(|p| p.num_retries > 0);
-        let (mut body, tape) = match policy {
-            None => (UpstreamRequest::Streamed(body), None),
-            Some(_) => {
-                let (recording, tape) = Recording::new(body);
-                (UpstreamRequest::Recorded(recording), Some(tape))
-            }
+        let mut mirrors: Vec<&Mirror> = target.mirrors.iter().filter(|m| m.hits()).collect();
+        // Kept for a retry to send again, or for the copies.
+        let (mut body, tape) = if policy.is_some() || !mirrors.is_empty() {
+            let (recording, tape) = Recording::new(body);
+            (UpstreamRequest::Recorded(recording), Some(tape))
+        } else {
+            (UpstreamRequest::Streamed(body), None)
         };
-        // What a retry starts again from: the request as it came, before the upstream's form.
-        let head = policy.map(|_| Head::of(&parts));
+        // What a retry or a copy starts again from: the request as it came, before the
+        // upstream's form.
+        let head = (policy.is_some() || !mirrors.is_empty()).then(|| Head::of(&parts));
+        if let (Some(h), true) = (&head, bodyless) {
+            // Nothing to wait for: the copies go now.
+            self.send_mirrors(&target, &std::mem::take(&mut mirrors), h, None, version);
+        }
         // A caller's own limit wins over the route's, as in Envoy.
         let mut expiry = Limit::of(&self.deadlines, asked.timeout.or(target.timeout));
         let (mut target, mut authority) = (target, authority);
@@ -587,6 +598,12 @@ impl Listener {
                     .as_ref()
                     .is_none_or(|a| a.as_ref().map_or(true, |r| r.status().is_server_error())),
             );
+            if let (Some(h), false) = (&head, mirrors.is_empty()) {
+                // The real upstream answered: the body has been read, and may be copied.
+                let kept = tape.as_ref().and_then(Tape::replay);
+                let body = Some(kept);
+                self.send_mirrors(&target, &std::mem::take(&mut mirrors), h, body, version);
+            }
             // Whether this failure is retried, and if not, the flag that says why.
             let mut gave_up = "";
             if let (Some(p), Some(tape), Some(h)) = (policy, &tape, &head) {
@@ -647,6 +664,72 @@ impl Listener {
                 resp.body_mut().hold(a);
             }
             return resp;
+        }
+    }
+
+    /// Sends the copies of a request to `target` (see `mirror`) and does not wait for them.
+    /// `body`: `None` for a request without one; `Some(None)` when its body was not kept
+    /// (over 64 KiB, or not read to its end), so it is not copied.
+    fn send_mirrors(
+        &self,
+        target: &Target<'_>,
+        mirrors: &[&Mirror],
+        head: &Head,
+        body: Option<Option<Replay>>,
+        version: Version,
+    ) {
+        // Copies are given as long as the request itself at most (the listener's limit when
+        // the route has none).
+        let limit = target
+            .timeout
+            .filter(|d| !d.is_zero())
+            .unwrap_or_else(|| self.deadlines.timeout());
+        for m in mirrors {
+            let body = match &body {
+                None => Replay::empty(),
+                Some(Some(kept)) => kept.clone(),
+                Some(None) => {
+                    Stats::inc(&self.stats.mirror_skipped);
+                    continue;
+                }
+            };
+            let copy = self.router.mirror(target, m);
+            let Some((copy, authority)) = copy.and_then(|c| {
+                let a = Authority::try_from(&**c.address).ok()?;
+                Some((c, a))
+            }) else {
+                Stats::inc(&self.stats.mirror_failed);
+                continue;
+            };
+            let mut parts = head.parts();
+            m.shadow(
+                &mut parts.headers,
+                Some(&mut parts.uri),
+                &self.tracer.formats,
+            );
+            let body = UpstreamRequest::Replayed(body);
+            let Some((req, http2)) = self.upstream_request(parts, body, &copy, authority, version)
+            else {
+                Stats::inc(&self.stats.mirror_failed);
+                continue;
+            };
+            let (upstreams, stats) = (self.upstreams.clone(), self.stats.clone());
+            let (address, tls) = (copy.address.clone(), copy.tls.clone());
+            tokio::spawn(async move {
+                let answered = async {
+                    let resp = upstreams.send(&address, &tls, http2, req).await.ok()?;
+                    // Read to its end (the connection then goes back to the pool) and dropped.
+                    let mut body = resp.into_body();
+                    while let Some(frame) = body.frame().await {
+                        frame.ok()?;
+                    }
+                    Some(())
+                };
+                match tokio::time::timeout(limit, answered).await {
+                    Ok(Some(())) => Stats::inc(&stats.mirrored),
+                    _ => Stats::inc(&stats.mirror_failed),
+                }
+            });
         }
     }
 

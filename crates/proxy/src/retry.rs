@@ -288,10 +288,22 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Recording<B> {
 }
 
 /// A kept body sent again.
+#[derive(Clone)]
 pub struct Replay {
     data: VecDeque<Bytes>,
     trailers: Option<HeaderMap>,
     remaining: u64,
+}
+
+impl Replay {
+    /// No body at all.
+    pub fn empty() -> Self {
+        Replay {
+            data: VecDeque::new(),
+            trailers: None,
+            remaining: 0,
+        }
+    }
 }
 
 impl Body for Replay {

@@ -20,6 +20,7 @@ use crate::config::{FaultConfig, ListenerConfig, Upstream, UpstreamProtocol};
 use crate::header_ops::{HeaderOps, HeaderOpsConfig};
 use crate::health_check::ClusterHealth;
 use crate::local_reply::LocalReply;
+use crate::mirror::Mirror;
 use crate::outlier::Outliers;
 use crate::rate_limit::TokenBucket;
 use crate::retry::RetryPolicy;
@@ -112,6 +113,8 @@ pub struct Target<'a> {
     endpoint: usize,
     /// The request's hash, for a hashing balancer.
     hash: Option<u64>,
+    /// The route's mirror policies.
+    pub mirrors: &'a [Mirror],
 }
 
 /// What a request meets before it is sent upstream or answered: the faults to inject, the
@@ -223,6 +226,8 @@ struct Route {
     reply: Option<LocalReply>,
     /// What a `RING_HASH` cluster hashes its requests by.
     hash: Vec<HashPolicy>,
+    /// Where copies of its requests go.
+    mirrors: Vec<Mirror>,
     /// Where it sends: (the running total of the weights up to this one, the cluster's place in
     /// [`Router::clusters`], the retry policy with that cluster's count of retries in flight).
     to: Vec<(u32, usize, Option<RetryPolicy>)>,
@@ -327,6 +332,11 @@ impl Router {
                             .iter()
                             .filter_map(|h| h.compile().ok())
                             .collect();
+                        let mirrors = route
+                            .request_mirror_policies
+                            .iter()
+                            .map(|m| Mirror::new(m, place(&m.cluster)))
+                            .collect();
                         Route {
                             host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
                             path,
@@ -334,6 +344,7 @@ impl Router {
                             name: route.name.clone(),
                             timeout: route.timeout,
                             reply: route.local_reply().ok().flatten(),
+                            mirrors,
                             hash: route
                                 .hash_policy
                                 .iter()
@@ -392,6 +403,7 @@ impl Router {
                 to: None,
                 endpoint: 0,
                 hash: None,
+                mirrors: &[],
             }));
         }
         let host = host.map(strip_port).map(str::to_ascii_lowercase);
@@ -462,7 +474,26 @@ impl Router {
             to: Some(cluster),
             endpoint,
             hash,
+            mirrors: &route.mirrors,
         }))
+    }
+
+    /// Where the copy of a request to `target` goes under mirror policy `m`: an endpoint of
+    /// the mirror's cluster, with the route's rewrites and header changes. `None`: none is
+    /// left.
+    pub fn mirror<'a>(&'a self, target: &Target<'a>, m: &Mirror) -> Option<Target<'a>> {
+        let cluster = self.clusters.get(m.cluster)?;
+        let endpoint = cluster.pick(None, None)?;
+        let mut copy = target.clone();
+        copy.cluster = &cluster.name;
+        copy.address = &cluster.endpoints[endpoint];
+        copy.tls = &cluster.tls;
+        copy.protocol = cluster.protocol;
+        copy.active = None;
+        copy.to = Some(cluster);
+        copy.endpoint = endpoint;
+        copy.mirrors = &[];
+        Some(copy)
     }
 
     /// [`Router::pick`] when it sends upstream.

@@ -41,6 +41,11 @@ pub struct Stats {
     clusters: Mutex<Vec<ClusterView>>,
     /// Requests answered 503 by a cluster's circuit breaker (`max_requests` in flight).
     pub upstream_overflow: AtomicU64,
+    /// Copies of requests sent by mirror policies and answered; failed (no answer in time, no
+    /// endpoint); not sent (the body was not kept: over 64 KiB, or not read to its end).
+    pub mirrored: AtomicU64,
+    pub mirror_failed: AtomicU64,
+    pub mirror_skipped: AtomicU64,
     /// Requests answered 503 because their cluster had no endpoint left (Envoy's `UH`).
     pub no_healthy_upstream: AtomicU64,
     /// Requests answered 429 by a `local_rate_limit` bucket.
@@ -129,6 +134,21 @@ impl Stats {
                 "meshtrace_proxy_upstream_overflow_total",
                 "Requests answered 503 by a cluster's circuit breaker (Envoy's UO).",
                 &self.upstream_overflow,
+            ),
+            (
+                "meshtrace_proxy_mirrored_total",
+                "Copies of requests sent by request_mirror_policies and answered.",
+                &self.mirrored,
+            ),
+            (
+                "meshtrace_proxy_mirror_failed_total",
+                "Copies of requests that got no answer in time (or had no endpoint).",
+                &self.mirror_failed,
+            ),
+            (
+                "meshtrace_proxy_mirror_skipped_total",
+                "Requests not copied: the body was over 64 KiB or not read to its end.",
+                &self.mirror_skipped,
             ),
             (
                 "meshtrace_proxy_no_healthy_upstream_total",
