@@ -1469,6 +1469,11 @@ listeners:
             "response_code: 302",
             "unknown variant",
         ),
+        (
+            "path: /gone, direct_response",
+            "path: /gone, cors: { allow_origin_string_match: [] }, direct_response",
+            "cors: allow_origin_string_match lists no origin",
+        ),
     ] {
         assert!(yaml.contains(from), "{from}");
         let err = refused(&yaml.replacen(from, to, 1));

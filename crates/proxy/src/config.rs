@@ -89,6 +89,9 @@ pub struct ListenerConfig {
     /// Faults injected into requests (Envoy's `fault` filter), for every route without its own.
     #[serde(default)]
     pub fault: Option<FaultConfig>,
+    /// Cross-origin requests allowed (Envoy's `cors` policy), for every route without its own.
+    #[serde(default)]
+    pub cors: Option<crate::cors::CorsConfig>,
     /// A token bucket for the listener's requests (Envoy's `local_ratelimit`); a route with its
     /// own has a bucket of its own.
     #[serde(default)]
@@ -803,6 +806,9 @@ pub struct RouteConfig {
     /// This route's faults (else the listener's `fault`).
     #[serde(default)]
     pub fault: Option<FaultConfig>,
+    /// This route's CORS policy (else the listener's `cors`).
+    #[serde(default)]
+    pub cors: Option<crate::cors::CorsConfig>,
     /// This route's own token bucket (else the listener's `local_rate_limit`).
     #[serde(default)]
     pub local_rate_limit: Option<LocalRateLimitConfig>,
@@ -1214,6 +1220,11 @@ impl Config {
                 l.fault.as_ref(),
                 l.local_rate_limit.as_ref(),
             )?;
+            let cors = |at: String, c: Option<&crate::cors::CorsConfig>| {
+                c.map_or(Ok(()), |c| c.compile().map(|_| ()))
+                    .map_err(|m| ConfigError::Invalid(format!("{at}: cors: {m}")))
+            };
+            cors(format!("listener {:?}", l.name), l.cors.as_ref())?;
             l.header_ops()
                 .compile()
                 .map_err(|m| ConfigError::Invalid(format!("listener {:?}: {m}", l.name)))?;
@@ -1234,6 +1245,10 @@ impl Config {
                         format!("listener {:?}: route to {:?}", l.name, route.label()),
                         route.fault.as_ref(),
                         route.local_rate_limit.as_ref(),
+                    )?;
+                    cors(
+                        format!("listener {:?}: route to {:?}", l.name, route.label()),
+                        route.cors.as_ref(),
                     )?;
                 }
             }

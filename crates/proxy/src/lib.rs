@@ -14,6 +14,7 @@ pub mod admin;
 pub mod balance;
 mod circuit_breaker;
 pub mod config;
+pub mod cors;
 mod deadline;
 mod envoy_headers;
 mod fault;

@@ -38,6 +38,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::{self, AccessLog};
 use crate::config::{ListenerConfig, Mode, UpstreamProtocol};
+use crate::cors::Cors;
 use crate::deadline::Deadlines;
 use crate::deadline::Limit;
 use crate::forward::{
@@ -261,6 +262,11 @@ impl Listener {
             peer: peer.ip(),
         });
         let route_name = picked.as_ref().and_then(|p| p.operation());
+        // The CORS policy, when the request comes from one of its origins.
+        let cors = picked
+            .as_ref()
+            .and_then(Pick::cors)
+            .and_then(|c| Some((c, c.allowed(req.headers())?)));
         let method = req.method();
         let operation = || match route_name {
             Some(op) => op.to_owned(),
@@ -317,6 +323,13 @@ impl Listener {
             }
         }
         let request_bytes = Arc::new(AtomicU64::new(0));
+        if let Some((c, origin)) = &cors {
+            if Cors::is_preflight(req.method(), req.headers()) {
+                let headers = c.preflight(origin.clone());
+                let answer = (StatusCode::OK, headers);
+                return self.local_with(rec, request_bytes, answer, "-", Bytes::new());
+            }
+        }
         let target = match picked {
             Some(Pick::Upstream(target)) => target,
             Some(Pick::Local(local)) => {
@@ -326,9 +339,13 @@ impl Listener {
                     path: req.uri().path(),
                     query: req.uri().query(),
                 };
-                return self
+                let mut resp = self
                     .answer_locally(local, asked, req.headers(), rec, request_bytes)
                     .await;
+                if let Some((c, origin)) = cors {
+                    c.answer(origin, resp.headers_mut());
+                }
+                return resp;
             }
             Some(Pick::Unavailable { cluster, .. }) => {
                 Stats::inc(&self.stats.no_healthy_upstream);
@@ -386,6 +403,9 @@ impl Listener {
         }
         if let Some(place) = passed.place {
             resp.body_mut().hold(place);
+        }
+        if let Some((c, origin)) = cors {
+            c.answer(origin, resp.headers_mut());
         }
         resp
     }

@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderValue};
 use crate::balance::{self, Balancer, HashPolicy};
 use crate::circuit_breaker::Gate;
 use crate::config::{FaultConfig, ListenerConfig, Upstream, UpstreamProtocol};
+use crate::cors::Cors;
 use crate::header_ops::{HeaderOps, HeaderOpsConfig};
 use crate::health_check::ClusterHealth;
 use crate::local_reply::LocalReply;
@@ -115,6 +116,8 @@ pub struct Target<'a> {
     hash: Option<u64>,
     /// The route's mirror policies.
     pub mirrors: &'a [Mirror],
+    /// The route's (or listener's) CORS policy.
+    pub cors: Option<&'a Cors>,
 }
 
 /// What a request meets before it is sent upstream or answered: the faults to inject, the
@@ -148,9 +151,20 @@ pub struct Local<'a> {
     pub guards: Guards<'a>,
     /// The route's and listener's header changes (their response half applies).
     pub header_ops: &'a [HeaderOps],
+    /// The route's (or listener's) CORS policy.
+    pub cors: Option<&'a Cors>,
 }
 
-impl Pick<'_> {
+impl<'a> Pick<'a> {
+    /// The CORS policy that applies, if any.
+    pub fn cors(&self) -> Option<&'a Cors> {
+        match self {
+            Pick::Upstream(t) => t.cors,
+            Pick::Local(l) => l.cors,
+            Pick::Unavailable { .. } => None,
+        }
+    }
+
     /// The route's operation name, if it has one.
     pub fn operation(&self) -> Option<&str> {
         match self {
@@ -196,6 +210,7 @@ struct Single {
     gate: Option<Arc<Gate>>,
     retries_in_flight: Arc<AtomicUsize>,
     header_ops: Vec<HeaderOps>,
+    cors: Option<Cors>,
 }
 
 /// A cluster as the routes reach it: its endpoints and what is kept about them.
@@ -224,6 +239,8 @@ struct Route {
     host_rewrite: Option<HeaderValue>,
     /// What it answers with itself (then `to` is empty).
     reply: Option<LocalReply>,
+    /// Its CORS policy (else the listener's).
+    cors: Option<Cors>,
     /// What a `RING_HASH` cluster hashes its requests by.
     hash: Vec<HashPolicy>,
     /// Where copies of its requests go.
@@ -270,6 +287,7 @@ impl Router {
                     gate: shared.gates.get(&l.name).cloned(),
                     retries_in_flight: shared.in_flight(&l.name),
                     header_ops: ops(&[l.header_ops()]),
+                    cors: l.cors.as_ref().and_then(|c| c.compile().ok()),
                 }),
                 routes: Vec::new(),
                 clusters: Vec::new(),
@@ -344,6 +362,11 @@ impl Router {
                             name: route.name.clone(),
                             timeout: route.timeout,
                             reply: route.local_reply().ok().flatten(),
+                            cors: route
+                                .cors
+                                .as_ref()
+                                .or(l.cors.as_ref())
+                                .and_then(|c| c.compile().ok()),
                             mirrors,
                             hash: route
                                 .hash_policy
@@ -404,6 +427,7 @@ impl Router {
                 endpoint: 0,
                 hash: None,
                 mirrors: &[],
+                cors: single.cors.as_ref(),
             }));
         }
         let host = host.map(strip_port).map(str::to_ascii_lowercase);
@@ -422,6 +446,7 @@ impl Router {
                     gate: None,
                 },
                 header_ops: &route.header_ops,
+                cors: route.cors.as_ref(),
             }));
         }
         let (_, cluster, retry) = match route.to.as_slice() {
@@ -475,6 +500,7 @@ impl Router {
             endpoint,
             hash,
             mirrors: &route.mirrors,
+            cors: route.cors.as_ref(),
         }))
     }
 

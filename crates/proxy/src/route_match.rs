@@ -78,11 +78,68 @@ pub struct Header {
 #[derive(Debug)]
 enum Test {
     Present(bool),
+    Value(ValueMatch),
+}
+
+/// A [`StringMatch`] ready to test values.
+#[derive(Debug)]
+pub enum ValueMatch {
     Exact(String, bool),
     Prefix(String, bool),
     Suffix(String, bool),
     Contains(String, bool),
     Regex(regex::Regex),
+}
+
+impl StringMatch {
+    /// The matcher, its mistakes named.
+    pub fn compile(&self) -> Result<ValueMatch, String> {
+        let ways = [
+            self.exact.is_some(),
+            self.prefix.is_some(),
+            self.suffix.is_some(),
+            self.contains.is_some(),
+            self.safe_regex.is_some(),
+        ];
+        if ways.iter().filter(|&&w| w).count() != 1 {
+            return Err(
+                "needs exactly one of exact, prefix, suffix, contains and safe_regex".to_owned(),
+            );
+        }
+        let ic = self.ignore_case;
+        let lower = |s: &str| if ic { s.to_lowercase() } else { s.to_owned() };
+        Ok(if let Some(s) = &self.exact {
+            ValueMatch::Exact(lower(s), ic)
+        } else if let Some(s) = &self.prefix {
+            ValueMatch::Prefix(lower(s), ic)
+        } else if let Some(s) = &self.suffix {
+            ValueMatch::Suffix(lower(s), ic)
+        } else if let Some(s) = &self.contains {
+            ValueMatch::Contains(lower(s), ic)
+        } else {
+            let r = self.safe_regex.as_ref().map_or("", |r| r.regex.as_str());
+            ValueMatch::Regex(whole(r)?)
+        })
+    }
+}
+
+impl ValueMatch {
+    pub fn matches(&self, v: &str) -> bool {
+        fn fold(v: &str, ic: bool) -> std::borrow::Cow<'_, str> {
+            if ic {
+                std::borrow::Cow::Owned(v.to_lowercase())
+            } else {
+                std::borrow::Cow::Borrowed(v)
+            }
+        }
+        match self {
+            ValueMatch::Exact(s, ic) => fold(v, *ic) == s.as_str(),
+            ValueMatch::Prefix(s, ic) => fold(v, *ic).starts_with(s.as_str()),
+            ValueMatch::Suffix(s, ic) => fold(v, *ic).ends_with(s.as_str()),
+            ValueMatch::Contains(s, ic) => fold(v, *ic).contains(s.as_str()),
+            ValueMatch::Regex(r) => r.is_match(v),
+        }
+    }
 }
 
 /// A whole-string regex (Envoy's `safe_regex` matches the whole value).
@@ -95,43 +152,12 @@ impl HeaderMatcher {
     pub fn compile(&self) -> Result<Header, String> {
         let name = http::HeaderName::from_bytes(self.name.to_ascii_lowercase().as_bytes())
             .map_err(|_| format!("headers: {:?} is not a header name", self.name))?;
-        let lower = |s: &str, ignore_case: bool| {
-            if ignore_case {
-                s.to_lowercase()
-            } else {
-                s.to_owned()
-            }
-        };
         let test = match (&self.string_match, &self.exact_match, self.present_match) {
-            (Some(m), None, None) => {
-                let ways = [
-                    m.exact.is_some(),
-                    m.prefix.is_some(),
-                    m.suffix.is_some(),
-                    m.contains.is_some(),
-                    m.safe_regex.is_some(),
-                ];
-                if ways.iter().filter(|&&w| w).count() != 1 {
-                    return Err(format!(
-                        "headers: {:?}: string_match needs exactly one of exact, prefix, suffix, contains and safe_regex",
-                        self.name
-                    ));
-                }
-                let ic = m.ignore_case;
-                if let Some(s) = &m.exact {
-                    Test::Exact(lower(s, ic), ic)
-                } else if let Some(s) = &m.prefix {
-                    Test::Prefix(lower(s, ic), ic)
-                } else if let Some(s) = &m.suffix {
-                    Test::Suffix(lower(s, ic), ic)
-                } else if let Some(s) = &m.contains {
-                    Test::Contains(lower(s, ic), ic)
-                } else {
-                    let r = m.safe_regex.as_ref().map_or("", |r| r.regex.as_str());
-                    Test::Regex(whole(r).map_err(|e| format!("headers: {:?}: {e}", self.name))?)
-                }
-            }
-            (None, Some(exact), None) => Test::Exact(exact.clone(), false),
+            (Some(m), None, None) => Test::Value(m.compile().map_err(|e| {
+                let e = e.replace("needs exactly", "string_match needs exactly");
+                format!("headers: {:?}: {e}", self.name)
+            })?),
+            (None, Some(exact), None) => Test::Value(ValueMatch::Exact(exact.clone(), false)),
             (None, None, Some(present)) => Test::Present(present),
             // Only a name: the header must be there (Envoy's default).
             (None, None, None) => Test::Present(true),
@@ -166,15 +192,10 @@ impl Header {
                 Some(v)
             }
         };
-        let fold = |v: &str, ic: bool| if ic { v.to_lowercase() } else { v.to_owned() };
         let hit = match (&self.test, value.as_deref()) {
             (Test::Present(want), v) => v.is_some() == *want,
             (_, None) => false,
-            (Test::Exact(s, ic), Some(v)) => fold(v, *ic) == *s,
-            (Test::Prefix(s, ic), Some(v)) => fold(v, *ic).starts_with(s.as_str()),
-            (Test::Suffix(s, ic), Some(v)) => fold(v, *ic).ends_with(s.as_str()),
-            (Test::Contains(s, ic), Some(v)) => fold(v, *ic).contains(s.as_str()),
-            (Test::Regex(r), Some(v)) => r.is_match(v),
+            (Test::Value(m), Some(v)) => m.matches(v),
         };
         hit != self.invert
     }
