@@ -1842,3 +1842,82 @@ tracing: {{ propagation: [b3multi] }}
     let err = refused(&yaml.replace("{ cluster: hole }", "{ cluster: hole, percent: 5 }"));
     assert!(err.contains("unknown field `percent`"), "{err}");
 }
+
+#[test]
+fn proxy_compresses_answers_with_gzip_for_clients_that_take_it() {
+    let app = App::start();
+    let yaml = format!(
+        "node_id: edge
+listeners:
+  - name: in
+    mode: inbound
+    listen: 127.0.0.1:0
+    upstream: '{}'
+    compressor: {{ min_content_length: 100, remove_accept_encoding_header: true }}
+",
+        app.addr
+    );
+    let proxy = Proxy::start(&yaml, &["in"]);
+    let url = |path: &str| format!("http://{}{path}", proxy.addr("in"));
+    let json = format!("{{\"x\":\"{}\"}}", "a".repeat(4992));
+    // The answer as sent: its head, and its body as bytes.
+    let raw = |path: &str, headers: &[&str]| -> (String, Vec<u8>) {
+        let mut args = vec!["-D", "-"];
+        for h in headers {
+            args.extend(["-H", h]);
+        }
+        let u = url(path);
+        args.push(&u);
+        let a = curl(&args);
+        let cut = a
+            .body
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a head")
+            + 4;
+        let head = String::from_utf8_lossy(&a.body[..cut]).to_ascii_lowercase();
+        (head, a.body[cut..].to_vec())
+    };
+
+    // Taken: gzip, smaller, and what curl unpacks is the app's JSON.
+    let (head, body) = raw("/json?n=5000", &["accept-encoding: br, gzip;q=0.8"]);
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "gzip's magic");
+    assert!(body.len() < 500, "{} bytes", body.len());
+    let unpacked = curl(&["--compressed", &url("/json?n=5000")]);
+    assert_eq!(unpacked.text(), json);
+    // The upstream was not asked for an encoding of its own.
+    assert_eq!(header(&app.last(), "accept-encoding"), None);
+
+    // Not taken, refused by q=0, too small, or of a type not worth it: as the app sent it.
+    for (path, headers) in [
+        ("/json?n=5000", vec![]),
+        ("/json?n=5000", vec!["accept-encoding: gzip;q=0, br"]),
+        ("/json?n=50", vec!["accept-encoding: gzip"]),
+        ("/echo", vec!["accept-encoding: gzip"]),
+    ] {
+        let (head, body) = raw(path, &headers);
+        assert!(
+            !head.contains("content-encoding"),
+            "{path} {headers:?}: {head}"
+        );
+        assert!(
+            head.contains("content-length"),
+            "{path} {headers:?}: {head}"
+        );
+        assert_ne!(body.get(..2), Some(&[0x1f, 0x8b][..]), "{path} {headers:?}");
+    }
+    // An answer of no type (a 256 KiB stream) goes as it came, to a client that takes gzip.
+    let streamed = curl(&["--compressed", &url("/stream?n=4")]);
+    assert_eq!(streamed.body.len(), 4 * 64 * 1024);
+
+    let err = refused(&yaml.replace("min_content_length: 100", "compression_level: 10"));
+    assert!(
+        err.contains("compressor: compression_level 10 is not 1–9"),
+        "{err}"
+    );
+    let err = refused(&yaml.replace("min_content_length: 100", "window_bits: 10"));
+    assert!(err.contains("unknown field `window_bits`"), "{err}");
+}

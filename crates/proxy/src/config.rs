@@ -92,6 +92,9 @@ pub struct ListenerConfig {
     /// Cross-origin requests allowed (Envoy's `cors` policy), for every route without its own.
     #[serde(default)]
     pub cors: Option<crate::cors::CorsConfig>,
+    /// Gzip for the answers (Envoy's `compressor`), for every route without its own.
+    #[serde(default)]
+    pub compressor: Option<crate::compress::CompressorConfig>,
     /// A token bucket for the listener's requests (Envoy's `local_ratelimit`); a route with its
     /// own has a bucket of its own.
     #[serde(default)]
@@ -809,6 +812,9 @@ pub struct RouteConfig {
     /// This route's CORS policy (else the listener's `cors`).
     #[serde(default)]
     pub cors: Option<crate::cors::CorsConfig>,
+    /// This route's compressor (else the listener's).
+    #[serde(default)]
+    pub compressor: Option<crate::compress::CompressorConfig>,
     /// This route's own token bucket (else the listener's `local_rate_limit`).
     #[serde(default)]
     pub local_rate_limit: Option<LocalRateLimitConfig>,
@@ -1225,6 +1231,11 @@ impl Config {
                     .map_err(|m| ConfigError::Invalid(format!("{at}: cors: {m}")))
             };
             cors(format!("listener {:?}", l.name), l.cors.as_ref())?;
+            let compressor = |at: String, c: Option<&crate::compress::CompressorConfig>| {
+                c.map_or(Ok(()), |c| c.compile().map(|_| ()))
+                    .map_err(|m| ConfigError::Invalid(format!("{at}: compressor: {m}")))
+            };
+            compressor(format!("listener {:?}", l.name), l.compressor.as_ref())?;
             l.header_ops()
                 .compile()
                 .map_err(|m| ConfigError::Invalid(format!("listener {:?}: {m}", l.name)))?;
@@ -1249,6 +1260,10 @@ impl Config {
                     cors(
                         format!("listener {:?}: route to {:?}", l.name, route.label()),
                         route.cors.as_ref(),
+                    )?;
+                    compressor(
+                        format!("listener {:?}: route to {:?}", l.name, route.label()),
+                        route.compressor.as_ref(),
                     )?;
                 }
             }

@@ -203,6 +203,12 @@ impl TracedResponse {
         }
     }
 
+    /// Changes the body before it is sent (compression).
+    pub fn map_inner(&mut self, f: impl FnOnce(ProxyBody) -> ProxyBody) {
+        let inner = std::mem::replace(&mut self.inner, local_body(Bytes::new()));
+        self.inner = f(inner);
+    }
+
     /// Keeps `place` until the response is over (or the client left).
     pub fn hold(&mut self, place: Inside) {
         self.held.push(place);

@@ -13,6 +13,7 @@ mod access_log;
 pub mod admin;
 pub mod balance;
 mod circuit_breaker;
+pub mod compress;
 pub mod config;
 pub mod cors;
 mod deadline;

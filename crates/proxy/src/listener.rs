@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::{self, AccessLog};
+use crate::compress::Compressor;
 use crate::config::{ListenerConfig, Mode, UpstreamProtocol};
 use crate::cors::Cors;
 use crate::deadline::Deadlines;
@@ -267,6 +268,9 @@ impl Listener {
             .as_ref()
             .and_then(Pick::cors)
             .and_then(|c| Some((c, c.allowed(req.headers())?)));
+        // The compressor, when the request takes gzip.
+        let compressor = picked.as_ref().and_then(Pick::compressor);
+        let gzip = compressor.filter(|_| Compressor::accepted(req.method(), req.headers()));
         let method = req.method();
         let operation = || match route_name {
             Some(op) => op.to_owned(),
@@ -345,6 +349,7 @@ impl Listener {
                 if let Some((c, origin)) = cors {
                     c.answer(origin, resp.headers_mut());
                 }
+                compress(gzip, &mut resp);
                 return resp;
             }
             Some(Pick::Unavailable { cluster, .. }) => {
@@ -371,6 +376,9 @@ impl Listener {
                 )
             }
         };
+        if compressor.is_some_and(|c| c.remove_accept_encoding) {
+            req.headers_mut().remove(header::ACCEPT_ENCODING);
+        }
         wire::propagation::inject(&begun.outgoing, &self.tracer.formats, req.headers_mut());
         if self.tracer.spawn_upstream && rec.span.is_some() {
             // Each attempt writes its own span's id over these (see `forward`).
@@ -407,6 +415,7 @@ impl Listener {
         if let Some((c, origin)) = cors {
             c.answer(origin, resp.headers_mut());
         }
+        compress(gzip, &mut resp);
         resp
     }
 
@@ -1098,6 +1107,17 @@ impl Listener {
         *r.status_mut() = status;
         *r.headers_mut() = headers;
         r
+    }
+}
+
+/// Compresses an answer with `gzip` (the request's compressor, when it takes gzip), if the
+/// answer is one to compress.
+fn compress(gzip: Option<&Compressor>, resp: &mut Response<TracedResponse>) {
+    if let Some(c) = gzip {
+        let status = resp.status();
+        if c.apply(status, resp.headers_mut()) {
+            resp.body_mut().map_inner(|b| c.wrap(b));
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::balance::{self, Balancer, HashPolicy};
 use crate::circuit_breaker::Gate;
+use crate::compress::Compressor;
 use crate::config::{FaultConfig, ListenerConfig, Upstream, UpstreamProtocol};
 use crate::cors::Cors;
 use crate::header_ops::{HeaderOps, HeaderOpsConfig};
@@ -118,6 +119,8 @@ pub struct Target<'a> {
     pub mirrors: &'a [Mirror],
     /// The route's (or listener's) CORS policy.
     pub cors: Option<&'a Cors>,
+    /// The route's (or listener's) compressor.
+    pub compressor: Option<&'a Compressor>,
 }
 
 /// What a request meets before it is sent upstream or answered: the faults to inject, the
@@ -153,6 +156,8 @@ pub struct Local<'a> {
     pub header_ops: &'a [HeaderOps],
     /// The route's (or listener's) CORS policy.
     pub cors: Option<&'a Cors>,
+    /// The route's (or listener's) compressor.
+    pub compressor: Option<&'a Compressor>,
 }
 
 impl<'a> Pick<'a> {
@@ -161,6 +166,15 @@ impl<'a> Pick<'a> {
         match self {
             Pick::Upstream(t) => t.cors,
             Pick::Local(l) => l.cors,
+            Pick::Unavailable { .. } => None,
+        }
+    }
+
+    /// The compressor that applies, if any.
+    pub fn compressor(&self) -> Option<&'a Compressor> {
+        match self {
+            Pick::Upstream(t) => t.compressor,
+            Pick::Local(l) => l.compressor,
             Pick::Unavailable { .. } => None,
         }
     }
@@ -211,6 +225,7 @@ struct Single {
     retries_in_flight: Arc<AtomicUsize>,
     header_ops: Vec<HeaderOps>,
     cors: Option<Cors>,
+    compressor: Option<Compressor>,
 }
 
 /// A cluster as the routes reach it: its endpoints and what is kept about them.
@@ -241,6 +256,8 @@ struct Route {
     reply: Option<LocalReply>,
     /// Its CORS policy (else the listener's).
     cors: Option<Cors>,
+    /// Its compressor (else the listener's).
+    compressor: Option<Compressor>,
     /// What a `RING_HASH` cluster hashes its requests by.
     hash: Vec<HashPolicy>,
     /// Where copies of its requests go.
@@ -288,6 +305,7 @@ impl Router {
                     retries_in_flight: shared.in_flight(&l.name),
                     header_ops: ops(&[l.header_ops()]),
                     cors: l.cors.as_ref().and_then(|c| c.compile().ok()),
+                    compressor: l.compressor.as_ref().and_then(|c| c.compile().ok()),
                 }),
                 routes: Vec::new(),
                 clusters: Vec::new(),
@@ -367,6 +385,11 @@ impl Router {
                                 .as_ref()
                                 .or(l.cors.as_ref())
                                 .and_then(|c| c.compile().ok()),
+                            compressor: route
+                                .compressor
+                                .as_ref()
+                                .or(l.compressor.as_ref())
+                                .and_then(|c| c.compile().ok()),
                             mirrors,
                             hash: route
                                 .hash_policy
@@ -428,6 +451,7 @@ impl Router {
                 hash: None,
                 mirrors: &[],
                 cors: single.cors.as_ref(),
+                compressor: single.compressor.as_ref(),
             }));
         }
         let host = host.map(strip_port).map(str::to_ascii_lowercase);
@@ -447,6 +471,7 @@ impl Router {
                 },
                 header_ops: &route.header_ops,
                 cors: route.cors.as_ref(),
+                compressor: route.compressor.as_ref(),
             }));
         }
         let (_, cluster, retry) = match route.to.as_slice() {
@@ -501,6 +526,7 @@ impl Router {
             hash,
             mirrors: &route.mirrors,
             cors: route.cors.as_ref(),
+            compressor: route.compressor.as_ref(),
         }))
     }
 

@@ -39,7 +39,7 @@ impl App {
     /// `/gate` sends one chunk, then waits for a byte-count request... see tests;
     /// `/flaky?key=K&fail=N` fails its first N requests with key K (503, or with `&hang` no
     /// answer for 3 s), then answers `attempt I body B` (B: the request body's length);
-    /// `/healthz` answers with the status in [`App::health`].
+    /// `/healthz` answers with the status in [`App::health`]; `/json?n=N` N bytes of JSON.
     pub fn start() -> App {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -138,6 +138,22 @@ pub async fn app(
             full(format!("{n}"))
         }
         "/flaky" => return Ok(flaky(req).await),
+        "/json" => {
+            // A JSON answer of about n bytes, typed.
+            let n: usize = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("n="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(100);
+            let body = format!("{{\"x\":\"{}\"}}", "a".repeat(n.saturating_sub(8)));
+            let mut r = hyper::Response::new(full(body));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            return Ok(r);
+        }
         "/healthz" => {
             let mut r = hyper::Response::new(full(format!("health {health}")));
             *r.status_mut() = hyper::StatusCode::from_u16(health).unwrap();
