@@ -225,7 +225,7 @@ impl Collector {
         for (_, p) in &pipelines {
             for name in &p.exporters {
                 let id: ComponentId = name.parse().map_err(StartError::Build)?;
-                if exporter_by_id.contains_key(&id) {
+                if exporter_by_id.contains_key(&id) || config.connector(&id).is_some() {
                     continue;
                 }
                 let cfg = config
@@ -248,16 +248,76 @@ impl Collector {
             }
         }
 
-        // Pipelines: processors in front of a fan-out to the exporters.
-        let mut processors: Vec<Arc<dyn Consumer>> = Vec::new();
+        // Pipelines: processors in front of a fan-out to the exporters and connectors. A
+        // pipeline sending to a connector is built after the pipelines receiving from it
+        // (validation refused cycles), so the connector has their heads to feed.
+        // Each pipeline's processors, in build order (downstream pipelines first).
+        let mut stages_built: Vec<Vec<Arc<dyn Consumer>>> = Vec::new();
         let mut heads: Vec<(Vec<ComponentId>, Arc<dyn Consumer>)> = Vec::new();
-        for (pid, p) in &pipelines {
-            let outs: Vec<Arc<dyn Consumer>> = p
+        let mut built: Vec<(String, Arc<dyn Consumer>)> = Vec::new();
+        let mut order: Vec<usize> = Vec::new();
+        while order.len() < pipelines.len() {
+            let before = order.len();
+            for (i, (_, p)) in pipelines.iter().enumerate() {
+                if order.contains(&i) {
+                    continue;
+                }
+                // Ready when every pipeline its connectors feed is built.
+                let ready = p
+                    .exporters
+                    .iter()
+                    .filter_map(|n| n.parse::<ComponentId>().ok())
+                    .filter(|id| config.connector(id).is_some())
+                    .all(|c| {
+                        pipelines.iter().enumerate().all(|(j, (_, q))| {
+                            !q.receivers
+                                .iter()
+                                .any(|r| r.parse().ok().as_ref() == Some(&c))
+                                || order.contains(&j)
+                        })
+                    });
+                if ready {
+                    order.push(i);
+                }
+            }
+            if order.len() == before {
+                return Err(StartError::Build(
+                    "pipelines send into each other through connectors (a cycle)".into(),
+                ));
+            }
+        }
+        for &i in &order {
+            let (pid, p) = &pipelines[i];
+            let mut outs: Vec<Arc<dyn Consumer>> = Vec::new();
+            for id in p
                 .exporters
                 .iter()
                 .filter_map(|n| n.parse::<ComponentId>().ok())
-                .filter_map(|id| exporter_by_id.get(&id).cloned())
-                .collect();
+            {
+                if let Some(e) = exporter_by_id.get(&id) {
+                    outs.push(e.clone());
+                } else if let Some(c) = config.connector(&id) {
+                    // The heads of the pipelines receiving from it, by pipeline id.
+                    let targets: Vec<(String, Arc<dyn Consumer>)> = pipelines
+                        .iter()
+                        .filter(|(_, q)| {
+                            q.receivers
+                                .iter()
+                                .any(|r| r.parse().ok().as_ref() == Some(&id))
+                        })
+                        .filter_map(|(qid, _)| {
+                            built
+                                .iter()
+                                .find(|(b, _)| *b == qid.to_string())
+                                .map(|(b, h)| (b.clone(), h.clone()))
+                        })
+                        .collect();
+                    outs.push(
+                        crate::connector::build(&id.to_string(), c, &targets)
+                            .map_err(|e| StartError::Build(format!("connectors.{id}: {e}")))?,
+                    );
+                }
+            }
             let mut next = fan(outs);
             let mut stages = Vec::new();
             for name in p.processors.iter().rev() {
@@ -269,10 +329,14 @@ impl Collector {
                 stages.push(next.clone());
             }
             stages.reverse();
-            processors.extend(stages);
+            stages_built.push(stages);
             let receivers = p.receivers.iter().filter_map(|n| n.parse().ok()).collect();
+            built.push((pid.to_string(), next.clone()));
             heads.push((receivers, next));
         }
+        // Flushed at shutdown upstream first: a pipeline feeding a connector before the
+        // pipelines behind it.
+        let processors: Vec<Arc<dyn Consumer>> = stages_built.into_iter().rev().flatten().collect();
 
         // Internal stop: the caller's shutdown, or a server that failed.
         let (stop, stop_rx) = watch::channel(false);

@@ -1324,3 +1324,109 @@ fn file_exporter_writes_json_lines_and_protobuf_records() {
     assert_eq!(v["records"], 4, "one record per export: {v}");
     assert_eq!(c.terminate(), Some(0));
 }
+
+/// Connectors: a routing connector splits the Python SDK's traces by service into two
+/// pipelines, and a forward connector chains one of them into a pipeline of its own processor.
+#[test]
+fn routing_and_forward_connectors_split_and_chain_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Capture::start();
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  attributes/mark:
+    actions: [{{ key: routed.by, value: meshtrace, action: insert }}]
+connectors:
+  routing:
+    default_pipelines: [traces/rest]
+    table:
+      - condition: 'IsMatch(attributes["service.name"], "^shop")'
+        pipelines: [traces/shop]
+  forward:
+exporters:
+  otlphttp/shop:
+    traces_endpoint: http://{addr}/shop
+    encoding: json
+    compression: none
+  otlphttp/rest:
+    traces_endpoint: http://{addr}/rest
+    encoding: json
+    compression: none
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces/in:
+      receivers: [otlp]
+      exporters: [routing]
+    traces/shop:
+      receivers: [routing]
+      exporters: [forward]
+    traces/rest:
+      receivers: [routing]
+      exporters: [otlphttp/rest]
+    traces/marked:
+      receivers: [forward]
+      processors: [attributes/mark]
+      exporters: [otlphttp/shop]
+"#,
+        addr = capture.addr
+    );
+    let (code, stdout, stderr) = validate(dir.path(), &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(r#"connector: routes IsMatch(attributes["service.name"], "^shop") → traces/shop; otherwise traces/rest"#),
+        "{stdout}"
+    );
+    let c = collector(dir.path(), &config, &["otlp-grpc"]);
+    let shop = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "shop");
+    let billing = send_sdk_trace("otlp-grpc", c.addr("otlp-grpc"), "billing");
+    let spans = |path: &str| otlp_json_spans(&capture.bodies(path));
+    let service =
+        |r: &serde_json::Value| otlp_json_attr(r, "service.name").unwrap()["stringValue"].clone();
+    let got = common::eventually(Duration::from_secs(30), || {
+        (spans("/shop").len() >= 4 && spans("/rest").len() >= 4).then_some(())
+    });
+    assert_eq!(got, Some(()), "shop {shop}, billing {billing}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (to_shop, to_rest) = (spans("/shop"), spans("/rest"));
+    assert_eq!((to_shop.len(), to_rest.len()), (4, 4));
+    // The SDK's trace: three spans of the service, one of SERVICE-db.
+    for (resource, span) in &to_shop {
+        assert!(service(resource).as_str().unwrap().starts_with("shop"));
+        assert_eq!(span["traceId"].as_str().unwrap().to_lowercase(), shop);
+        // Through the forward connector into traces/marked's processor.
+        assert_eq!(
+            otlp_json_attr(&span["attributes"], "routed.by").unwrap()["stringValue"],
+            "meshtrace"
+        );
+    }
+    for (resource, span) in &to_rest {
+        assert!(service(resource).as_str().unwrap().starts_with("billing"));
+        assert_eq!(span["traceId"].as_str().unwrap().to_lowercase(), billing);
+        assert!(otlp_json_attr(&span["attributes"], "routed.by").is_none());
+    }
+    assert_eq!(c.terminate(), Some(0));
+
+    for (from, to, want) in [
+        (
+            "    traces/marked:\n      receivers: [forward]\n      processors: [attributes/mark]\n      exporters: [otlphttp/shop]",
+            "    traces/marked:\n      receivers: [forward]\n      processors: [attributes/mark]\n      exporters: [routing]",
+            "sends into itself through connectors",
+        ),
+        ("      receivers: [forward]\n", "      receivers: [otlp]\n", "connectors.forward is an exporter of pipeline traces/shop but no pipeline lists it under receivers"),
+        ("pipelines: [traces/shop]", "pipelines: [traces/nowhere]", "table[0] names pipeline `traces/nowhere`, which does not list routing under receivers"),
+        ("- condition: 'IsMatch", "- context: request\n        condition: 'IsMatch", "context request (routing by the request's metadata) is not built"),
+        ("condition: 'IsMatch(attributes[\"service.name\"], \"^shop\")'", "statement: 'route() when true'", "write route() where CONDITION"),
+    ] {
+        assert!(config.contains(from), "{from}");
+        let (code, _, stderr) = validate(dir.path(), &config.replacen(from, to, 1));
+        assert_ne!(code, 0, "{to}");
+        assert!(stderr.contains(want), "{to}: {stderr}");
+    }
+}

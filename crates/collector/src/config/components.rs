@@ -1121,3 +1121,66 @@ pub struct RateAllocation {
     pub policy: String,
     pub percent: u64,
 }
+
+/// A `connectors` entry: the exporter end of one pipeline and the receiver end of others.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Connector {
+    /// `forward`: what one pipeline sends, the others receive (pipelines chained, a shared
+    /// front half with several back halves).
+    Forward(ForwardConnector),
+    /// `routing`: each resource's spans (or each span) to the pipelines of the first route
+    /// whose condition holds, else to `default_pipelines`.
+    Routing(RoutingConnector),
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConnector {}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConnector {
+    #[serde(default)]
+    pub default_pipelines: Vec<String>,
+    /// `propagate` (default), `ignore` or `silent`, for conditions failing on an item.
+    #[serde(default)]
+    pub error_mode: Option<String>,
+    #[serde(default)]
+    pub table: Vec<RoutingRoute>,
+    /// The older collectors' switch: `true` (each item to the first matching route, the
+    /// collector's behaviour now) or `false` (to every matching route).
+    #[serde(default)]
+    pub match_once: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingRoute {
+    /// `resource` (default: `attributes` are the resource's) or `span`.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// An OTTL condition; or `statement: route() where CONDITION`, the older form.
+    #[serde(default)]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub statement: Option<String>,
+    #[serde(default)]
+    pub pipelines: Vec<String>,
+}
+
+impl RoutingRoute {
+    /// The route's condition text, from either form.
+    pub fn condition_text(&self) -> Result<&str, String> {
+        match (&self.condition, &self.statement) {
+            (Some(c), None) => Ok(c.as_str()),
+            (None, Some(s)) => s
+                .trim()
+                .strip_prefix("route()")
+                .map(str::trim_start)
+                .and_then(|rest| rest.strip_prefix("where "))
+                .map(str::trim)
+                .ok_or_else(|| format!("statement {s:?}: write route() where CONDITION")),
+            _ => Err("each route needs exactly one of condition and statement".to_owned()),
+        }
+    }
+}

@@ -4,8 +4,8 @@
 use std::fmt::Write;
 
 use super::{
-    ComponentId, Config, Exporter, Extension, Processor, Receiver, RetryOnFailure, SamplerMode,
-    SendingQueue,
+    ComponentId, Config, Connector, Exporter, Extension, Processor, Receiver, RetryOnFailure,
+    SamplerMode, SendingQueue,
 };
 
 /// Default listen addresses, as the OpenTelemetry Collector has them.
@@ -19,10 +19,13 @@ pub fn explain(config: &Config) -> String {
     for (id, p) in config.pipelines() {
         let _ = writeln!(out, "pipeline {id}:");
         let receives: Vec<String> = ids(&p.receivers)
-            .map(|rid| match config.receiver(&rid) {
-                Some(r) => format!("{rid} ({})", describe_receiver(r)),
-                None => rid.to_string(),
-            })
+            .map(
+                |rid| match (config.receiver(&rid), config.connector(&rid)) {
+                    (Some(r), _) => format!("{rid} ({})", describe_receiver(r)),
+                    (None, Some(_)) => format!("{rid} (connector: what other pipelines send it)"),
+                    (None, None) => rid.to_string(),
+                },
+            )
             .collect();
         let _ = writeln!(out, "  receives from: {}", receives.join("; "));
         if p.processors.is_empty() {
@@ -40,10 +43,11 @@ pub fn explain(config: &Config) -> String {
             let _ = writeln!(out, "  {label:<14} {}. {pid}: {what}", n + 1);
         }
         for (n, eid) in ids(&p.exporters).enumerate() {
-            let what = config
-                .exporter(&eid)
-                .map(describe_exporter)
-                .unwrap_or_default();
+            let what = match (config.exporter(&eid), config.connector(&eid)) {
+                (Some(e), _) => describe_exporter(e),
+                (None, Some(c)) => describe_connector(c),
+                (None, None) => String::new(),
+            };
             let label = if n == 0 { "sends to:" } else { "" };
             let _ = writeln!(out, "  {label:<14} {eid}: {what}");
         }
@@ -94,6 +98,36 @@ pub fn explain(config: &Config) -> String {
 
 fn ids(names: &[String]) -> impl Iterator<Item = ComponentId> + '_ {
     names.iter().filter_map(|n| n.parse().ok())
+}
+
+fn describe_connector(c: &Connector) -> String {
+    match c {
+        Connector::Forward(_) => {
+            "connector: everything on to the pipelines that receive from it".into()
+        }
+        Connector::Routing(r) => {
+            let routes: Vec<String> = r
+                .table
+                .iter()
+                .map(|route| {
+                    format!(
+                        "{} → {}",
+                        route.condition_text().unwrap_or("?"),
+                        route.pipelines.join(", ")
+                    )
+                })
+                .collect();
+            let default = if r.default_pipelines.is_empty() {
+                "dropped".to_owned()
+            } else {
+                r.default_pipelines.join(", ")
+            };
+            format!(
+                "connector: routes {}; otherwise {default}",
+                routes.join("; ")
+            )
+        }
+    }
 }
 
 fn describe_receiver(r: &Receiver) -> String {

@@ -57,6 +57,7 @@ pub struct Config {
     pub processors: Vec<(ComponentId, Processor)>,
     pub exporters: Vec<(ComponentId, Exporter)>,
     pub extensions: Vec<(ComponentId, Extension)>,
+    pub connectors: Vec<(ComponentId, Connector)>,
     pub service: Service,
     /// Environment variables the file referenced that were not set (replaced by "").
     pub unset_env: Vec<String>,
@@ -359,6 +360,17 @@ impl Kind for Extension {
     }
 }
 
+impl Kind for Connector {
+    const SECTION: &'static str = "connectors";
+    const TYPES: &'static [&'static str] = &["forward", "routing"];
+    fn read<'de, D: Deserializer<'de>>(ty: &str, d: D) -> Result<Self, D::Error> {
+        Ok(match ty {
+            "forward" => Connector::Forward(settings(d)?),
+            _ => Connector::Routing(settings(d)?),
+        })
+    }
+}
+
 /// One section's components, in file order.
 struct Section<T>(Vec<(ComponentId, T)>);
 
@@ -430,6 +442,8 @@ struct File {
     #[serde(default)]
     extensions: Section<Extension>,
     #[serde(default)]
+    connectors: Section<Connector>,
+    #[serde(default)]
     service: Service,
 }
 
@@ -464,6 +478,7 @@ impl Config {
             processors: file.processors.0,
             exporters: file.exporters.0,
             extensions: file.extensions.0,
+            connectors: file.connectors.0,
             service: file.service,
             unset_env: substituted.unset,
         };
@@ -488,6 +503,13 @@ impl Config {
 
     pub fn exporter(&self, id: &ComponentId) -> Option<&Exporter> {
         self.exporters.iter().find(|(i, _)| i == id).map(|(_, e)| e)
+    }
+
+    pub fn connector(&self, id: &ComponentId) -> Option<&Connector> {
+        self.connectors
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, c)| c)
     }
 
     pub fn extension(&self, id: &ComponentId) -> Option<&Extension> {

@@ -606,12 +606,19 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
                     }
                 };
                 let defined = match section {
-                    "receivers" => config.receiver(&id).is_some(),
+                    "receivers" => {
+                        config.receiver(&id).is_some() || config.connector(&id).is_some()
+                    }
                     "processors" => config.processor(&id).is_some(),
-                    _ => config.exporter(&id).is_some(),
+                    _ => config.exporter(&id).is_some() || config.connector(&id).is_some(),
                 };
                 if !defined {
-                    err(line, format!("pipeline `{key}` uses {} `{name}`, which is not defined under {section}", &section[..section.len() - 1]));
+                    let also = if section == "processors" {
+                        ""
+                    } else {
+                        " or connectors"
+                    };
+                    err(line, format!("pipeline `{key}` uses {} `{name}`, which is not defined under {section}{also}", &section[..section.len() - 1]));
                 }
                 if names[..i].contains(name) {
                     err(
@@ -625,7 +632,117 @@ pub(super) fn check(config: &Config, text: &str) -> Vec<ConfigError> {
             }
         }
     }
+    check_connectors(config, text, &mut err);
     errors
+}
+
+/// Connectors: each one both exported to and received from, routing tables naming pipelines
+/// that receive from their connector, conditions that parse, and no pipeline feeding itself.
+fn check_connectors(config: &Config, text: &str, err: &mut impl FnMut(Option<usize>, String)) {
+    let pipelines = config.pipelines();
+    let uses = |id: &ComponentId, section: &str| -> Vec<String> {
+        pipelines
+            .iter()
+            .filter(|(_, p)| {
+                let names = if section == "receivers" {
+                    &p.receivers
+                } else {
+                    &p.exporters
+                };
+                names
+                    .iter()
+                    .any(|n| n.parse::<ComponentId>().ok().as_ref() == Some(id))
+            })
+            .map(|(pid, _)| pid.to_string())
+            .collect()
+    };
+    for (id, c) in &config.connectors {
+        let at = locate(text, &["connectors", &id.to_string()], None);
+        let (from, to) = (uses(id, "exporters"), uses(id, "receivers"));
+        match (from.is_empty(), to.is_empty()) {
+            (true, true) => continue, // defined but unused, as an unused exporter
+            (false, true) => err(at, format!("connectors.{id} is an exporter of pipeline {} but no pipeline lists it under receivers", from.join(", "))),
+            (true, false) => err(at, format!("connectors.{id} is a receiver of pipeline {} but no pipeline lists it under exporters", to.join(", "))),
+            (false, false) => {}
+        }
+        let super::Connector::Routing(r) = c else {
+            continue;
+        };
+        if let Err(e) = crate::processor::ottl::ErrorMode::parse(r.error_mode.as_deref()) {
+            err(at, format!("connectors.{id}: {e}"));
+        }
+        if r.table.is_empty() {
+            err(at, format!("connectors.{id}: table lists no route"));
+        }
+        let named = |err: &mut dyn FnMut(Option<usize>, String), what: &str, list: &[String]| {
+            for p in list {
+                if !to.contains(p) {
+                    err(at, format!("connectors.{id}: {what} names pipeline `{p}`, which does not list {id} under receivers"));
+                }
+            }
+        };
+        named(err, "default_pipelines", &r.default_pipelines);
+        for (i, route) in r.table.iter().enumerate() {
+            let what = format!("connectors.{id}.table[{i}]");
+            if route.pipelines.is_empty() {
+                err(at, format!("{what}: pipelines is empty"));
+            }
+            named(err, &format!("table[{i}]"), &route.pipelines);
+            let context = match route.context.as_deref() {
+                None | Some("resource") => crate::processor::ottl::Context::Resource,
+                Some("span") => crate::processor::ottl::Context::Span,
+                Some("request") => {
+                    err(at, format!("{what}: context request (routing by the request's metadata) is not built: route by resource or span attributes"));
+                    continue;
+                }
+                Some(other) => {
+                    err(
+                        at,
+                        format!("{what}: context {other:?}: use resource or span"),
+                    );
+                    continue;
+                }
+            };
+            match route.condition_text() {
+                Err(e) => err(at, format!("{what}: {e}")),
+                Ok(text) => {
+                    if let Err(e) = crate::processor::ottl::Condition::parse_in(text, context) {
+                        err(at, format!("{what}: {text:?}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    // A pipeline must not reach itself through connectors.
+    let feeds = |pid: &str| -> Vec<String> {
+        let Some((_, p)) = pipelines.iter().find(|(q, _)| q.to_string() == pid) else {
+            return Vec::new();
+        };
+        p.exporters
+            .iter()
+            .filter_map(|n| n.parse::<ComponentId>().ok())
+            .filter(|c| config.connector(c).is_some())
+            .flat_map(|c| uses(&c, "receivers"))
+            .collect()
+    };
+    for (start, _) in &pipelines {
+        let start = start.to_string();
+        let mut seen = vec![start.clone()];
+        let mut todo = feeds(&start);
+        while let Some(next) = todo.pop() {
+            if next == start {
+                err(
+                    locate(text, &["service", "pipelines", &start], None),
+                    format!("pipeline `{start}` sends into itself through connectors (a cycle)"),
+                );
+                break;
+            }
+            if !seen.contains(&next) {
+                todo.extend(feeds(&next));
+                seen.push(next);
+            }
+        }
+    }
 }
 
 fn check_policy(
