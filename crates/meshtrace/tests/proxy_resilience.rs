@@ -1044,3 +1044,103 @@ listeners:
     assert_eq!(header(&h, "x-b3-sampled"), Some("0"));
     assert_eq!(header(&h, "x-b3-parentspanid"), Some("2222222222222222"));
 }
+
+#[test]
+fn proxy_forces_traces_and_names_spans_with_envoys_decorator_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AllInOne::start(dir.path(), &[]);
+    let app = App::start();
+    let tracing = tracing_block(server.addr("zipkin"), "b3multi");
+    // Nothing sampled by chance: only forced traces are recorded.
+    let tracing = format!("{tracing}  sampling: {{ random: 0 }}\n");
+    let inbound = Proxy::start(
+        &format!(
+            "node_id: app-in
+listeners:
+  - name: inbound
+    mode: inbound
+    listen: 127.0.0.1:0
+    upstream: '{}'
+    response_headers_to_add: [{{ header: {{ key: x-envoy-decorator-operation, value: orders.v2 }} }}]
+{tracing}",
+            app.addr
+        ),
+        &["inbound"],
+    );
+    let outbound = Proxy::start(
+        &format!(
+            "node_id: caller-out
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes: [{{ path_prefix: /, cluster: app, name: list-orders }}]
+      clusters:
+        app: ['{}']
+  - name: edge
+    mode: edge
+    listen: 127.0.0.1:0
+    upstream: '{}'
+{tracing}",
+            inbound.addr("inbound"),
+            app.addr
+        ),
+        &["out", "edge"],
+    );
+    let call = |listener: &str, headers: &[&str]| {
+        let mut args = vec!["-D", "-"];
+        for h in headers {
+            args.extend(["-H", h]);
+        }
+        let url = format!("http://{}/orders", outbound.addr(listener));
+        args.push(&url);
+        curl(&args)
+    };
+
+    // Forced: recorded although nothing is sampled, and the request id comes back.
+    let a = call(
+        "out",
+        &["x-envoy-force-trace: true", "x-request-id: forced-1"],
+    );
+    assert_eq!(a.status, 200);
+    assert!(
+        a.text()
+            .to_ascii_lowercase()
+            .contains("x-request-id: forced-1"),
+        "{}",
+        a.text()
+    );
+    let h = app.last();
+    assert_eq!(header(&h, "x-b3-sampled"), Some("1"));
+    assert_eq!(
+        header(&h, "x-envoy-decorator-operation"),
+        Some("list-orders")
+    );
+    let tid = header(&h, "x-b3-traceid").unwrap().to_owned();
+    let t = trace_with(&server, &tid, 2);
+    let names: Vec<&str> = t["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["operationName"].as_str().unwrap())
+        .collect();
+    // The inbound server span took the caller's route name; the outbound client span the name
+    // the upstream answered with.
+    assert!(names.contains(&"list-orders"), "{names:?}");
+    assert!(names.contains(&"orders.v2"), "{names:?}");
+
+    // Not forced: not sampled, and no request id echoed.
+    let a = call("out", &["x-request-id: plain-1"]);
+    assert_eq!(a.status, 200);
+    assert!(!a
+        .text()
+        .to_ascii_lowercase()
+        .contains("x-request-id: plain-1"));
+    assert_eq!(header(&app.last(), "x-b3-sampled"), Some("0"));
+    // From outside the mesh the header is removed at the edge: nothing forced.
+    assert_eq!(call("edge", &["x-envoy-force-trace: true"]).status, 200);
+    let h = app.last();
+    assert_eq!(header(&h, "x-b3-sampled"), Some("0"));
+    assert_eq!(header(&h, "x-envoy-force-trace"), None);
+}

@@ -56,6 +56,10 @@ use crate::tunnel;
 use crate::upstream::{UpstreamBody, UpstreamError, Upstreams};
 
 static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+/// Envoy's decorator header: the operation name a server span takes (set by the caller's
+/// sidecar from its route), or a client span takes (in the upstream's answer).
+static DECORATOR_OPERATION: http::HeaderName =
+    http::HeaderName::from_static("x-envoy-decorator-operation");
 static UPSTREAM_SERVICE_TIME: http::HeaderName =
     http::HeaderName::from_static("x-envoy-upstream-service-time");
 
@@ -272,10 +276,24 @@ impl Listener {
         let compressor = picked.as_ref().and_then(Pick::compressor);
         let gzip = compressor.filter(|_| Compressor::accepted(req.method(), req.headers()));
         let method = req.method();
-        let operation = || match route_name {
-            Some(op) => op.to_owned(),
-            None => format!("{method} {path}"),
+        // Inbound, the caller's sidecar may name this span (Envoy's decorator, propagated).
+        let decorated = match self.mode {
+            Mode::Inbound => req
+                .headers()
+                .get(&DECORATOR_OPERATION)
+                .and_then(|v| v.to_str().ok()),
+            _ => None,
         };
+        let operation = || match (decorated, route_name) {
+            (Some(op), _) | (None, Some(op)) => op.to_owned(),
+            (None, None) => format!("{method} {path}"),
+        };
+        // Envoy returns the request id of a forced trace, to find it by.
+        let forced_request_id = req
+            .headers()
+            .contains_key(&crate::span::X_ENVOY_FORCE_TRACE)
+            .then(|| req.headers().get(&X_REQUEST_ID).cloned())
+            .flatten();
         let begun = self.tracer.begin(self.mode, req.headers(), operation);
         let log = self.access_log.as_ref().map(|(log, _)| {
             let mut entry = log.entry(access_log::Request {
@@ -380,6 +398,12 @@ impl Listener {
             req.headers_mut().remove(header::ACCEPT_ENCODING);
         }
         wire::propagation::inject(&begun.outgoing, &self.tracer.formats, req.headers_mut());
+        if let (Mode::Outbound, Some(op)) = (self.mode, target.operation) {
+            // The next hop's server span takes the route's operation name.
+            if let Ok(v) = HeaderValue::from_str(op) {
+                req.headers_mut().insert(&DECORATOR_OPERATION, v);
+            }
+        }
         if self.tracer.spawn_upstream && rec.span.is_some() {
             // Each attempt writes its own span's id over these (see `forward`).
             rec.spawn = Some(Box::new(begun.outgoing));
@@ -416,6 +440,9 @@ impl Listener {
             c.answer(origin, resp.headers_mut());
         }
         compress(gzip, &mut resp);
+        if let Some(id) = forced_request_id {
+            resp.headers_mut().insert(&X_REQUEST_ID, id);
+        }
         resp
     }
 
@@ -821,6 +848,21 @@ impl Listener {
                 parts
                     .headers
                     .insert(&UPSTREAM_SERVICE_TIME, millis_value(sent.elapsed()));
+                let mut rec = rec;
+                if self.mode == Mode::Outbound {
+                    // The upstream names the client span (Envoy's decorator, answered).
+                    if let Some(op) = parts
+                        .headers
+                        .get(&DECORATOR_OPERATION)
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        match (rec.attempt.as_mut(), rec.span.as_mut()) {
+                            (Some(a), _) => a.rename(op),
+                            (None, Some(s)) => s.rename(op),
+                            (None, None) => {}
+                        }
+                    }
+                }
                 let finish = answered(rec, &parts, request_bytes, flags("-", gave_up));
                 Response::from_parts(parts, TracedResponse::new(body.boxed(), finish))
             }

@@ -29,10 +29,20 @@ fn chance(pct: f64) -> bool {
     pct >= 100.0 || (pct > 0.0 && fastrand::f64() * 100.0 < pct)
 }
 
-/// Decides for a request that carries no decision. `client_trace_id`: the request has
-/// `x-client-trace-id` (force-traced per the `client` knob, as Envoy does).
-pub fn decide(s: &Sampling, trace_id: &TraceId, client_trace_id: bool) -> bool {
-    let wanted = (client_trace_id && chance(s.client))
+/// Why a request without a decision may be traced besides chance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// It has `x-client-trace-id` (traced per the `client` knob).
+    pub client_trace_id: bool,
+    /// It has `x-envoy-force-trace` (an internal request: edges strip it): traced.
+    pub forced: bool,
+}
+
+/// Decides for a request that carries no decision, as Envoy does: forced, else the `client`
+/// knob for a client trace id, else `random`; then `overall` over all of them.
+pub fn decide(s: &Sampling, trace_id: &TraceId, asked: Asked) -> bool {
+    let wanted = asked.forced
+        || (asked.client_trace_id && chance(s.client))
         || match s.hash_seed {
             Some(seed) => hash_seed_keeps(seed, s.random, trace_id),
             None => chance(s.random),
@@ -61,11 +71,26 @@ mod tests {
     fn knobs() {
         let t: TraceId = "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap();
         let mut s = Sampling::default();
-        assert!(decide(&s, &t, false));
+        let none = Asked::default();
+        let client = Asked {
+            client_trace_id: true,
+            forced: false,
+        };
+        let forced = Asked {
+            client_trace_id: false,
+            forced: true,
+        };
+        assert!(decide(&s, &t, none));
         s.random = 0.0;
-        assert!(!decide(&s, &t, false));
-        assert!(decide(&s, &t, true));
+        assert!(!decide(&s, &t, none));
+        assert!(decide(&s, &t, client));
+        s.client = 0.0;
+        assert!(!decide(&s, &t, client));
+        assert!(
+            decide(&s, &t, forced),
+            "forced whatever random and client say"
+        );
         s.overall = 0.0;
-        assert!(!decide(&s, &t, true));
+        assert!(!decide(&s, &t, forced), "overall has the last word");
     }
 }

@@ -31,6 +31,9 @@ use crate::report::SpanSink;
 use crate::stats::Stats;
 
 static X_CLIENT_TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-client-trace-id");
+/// An internal request asking to be traced (an edge removes it from outside requests).
+pub static X_ENVOY_FORCE_TRACE: http::HeaderName =
+    http::HeaderName::from_static("x-envoy-force-trace");
 
 enum TagSource {
     Value(String),
@@ -272,7 +275,10 @@ impl Tracer {
         headers: &HeaderMap,
         operation: impl FnOnce() -> String,
     ) -> Begun {
-        let client_trace_id = headers.contains_key(&X_CLIENT_TRACE_ID);
+        let asked = crate::sampling::Asked {
+            client_trace_id: headers.contains_key(&X_CLIENT_TRACE_ID),
+            forced: headers.contains_key(&X_ENVOY_FORCE_TRACE),
+        };
         let (trace_id, trace_id_64bit, span_id, parent, sampled, debug, trace_state) =
             match extract(headers) {
                 Extracted::Context(c) => {
@@ -283,7 +289,7 @@ impl Tracer {
                     };
                     let sampled = c.debug
                         || c.sampled.unwrap_or_else(|| {
-                            crate::sampling::decide(&self.sampling, &c.trace_id, client_trace_id)
+                            crate::sampling::decide(&self.sampling, &c.trace_id, asked)
                         });
                     (
                         c.trace_id,
@@ -301,16 +307,12 @@ impl Tracer {
                         Extracted::SamplingOnly { sampled, debug } => (
                             debug
                                 || sampled.unwrap_or_else(|| {
-                                    crate::sampling::decide(
-                                        &self.sampling,
-                                        &trace_id,
-                                        client_trace_id,
-                                    )
+                                    crate::sampling::decide(&self.sampling, &trace_id, asked)
                                 }),
                             debug,
                         ),
                         _ => (
-                            crate::sampling::decide(&self.sampling, &trace_id, client_trace_id),
+                            crate::sampling::decide(&self.sampling, &trace_id, asked),
                             false,
                         ),
                     };
@@ -406,6 +408,11 @@ impl ActiveSpan {
 
     pub fn tag(&mut self, key: &'static str, value: impl Into<TagValue>) {
         self.span.tags.push((Cow::Borrowed(key), value.into()));
+    }
+
+    /// Names the span anew (an upstream's `x-envoy-decorator-operation`).
+    pub fn rename(&mut self, name: &str) {
+        name.clone_into(&mut self.span.name);
     }
 
     /// Sets `key` to `value`, replacing the value it had (a retry's new upstream address).
