@@ -1144,3 +1144,56 @@ listeners:
     assert_eq!(header(&h, "x-b3-sampled"), Some("0"));
     assert_eq!(header(&h, "x-envoy-force-trace"), None);
 }
+
+#[test]
+fn proxy_retry_budget_replaces_max_active_retries() {
+    let app = App::start();
+    let yaml = |budget: &str| {
+        format!(
+            "node_id: caller
+admin: 127.0.0.1:0
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    retry_policy: {{ retry_on: 5xx, num_retries: 2, retry_back_off: {{ base_interval: 1ms }}, max_active_retries: 10 }}
+    upstream:
+      routes: [{{ path_prefix: /, cluster: app }}]
+      clusters:
+        app:
+          endpoints: ['{app}']
+          circuit_breakers: {{ retry_budget: {budget} }}
+",
+            app = app.addr
+        )
+    };
+    // A budget of nothing: no retry, although max_active_retries would allow ten.
+    let none = Proxy::start(
+        &yaml("{ budget_percent: { value: 0 }, min_retry_concurrency: 0 }"),
+        &["out", "admin"],
+    );
+    let a = get(&format!(
+        "http://{}/flaky?key=budget1&fail=1",
+        none.addr("out")
+    ));
+    assert_eq!(a.status, 503);
+    assert_eq!(flaky_attempts("budget1"), 1);
+    let metrics = get(&format!("http://{}/metrics", none.addr("admin"))).text();
+    assert!(
+        metrics.contains("meshtrace_proxy_upstream_retry_overflow_total 1"),
+        "{metrics}"
+    );
+    // Envoy's defaults (20%, at least 3): the retry goes.
+    let some = Proxy::start(&yaml("{}"), &["out"]);
+    let a = get(&format!(
+        "http://{}/flaky?key=budget2&fail=1",
+        some.addr("out")
+    ));
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(flaky_attempts("budget2"), 2);
+    let err = refused(&yaml("{ budget_percent: { value: 101 } }"));
+    assert!(
+        err.contains("retry_budget.budget_percent 101 is not a percentage"),
+        "{err}"
+    );
+}

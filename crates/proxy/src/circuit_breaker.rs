@@ -12,16 +12,56 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 /// A cluster's (or a listener's single upstream's) `circuit_breakers`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakers {
+    /// Envoy's default 1024.
+    #[serde(default = "default_max_requests")]
     pub max_requests: usize,
+    /// Retries in flight at most a share of the requests in flight (instead of a retry
+    /// policy's `max_active_retries`), as Envoy's and Linkerd's budgets.
+    #[serde(default)]
+    pub retry_budget: Option<RetryBudget>,
+}
+
+fn default_max_requests() -> usize {
+    1024
+}
+
+/// Envoy's `retry_budget`.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudget {
+    /// Percent of the requests in flight that may be retries (Envoy's default 20).
+    #[serde(default)]
+    pub budget_percent: Option<crate::balance::Percent>,
+    /// Retries allowed in flight whatever the share (Envoy's default 3).
+    #[serde(default = "default_min_retry_concurrency")]
+    pub min_retry_concurrency: usize,
+}
+
+fn default_min_retry_concurrency() -> usize {
+    3
+}
+
+impl RetryBudget {
+    pub fn percent(&self) -> f64 {
+        self.budget_percent.map_or(20.0, |p| p.value)
+    }
 }
 
 impl CircuitBreakers {
     pub fn check(&self) -> Result<(), String> {
         if self.max_requests == 0 {
             return Err("max_requests 0 would let no request through".to_owned());
+        }
+        if let Some(b) = &self.retry_budget {
+            let p = b.percent();
+            if !(0.0..=100.0).contains(&p) {
+                return Err(format!(
+                    "retry_budget.budget_percent {p} is not a percentage"
+                ));
+            }
         }
         Ok(())
     }
@@ -97,7 +137,10 @@ mod tests {
 
     #[test]
     fn at_most_max_requests_are_inside_and_leaving_makes_room() {
-        let g = Gate::new(&CircuitBreakers { max_requests: 2 });
+        let g = Gate::new(&CircuitBreakers {
+            max_requests: 2,
+            retry_budget: None,
+        });
         let a = g.enter().unwrap();
         let b = g.enter().unwrap();
         assert!(g.enter().is_none());
@@ -107,6 +150,11 @@ mod tests {
         assert!(c.is_some());
         drop((b, c));
         assert_eq!(g.in_flight(), 0);
-        assert!(CircuitBreakers { max_requests: 0 }.check().is_err());
+        assert!(CircuitBreakers {
+            max_requests: 0,
+            retry_budget: None
+        }
+        .check()
+        .is_err());
     }
 }

@@ -238,6 +238,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     }
                     if let Some(c) = &cluster.circuit_breakers {
                         let gate = Arc::new(circuit_breaker::Gate::new(c));
+                        if let Some(b) = &c.retry_budget {
+                            shared
+                                .retries_in_flight
+                                .insert(name.clone(), budgeted(b, &gate));
+                        }
                         shared.gates.insert(name.clone(), gate);
                     }
                     if let Some(check) = cluster.health_checks.first() {
@@ -261,6 +266,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     .insert(l.name.clone(), Arc::default());
                 if let Some(c) = &l.circuit_breakers {
                     let gate = Arc::new(circuit_breaker::Gate::new(c));
+                    if let Some(b) = &c.retry_budget {
+                        shared
+                            .retries_in_flight
+                            .insert(l.name.clone(), budgeted(b, &gate));
+                    }
                     shared.gates.insert(l.name.clone(), gate);
                 }
             }
@@ -391,4 +401,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop: stop_tx,
         reporter,
     })
+}
+
+/// A cluster's count of retries in flight under `budget`, its share of `gate`'s requests.
+fn budgeted(
+    budget: &circuit_breaker::RetryBudget,
+    gate: &Arc<circuit_breaker::Gate>,
+) -> Arc<retry::RetriesInFlight> {
+    Arc::new(retry::RetriesInFlight::with_budget(retry::Budget {
+        percent: budget.percent(),
+        min: budget.min_retry_concurrency,
+        requests: gate.clone(),
+    }))
 }

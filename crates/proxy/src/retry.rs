@@ -1,6 +1,8 @@
 //! Retrying a failed request upstream (Envoy's `retry_policy`): which failures a policy
-//! retries, the jittered back-off between attempts, the cap on retries in flight, and the copy
-//! of the request body a retry sends again.
+//! retries, the jittered back-off between attempts, the cap on retries in flight (a policy's
+//! `max_active_retries`, or the cluster's `retry_budget`: retries in flight at most a share of
+//! the requests in flight, so that a failing upstream gets a bounded extra load rather than a
+//! retry storm), and the copy of the request body a retry sends again.
 //!
 //! Bodies stream through the proxy, so a retry can only resend a body that was kept: while a
 //! request with a policy streams upstream, [`Recording`] keeps its frames (reference-counted
@@ -24,6 +26,45 @@ use crate::config::{RetryOn, RetryPolicyConfig};
 /// The most request body kept for a retry (Envoy's default per-request buffer is 1 MiB; a
 /// mesh's retriable calls are mostly small).
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A cluster's retries in flight, counted across its workers and policies, and its
+/// `retry_budget` if it has one.
+#[derive(Debug, Default)]
+pub struct RetriesInFlight {
+    n: AtomicUsize,
+    budget: Option<Budget>,
+}
+
+/// Envoy's `retry_budget`: at most `percent` of the cluster's requests in flight may be
+/// retries, and `min` at any rate.
+#[derive(Debug)]
+pub struct Budget {
+    pub percent: f64,
+    pub min: usize,
+    /// The cluster's requests in flight (its circuit breaker's count).
+    pub requests: Arc<crate::circuit_breaker::Gate>,
+}
+
+impl RetriesInFlight {
+    pub fn with_budget(budget: Budget) -> Self {
+        RetriesInFlight {
+            n: AtomicUsize::new(0),
+            budget: Some(budget),
+        }
+    }
+
+    /// How many may be in flight now: the budget's share (replacing `max_active_retries`, as
+    /// in Envoy), else `max_active`.
+    fn limit(&self, max_active: usize) -> usize {
+        match &self.budget {
+            Some(b) => {
+                let share = (b.percent / 100.0 * b.requests.in_flight() as f64) as usize;
+                share.max(b.min)
+            }
+            None => max_active,
+        }
+    }
+}
 
 /// How an attempt ended, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug)]
@@ -51,12 +92,12 @@ pub struct RetryPolicy {
     base: Duration,
     max: Duration,
     max_active: usize,
-    active: Arc<AtomicUsize>,
+    active: Arc<RetriesInFlight>,
 }
 
 impl RetryPolicy {
     /// `active`: the cluster's retries in flight, which `max_active_retries` caps.
-    pub fn new(c: &RetryPolicyConfig, active: Arc<AtomicUsize>) -> Self {
+    pub fn new(c: &RetryPolicyConfig, active: Arc<RetriesInFlight>) -> Self {
         let base = c.retry_back_off.base_interval;
         RetryPolicy {
             on: c.retry_on.clone(),
@@ -77,7 +118,7 @@ impl RetryPolicy {
     /// which Envoy ignores too). `active`: the cluster's retries in flight.
     pub fn asked(
         base: Option<&RetryPolicy>,
-        active: &Arc<AtomicUsize>,
+        active: &Arc<RetriesInFlight>,
         asked: &crate::envoy_headers::Asked,
     ) -> Option<RetryPolicy> {
         if asked.retry_on.is_empty()
@@ -169,18 +210,22 @@ impl RetryPolicy {
         Duration::from_nanos(fastrand::u64(0..nanos.max(1)))
     }
 
-    /// A place among the retries in flight, or `None` when `max_active_retries` are.
+    /// A place among the retries in flight, or `None` when `max_active_retries` (or the
+    /// budget's share) are.
     pub fn admit(&self) -> Option<Admitted<'_>> {
-        let mut n = self.active.load(Ordering::Relaxed);
+        let limit = self.active.limit(self.max_active);
+        let mut n = self.active.n.load(Ordering::Relaxed);
         loop {
-            if n >= self.max_active {
+            if n >= limit {
                 return None;
             }
-            match self
-                .active
-                .compare_exchange_weak(n, n + 1, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return Some(Admitted(&self.active)),
+            match self.active.n.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Admitted(&self.active.n)),
                 Err(now) => n = now,
             }
         }
@@ -423,6 +468,45 @@ mod tests {
         assert!(other.admit().is_none());
         drop(a);
         assert!(other.admit().is_some());
+    }
+
+    #[test]
+    fn a_retry_budget_lets_a_share_of_the_requests_in_flight_retry() {
+        let cb: crate::circuit_breaker::CircuitBreakers = serde_yaml::from_str(
+            "{ retry_budget: { budget_percent: { value: 25 }, min_retry_concurrency: 2 } }",
+        )
+        .unwrap();
+        assert_eq!(cb.max_requests, 1024, "Envoy's default");
+        let gate = Arc::new(crate::circuit_breaker::Gate::new(&cb));
+        let b = cb.retry_budget.unwrap();
+        let in_flight = Arc::new(RetriesInFlight::with_budget(Budget {
+            percent: b.percent(),
+            min: b.min_retry_concurrency,
+            requests: gate.clone(),
+        }));
+        // max_active_retries says 1; the budget replaces it.
+        let c = RetryPolicyConfig {
+            retry_on: vec![RetryOn::Reset],
+            num_retries: 1,
+            per_try_timeout: None,
+            retriable_status_codes: Vec::new(),
+            retry_back_off: RetryBackOff::default(),
+            max_active_retries: 1,
+        };
+        let p = RetryPolicy::new(&c, in_flight);
+        // Four requests in flight: 25% is 1, the minimum 2 wins.
+        let requests: Vec<_> = (0..4).map(|_| gate.enter().unwrap()).collect();
+        let kept: Vec<_> = (0..2).map(|_| p.admit().unwrap()).collect();
+        assert!(p.admit().is_none());
+        // Twenty in flight: 5 may retry.
+        let more: Vec<_> = (0..16).map(|_| gate.enter().unwrap()).collect();
+        let three: Vec<_> = (0..3).map(|_| p.admit().unwrap()).collect();
+        assert!(p.admit().is_none());
+        drop((kept, three, more, requests));
+        assert!(p.admit().is_some(), "the minimum again");
+        let bad: crate::circuit_breaker::CircuitBreakers =
+            serde_yaml::from_str("{ retry_budget: { budget_percent: { value: 120 } } }").unwrap();
+        assert!(bad.check().unwrap_err().contains("not a percentage"));
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ use crate::local_reply::LocalReply;
 use crate::mirror::Mirror;
 use crate::outlier::Outliers;
 use crate::rate_limit::TokenBucket;
-use crate::retry::RetryPolicy;
+use crate::retry::{RetriesInFlight, RetryPolicy};
 use crate::route_match::Header;
 use crate::tls::{Originate, Watched};
 
@@ -67,13 +67,13 @@ pub struct Shared {
     pub route_buckets: Vec<Option<Arc<TokenBucket>>>,
     /// The circuit breakers, by cluster (the listener's name for a single upstream).
     pub gates: BTreeMap<String, Arc<Gate>>,
-    pub retries_in_flight: BTreeMap<String, Arc<AtomicUsize>>,
+    pub retries_in_flight: BTreeMap<String, Arc<RetriesInFlight>>,
     /// Requests in flight per endpoint, of the `LEAST_REQUEST` clusters.
     pub active: BTreeMap<String, Arc<[Arc<AtomicUsize>]>>,
 }
 
 impl Shared {
-    fn in_flight(&self, cluster: &str) -> Arc<AtomicUsize> {
+    fn in_flight(&self, cluster: &str) -> Arc<RetriesInFlight> {
         self.retries_in_flight
             .get(cluster)
             .cloned()
@@ -102,7 +102,7 @@ pub struct Target<'a> {
     /// What the request meets before it goes upstream.
     pub guards: Guards<'a>,
     /// The cluster's retries in flight (for a policy a request asks for with its headers).
-    pub retries_in_flight: &'a Arc<AtomicUsize>,
+    pub retries_in_flight: &'a Arc<RetriesInFlight>,
     /// Header changes, the route's then the listener's.
     pub header_ops: &'a [HeaderOps],
     /// The Host the upstream is sent instead of the request's, with `host_rewrite_literal`.
@@ -222,7 +222,7 @@ struct Single {
     fault: Option<FaultConfig>,
     bucket: Option<Arc<TokenBucket>>,
     gate: Option<Arc<Gate>>,
-    retries_in_flight: Arc<AtomicUsize>,
+    retries_in_flight: Arc<RetriesInFlight>,
     header_ops: Vec<HeaderOps>,
     cors: Option<Cors>,
     compressor: Option<Compressor>,
@@ -237,7 +237,7 @@ struct Cluster {
     outliers: Option<Arc<Outliers>>,
     health: Option<Arc<ClusterHealth>>,
     gate: Option<Arc<Gate>>,
-    retries_in_flight: Arc<AtomicUsize>,
+    retries_in_flight: Arc<RetriesInFlight>,
     balancer: Balancer,
 }
 
