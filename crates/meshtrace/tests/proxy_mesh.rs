@@ -1924,3 +1924,44 @@ listeners:
     let err = refused(&yaml.replace("min_content_length: 100", "window_bits: 10"));
     assert!(err.contains("unknown field `window_bits`"), "{err}");
 }
+
+#[test]
+fn proxy_endpoint_weights_share_requests_in_proportion() {
+    let apps = [App::start(), App::start()];
+    let yaml = format!(
+        r#"node_id: caller
+listeners:
+  - name: out
+    mode: outbound
+    listen: 127.0.0.1:0
+    upstream:
+      routes: [{{ path_prefix: /, cluster: pool }}]
+      clusters:
+        pool:
+          - {{ address: '{}', load_balancing_weight: 3 }}
+          - '{}'
+"#,
+        apps[0].addr, apps[1].addr
+    );
+    let proxy = Proxy::start(&yaml, &["out"]);
+    let mut per = [0; 2];
+    for _ in 0..40 {
+        per[served_by(&apps, || {
+            assert_eq!(
+                get(&format!("http://{}/echo", proxy.addr("out"))).status,
+                200
+            );
+        })] += 1;
+    }
+    // Smooth weighted round-robin on each worker (connections dealt to the workers in turn):
+    // 3 in 4, give or take each worker's unfinished round of four.
+    assert_eq!(per[0] + per[1], 40);
+    assert!((27..=33).contains(&per[0]), "{per:?}");
+    let err = refused(&yaml.replace("load_balancing_weight: 3", "load_balancing_weight: 0"));
+    assert!(
+        err.contains("load_balancing_weight 0; weights start at 1"),
+        "{err}"
+    );
+    let err = refused(&yaml.replace("load_balancing_weight: 3", "weight: 3"));
+    assert!(err.contains("unknown field `weight`"), "{err}");
+}

@@ -5,6 +5,11 @@
 //! key reaches the same endpoint, from every proxy that has the same endpoints, and only about
 //! 1/n of the keys move when an endpoint comes or goes).
 //!
+//! Endpoints may have a `load_balancing_weight` (1 by default): round-robin then goes in
+//! smooth weighted turns (a weight-3 endpoint takes three requests of every four beside a
+//! weight-1 one, interleaved), random draws by weight, least request compares requests in flight
+//! per unit of weight, and the ring gives each endpoint points in proportion.
+//!
 //! Every policy passes over the endpoints outlier detection ejected and those failing their
 //! health checks, unless fewer than `healthy_panic_threshold` percent of them are left (Envoy's
 //! default 50%): then it picks among all of them (panic routing), since a cluster half down is
@@ -310,6 +315,93 @@ pub struct Balancer {
     kind: Kind,
     /// Percent of endpoints that must be left for the others to be passed over.
     panic_threshold: f64,
+    /// The endpoints' weights, when they are not all the same.
+    weights: Option<Weights>,
+}
+
+struct Weights {
+    of: Vec<u64>,
+    /// Running totals, for a draw by weight.
+    cum: Vec<u64>,
+    /// Smooth weighted round-robin's current values (this worker's own).
+    current: std::sync::Mutex<Vec<i64>>,
+}
+
+impl Weights {
+    fn new(weights: &[u32], n: usize) -> Option<Self> {
+        let of: Vec<u64> = (0..n)
+            .map(|i| u64::from(weights.get(i).copied().unwrap_or(1).max(1)))
+            .collect();
+        if of.windows(2).all(|w| w[0] == w[1]) {
+            return None;
+        }
+        let cum = of
+            .iter()
+            .scan(0u64, |t, w| {
+                *t += w;
+                Some(*t)
+            })
+            .collect();
+        Some(Weights {
+            current: std::sync::Mutex::new(vec![0; n]),
+            of,
+            cum,
+        })
+    }
+
+    /// A draw by weight among those `eligible` says yes to.
+    fn draw(&self, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let total = *self.cum.last()?;
+        for _ in 0..2 {
+            let r = fastrand::u64(..total);
+            let i = self.cum.partition_point(|&c| c <= r);
+            if eligible(i) {
+                return Some(i);
+            }
+        }
+        let left: u64 = (0..self.of.len())
+            .filter(|&i| eligible(i))
+            .map(|i| self.of[i])
+            .sum();
+        if left == 0 {
+            return None;
+        }
+        let mut r = fastrand::u64(..left);
+        for (i, &w) in self.of.iter().enumerate() {
+            if eligible(i) {
+                if r < w {
+                    return Some(i);
+                }
+                r -= w;
+            }
+        }
+        None
+    }
+
+    /// Smooth weighted round-robin (nginx's): each turn every eligible endpoint gains its
+    /// weight, the one ahead is picked and loses the total.
+    fn next(&self, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for i in 0..self.of.len() {
+            if !eligible(i) {
+                continue;
+            }
+            let w = i64::try_from(self.of[i]).unwrap_or(i64::MAX);
+            current[i] = current[i].saturating_add(w);
+            total = total.saturating_add(w);
+            if best.is_none_or(|b| current[i] > current[b]) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        current[b] = current[b].saturating_sub(total);
+        Some(b)
+    }
 }
 
 enum Kind {
@@ -325,9 +417,11 @@ enum Kind {
 
 impl Balancer {
     /// `active`: the cluster's shared counts of requests in flight (for `LEAST_REQUEST`).
+    /// `weights`: the endpoints' `load_balancing_weight`s (missing ones are 1).
     pub fn new(
         c: &BalanceConfig,
         endpoints: &[Arc<str>],
+        weights: &[u32],
         active: Option<Arc<[Arc<AtomicUsize>]>>,
     ) -> Self {
         let kind = match c.lb_policy {
@@ -337,11 +431,12 @@ impl Balancer {
                 choices: c.least_request.choice_count,
                 active: active.unwrap_or_else(|| counters(endpoints.len())),
             },
-            LbPolicy::RingHash => Kind::Ring(Ring::new(endpoints, &c.ring_hash)),
+            LbPolicy::RingHash => Kind::Ring(Ring::new(endpoints, weights, &c.ring_hash)),
         };
         Balancer {
             kind,
             panic_threshold: c.common.healthy_panic_threshold.map_or(50.0, |p| p.value),
+            weights: Weights::new(weights, endpoints.len()),
         }
     }
 
@@ -391,7 +486,14 @@ impl Balancer {
         } else {
             &candidate
         };
+        let random = |eligible: &dyn Fn(usize) -> bool| match &self.weights {
+            Some(w) => w.draw(eligible),
+            None => random_of(n, eligible),
+        };
         match &self.kind {
+            Kind::RoundRobin(_) if self.weights.is_some() => {
+                self.weights.as_ref().and_then(|w| w.next(eligible))
+            }
             Kind::RoundRobin(next) => {
                 let i = next.fetch_add(1, Ordering::Relaxed) % n;
                 if eligible(i) {
@@ -402,13 +504,23 @@ impl Balancer {
                 next.fetch_add((up + n - i) % n, Ordering::Relaxed);
                 Some(up)
             }
-            Kind::Random => random_of(n, eligible),
+            Kind::Random => random(eligible),
             Kind::LeastRequest { choices, active } => {
                 let mut best: Option<usize> = None;
+                // Requests in flight per unit of weight, compared without division.
+                let load = |j: usize| {
+                    active
+                        .get(j)
+                        .map_or(0, |a| a.load(Ordering::Relaxed) as u64)
+                        .saturating_add(1)
+                };
+                let weight = |j: usize| self.weights.as_ref().map_or(1, |w| w.of[j]);
                 for _ in 0..*choices {
-                    let i = random_of(n, eligible)?;
-                    let load = |j: usize| active.get(j).map_or(0, |a| a.load(Ordering::Relaxed));
-                    if best.is_none_or(|b| load(i) < load(b)) {
+                    let i = random(eligible)?;
+                    let lighter = |b: usize| {
+                        load(i).saturating_mul(weight(b)) < load(b).saturating_mul(weight(i))
+                    };
+                    if best.is_none_or(lighter) {
                         best = Some(i);
                     }
                 }
@@ -417,7 +529,7 @@ impl Balancer {
             Kind::Ring(ring) => match hash {
                 // The same endpoint for the same key; a retry walks on to the next one.
                 Some(h) => ring.walk(h, eligible),
-                None => random_of(n, eligible),
+                None => random(eligible),
             },
         }
     }
@@ -451,15 +563,19 @@ struct Ring {
 }
 
 impl Ring {
-    fn new(endpoints: &[Arc<str>], c: &RingHashConfig) -> Self {
-        let n = endpoints.len().max(1) as u64;
-        let per = c
-            .minimum_ring_size
-            .div_ceil(n)
-            .min((c.maximum_ring_size / n).max(1));
-        let mut points = Vec::with_capacity((per * n) as usize);
+    fn new(endpoints: &[Arc<str>], weights: &[u32], c: &RingHashConfig) -> Self {
+        let weight = |i: usize| u64::from(weights.get(i).copied().unwrap_or(1).max(1));
+        let total: u64 = (0..endpoints.len()).map(weight).sum::<u64>().max(1);
+        // Points in proportion to weight, the ring scaled as Envoy's: so that the lightest
+        // endpoint's share of the minimum size is a whole number of points, within the maximum.
+        let lightest = (0..endpoints.len()).map(weight).min().unwrap_or(1);
+        let min_share = lightest as f64 / total as f64;
+        let scale = ((min_share * c.minimum_ring_size as f64).ceil() / min_share)
+            .min(c.maximum_ring_size as f64);
+        let mut points = Vec::new();
         let mut key = String::new();
         for (i, address) in endpoints.iter().enumerate() {
+            let per = ((scale * weight(i) as f64 / total as f64).ceil() as u64).max(1);
             for k in 0..per {
                 key.clear();
                 key.push_str(address);
@@ -495,7 +611,7 @@ mod tests {
             lb_policy: yaml_policy,
             ..BalanceConfig::default()
         };
-        Balancer::new(&c, &endpoints(n), None)
+        Balancer::new(&c, &endpoints(n), &[], None)
     }
 
     #[test]
@@ -504,8 +620,8 @@ mod tests {
             lb_policy: LbPolicy::RingHash,
             ..BalanceConfig::default()
         };
-        let a = Balancer::new(&c, &endpoints(5), None);
-        let b = Balancer::new(&c, &endpoints(5), None);
+        let a = Balancer::new(&c, &endpoints(5), &[], None);
+        let b = Balancer::new(&c, &endpoints(5), &[], None);
         let mut per = [0usize; 5];
         for k in 0..10_000u64 {
             let h = xxhash(format!("user-{k}").as_bytes());
@@ -547,6 +663,53 @@ mod tests {
     }
 
     #[test]
+    fn weights_shape_every_policy() {
+        let with = |policy: LbPolicy, weights: &[u32], active: Option<Arc<[Arc<AtomicUsize>]>>| {
+            let c = BalanceConfig {
+                lb_policy: policy,
+                least_request: LeastRequestConfig { choice_count: 20 },
+                ..BalanceConfig::default()
+            };
+            Balancer::new(&c, &endpoints(weights.len()), weights, active)
+        };
+        // Smooth weighted round-robin: 3:1, interleaved.
+        let rr = with(LbPolicy::RoundRobin, &[3, 1], None);
+        let turns: Vec<usize> = (0..8)
+            .map(|_| rr.pick(2, None, None, None).unwrap())
+            .collect();
+        assert_eq!(turns, [0, 0, 1, 0, 0, 0, 1, 0]);
+        // An endpoint out is passed over; the others keep their proportions.
+        let rr = with(LbPolicy::RoundRobin, &[1, 2, 1], None);
+        let no_middle = |i: usize| i != 1;
+        let turns: Vec<usize> = (0..4)
+            .map(|_| rr.pick(3, None, Some(&no_middle), None).unwrap())
+            .collect();
+        assert_eq!(turns.iter().filter(|&&i| i == 0).count(), 2, "{turns:?}");
+        assert_eq!(turns.iter().filter(|&&i| i == 2).count(), 2, "{turns:?}");
+        // Random by weight: 1:3.
+        let random = with(LbPolicy::Random, &[1, 3], None);
+        let heavy = (0..10_000)
+            .filter(|_| random.pick(2, None, None, None) == Some(1))
+            .count();
+        assert!((7_000..8_000).contains(&heavy), "{heavy}");
+        // The ring gives points in proportion: about 3 keys in 4 to the heavy endpoint.
+        let ring = with(LbPolicy::RingHash, &[1, 3], None);
+        let heavy = (0..10_000u64)
+            .filter(|k| ring.pick(2, Some(xxhash(&k.to_le_bytes())), None, None) == Some(1))
+            .count();
+        assert!((6_500..8_500).contains(&heavy), "{heavy}");
+        // Least request per unit of weight: 2 in flight on weight 3 is lighter than 1 on 1.
+        let active = counters(2);
+        active[0].store(1, Ordering::Relaxed);
+        active[1].store(2, Ordering::Relaxed);
+        let lr = with(LbPolicy::LeastRequest, &[1, 3], Some(active));
+        let to_heavy = (0..100)
+            .filter(|_| lr.pick(2, None, None, None) == Some(1))
+            .count();
+        assert!(to_heavy > 95, "{to_heavy}");
+    }
+
+    #[test]
     fn least_request_prefers_the_idle_endpoint() {
         let active = counters(2);
         let c = BalanceConfig {
@@ -554,7 +717,7 @@ mod tests {
             least_request: LeastRequestConfig { choice_count: 4 },
             ..BalanceConfig::default()
         };
-        let b = Balancer::new(&c, &endpoints(2), Some(active.clone()));
+        let b = Balancer::new(&c, &endpoints(2), &[], Some(active.clone()));
         active[0].store(10, Ordering::Relaxed);
         let to_idle = (0..1000)
             .filter(|_| b.pick(2, None, None, None) == Some(1))
@@ -614,7 +777,7 @@ mod tests {
             },
             ..BalanceConfig::default()
         };
-        let b = Balancer::new(&c, &endpoints(3), None);
+        let b = Balancer::new(&c, &endpoints(3), &[], None);
         let one = |i: usize| i == 1;
         for _ in 0..10 {
             assert_eq!(b.pick(3, None, Some(&one), None), Some(1));
@@ -631,7 +794,7 @@ mod tests {
             },
             ..BalanceConfig::default()
         };
-        let b = Balancer::new(&c, &endpoints(3), None);
+        let b = Balancer::new(&c, &endpoints(3), &[], None);
         let mut seen = [false; 3];
         let two = |i: usize| i != 0;
         for _ in 0..30 {

@@ -416,6 +416,9 @@ pub struct RoutedUpstream {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Cluster {
     pub endpoints: Vec<String>,
+    /// Each endpoint's `load_balancing_weight` (1 unless given: an endpoint written as
+    /// `{ address: host:port, load_balancing_weight: 3 }`).
+    pub weights: Vec<u32>,
     pub tls: ClusterTls,
     /// The cluster's own `upstream_protocol` (the listener's when unset), as Envoy sets a
     /// cluster's protocol options: an h2c-only service beside HTTP/1.1 ones.
@@ -649,12 +652,67 @@ pub enum ClusterTls {
     On(UpstreamTls),
 }
 
+/// One of a cluster's endpoints as written: `host:port`, or with a weight.
+enum Endpoint {
+    Address(String),
+    Weighted(WeightedEndpoint),
+}
+
+impl<'de> Deserialize<'de> for Endpoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Endpoint;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("host:port, or { address: host:port, load_balancing_weight: N }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Endpoint, E> {
+                Ok(Endpoint::Address(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Endpoint, A::Error> {
+                WeightedEndpoint::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(Endpoint::Weighted)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightedEndpoint {
+    address: String,
+    #[serde(default = "one")]
+    load_balancing_weight: u32,
+}
+
+impl Endpoint {
+    /// The addresses and their weights; a weight of 0 is refused (Envoy's minimum is 1).
+    fn split(list: Vec<Endpoint>) -> Result<(Vec<String>, Vec<u32>), String> {
+        let mut out = (Vec::new(), Vec::new());
+        for e in list {
+            let (a, w) = match e {
+                Endpoint::Address(a) => (a, 1),
+                Endpoint::Weighted(w) => (w.address, w.load_balancing_weight),
+            };
+            if w == 0 {
+                return Err(format!(
+                    "endpoint {a:?}: load_balancing_weight 0; weights start at 1"
+                ));
+            }
+            out.0.push(a);
+            out.1.push(w);
+        }
+        Ok(out)
+    }
+}
+
 impl<'de> Deserialize<'de> for Cluster {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Full {
-            endpoints: Vec<String>,
+            endpoints: Vec<Endpoint>,
             #[serde(default)]
             tls: ClusterTls,
             #[serde(default)]
@@ -683,9 +741,12 @@ impl<'de> Deserialize<'de> for Cluster {
                 )
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Cluster, A::Error> {
-                let endpoints = Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                let list: Vec<Endpoint> =
+                    Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                let (endpoints, weights) = Endpoint::split(list).map_err(de::Error::custom)?;
                 Ok(Cluster {
                     endpoints,
+                    weights,
                     tls: ClusterTls::Listener,
                     upstream_protocol: None,
                     outlier_detection: None,
@@ -707,8 +768,10 @@ impl<'de> Deserialize<'de> for Cluster {
                     ring_hash_lb_config,
                     common_lb_config,
                 } = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let (endpoints, weights) = Endpoint::split(endpoints).map_err(de::Error::custom)?;
                 Ok(Cluster {
                     endpoints,
+                    weights,
                     tls,
                     upstream_protocol,
                     outlier_detection,

@@ -323,6 +323,7 @@ impl Router {
                     let balancer = Balancer::new(
                         &config.map(|c| c.balance).unwrap_or_default(),
                         &endpoints,
+                        config.map_or(&[][..], |c| &c.weights),
                         shared.active.get(name).cloned(),
                     );
                     clusters.push(Cluster {
