@@ -34,14 +34,18 @@ pub struct Asked {
     pub per_try_timeout: Option<Duration>,
 }
 
+/// Whether a request has any `x-envoy-*` header: one pass over its few names, nothing
+/// hashed, so that the common request (none) is spared every lookup of them.
+pub fn present(headers: &HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|k| k.as_str().as_bytes().starts_with(b"x-envoy-"))
+}
+
 /// Reads and removes the router's headers from a request.
 pub fn take(headers: &mut HeaderMap) -> Asked {
     let mut asked = Asked::default();
-    // The common request has none of them: one pass over its few names, nothing hashed.
-    if !headers
-        .keys()
-        .any(|k| k.as_str().as_bytes().starts_with(b"x-envoy-"))
-    {
+    if !present(headers) {
         return asked;
     }
     for name in [&RETRY_ON, &RETRY_GRPC_ON] {

@@ -276,9 +276,11 @@ impl Listener {
         let compressor = picked.as_ref().and_then(Pick::compressor);
         let gzip = compressor.filter(|_| Compressor::accepted(req.method(), req.headers()));
         let method = req.method();
+        // Envoy's headers from inside the mesh (an edge removed outside requests' already).
+        let envoy = self.mode != Mode::Edge && crate::envoy_headers::present(req.headers());
         // Inbound, the caller's sidecar may name this span (Envoy's decorator, propagated).
         let decorated = match self.mode {
-            Mode::Inbound => req
+            Mode::Inbound if envoy => req
                 .headers()
                 .get(&DECORATOR_OPERATION)
                 .and_then(|v| v.to_str().ok()),
@@ -289,12 +291,16 @@ impl Listener {
             (None, None) => format!("{method} {path}"),
         };
         // Envoy returns the request id of a forced trace, to find it by.
-        let forced_request_id = req
-            .headers()
-            .contains_key(&crate::span::X_ENVOY_FORCE_TRACE)
+        let forced = envoy
+            && req
+                .headers()
+                .contains_key(&crate::span::X_ENVOY_FORCE_TRACE);
+        let forced_request_id = forced
             .then(|| req.headers().get(&X_REQUEST_ID).cloned())
             .flatten();
-        let begun = self.tracer.begin(self.mode, req.headers(), operation);
+        let begun = self
+            .tracer
+            .begin(self.mode, req.headers(), forced, operation);
         let log = self.access_log.as_ref().map(|(log, _)| {
             let mut entry = log.entry(access_log::Request {
                 method: req.method(),
@@ -428,7 +434,7 @@ impl Listener {
             Err(answer) => return answer,
         };
         let mut resp = self
-            .forward(req, target, rec, request_bytes, version, upgrade)
+            .forward(req, target, rec, request_bytes, (version, envoy), upgrade)
             .await;
         if let Some((bucket, verdict)) = passed.bucket {
             bucket.tell(&verdict, resp.headers_mut());
@@ -561,7 +567,7 @@ impl Listener {
         target: Target<'_>,
         mut rec: Record,
         request_bytes: Arc<AtomicU64>,
-        version: Version,
+        (version, envoy): (Version, bool),
         upgrade: Option<HeaderValue>,
     ) -> Response<TracedResponse> {
         let Ok(authority) = Authority::try_from(&**target.address) else {
@@ -585,7 +591,11 @@ impl Listener {
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         // What the caller asked for with x-envoy-* headers (none are left at the edge).
-        let asked = crate::envoy_headers::take(&mut parts.headers);
+        let asked = if envoy {
+            crate::envoy_headers::take(&mut parts.headers)
+        } else {
+            crate::envoy_headers::Asked::default()
+        };
         for ops in target.header_ops {
             ops.request.apply(&mut parts.headers);
         }

@@ -269,15 +269,18 @@ impl Tracer {
 
     /// Reads the incoming context and starts this hop's span (`operation` is only called when
     /// the span is recorded).
+    /// `forced`: the request has `x-envoy-force-trace` (looked for by the caller, which knows
+    /// whether it has any `x-envoy-*` header at all).
     pub fn begin(
         &self,
         mode: Mode,
         headers: &HeaderMap,
+        forced: bool,
         operation: impl FnOnce() -> String,
     ) -> Begun {
         let asked = crate::sampling::Asked {
             client_trace_id: headers.contains_key(&X_CLIENT_TRACE_ID),
-            forced: headers.contains_key(&X_ENVOY_FORCE_TRACE),
+            forced,
         };
         let (trace_id, trace_id_64bit, span_id, parent, sampled, debug, trace_state) =
             match extract(headers) {
