@@ -499,7 +499,7 @@ listeners:
 fn proxy_route_prefix_rewrite() {
     let app = App::start();
     let yaml = format!(
-        "node_id: edge\nlisteners:\n  - name: out\n    mode: outbound\n    listen: 127.0.0.1:0\n    upstream:\n      routes:\n        - {{ path_prefix: /shop/, prefix_rewrite: /, cluster: app }}\n        - {{ path_prefix: /, cluster: app }}\n      clusters:\n        app: ['{}']\n",
+        "node_id: edge\nlisteners:\n  - name: out\n    mode: outbound\n    listen: 127.0.0.1:0\n    upstream:\n      routes:\n        - {{ path_prefix: /shop/, prefix_rewrite: /, cluster: app }}\n        - {{ path_prefix: /svc/, regex_rewrite: {{ pattern: {{ regex: '^/svc/([^/]+)/(.*)$' }}, substitution: '/\\2' }}, cluster: app }}\n        - {{ path_prefix: /, cluster: app }}\n      clusters:\n        app: ['{}']\n",
         app.addr
     );
     let proxy = Proxy::start(&yaml, &["out"]);
@@ -511,6 +511,9 @@ fn proxy_route_prefix_rewrite() {
         "{}",
         rewritten.text()
     );
+    // A regex rewrite: /svc/NAME/REST is the app's /REST.
+    let regexed = at("/svc/orders/version");
+    assert!(regexed.text().starts_with("HTTP/1.1"), "{}", regexed.text());
     let streamed = at("/shop/stream?n=1");
     assert_eq!(streamed.body.len(), 64 * 1024, "the query went along");
     assert_eq!(at("/version").text().split(' ').next(), Some("HTTP/1.1"));
@@ -530,6 +533,19 @@ fn proxy_route_prefix_rewrite() {
     );
     let err = refused(&yaml.replace("prefix_rewrite: /", "prefix_rewrite: shop"));
     assert!(err.contains("not a path starting with /"), "{err}");
+    let err = refused(&yaml.replace(
+        "path_prefix: /svc/,",
+        "path_prefix: /svc/, prefix_rewrite: /,",
+    ));
+    assert!(
+        err.contains("give one of prefix_rewrite and regex_rewrite"),
+        "{err}"
+    );
+    let err = refused(&yaml.replace("substitution: '/\\2'", "substitution: '/\\3'"));
+    assert!(
+        err.contains("names group \\3, and the pattern has 2"),
+        "{err}"
+    );
 }
 
 /// curl over HTTPS with `args`; its exit code and output (`-w` appends the status).
@@ -1455,7 +1471,7 @@ listeners:
         (
             "prefix_rewrite: /new/",
             "prefix_rewrite: /new/, path_redirect: /x",
-            "give one of path_redirect and prefix_rewrite",
+            "give one of path_redirect, prefix_rewrite and regex_rewrite",
         ),
         (
             "path: /gone, direct_response",

@@ -869,6 +869,10 @@ pub struct RouteConfig {
     /// `prefix_rewrite`): `/api/cart` with `/` makes `/api/cart/items?x=1` `/items?x=1`.
     #[serde(default)]
     pub prefix_rewrite: Option<String>,
+    /// Or every match of `pattern` in the path replaced with `substitution` (RE2's `\1` for
+    /// groups), e.g. `/service/([^/]+)(/.*)` → `\2/instance/\1`; the query stays.
+    #[serde(default)]
+    pub regex_rewrite: Option<crate::route_match::RegexRewrite>,
     /// This route's faults (else the listener's `fault`).
     #[serde(default)]
     pub fault: Option<FaultConfig>,
@@ -1022,6 +1026,12 @@ impl RouteConfig {
         }
         for h in &self.headers {
             h.compile()?;
+        }
+        if let Some(r) = &self.regex_rewrite {
+            if self.prefix_rewrite.is_some() {
+                return Err("give one of prefix_rewrite and regex_rewrite".to_owned());
+            }
+            r.compile()?;
         }
         self.header_ops().compile()?;
         if let Some(h) = &self.host_rewrite_literal {

@@ -898,17 +898,13 @@ impl Listener {
             UpstreamProtocol::Http2 => true,
         };
         let mut uri = std::mem::take(&mut parts.uri).into_parts();
-        if let (Some((from, to)), Some(pq)) = (target.rewrite, &uri.path_and_query) {
-            if let Some(rest) = pq.as_str().strip_prefix(from) {
-                // `/` + `/items` is one slash, not two.
-                let joined = if to.ends_with('/') && rest.starts_with('/') {
-                    format!("{to}{}", &rest[1..])
-                } else {
-                    format!("{to}{rest}")
-                };
-                if let Ok(p) = PathAndQuery::try_from(joined) {
-                    uri.path_and_query = Some(p);
-                }
+        if let (Some(rewrite), Some(pq)) = (target.rewrite, &uri.path_and_query) {
+            if let Some(p) = rewrite
+                .apply(pq.as_str())
+                .filter(|p| p.starts_with('/'))
+                .and_then(|p| PathAndQuery::try_from(p).ok())
+            {
+                uri.path_and_query = Some(p);
             }
         }
         if http2 {

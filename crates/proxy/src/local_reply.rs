@@ -11,6 +11,8 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 
+use crate::route_match::PathRewrite;
+
 /// Envoy's default `max_direct_response_body_size_bytes`.
 pub const MAX_BODY: usize = 4096;
 
@@ -96,6 +98,9 @@ pub struct RedirectConfig {
     /// Or the route's matched `path_prefix` replaced with this.
     #[serde(default)]
     pub prefix_rewrite: Option<String>,
+    /// Or every match of a pattern in the path replaced (RE2's `\\1` for groups).
+    #[serde(default)]
+    pub regex_rewrite: Option<crate::route_match::RegexRewrite>,
     #[serde(default)]
     pub response_code: RedirectCode,
     /// The request's query is left out of the Location.
@@ -149,8 +154,8 @@ enum PathChange {
     Keep,
     /// The path, and the query that replaces the request's if it has one.
     Whole(String, Option<String>),
-    /// The route's prefix and what replaces it.
-    Prefix(String, String),
+    /// The route's prefix replaced, or a pattern's matches.
+    Rewrite(PathRewrite),
 }
 
 /// The parts of a request a redirect is built from.
@@ -214,11 +219,19 @@ impl LocalReply {
         if c.port_redirect == Some(0) {
             return Err(at("port_redirect 0 is not a port".to_owned()));
         }
-        let path = match (&c.path_redirect, &c.prefix_rewrite) {
-            (Some(_), Some(_)) => {
-                return Err(at("give one of path_redirect and prefix_rewrite".to_owned()))
-            }
-            (Some(p), None) => {
+        let given = [
+            c.path_redirect.is_some(),
+            c.prefix_rewrite.is_some(),
+            c.regex_rewrite.is_some(),
+        ];
+        if given.iter().filter(|&&g| g).count() > 1 {
+            return Err(at(
+                "give one of path_redirect, prefix_rewrite and regex_rewrite".to_owned(),
+            ));
+        }
+        let path = match (&c.path_redirect, &c.prefix_rewrite, &c.regex_rewrite) {
+            (_, _, Some(r)) => PathChange::Rewrite(r.compile().map_err(at)?),
+            (Some(p), _, None) => {
                 if !p.starts_with('/') || http::uri::PathAndQuery::try_from(p.as_str()).is_err() {
                     return Err(at(format!(
                         "path_redirect {p:?} is not a path starting with /"
@@ -231,16 +244,16 @@ impl LocalReply {
                     None => PathChange::Whole(p.clone(), None),
                 }
             }
-            (None, Some(to)) => {
+            (None, Some(to), None) => {
                 let Some(prefix) = prefix else {
                     return Err(at("prefix_rewrite needs the route's path_prefix".to_owned()));
                 };
                 if http::uri::PathAndQuery::try_from(to.as_str()).is_err() || to.contains('?') {
                     return Err(at(format!("prefix_rewrite {to:?} is not a path")));
                 }
-                PathChange::Prefix(prefix.to_owned(), to.clone())
+                PathChange::Rewrite(PathRewrite::Prefix(prefix.to_owned(), to.clone()))
             }
-            (None, None) => PathChange::Keep,
+            (None, None, None) => PathChange::Keep,
         };
         Ok(LocalReply::Redirect(Redirect {
             status: c.response_code.status(),
@@ -284,9 +297,9 @@ impl Redirect {
             // A query in path_redirect replaces the request's, strip_query or not.
             PathChange::Whole(p, Some(q)) => (Cow::Borrowed(p.as_str()), Some(q.as_str())),
             PathChange::Whole(p, None) => (Cow::Borrowed(p.as_str()), self.query(r)),
-            PathChange::Prefix(prefix, to) => match r.path.strip_prefix(prefix.as_str()) {
-                Some(rest) => (Cow::Owned(format!("{to}{rest}")), self.query(r)),
-                None => (Cow::Borrowed(r.path), self.query(r)),
+            PathChange::Rewrite(rewrite) => match rewrite.apply(r.path) {
+                Some(p) if p.starts_with('/') => (Cow::Owned(p), self.query(r)),
+                _ => (Cow::Borrowed(r.path), self.query(r)),
             },
         };
         let mut s = String::with_capacity(scheme.len() + host.len() + path.len() + 16);
@@ -435,7 +448,20 @@ mod tests {
     }
 
     #[test]
-    fn prefix_rewrite_replaces_the_routes_prefix() {
+    fn prefix_rewrite_replaces_the_routes_prefix_and_regex_rewrite_its_matches() {
+        let r = redirect(
+            r#"{ regex_rewrite: { pattern: { regex: '^/blog/(\d+)/(.*)$' }, substitution: '/posts/\2-\1' } }"#,
+            None,
+        );
+        assert_eq!(
+            at(&r, false, "h", "/blog/2024/hello?ref=x"),
+            "http://h/posts/hello-2024?ref=x"
+        );
+        assert_eq!(
+            at(&r, false, "h", "/other"),
+            "http://h/other",
+            "no match: the path as it is"
+        );
         let r = redirect("{ prefix_rewrite: /v2/ }", Some("/v1/"));
         assert_eq!(
             at(&r, false, "h", "/v1/users?id=3"),

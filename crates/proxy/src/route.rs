@@ -26,7 +26,7 @@ use crate::mirror::Mirror;
 use crate::outlier::Outliers;
 use crate::rate_limit::TokenBucket;
 use crate::retry::{RetriesInFlight, RetryPolicy};
-use crate::route_match::Header;
+use crate::route_match::{Header, PathRewrite};
 use crate::tls::{Originate, Watched};
 
 /// TLS settings for connections to an upstream (`None`: cleartext).
@@ -91,8 +91,8 @@ pub struct Target<'a> {
     pub tls: &'a UpstreamTls,
     /// The cluster's own protocol, if it sets one.
     pub protocol: Option<UpstreamProtocol>,
-    /// (the route's path prefix, what replaces it), with `prefix_rewrite`.
-    pub rewrite: Option<(&'a str, &'a str)>,
+    /// How the route changes the path (`prefix_rewrite`, `regex_rewrite`).
+    pub rewrite: Option<&'a PathRewrite>,
     /// The route's operation name, if it has one.
     pub operation: Option<&'a str>,
     /// The route's retry policy, if it has one.
@@ -247,7 +247,7 @@ struct Route {
     headers: Vec<Header>,
     name: Option<String>,
     timeout: Option<std::time::Duration>,
-    rewrite: Option<(String, String)>,
+    rewrite: Option<PathRewrite>,
     fault: Option<FaultConfig>,
     bucket: Option<Arc<TokenBucket>>,
     header_ops: Vec<HeaderOps>,
@@ -397,7 +397,17 @@ impl Router {
                                 .iter()
                                 .filter_map(|h| h.compile().ok())
                                 .collect(),
-                            rewrite: route.path_prefix.clone().zip(route.prefix_rewrite.clone()),
+                            rewrite: match (
+                                &route.regex_rewrite,
+                                &route.path_prefix,
+                                &route.prefix_rewrite,
+                            ) {
+                                (Some(r), _, _) => r.compile().ok(),
+                                (None, Some(from), Some(to)) => {
+                                    Some(PathRewrite::Prefix(from.clone(), to.clone()))
+                                }
+                                _ => None,
+                            },
                             fault: route.fault.clone().or_else(|| l.fault.clone()),
                             header_ops: ops(&[route.header_ops(), l.header_ops()]),
                             host_rewrite: route
@@ -506,10 +516,7 @@ impl Router {
             address: &cluster.endpoints[endpoint],
             tls: &cluster.tls,
             protocol: cluster.protocol,
-            rewrite: route
-                .rewrite
-                .as_ref()
-                .map(|(from, to)| (from.as_str(), to.as_str())),
+            rewrite: route.rewrite.as_ref(),
             operation: route.name.as_deref(),
             retry: retry.as_ref(),
             timeout: route.timeout,

@@ -4,6 +4,10 @@
 //! traffic split: each request goes to one of several clusters, in proportion to their
 //! weights; a canary takes 5% while the stable version takes the rest).
 //!
+//! And how a route changes the path it sends on: `prefix_rewrite` (the matched prefix replaced)
+//! or `regex_rewrite` (every match of a pattern in the path replaced, capture groups written
+//! `\1` as in RE2's substitutions; the query is left as it is).
+//!
 //! Regular expressions are RE2's syntax (the `regex` crate), as Envoy's `safe_regex` is, and
 //! match the whole path or value, as Envoy's do.
 
@@ -51,6 +55,91 @@ pub struct StringMatch {
 #[serde(deny_unknown_fields)]
 pub struct SafeRegex {
     pub regex: String,
+}
+
+/// Envoy's `regex_rewrite`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexRewrite {
+    pub pattern: SafeRegex,
+    pub substitution: String,
+}
+
+/// How a route changes the path it sends on.
+#[derive(Debug)]
+pub enum PathRewrite {
+    /// (the route's path prefix, what replaces it).
+    Prefix(String, String),
+    /// (the pattern, the substitution in the `regex` crate's syntax).
+    Regex(regex::Regex, String),
+}
+
+impl RegexRewrite {
+    pub fn compile(&self) -> Result<PathRewrite, String> {
+        let re = regex::Regex::new(&self.pattern.regex)
+            .map_err(|e| format!("regex_rewrite: regex {:?}: {e}", self.pattern.regex))?;
+        // RE2's `\1` becomes `${1}`; a literal `$` is `$$` in the regex crate.
+        let mut out = String::with_capacity(self.substitution.len() + 8);
+        let mut chars = self.substitution.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '$' => out.push_str("$$"),
+                '\\' => match chars.next() {
+                    Some(d) if d.is_ascii_digit() => {
+                        let n = d.to_digit(10).unwrap_or(0) as usize;
+                        if n > re.captures_len() - 1 {
+                            return Err(format!(
+                                "regex_rewrite: substitution {:?} names group \\{n}, and the pattern has {}",
+                                self.substitution,
+                                re.captures_len() - 1
+                            ));
+                        }
+                        out.push_str(&format!("${{{n}}}"));
+                    }
+                    Some('\\') => out.push('\\'),
+                    _ => {
+                        return Err(format!(
+                            "regex_rewrite: substitution {:?}: a backslash goes before a group number or another backslash",
+                            self.substitution
+                        ))
+                    }
+                },
+                c => out.push(c),
+            }
+        }
+        Ok(PathRewrite::Regex(re, out))
+    }
+}
+
+impl PathRewrite {
+    /// `path_and_query` as the route sends it, `None` when it is unchanged.
+    pub fn apply(&self, path_and_query: &str) -> Option<String> {
+        match self {
+            PathRewrite::Prefix(from, to) => {
+                let rest = path_and_query.strip_prefix(from.as_str())?;
+                // `/` + `/items` is one slash, not two.
+                Some(if to.ends_with('/') && rest.starts_with('/') {
+                    format!("{to}{}", &rest[1..])
+                } else {
+                    format!("{to}{rest}")
+                })
+            }
+            PathRewrite::Regex(re, with) => {
+                let (path, query) = match path_and_query.split_once('?') {
+                    Some((p, q)) => (p, Some(q)),
+                    None => (path_and_query, None),
+                };
+                let replaced = re.replace_all(path, with.as_str());
+                if let std::borrow::Cow::Borrowed(_) = replaced {
+                    return None;
+                }
+                Some(match query {
+                    Some(q) => format!("{replaced}?{q}"),
+                    None => replaced.into_owned(),
+                })
+            }
+        }
+    }
 }
 
 /// A route's `weighted_clusters`.
@@ -303,5 +392,47 @@ mod tests {
                 .unwrap_err();
             assert!(e.contains(want), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn regex_rewrites_replace_every_match_in_the_path_and_keep_the_query() {
+        let rewrite = |yaml: &str| {
+            serde_yaml::from_str::<RegexRewrite>(yaml)
+                .unwrap()
+                .compile()
+        };
+        // Envoy's two examples.
+        let r = rewrite(
+            r#"{ pattern: { regex: '^/service/([^/]+)(/.*)$' }, substitution: '\2/instance/\1' }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.apply("/service/foo/v1/api?x=1").as_deref(),
+            Some("/v1/api/instance/foo?x=1")
+        );
+        let r = rewrite("{ pattern: { regex: one }, substitution: two }").unwrap();
+        assert_eq!(
+            r.apply("/xxx/one/yyy/one/zzz").as_deref(),
+            Some("/xxx/two/yyy/two/zzz")
+        );
+        assert_eq!(
+            r.apply("/nothing?one=1"),
+            None,
+            "the query is not rewritten"
+        );
+        let r = rewrite(r#"{ pattern: { regex: '^/a' }, substitution: '/$1\\' }"#).unwrap();
+        assert_eq!(
+            r.apply("/a/b").as_deref(),
+            Some("/$1\\/b"),
+            "literal $ and backslash"
+        );
+        let err = rewrite(r#"{ pattern: { regex: '(a)(b)' }, substitution: '\3' }"#).unwrap_err();
+        assert!(
+            err.contains("names group \\3, and the pattern has 2"),
+            "{err}"
+        );
+        let err = rewrite(r#"{ pattern: { regex: 'a' }, substitution: '\x' }"#).unwrap_err();
+        assert!(err.contains("a backslash goes before"), "{err}");
+        assert!(rewrite("{ pattern: { regex: '(' }, substitution: x }").is_err());
     }
 }
