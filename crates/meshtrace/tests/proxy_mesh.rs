@@ -1521,6 +1521,17 @@ fn served_by(apps: &[App], call: impl FnOnce()) -> usize {
 
 #[test]
 fn proxy_ring_hash_keeps_a_user_on_one_endpoint_across_proxies() {
+    consistent_hashing("RING_HASH\n          ring_hash_lb_config: { minimum_ring_size: 2048 }");
+}
+
+#[test]
+fn proxy_maglev_keeps_a_user_on_one_endpoint_across_proxies() {
+    consistent_hashing("MAGLEV\n          maglev_lb_config: { table_size: 65537 }");
+}
+
+/// Users (by header or cookie) each reach one endpoint of three, from two proxies alike,
+/// under the hashing `policy` (with its settings).
+fn consistent_hashing(policy: &str) {
     let apps = [App::start(), App::start(), App::start()];
     let yaml = format!(
         r#"node_id: caller
@@ -1538,8 +1549,7 @@ listeners:
       clusters:
         shop:
           endpoints: ['{}', '{}', '{}']
-          lb_policy: RING_HASH
-          ring_hash_lb_config: {{ minimum_ring_size: 2048 }}
+          lb_policy: {policy}
 "#,
         apps[0].addr, apps[1].addr, apps[2].addr
     );
@@ -1575,12 +1585,12 @@ listeners:
     }
     assert!(spread.iter().all(|&n| n > 0), "{spread:?}");
 
+    if policy.starts_with("MAGLEV") {
+        let err = refused(&yaml.replace("table_size: 65537", "table_size: 65536"));
+        assert!(err.contains("table_size 65536 is not a prime"), "{err}");
+        return;
+    }
     for (from, to, want) in [
-        (
-            "lb_policy: RING_HASH",
-            "lb_policy: MAGLEV",
-            "MAGLEV is not built",
-        ),
         (
             "lb_policy: RING_HASH",
             "lb_policy: FASTEST",

@@ -3,7 +3,8 @@
 //! with the fewest requests in flight, counted across the workers) and `RING_HASH` (a
 //! consistent hash of the request, from the route's `hash_policy`: the same user, session or
 //! key reaches the same endpoint, from every proxy that has the same endpoints, and only about
-//! 1/n of the keys move when an endpoint comes or goes).
+//! 1/n of the keys move when an endpoint comes or goes) and `MAGLEV` (the same promise from a
+//! lookup table, Google's Maglev: an even spread and one memory read per request).
 //!
 //! Endpoints may have a `load_balancing_weight` (1 by default): round-robin then goes in
 //! smooth weighted turns (a weight-3 endpoint takes three requests of every four beside a
@@ -36,8 +37,21 @@ pub enum LbPolicy {
     LeastRequest,
     Random,
     RingHash,
-    /// Refused by the check: not built (RING_HASH hashes as consistently).
     Maglev,
+}
+
+/// `maglev_lb_config`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaglevConfig {
+    /// The lookup table's size: a prime (Envoy's default 65537).
+    pub table_size: u64,
+}
+
+impl Default for MaglevConfig {
+    fn default() -> Self {
+        MaglevConfig { table_size: 65537 }
+    }
 }
 
 /// `least_request_lb_config`.
@@ -102,16 +116,20 @@ pub struct BalanceConfig {
     pub lb_policy: LbPolicy,
     pub least_request: LeastRequestConfig,
     pub ring_hash: RingHashConfig,
+    pub maglev: MaglevConfig,
     pub common: CommonLbConfig,
 }
 
 impl BalanceConfig {
     pub fn check(&self) -> Result<(), String> {
-        if self.lb_policy == LbPolicy::Maglev {
-            return Err(
-                "lb_policy MAGLEV is not built: RING_HASH hashes requests as consistently"
-                    .to_owned(),
-            );
+        let size = self.maglev.table_size;
+        if size < 2
+            || size > 5_000_011
+            || !(2..).take_while(|d| d * d <= size).all(|d| size % d != 0)
+        {
+            return Err(format!(
+                "maglev_lb_config.table_size {size} is not a prime up to 5000011 (Envoy's default is 65537)"
+            ));
         }
         if self.least_request.choice_count < 2 {
             return Err(format!(
@@ -413,6 +431,7 @@ enum Kind {
         active: Arc<[Arc<AtomicUsize>]>,
     },
     Ring(Ring),
+    Maglev(Maglev),
 }
 
 impl Balancer {
@@ -425,7 +444,8 @@ impl Balancer {
         active: Option<Arc<[Arc<AtomicUsize>]>>,
     ) -> Self {
         let kind = match c.lb_policy {
-            LbPolicy::RoundRobin | LbPolicy::Maglev => Kind::RoundRobin(AtomicUsize::new(0)),
+            LbPolicy::RoundRobin => Kind::RoundRobin(AtomicUsize::new(0)),
+            LbPolicy::Maglev => Kind::Maglev(Maglev::new(endpoints, c.maglev.table_size)),
             LbPolicy::Random => Kind::Random,
             LbPolicy::LeastRequest => Kind::LeastRequest {
                 choices: c.least_request.choice_count,
@@ -442,7 +462,7 @@ impl Balancer {
 
     /// Whether requests are hashed (then [`Balancer::pick`] wants their hash).
     pub fn hashes(&self) -> bool {
-        matches!(self.kind, Kind::Ring(_))
+        matches!(self.kind, Kind::Ring(_) | Kind::Maglev(_))
     }
 
     /// The count of requests in flight to endpoint `i`, when this balancer counts them.
@@ -531,6 +551,10 @@ impl Balancer {
                 Some(h) => ring.walk(h, eligible),
                 None => random(eligible),
             },
+            Kind::Maglev(m) => match hash {
+                Some(h) => m.lookup(h, eligible),
+                None => random(eligible),
+            },
         }
     }
 }
@@ -555,6 +579,60 @@ fn random_of(n: usize, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
     }
     let r = fastrand::usize(..k);
     (0..n).filter(|&i| eligible(i)).nth(r)
+}
+
+/// A Maglev lookup table: every slot names an endpoint, each endpoint filling slots in the
+/// order of its own permutation of the table in turn, so that they hold equal shares. A key
+/// whose endpoint is out (or is the one a retry leaves) goes to the next slot's, so the keys of
+/// the endpoints left do not move, and the out one's spread over the others (its slots are
+/// scattered through the table).
+struct Maglev {
+    table: Vec<u32>,
+}
+
+impl Maglev {
+    fn new(endpoints: &[Arc<str>], size: u64) -> Self {
+        let perms: Vec<(u64, u64)> = endpoints
+            .iter()
+            .map(|a| {
+                let offset = twox_hash::XxHash64::oneshot(0, a.as_bytes()) % size;
+                let skip = twox_hash::XxHash64::oneshot(1, a.as_bytes()) % (size - 1) + 1;
+                (offset, skip)
+            })
+            .collect();
+        let size = usize::try_from(size).unwrap_or(65537);
+        let mut table = vec![u32::MAX; size];
+        if !perms.is_empty() {
+            let mut next = vec![0u64; perms.len()];
+            let mut filled = 0;
+            'fill: loop {
+                for (i, &(offset, skip)) in perms.iter().enumerate() {
+                    loop {
+                        let slot = ((offset + next[i] * skip) % size as u64) as usize;
+                        next[i] += 1;
+                        if table[slot] == u32::MAX {
+                            table[slot] = i as u32;
+                            filled += 1;
+                            break;
+                        }
+                    }
+                    if filled == size {
+                        break 'fill;
+                    }
+                }
+            }
+        }
+        Maglev { table }
+    }
+
+    /// The endpoint of key `h`: its slot's, else the next slot's that is eligible.
+    fn lookup(&self, h: u64, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let size = self.table.len();
+        let start = (h % size as u64) as usize;
+        (0..size)
+            .map(|k| self.table[(start + k) % size] as usize)
+            .find(|&i| eligible(i))
+    }
 }
 
 /// A hash ring: points sorted by hash, each naming an endpoint.
@@ -707,6 +785,45 @@ mod tests {
             .filter(|_| lr.pick(2, None, None, None) == Some(1))
             .count();
         assert!(to_heavy > 95, "{to_heavy}");
+    }
+
+    #[test]
+    fn maglev_spreads_evenly_agrees_across_balancers_and_moves_only_the_keys_of_an_endpoint_out() {
+        let c = BalanceConfig {
+            lb_policy: LbPolicy::Maglev,
+            ..BalanceConfig::default()
+        };
+        let a = Balancer::new(&c, &endpoints(5), &[], None);
+        let b = Balancer::new(&c, &endpoints(5), &[], None);
+        let Kind::Maglev(m) = &a.kind else {
+            unreachable!()
+        };
+        // Every slot filled, each endpoint within one slot of a fifth.
+        let mut slots = [0usize; 5];
+        for &i in &m.table {
+            slots[i as usize] += 1;
+        }
+        assert!(
+            slots.iter().all(|&n| (13_107..=13_108).contains(&n)),
+            "{slots:?}"
+        );
+        let mut per = [0usize; 5];
+        for k in 0..10_000u64 {
+            let h = xxhash(format!("user-{k}").as_bytes());
+            let x = a.pick(5, Some(h), None, None).unwrap();
+            assert_eq!(Some(x), b.pick(5, Some(h), None, None));
+            per[x] += 1;
+            let out = |i: usize| i != 2;
+            let after = a.pick(5, Some(h), Some(&out), None).unwrap();
+            if x != 2 {
+                assert_eq!(after, x, "a key of an endpoint left stays");
+            } else {
+                assert_ne!(after, 2);
+            }
+            let retry = a.pick(5, Some(h), None, Some(x)).unwrap();
+            assert_ne!(retry, x, "a retry goes elsewhere");
+        }
+        assert!(per.iter().all(|&p| (1_700..2_300).contains(&p)), "{per:?}");
     }
 
     #[test]
@@ -865,11 +982,22 @@ mod tests {
         assert!(compile("{ cookie: { name: s, ttl: 1h } }").contains("ttl"));
         assert!(compile("{ connection_properties: { source_ip: false } }").contains("source_ip"));
         let check = |c: BalanceConfig| c.check().unwrap_err();
-        assert!(check(BalanceConfig {
-            lb_policy: LbPolicy::Maglev,
+        for size in [0, 1, 65536, 65535, 5_000_012] {
+            assert!(
+                check(BalanceConfig {
+                    maglev: MaglevConfig { table_size: size },
+                    ..BalanceConfig::default()
+                })
+                .contains("is not a prime"),
+                "{size}"
+            );
+        }
+        assert!(BalanceConfig {
+            maglev: MaglevConfig { table_size: 251 },
             ..BalanceConfig::default()
-        })
-        .contains("MAGLEV is not built"));
+        }
+        .check()
+        .is_ok());
         assert!(check(BalanceConfig {
             least_request: LeastRequestConfig { choice_count: 1 },
             ..BalanceConfig::default()

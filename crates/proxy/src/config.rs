@@ -730,6 +730,8 @@ impl<'de> Deserialize<'de> for Cluster {
             #[serde(default)]
             ring_hash_lb_config: RingHashConfig,
             #[serde(default)]
+            maglev_lb_config: crate::balance::MaglevConfig,
+            #[serde(default)]
             common_lb_config: CommonLbConfig,
         }
         struct V;
@@ -737,7 +739,7 @@ impl<'de> Deserialize<'de> for Cluster {
             type Value = Cluster;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(
-                    "a list of host:port endpoints, or a map with endpoints, tls, upstream_protocol, outlier_detection, health_checks, circuit_breakers, lb_policy (with least_request_lb_config, ring_hash_lb_config) and common_lb_config",
+                    "a list of host:port endpoints, or a map with endpoints, tls, upstream_protocol, outlier_detection, health_checks, circuit_breakers, lb_policy (with least_request_lb_config, ring_hash_lb_config, maglev_lb_config) and common_lb_config",
                 )
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Cluster, A::Error> {
@@ -766,6 +768,7 @@ impl<'de> Deserialize<'de> for Cluster {
                     lb_policy,
                     least_request_lb_config,
                     ring_hash_lb_config,
+                    maglev_lb_config,
                     common_lb_config,
                 } = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 let (endpoints, weights) = Endpoint::split(endpoints).map_err(de::Error::custom)?;
@@ -781,6 +784,7 @@ impl<'de> Deserialize<'de> for Cluster {
                         lb_policy,
                         least_request: least_request_lb_config,
                         ring_hash: ring_hash_lb_config,
+                        maglev: maglev_lb_config,
                         common: common_lb_config,
                     },
                 })
