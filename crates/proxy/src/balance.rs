@@ -123,10 +123,10 @@ pub struct BalanceConfig {
 impl BalanceConfig {
     pub fn check(&self) -> Result<(), String> {
         let size = self.maglev.table_size;
-        if size < 2
-            || size > 5_000_011
-            || !(2..).take_while(|d| d * d <= size).all(|d| size % d != 0)
-        {
+        let prime = (2..)
+            .take_while(|d| d * d <= size)
+            .all(|d| !size.is_multiple_of(d));
+        if !(2..=5_000_011).contains(&size) || !prime {
             return Err(format!(
                 "maglev_lb_config.table_size {size} is not a prime up to 5000011 (Envoy's default is 65537)"
             ));
