@@ -266,6 +266,16 @@ impl Proxy {
 }
 
 /// Runs `meshtrace proxy` on `yaml`, which it must refuse to start with; returns its stderr.
+/// Each `(from, to, want)`: `yaml` with its first `from` made `to` is refused, and the error
+/// says `want`.
+pub fn refuses_each(yaml: &str, cases: &[(&str, &str, &str)]) {
+    for (from, to, want) in cases {
+        assert!(yaml.contains(from), "{from:?} is not in the config");
+        let err = refused(&yaml.replacen(from, to, 1));
+        assert!(err.contains(want), "{to}: {err}");
+    }
+}
+
 pub fn refused(yaml: &str) -> String {
     let mut config = tempfile::NamedTempFile::new().unwrap();
     config.write_all(yaml.as_bytes()).unwrap();
